@@ -1,0 +1,691 @@
+//! Basic etcd actions: put, get, range, delete, a batch of puts, cluster status, health and alarms.
+//! Keys are relative to the run prefix unless `absolute` is set; absolute writes are allowed only on
+//! an etcd scen started.
+
+use std::time::{Duration, Instant};
+
+use etcd_client::{AlarmAction, AlarmOptions, AlarmType, DeleteOptions, GetOptions};
+use serde::{Deserialize, Serialize};
+
+use super::latency::{LatencySummary, Recorder};
+use super::{ms, Error, Result};
+use crate::target::Target;
+
+fn etcd(op: &'static str) -> impl FnOnce(etcd_client::Error) -> Error {
+    move |source| Error::Etcd { op, source }
+}
+
+/// Turns a script key into the full key: under the run prefix, or as given when `absolute`.
+pub fn full_key(target: &Target, key: &str, absolute: bool, write: bool) -> Result<String> {
+    if !absolute {
+        return Ok(format!(
+            "{}{}",
+            target.info.prefix,
+            key.trim_start_matches('/')
+        ));
+    }
+    if write && !target.may_write_anywhere() && !key.starts_with(&target.info.prefix) {
+        return Err(Error::OutsidePrefix {
+            key: key.to_string(),
+            prefix: target.info.prefix.clone(),
+        });
+    }
+    Ok(key.to_string())
+}
+
+/// Options shared by single-key calls.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyOptions {
+    /// Use the key as given instead of under the run prefix.
+    #[serde(default)]
+    pub absolute: bool,
+    /// For `get`/`range`: serve from the local member without a quorum read.
+    #[serde(default)]
+    pub serializable: bool,
+    /// For `delete`: delete every key with this prefix.
+    #[serde(default)]
+    pub prefix: bool,
+}
+
+/// The record of a put.
+#[derive(Debug, Serialize)]
+pub struct PutRecord {
+    /// The full key written.
+    pub key: String,
+    /// The cluster revision after the write.
+    pub revision: i64,
+    /// Request latency.
+    pub duration_ms: f64,
+}
+
+/// Writes one key.
+pub async fn put(
+    target: &Target,
+    key: &str,
+    value: Vec<u8>,
+    opts: &KeyOptions,
+) -> Result<PutRecord> {
+    let key = full_key(target, key, opts.absolute, true)?;
+    let start = Instant::now();
+    let resp = target
+        .client
+        .kv_client()
+        .put(key.clone(), value, None)
+        .await
+        .map_err(etcd("put"))?;
+    Ok(PutRecord {
+        key,
+        revision: resp.header().map_or(0, |h| h.revision()),
+        duration_ms: ms(start.elapsed()),
+    })
+}
+
+/// The record of a get.
+#[derive(Debug, Serialize)]
+pub struct GetRecord {
+    /// The full key read.
+    pub key: String,
+    /// Whether it exists.
+    pub found: bool,
+    /// The value as text (lossy UTF-8), empty when absent.
+    pub value: String,
+    /// Value length in bytes.
+    pub value_size: u64,
+    /// Revision that created the key.
+    pub create_revision: i64,
+    /// Revision of the last change.
+    pub mod_revision: i64,
+    /// Number of changes since creation.
+    pub version: i64,
+    /// The cluster revision at the read.
+    pub revision: i64,
+    /// Request latency.
+    pub duration_ms: f64,
+}
+
+/// Reads one key.
+pub async fn get(target: &Target, key: &str, opts: &KeyOptions) -> Result<GetRecord> {
+    let key = full_key(target, key, opts.absolute, false)?;
+    let mut o = GetOptions::new();
+    if opts.serializable {
+        o = o.with_serializable();
+    }
+    let start = Instant::now();
+    let resp = target
+        .client
+        .kv_client()
+        .get(key.clone(), Some(o))
+        .await
+        .map_err(etcd("get"))?;
+    let duration_ms = ms(start.elapsed());
+    let revision = resp.header().map_or(0, |h| h.revision());
+    Ok(match resp.kvs().first() {
+        Some(kv) => GetRecord {
+            key,
+            found: true,
+            value: String::from_utf8_lossy(kv.value()).into_owned(),
+            value_size: kv.value().len() as u64,
+            create_revision: kv.create_revision(),
+            mod_revision: kv.mod_revision(),
+            version: kv.version(),
+            revision,
+            duration_ms,
+        },
+        None => GetRecord {
+            key,
+            found: false,
+            value: String::new(),
+            value_size: 0,
+            create_revision: 0,
+            mod_revision: 0,
+            version: 0,
+            revision,
+            duration_ms,
+        },
+    })
+}
+
+/// Options of a prefix range.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeOptions {
+    /// Return at most this many keys (0: no limit). The total count is reported regardless.
+    #[serde(default)]
+    pub limit: i64,
+    /// Only count, return no keys (`etcdctl get --prefix --count-only`).
+    #[serde(default)]
+    pub count_only: bool,
+    /// Return keys without values.
+    #[serde(default)]
+    pub keys_only: bool,
+    /// Serve from the local member.
+    #[serde(default)]
+    pub serializable: bool,
+    /// Use the prefix as given instead of under the run prefix.
+    #[serde(default)]
+    pub absolute: bool,
+    /// How many keys to list in the record (the rest are only counted).
+    #[serde(default = "default_list")]
+    pub list: usize,
+}
+
+fn default_list() -> usize {
+    100
+}
+
+impl Default for RangeOptions {
+    fn default() -> Self {
+        RangeOptions {
+            limit: 0,
+            count_only: false,
+            keys_only: false,
+            serializable: false,
+            absolute: false,
+            list: default_list(),
+        }
+    }
+}
+
+/// The record of a prefix range.
+#[derive(Debug, Serialize)]
+pub struct RangeRecord {
+    /// The full prefix.
+    pub prefix: String,
+    /// Keys under the prefix (all of them, not just those returned).
+    pub count: i64,
+    /// Keys returned by this request.
+    pub returned: u64,
+    /// Whether more keys exist beyond `limit`.
+    pub more: bool,
+    /// Total bytes of the returned values.
+    pub value_bytes: u64,
+    /// The first `list` keys returned.
+    pub keys: Vec<String>,
+    /// The cluster revision at the read.
+    pub revision: i64,
+    /// Request latency.
+    pub duration_ms: f64,
+}
+
+/// Reads keys under a prefix.
+pub async fn range(target: &Target, prefix: &str, opts: &RangeOptions) -> Result<RangeRecord> {
+    let prefix = full_key(target, prefix, opts.absolute, false)?;
+    let mut o = GetOptions::new().with_prefix();
+    if opts.limit > 0 {
+        o = o.with_limit(opts.limit);
+    }
+    if opts.count_only {
+        o = o.with_count_only();
+    }
+    if opts.keys_only {
+        o = o.with_keys_only();
+    }
+    if opts.serializable {
+        o = o.with_serializable();
+    }
+    let start = Instant::now();
+    let resp = target
+        .client
+        .kv_client()
+        .get(prefix.clone(), Some(o))
+        .await
+        .map_err(etcd("range"))?;
+    let duration_ms = ms(start.elapsed());
+    let kvs = resp.kvs();
+    Ok(RangeRecord {
+        count: resp.count(),
+        returned: kvs.len() as u64,
+        more: resp.more(),
+        value_bytes: kvs.iter().map(|kv| kv.value().len() as u64).sum(),
+        keys: kvs
+            .iter()
+            .take(opts.list)
+            .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+            .collect(),
+        revision: resp.header().map_or(0, |h| h.revision()),
+        prefix,
+        duration_ms,
+    })
+}
+
+/// The record of a delete.
+#[derive(Debug, Serialize)]
+pub struct DeleteRecord {
+    /// The full key or prefix.
+    pub key: String,
+    /// Keys deleted.
+    pub deleted: i64,
+    /// The cluster revision after the delete.
+    pub revision: i64,
+    /// Request latency.
+    pub duration_ms: f64,
+}
+
+/// Deletes a key, or every key under a prefix.
+pub async fn delete(target: &Target, key: &str, opts: &KeyOptions) -> Result<DeleteRecord> {
+    let key = full_key(target, key, opts.absolute, true)?;
+    let o = opts.prefix.then(|| DeleteOptions::new().with_prefix());
+    let start = Instant::now();
+    let resp = target
+        .client
+        .kv_client()
+        .delete(key.clone(), o)
+        .await
+        .map_err(etcd("delete"))?;
+    Ok(DeleteRecord {
+        key,
+        deleted: resp.deleted(),
+        revision: resp.header().map_or(0, |h| h.revision()),
+        duration_ms: ms(start.elapsed()),
+    })
+}
+
+/// Options of [`put_many`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutManyOptions {
+    /// Keys to write.
+    pub count: u64,
+    /// Bytes per value.
+    #[serde(default = "default_value_size")]
+    pub value_size: u64,
+    /// Key prefix, relative to the run prefix.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// Requests in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u64,
+}
+
+fn default_value_size() -> u64 {
+    256
+}
+fn default_key_prefix() -> String {
+    "keys/".into()
+}
+fn default_concurrency() -> u64 {
+    16
+}
+
+/// The record of [`put_many`].
+#[derive(Debug, Serialize)]
+pub struct PutManyRecord {
+    /// Puts attempted.
+    pub count: u64,
+    /// Puts that succeeded.
+    pub ok: u64,
+    /// Puts that failed.
+    pub errors: u64,
+    /// The first few error messages.
+    pub error_samples: Vec<String>,
+    /// Value bytes written.
+    pub bytes: u64,
+    /// Wall time of the whole batch.
+    pub duration_ms: f64,
+    /// Successful puts per second.
+    pub throughput: f64,
+    /// Per-request latency.
+    pub latency: LatencySummary,
+}
+
+/// Writes `count` keys of `value_size` bytes with bounded concurrency, recording latency.
+/// This is the simple batch writer; sustained and rate-controlled load is `etcd::stress`.
+pub async fn put_many(target: &Target, opts: &PutManyOptions) -> Result<PutManyRecord> {
+    if opts.concurrency == 0 || opts.concurrency > 10_000 {
+        return Err(Error::Options(
+            "concurrency must be between 1 and 10000".into(),
+        ));
+    }
+    if opts.value_size > 1_500_000 {
+        return Err(Error::Options(
+            "value_size above 1.5 MB exceeds etcd's default request limit".into(),
+        ));
+    }
+    let base = full_key(target, &opts.key_prefix, false, true)?;
+    let value = vec![b'x'; opts.value_size as usize];
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..opts.concurrency.min(opts.count.max(1)))
+        .map(|_| {
+            let mut kv = target.client.kv_client();
+            let (next, base, value, count) =
+                (next.clone(), base.clone(), value.clone(), opts.count);
+            tokio::spawn(async move {
+                let mut rec = Recorder::default();
+                let (mut errors, mut samples) = (0u64, Vec::new());
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= count {
+                        break;
+                    }
+                    let t = Instant::now();
+                    match kv.put(format!("{base}{i:010}"), value.clone(), None).await {
+                        Ok(_) => rec.record(t.elapsed()),
+                        Err(e) => {
+                            errors += 1;
+                            if samples.len() < 5 {
+                                samples.push(e.to_string());
+                            }
+                        }
+                    }
+                }
+                (rec, errors, samples)
+            })
+        })
+        .collect();
+    let mut all = Recorder::default();
+    let (mut errors, mut error_samples) = (0, Vec::new());
+    for w in workers {
+        let (rec, e, s) = w
+            .await
+            .map_err(|e| Error::Options(format!("worker panicked: {e}")))?;
+        all.merge(&rec);
+        errors += e;
+        error_samples.extend(
+            s.into_iter()
+                .take(5usize.saturating_sub(error_samples.len())),
+        );
+    }
+    let elapsed = start.elapsed();
+    let ok = all.count();
+    Ok(PutManyRecord {
+        count: opts.count,
+        ok,
+        errors,
+        error_samples,
+        bytes: ok * opts.value_size,
+        duration_ms: ms(elapsed),
+        throughput: ok as f64 / elapsed.as_secs_f64().max(1e-9),
+        latency: all.summary(),
+    })
+}
+
+/// One member's status, as `etcdctl endpoint status` shows it.
+#[derive(Debug, Serialize)]
+pub struct MemberStatus {
+    /// Member name.
+    pub name: String,
+    /// Member id, hex as etcdctl prints it.
+    pub id: String,
+    /// The client URL asked.
+    pub endpoint: String,
+    /// Whether the member answered.
+    pub reachable: bool,
+    /// Whether this member is the leader.
+    pub is_leader: bool,
+    /// Whether it is a learner.
+    pub is_learner: bool,
+    /// Server version.
+    pub version: String,
+    /// Backend database size in bytes (allocated).
+    pub db_size: i64,
+    /// Bytes of the backend actually in use.
+    pub db_size_in_use: i64,
+    /// Store revision.
+    pub revision: i64,
+    /// Raft term.
+    pub raft_term: u64,
+    /// Raft index.
+    pub raft_index: u64,
+    /// Raft applied index.
+    pub raft_applied_index: u64,
+    /// Errors the member reports, or why it could not be asked.
+    pub errors: Vec<String>,
+    /// Latency of the status request.
+    pub duration_ms: f64,
+}
+
+/// The record of `status`: every member plus cluster-wide figures.
+#[derive(Debug, Serialize)]
+pub struct StatusRecord {
+    /// Members in the cluster.
+    pub member_count: usize,
+    /// Members that answered.
+    pub reachable: usize,
+    /// Whether any member reports a leader.
+    pub has_leader: bool,
+    /// The leader's id (hex), empty when none.
+    pub leader: String,
+    /// Largest db size among members.
+    pub db_size: i64,
+    /// Largest in-use size among members.
+    pub db_size_in_use: i64,
+    /// Highest revision among members.
+    pub revision: i64,
+    /// Highest raft term among members.
+    pub raft_term: u64,
+    /// Per member.
+    pub members: Vec<MemberStatus>,
+}
+
+/// Asks every member for its status (connecting to each member's client URL).
+pub async fn status(target: &Target) -> Result<StatusRecord> {
+    let members = target
+        .client
+        .cluster_client()
+        .member_list()
+        .await
+        .map_err(etcd("member list"))?;
+    let mut out = Vec::new();
+    for m in members.members() {
+        let endpoint = m.client_urls().first().cloned().unwrap_or_default();
+        let name = m.name().to_string();
+        let id = format!("{:x}", m.id());
+        let start = Instant::now();
+        let answer = async {
+            let mut c = target
+                .settings
+                .connect_to(std::slice::from_ref(&endpoint))
+                .await?;
+            c.status().await.map_err(etcd("status"))
+        };
+        let answer = tokio::time::timeout(Duration::from_secs(10), answer).await;
+        let duration_ms = ms(start.elapsed());
+        out.push(match answer {
+            Ok(Ok(s)) => MemberStatus {
+                is_leader: s.leader() == m.id(),
+                is_learner: s.is_learner(),
+                version: s.version().to_string(),
+                db_size: s.db_size(),
+                db_size_in_use: s.raft_used_db_size(),
+                revision: s.header().map_or(0, |h| h.revision()),
+                raft_term: s.raft_term(),
+                raft_index: s.raft_index(),
+                raft_applied_index: s.raft_applied_index(),
+                errors: s.errors().to_vec(),
+                reachable: true,
+                name,
+                id,
+                endpoint,
+                duration_ms,
+            },
+            Ok(Err(e)) => unreachable_member(name, id, endpoint, e.to_string(), duration_ms),
+            Err(_) => unreachable_member(
+                name,
+                id,
+                endpoint,
+                "status timed out after 10s".into(),
+                duration_ms,
+            ),
+        });
+    }
+    let leader = out
+        .iter()
+        .find(|m| m.is_leader)
+        .map(|m| m.id.clone())
+        .unwrap_or_default();
+    Ok(StatusRecord {
+        member_count: out.len(),
+        reachable: out.iter().filter(|m| m.reachable).count(),
+        has_leader: !leader.is_empty(),
+        leader,
+        db_size: out.iter().map(|m| m.db_size).max().unwrap_or(0),
+        db_size_in_use: out.iter().map(|m| m.db_size_in_use).max().unwrap_or(0),
+        revision: out.iter().map(|m| m.revision).max().unwrap_or(0),
+        raft_term: out.iter().map(|m| m.raft_term).max().unwrap_or(0),
+        members: out,
+    })
+}
+
+fn unreachable_member(
+    name: String,
+    id: String,
+    endpoint: String,
+    error: String,
+    duration_ms: f64,
+) -> MemberStatus {
+    MemberStatus {
+        name,
+        id,
+        endpoint,
+        reachable: false,
+        is_leader: false,
+        is_learner: false,
+        version: String::new(),
+        db_size: 0,
+        db_size_in_use: 0,
+        revision: 0,
+        raft_term: 0,
+        raft_index: 0,
+        raft_applied_index: 0,
+        errors: vec![error],
+        duration_ms,
+    }
+}
+
+/// One alarm raised on a member.
+#[derive(Debug, Serialize)]
+pub struct Alarm {
+    /// Member id (hex).
+    pub member_id: String,
+    /// `NOSPACE`, `CORRUPT` or `NONE`.
+    pub alarm: String,
+}
+
+/// The record of `alarms`.
+#[derive(Debug, Serialize)]
+pub struct AlarmsRecord {
+    /// Number of active alarms.
+    pub count: usize,
+    /// Whether a NOSPACE alarm is active (the cluster refuses writes).
+    pub nospace: bool,
+    /// Whether a CORRUPT alarm is active.
+    pub corrupt: bool,
+    /// The alarms.
+    pub alarms: Vec<Alarm>,
+}
+
+/// Lists active alarms (`etcdctl alarm list`).
+pub async fn alarms(target: &Target) -> Result<AlarmsRecord> {
+    let resp = target
+        .client
+        .maintenance_client()
+        .alarm(AlarmAction::Get, AlarmType::None, None::<AlarmOptions>)
+        .await
+        .map_err(etcd("alarm list"))?;
+    let alarms: Vec<Alarm> = resp
+        .alarms()
+        .iter()
+        .map(|a| Alarm {
+            member_id: format!("{:x}", a.member_id()),
+            alarm: match a.alarm() {
+                AlarmType::Nospace => "NOSPACE",
+                AlarmType::Corrupt => "CORRUPT",
+                AlarmType::None => "NONE",
+            }
+            .to_string(),
+        })
+        .collect();
+    Ok(AlarmsRecord {
+        count: alarms.len(),
+        nospace: alarms.iter().any(|a| a.alarm == "NOSPACE"),
+        corrupt: alarms.iter().any(|a| a.alarm == "CORRUPT"),
+        alarms,
+    })
+}
+
+/// One member's health.
+#[derive(Debug, Serialize)]
+pub struct MemberHealth {
+    /// The client URL.
+    pub endpoint: String,
+    /// Whether a linearizable read succeeded.
+    pub healthy: bool,
+    /// Latency of the check.
+    pub took_ms: f64,
+    /// Why it is unhealthy.
+    pub error: Option<String>,
+}
+
+/// The record of `health`.
+#[derive(Debug, Serialize)]
+pub struct HealthRecord {
+    /// True when every member is healthy and no alarm is active.
+    pub healthy: bool,
+    /// Healthy members.
+    pub healthy_members: usize,
+    /// Active alarms (a NOSPACE cluster is unhealthy).
+    pub alarms: Vec<String>,
+    /// Per member.
+    pub members: Vec<MemberHealth>,
+}
+
+/// Checks every member as `etcdctl endpoint health --cluster` does: a linearizable read of the
+/// `health` key (permission denied still means the member works), plus the alarm list.
+pub async fn health(target: &Target) -> Result<HealthRecord> {
+    let members = target
+        .client
+        .cluster_client()
+        .member_list()
+        .await
+        .map_err(etcd("member list"))?;
+    let mut out = Vec::new();
+    for m in members.members() {
+        let endpoint = m.client_urls().first().cloned().unwrap_or_default();
+        let start = Instant::now();
+        let check = async {
+            let c = target
+                .settings
+                .connect_to(std::slice::from_ref(&endpoint))
+                .await?;
+            match c.kv_client().get("health", None).await {
+                Ok(_) => Ok(()),
+                Err(etcd_client::Error::GRpcStatus(s))
+                    if s.message().contains("permission denied") =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(Error::Etcd {
+                    op: "get health",
+                    source: e,
+                }),
+            }
+        };
+        let r = tokio::time::timeout(Duration::from_secs(10), check).await;
+        let error = match r {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("health check timed out after 10s".into()),
+        };
+        out.push(MemberHealth {
+            endpoint,
+            healthy: error.is_none(),
+            took_ms: ms(start.elapsed()),
+            error,
+        });
+    }
+    let alarms: Vec<String> = alarms(target)
+        .await?
+        .alarms
+        .into_iter()
+        .map(|a| format!("{} on {}", a.alarm, a.member_id))
+        .collect();
+    let healthy_members = out.iter().filter(|m| m.healthy).count();
+    Ok(HealthRecord {
+        healthy: healthy_members == out.len() && alarms.is_empty(),
+        healthy_members,
+        alarms,
+        members: out,
+    })
+}

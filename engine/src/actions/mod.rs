@@ -1,0 +1,53 @@
+//! Plain async Rust actions: the work steps do. No Rhai types here; each action takes typed options
+//! and returns a serde record that becomes part of the step's report entry.
+
+pub mod etcd;
+pub mod latency;
+
+use std::time::Duration;
+
+/// Errors from actions.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An etcd request failed.
+    #[error("etcd {op} failed: {source}")]
+    Etcd {
+        /// The operation (`put`, `range`, `status`...).
+        op: &'static str,
+        /// The client error.
+        #[source]
+        source: etcd_client::Error,
+    },
+    /// A write outside the run prefix on an etcd scen did not start.
+    #[error("refusing to write `{key}`: it is outside this run's prefix `{prefix}` and this etcd was not started by scen; use a relative key")]
+    OutsidePrefix {
+        /// The key.
+        key: String,
+        /// The run prefix.
+        prefix: String,
+    },
+    /// Options that make no sense together or out of range.
+    #[error("invalid options: {0}")]
+    Options(String),
+    /// Connecting to one member failed.
+    #[error(transparent)]
+    Connect(#[from] crate::target::Error),
+    /// The run was interrupted or the step ran out of time.
+    #[error("{0}")]
+    Stopped(String),
+}
+
+impl Error {
+    /// True when the failure is the cluster's (exit code 3) rather than the scenario's (exit code 2).
+    pub fn is_infrastructure(&self) -> bool {
+        matches!(self, Error::Etcd { .. } | Error::Connect(_))
+    }
+}
+
+/// Result type of actions.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Milliseconds as a float, the report's unit for durations.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}

@@ -1,0 +1,11 @@
+//! `scen-engine`: the scenario engine behind the `scen` CLI. A Rhai script declares a plan
+//! (parameters, steps, thresholds); [`run::run`] executes it against a real etcd — one it starts
+//! itself or one given by endpoints — and returns a [`report::Report`] that renderers turn into
+//! JSON, JUnit XML and Markdown.
+
+pub mod actions;
+pub mod embedded;
+pub mod params;
+pub mod target;
+pub mod threshold;
+pub mod units;

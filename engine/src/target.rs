@@ -1,0 +1,190 @@
+//! The etcd a run talks to: how to connect (endpoints, TLS, user — the flags etcdctl uses), the
+//! run's key prefix, and the rule that scen never writes outside that prefix on an etcd it did
+//! not start.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use serde::Serialize;
+
+/// How to reach an etcd cluster, mirroring etcdctl's global flags.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectSettings {
+    /// Client URLs or `host:port` pairs.
+    pub endpoints: Vec<String>,
+    /// `--cacert`: CA bundle to verify the server.
+    pub cacert: Option<PathBuf>,
+    /// `--cert`: client certificate.
+    pub cert: Option<PathBuf>,
+    /// `--key`: client key.
+    pub key: Option<PathBuf>,
+    /// `--user name:password`.
+    pub user: Option<String>,
+    /// Dial timeout (default 5 s).
+    pub dial_timeout: Option<Duration>,
+    /// Per-request timeout (default 30 s).
+    pub request_timeout: Option<Duration>,
+}
+
+/// Connection and prefix errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A TLS file could not be read.
+    #[error("cannot read {what} file {path}: {source}")]
+    TlsFile {
+        /// Which flag.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `--cert` without `--key`, or the reverse.
+    #[error("--cert and --key must be given together")]
+    CertWithoutKey,
+    /// `--user` is not `name:password`.
+    #[error("--user must be name:password")]
+    BadUser,
+    /// The cluster could not be reached or refused us.
+    #[error("cannot reach etcd at {endpoints}: {source} (check --endpoints, TLS flags and that etcd is running)")]
+    Unreachable {
+        /// The endpoints tried.
+        endpoints: String,
+        /// The client error.
+        #[source]
+        source: etcd_client::Error,
+    },
+    /// No endpoints were given.
+    #[error("no etcd endpoints given")]
+    NoEndpoints,
+}
+
+/// Result type of this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl ConnectSettings {
+    fn tls(&self) -> Result<Option<TlsOptions>> {
+        if self.cacert.is_none() && self.cert.is_none() && self.key.is_none() {
+            return Ok(None);
+        }
+        let read = |what: &'static str, path: &PathBuf| {
+            std::fs::read(path).map_err(|source| Error::TlsFile {
+                what,
+                path: path.clone(),
+                source,
+            })
+        };
+        let mut tls = TlsOptions::new();
+        if let Some(ca) = &self.cacert {
+            tls = tls.ca_certificate(Certificate::from_pem(read("--cacert", ca)?));
+        }
+        match (&self.cert, &self.key) {
+            (Some(c), Some(k)) => {
+                tls = tls.identity(Identity::from_pem(read("--cert", c)?, read("--key", k)?))
+            }
+            (None, None) => {}
+            _ => return Err(Error::CertWithoutKey),
+        }
+        Ok(Some(tls))
+    }
+
+    /// Endpoints with a scheme: `https://` when TLS flags are set, `http://` otherwise.
+    pub fn urls(&self) -> Vec<String> {
+        let tls = self.cacert.is_some() || self.cert.is_some();
+        self.endpoints
+            .iter()
+            .map(|e| {
+                if e.contains("://") {
+                    e.clone()
+                } else if tls {
+                    format!("https://{e}")
+                } else {
+                    format!("http://{e}")
+                }
+            })
+            .collect()
+    }
+
+    /// Connects to the given endpoints (all of them, or one member's URL) with these settings.
+    pub async fn connect_to(&self, endpoints: &[String]) -> Result<Client> {
+        if endpoints.is_empty() {
+            return Err(Error::NoEndpoints);
+        }
+        let mut opts = ConnectOptions::new()
+            .with_connect_timeout(self.dial_timeout.unwrap_or(Duration::from_secs(5)))
+            .with_timeout(self.request_timeout.unwrap_or(Duration::from_secs(30)))
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+        if let Some(tls) = self.tls()? {
+            opts = opts.with_tls(tls);
+        }
+        if let Some(user) = &self.user {
+            let (name, password) = user.split_once(':').ok_or(Error::BadUser)?;
+            opts = opts.with_user(name, password);
+        }
+        Client::connect(endpoints, Some(opts))
+            .await
+            .map_err(|source| Error::Unreachable {
+                endpoints: endpoints.join(","),
+                source,
+            })
+    }
+}
+
+/// What the report says about the cluster a run used.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetInfo {
+    /// Client URLs.
+    pub endpoints: Vec<String>,
+    /// True when scen started this etcd itself.
+    pub embedded: bool,
+    /// The server version the first member reported.
+    pub etcd_version: String,
+    /// Every key the run writes lives under this prefix (unless the scenario, on an embedded
+    /// etcd, writes elsewhere explicitly).
+    pub prefix: String,
+}
+
+/// A connected cluster plus the run's prefix rules; cheap to share.
+#[derive(Clone)]
+pub struct Target {
+    /// The client (cheap to clone: a shared channel).
+    pub client: Client,
+    /// How it was reached, for per-member connections.
+    pub settings: ConnectSettings,
+    /// Report information.
+    pub info: TargetInfo,
+}
+
+impl Target {
+    /// Connects and checks the cluster answers, reading its version.
+    pub async fn connect(
+        settings: ConnectSettings,
+        embedded: bool,
+        prefix: String,
+    ) -> Result<Self> {
+        let urls = settings.urls();
+        let mut client = settings.connect_to(&urls).await?;
+        let status = client.status().await.map_err(|source| Error::Unreachable {
+            endpoints: urls.join(","),
+            source,
+        })?;
+        let info = TargetInfo {
+            endpoints: urls,
+            embedded,
+            etcd_version: status.version().to_string(),
+            prefix,
+        };
+        Ok(Target {
+            client,
+            settings,
+            info,
+        })
+    }
+
+    /// True when keys outside the run prefix may be written (only on an etcd scen started).
+    pub fn may_write_anywhere(&self) -> bool {
+        self.info.embedded
+    }
+}

@@ -1,0 +1,528 @@
+//! Thresholds: SLO expressions over report fields (`write.latency.p99 < 25ms`), parsed once when the
+//! plan is built and evaluated in Rust against step records. Field paths start with a step name.
+
+mod parse;
+
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::Value;
+
+pub use parse::ParseError;
+
+use crate::units::{format_quantity, Dimension, Quantity};
+
+/// One segment of a field path.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Segment {
+    /// A map key: `latency`.
+    Key(String),
+    /// A list index: `[0]`.
+    Index(usize),
+    /// Every element of a list or map: `[*]`.
+    All,
+}
+
+/// A dotted path into the report, starting with a step name: `status.members[*].db_size`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldPath(pub Vec<Segment>);
+
+impl FieldPath {
+    /// The step the path starts with.
+    pub fn step(&self) -> &str {
+        match &self.0[0] {
+            Segment::Key(k) => k,
+            _ => "",
+        }
+    }
+    fn has_wildcard(&self) -> bool {
+        self.0.contains(&Segment::All)
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.0.iter().enumerate() {
+            match s {
+                Segment::Key(k) if i == 0 => write!(f, "{k}")?,
+                Segment::Key(k) => write!(f, ".{k}")?,
+                Segment::Index(n) => write!(f, "[{n}]")?,
+                Segment::All => write!(f, "[*]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An aggregate over a wildcard path.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AggFn {
+    /// Smallest value.
+    Min,
+    /// Largest value.
+    Max,
+    /// Sum of values.
+    Sum,
+    /// Mean of values.
+    Avg,
+    /// Number of values.
+    Count,
+}
+
+impl AggFn {
+    fn from_str(s: &str) -> Option<Self> {
+        Some(match s {
+            "min" => AggFn::Min,
+            "max" => AggFn::Max,
+            "sum" => AggFn::Sum,
+            "avg" | "mean" => AggFn::Avg,
+            "count" => AggFn::Count,
+            _ => return None,
+        })
+    }
+}
+
+/// Arithmetic operators.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ArithOp {
+    /// `+`
+    Add,
+    /// `-`
+    Sub,
+    /// `*`
+    Mul,
+    /// `/`
+    Div,
+}
+
+/// Comparison operators.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum CmpOp {
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+}
+
+impl CmpOp {
+    fn from_str(s: &str) -> Option<Self> {
+        Some(match s {
+            "<" => CmpOp::Lt,
+            "<=" => CmpOp::Le,
+            ">" => CmpOp::Gt,
+            ">=" => CmpOp::Ge,
+            "==" => CmpOp::Eq,
+            "!=" => CmpOp::Ne,
+            _ => return None,
+        })
+    }
+    fn holds(self, a: f64, b: f64) -> bool {
+        match self {
+            CmpOp::Lt => a < b,
+            CmpOp::Le => a <= b,
+            CmpOp::Gt => a > b,
+            CmpOp::Ge => a >= b,
+            CmpOp::Eq => a == b,
+            CmpOp::Ne => a != b,
+        }
+    }
+}
+
+/// A numeric expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    /// A literal in canonical units.
+    Num(Quantity),
+    /// A report field.
+    Field(FieldPath),
+    /// An aggregate over a wildcard path.
+    Agg(AggFn, FieldPath),
+    /// Negation.
+    Neg(Box<Expr>),
+    /// Arithmetic.
+    Arith(Box<Expr>, ArithOp, Box<Expr>),
+}
+
+/// A condition: comparisons joined by `&&` and `||`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cond {
+    /// `lhs op rhs`.
+    Cmp(Expr, CmpOp, Expr),
+    /// Both hold.
+    And(Box<Cond>, Box<Cond>),
+    /// Either holds.
+    Or(Box<Cond>, Box<Cond>),
+}
+
+/// A threshold as declared by a scenario.
+#[derive(Debug, Clone)]
+pub struct Threshold {
+    /// The text as written.
+    pub source: String,
+    /// The parsed condition.
+    pub cond: Cond,
+    /// Stop the run as soon as this threshold is known to fail.
+    pub abort_on_fail: bool,
+}
+
+/// Why a threshold could not be evaluated.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EvalError {
+    /// The path does not exist in the step's record.
+    #[error("`{path}` is not in the report: {hint}")]
+    Missing {
+        /// The path.
+        path: String,
+        /// What is there instead.
+        hint: String,
+    },
+    /// The field holds something other than a number or a boolean.
+    #[error("`{path}` is not a number (it is {found})")]
+    NotANumber {
+        /// The path.
+        path: String,
+        /// A short description of the value.
+        found: String,
+    },
+}
+
+/// The outcome of evaluating one threshold.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    /// Whether the condition held.
+    pub passed: bool,
+    /// The left-hand value of the deciding comparison, canonical units.
+    pub observed: f64,
+    /// The right-hand value of the deciding comparison, canonical units.
+    pub limit: f64,
+    /// The dimension of the comparison's literal, used for display.
+    pub dimension: Dimension,
+    /// `observed 31.2ms, limit < 25ms`-style text.
+    pub summary: String,
+}
+
+impl Threshold {
+    /// Parses a threshold; errors carry the column within `source`.
+    pub fn parse(source: &str, abort_on_fail: bool) -> Result<Self, ParseError> {
+        Ok(Threshold {
+            source: source.to_string(),
+            cond: parse::parse(source)?,
+            abort_on_fail,
+        })
+    }
+
+    /// The step names this threshold reads, in order of first mention.
+    pub fn steps(&self) -> Vec<String> {
+        fn walk_e(e: &Expr, out: &mut Vec<String>) {
+            match e {
+                Expr::Field(p) | Expr::Agg(_, p) => {
+                    if !out.iter().any(|s| s == p.step()) {
+                        out.push(p.step().to_string())
+                    }
+                }
+                Expr::Neg(e) => walk_e(e, out),
+                Expr::Arith(a, _, b) => {
+                    walk_e(a, out);
+                    walk_e(b, out)
+                }
+                Expr::Num(_) => {}
+            }
+        }
+        fn walk_c(c: &Cond, out: &mut Vec<String>) {
+            match c {
+                Cond::Cmp(a, _, b) => {
+                    walk_e(a, out);
+                    walk_e(b, out)
+                }
+                Cond::And(a, b) | Cond::Or(a, b) => {
+                    walk_c(a, out);
+                    walk_c(b, out)
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk_c(&self.cond, &mut out);
+        out
+    }
+
+    /// Evaluates against `root`, a JSON object keyed by step name.
+    pub fn evaluate(&self, root: &Value) -> Result<Verdict, EvalError> {
+        eval_cond(&self.cond, root)
+    }
+}
+
+fn eval_cond(c: &Cond, root: &Value) -> Result<Verdict, EvalError> {
+    match c {
+        Cond::Cmp(a, op, b) => {
+            let (x, y) = (eval_expr(a, root)?, eval_expr(b, root)?);
+            let dimension = dim_hint(b)
+                .or_else(|| dim_hint(a))
+                .unwrap_or(Dimension::Number);
+            let passed = op.holds(x, y);
+            let sym = match op {
+                CmpOp::Lt => "<",
+                CmpOp::Le => "<=",
+                CmpOp::Gt => ">",
+                CmpOp::Ge => ">=",
+                CmpOp::Eq => "==",
+                CmpOp::Ne => "!=",
+            };
+            let summary = format!(
+                "observed {}, limit {sym} {}",
+                format_quantity(x, dimension),
+                format_quantity(y, dimension)
+            );
+            Ok(Verdict {
+                passed,
+                observed: x,
+                limit: y,
+                dimension,
+                summary,
+            })
+        }
+        Cond::And(a, b) => {
+            let va = eval_cond(a, root)?;
+            if !va.passed {
+                return Ok(va);
+            }
+            let vb = eval_cond(b, root)?;
+            Ok(if vb.passed {
+                Verdict {
+                    summary: format!("{}; {}", va.summary, vb.summary),
+                    ..vb
+                }
+            } else {
+                vb
+            })
+        }
+        Cond::Or(a, b) => {
+            let va = eval_cond(a, root)?;
+            if va.passed {
+                return Ok(va);
+            }
+            let vb = eval_cond(b, root)?;
+            Ok(if vb.passed {
+                vb
+            } else {
+                Verdict {
+                    summary: format!("{}; {}", va.summary, vb.summary),
+                    ..vb
+                }
+            })
+        }
+    }
+}
+
+fn dim_hint(e: &Expr) -> Option<Dimension> {
+    match e {
+        Expr::Num(q) if q.dimension != Dimension::Number => Some(q.dimension),
+        Expr::Neg(e) => dim_hint(e),
+        Expr::Arith(a, _, b) => dim_hint(a).or_else(|| dim_hint(b)),
+        _ => None,
+    }
+}
+
+fn eval_expr(e: &Expr, root: &Value) -> Result<f64, EvalError> {
+    Ok(match e {
+        Expr::Num(q) => q.value,
+        Expr::Field(p) => {
+            let vals = lookup(p, root)?;
+            vals[0]
+        }
+        Expr::Agg(f, p) => {
+            let vals = lookup(p, root)?;
+            match f {
+                AggFn::Min => vals.iter().copied().fold(f64::INFINITY, f64::min),
+                AggFn::Max => vals.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                AggFn::Sum => vals.iter().sum(),
+                AggFn::Avg => vals.iter().sum::<f64>() / vals.len() as f64,
+                AggFn::Count => vals.len() as f64,
+            }
+        }
+        Expr::Neg(e) => -eval_expr(e, root)?,
+        Expr::Arith(a, op, b) => {
+            let (x, y) = (eval_expr(a, root)?, eval_expr(b, root)?);
+            match op {
+                ArithOp::Add => x + y,
+                ArithOp::Sub => x - y,
+                ArithOp::Mul => x * y,
+                ArithOp::Div => x / y,
+            }
+        }
+    })
+}
+
+/// Resolves a path to its numeric values (one for a plain path, any number for a wildcard).
+fn lookup(path: &FieldPath, root: &Value) -> Result<Vec<f64>, EvalError> {
+    let mut current: Vec<&Value> = vec![root];
+    for (i, seg) in path.0.iter().enumerate() {
+        let mut next = Vec::new();
+        for v in &current {
+            match (seg, v) {
+                (Segment::Key(k), Value::Object(m)) => {
+                    if let Some(x) = m.get(k) {
+                        next.push(x)
+                    }
+                }
+                (Segment::Index(n), Value::Array(a)) => {
+                    if let Some(x) = a.get(*n) {
+                        next.push(x)
+                    }
+                }
+                (Segment::All, Value::Array(a)) => next.extend(a.iter()),
+                (Segment::All, Value::Object(m)) => next.extend(m.values()),
+                _ => {}
+            }
+        }
+        if next.is_empty() {
+            let so_far = FieldPath(path.0[..i].to_vec());
+            let hint = match current.first() {
+                Some(Value::Object(m)) if i == 0 => format!(
+                    "no step named `{}` has a record (steps: {})",
+                    path.step(),
+                    keys(m)
+                ),
+                Some(Value::Object(m)) => format!("`{so_far}` has {}", keys(m)),
+                Some(other) => format!("`{so_far}` is {}", describe(other)),
+                None => "nothing matched".to_string(),
+            };
+            return Err(EvalError::Missing {
+                path: path.to_string(),
+                hint,
+            });
+        }
+        current = next;
+    }
+    current
+        .into_iter()
+        .map(|v| match v {
+            Value::Number(n) => Ok(n.as_f64().unwrap_or(f64::NAN)),
+            Value::Bool(b) => Ok(if *b { 1.0 } else { 0.0 }),
+            other => Err(EvalError::NotANumber {
+                path: path.to_string(),
+                found: describe(other),
+            }),
+        })
+        .collect()
+}
+
+fn keys(m: &serde_json::Map<String, Value>) -> String {
+    if m.is_empty() {
+        return "no fields".to_string();
+    }
+    let mut ks: Vec<_> = m.keys().map(String::as_str).collect();
+    ks.truncate(12);
+    format!("fields {}", ks.join(", "))
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::String(s) => format!("the text {s:?}"),
+        Value::Array(a) => format!("a list of {}", a.len()),
+        Value::Object(_) => "a map".into(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn root() -> Value {
+        json!({
+            "write": { "latency": { "p99": 31.5, "p50": 2.0 }, "errors": 0, "ok": true, "duration_ms": 1200.0 },
+            "status": { "db_size": 1048576, "members": [ { "db_size": 10 }, { "db_size": 30 } ] }
+        })
+    }
+
+    fn eval(s: &str) -> Verdict {
+        Threshold::parse(s, false)
+            .unwrap()
+            .evaluate(&root())
+            .unwrap()
+    }
+
+    #[test]
+    fn compares_with_units() {
+        let v = eval("write.latency.p99 < 25ms");
+        assert!(!v.passed);
+        assert_eq!((v.observed, v.limit), (31.5, 25.0));
+        assert_eq!(v.summary, "observed 31.5ms, limit < 25ms");
+        assert!(eval("write.latency.p99 < 1s").passed);
+        assert!(eval("status.db_size <= 1MiB").passed);
+        assert!(!eval("status.db_size < 1MiB").passed);
+        assert!(eval("write.errors == 0 && write.ok == true").passed);
+        assert!(eval("write.errors > 0 || write.latency.p50 < 5ms").passed);
+        assert!(eval("write.latency.p99 < write.latency.p50 * 20").passed);
+        assert!(eval("(write.errors > 0 || write.ok == true) && write.duration_ms < 2s").passed);
+    }
+
+    #[test]
+    fn aggregates_wildcards() {
+        assert_eq!(eval("max(status.members[*].db_size) < 100").observed, 30.0);
+        assert_eq!(eval("sum(status.members[*].db_size) == 40").observed, 40.0);
+        assert_eq!(eval("count(status.members[*].db_size) == 2").observed, 2.0);
+        assert_eq!(eval("status.members[1].db_size == 30").observed, 30.0);
+    }
+
+    #[test]
+    fn reports_which_steps_are_read() {
+        let t = Threshold::parse(
+            "write.errors == 0 && max(status.members[*].db_size) < 1GiB",
+            false,
+        )
+        .unwrap();
+        assert_eq!(t.steps(), vec!["write".to_string(), "status".to_string()]);
+    }
+
+    #[test]
+    fn parse_errors_point_at_the_problem() {
+        let e = Threshold::parse("write.latency.p99 < 25 parsecs", false).unwrap_err();
+        assert!(e.message.contains("unknown unit"), "{e}");
+        let e = Threshold::parse("write.latency.p99 25ms", false).unwrap_err();
+        assert_eq!(e.column, 19, "{e}");
+        let e = Threshold::parse("write.size < 25ms + 1GiB", false).unwrap_err();
+        assert!(
+            e.message.contains("cannot combine a duration with a size"),
+            "{e}"
+        );
+        let e = Threshold::parse("25ms < 1GiB", false).unwrap_err();
+        assert!(e.message.contains("cannot combine"), "{e}");
+        let e = Threshold::parse("status.members[*].db_size < 1GiB", false).unwrap_err();
+        assert!(e.message.contains("max(...)"), "{e}");
+        let e = Threshold::parse("write < 5", false).unwrap_err();
+        assert!(e.message.contains("names a step but no field"), "{e}");
+        assert!(Threshold::parse("", false).is_err());
+        assert!(Threshold::parse("p99(write.x) < 1", false)
+            .unwrap_err()
+            .message
+            .contains("unknown function"));
+    }
+
+    #[test]
+    fn missing_fields_say_what_is_there() {
+        let t = Threshold::parse("write.latency.p95 < 25ms", false).unwrap();
+        let e = t.evaluate(&root()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("`write.latency` has fields p50, p99"),
+            "{e}"
+        );
+        let t = Threshold::parse("nope.x < 1", false).unwrap();
+        assert!(t
+            .evaluate(&root())
+            .unwrap_err()
+            .to_string()
+            .contains("no step named `nope`"));
+    }
+}

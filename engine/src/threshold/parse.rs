@@ -1,0 +1,377 @@
+//! The threshold expression parser: text such as `write.latency.p99 < 25ms && write.errors == 0`
+//! into a [`Cond`], with unit checks done once, at plan time.
+
+use super::{AggFn, ArithOp, CmpOp, Cond, Expr, FieldPath, Segment};
+use crate::units::{self, Dimension, Quantity};
+
+/// A threshold that does not parse or mixes units; `column` is 1-based within the expression.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message} (at column {column})")]
+pub struct ParseError {
+    /// What is wrong and what to write instead.
+    pub message: String,
+    /// 1-based character column in the threshold text.
+    pub column: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Num(Quantity),
+    Ident(String),
+    Op(&'static str),
+}
+
+fn lex(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
+    let mut out = Vec::new();
+    let chars: Vec<(usize, char)> = src.char_indices().collect();
+    let mut i = 0;
+    let col = |byte: usize| src[..byte].chars().count() + 1;
+    while i < chars.len() {
+        let (pos, c) = chars[i];
+        if c.is_whitespace() {
+            i += 1;
+            continue;
+        }
+        if c.is_ascii_digit()
+            || (c == '.' && chars.get(i + 1).is_some_and(|(_, d)| d.is_ascii_digit()))
+        {
+            let rest = &src[pos..];
+            let n = units::number_prefix_len(rest);
+            let mut end = pos + n;
+            // The unit: letters, `µ`, `%`, or `/s`-style rates after the number. A number is never
+            // followed by a name in the grammar, so a word after spaces is a (possibly bad) unit.
+            let spaces = src[end..].len() - src[end..].trim_start().len();
+            let after = &src[end + spaces..];
+            if after.starts_with(|c: char| c.is_alphabetic() || c == '%') {
+                end += spaces;
+            }
+            let tail = &src[end..];
+            let unit_len = if tail.starts_with('%') {
+                1
+            } else if tail.starts_with('/')
+                && tail[1..].starts_with(|c: char| c.is_ascii_alphabetic())
+            {
+                1 + tail[1..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphabetic())
+                    .count()
+            } else {
+                tail.chars()
+                    .take_while(|c| c.is_alphabetic())
+                    .map(char::len_utf8)
+                    .sum()
+            };
+            end += unit_len;
+            let q = units::parse_quantity(&src[pos..end]).map_err(|e| ParseError {
+                message: e.to_string(),
+                column: col(pos),
+            })?;
+            out.push((Tok::Num(q), col(pos)));
+            i = chars
+                .iter()
+                .position(|(p, _)| *p >= end)
+                .unwrap_or(chars.len());
+            continue;
+        }
+        if c.is_alphabetic() || c == '_' {
+            let mut j = i;
+            while j < chars.len() && (chars[j].1.is_alphanumeric() || chars[j].1 == '_') {
+                j += 1;
+            }
+            let end = chars.get(j).map_or(src.len(), |(p, _)| *p);
+            out.push((Tok::Ident(src[pos..end].to_string()), col(pos)));
+            i = j;
+            continue;
+        }
+        const OPS: [&str; 18] = [
+            "<=", ">=", "==", "!=", "&&", "||", "<", ">", "+", "-", "*", "/", "(", ")", "[", "]",
+            ".", ",",
+        ];
+        let rest = &src[pos..];
+        match OPS.iter().find(|op| rest.starts_with(**op)) {
+            Some(op) => {
+                out.push((Tok::Op(op), col(pos)));
+                i += op.len();
+            }
+            None => {
+                return Err(ParseError {
+                    message: format!("unexpected character `{c}`"),
+                    column: col(pos),
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+struct Parser {
+    toks: Vec<(Tok, usize)>,
+    pos: usize,
+    end_col: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos).map(|(t, _)| t)
+    }
+    fn col(&self) -> usize {
+        self.toks.get(self.pos).map_or(self.end_col, |(_, c)| *c)
+    }
+    fn err<T>(&self, message: impl Into<String>) -> Result<T, ParseError> {
+        Err(ParseError {
+            message: message.into(),
+            column: self.col(),
+        })
+    }
+    fn eat(&mut self, op: &str) -> bool {
+        if matches!(self.peek(), Some(Tok::Op(o)) if *o == op) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn cond(&mut self) -> Result<Cond, ParseError> {
+        let mut lhs = self.and()?;
+        while self.eat("||") {
+            lhs = Cond::Or(Box::new(lhs), Box::new(self.and()?));
+        }
+        Ok(lhs)
+    }
+    fn and(&mut self) -> Result<Cond, ParseError> {
+        let mut lhs = self.cmp()?;
+        while self.eat("&&") {
+            lhs = Cond::And(Box::new(lhs), Box::new(self.cmp()?));
+        }
+        Ok(lhs)
+    }
+    fn cmp(&mut self) -> Result<Cond, ParseError> {
+        // A parenthesised condition: `(a < 1 || b < 2) && c == 0`.
+        if matches!(self.peek(), Some(Tok::Op("("))) {
+            let save = self.pos;
+            self.pos += 1;
+            if let Ok(c) = self.cond() {
+                if self.eat(")")
+                    && !matches!(self.peek(), Some(Tok::Op(o)) if CmpOp::from_str(o).is_some() || "+-*/".contains(*o))
+                {
+                    return Ok(c);
+                }
+            }
+            self.pos = save;
+        }
+        let lhs_col = self.col();
+        let lhs = self.sum()?;
+        let op = match self.peek() {
+            Some(Tok::Op(o)) => CmpOp::from_str(o),
+            _ => None,
+        };
+        let Some(op) = op else {
+            return self.err("expected a comparison (<, <=, >, >=, ==, !=) after the value");
+        };
+        self.pos += 1;
+        let rhs_col = self.col();
+        let rhs = self.sum()?;
+        check_dims(&lhs, &rhs, rhs_col.max(lhs_col))?;
+        Ok(Cond::Cmp(lhs, op, rhs))
+    }
+    fn sum(&mut self) -> Result<Expr, ParseError> {
+        let mut lhs = self.term()?;
+        loop {
+            let op = if self.eat("+") {
+                ArithOp::Add
+            } else if self.eat("-") {
+                ArithOp::Sub
+            } else {
+                break;
+            };
+            let col = self.col();
+            let rhs = self.term()?;
+            check_dims(&lhs, &rhs, col)?;
+            lhs = Expr::Arith(Box::new(lhs), op, Box::new(rhs));
+        }
+        Ok(lhs)
+    }
+    fn term(&mut self) -> Result<Expr, ParseError> {
+        let mut lhs = self.unary()?;
+        loop {
+            let op = if self.eat("*") {
+                ArithOp::Mul
+            } else if self.eat("/") {
+                ArithOp::Div
+            } else {
+                break;
+            };
+            lhs = Expr::Arith(Box::new(lhs), op, Box::new(self.unary()?));
+        }
+        Ok(lhs)
+    }
+    fn unary(&mut self) -> Result<Expr, ParseError> {
+        if self.eat("-") {
+            return Ok(Expr::Neg(Box::new(self.unary()?)));
+        }
+        self.primary()
+    }
+    fn primary(&mut self) -> Result<Expr, ParseError> {
+        let col = self.col();
+        match self.peek().cloned() {
+            Some(Tok::Num(q)) => {
+                self.pos += 1;
+                Ok(Expr::Num(q))
+            }
+            Some(Tok::Op("(")) => {
+                self.pos += 1;
+                let e = self.sum()?;
+                if !self.eat(")") {
+                    return self.err("expected `)`");
+                }
+                Ok(e)
+            }
+            Some(Tok::Ident(name)) => {
+                self.pos += 1;
+                match name.as_str() {
+                    "true" => {
+                        return Ok(Expr::Num(Quantity {
+                            value: 1.0,
+                            dimension: Dimension::Number,
+                        }))
+                    }
+                    "false" => {
+                        return Ok(Expr::Num(Quantity {
+                            value: 0.0,
+                            dimension: Dimension::Number,
+                        }))
+                    }
+                    _ => {}
+                }
+                if self.eat("(") {
+                    let Some(f) = AggFn::from_str(&name) else {
+                        return Err(ParseError {
+                            message: format!(
+                                "unknown function `{name}`: use min, max, sum, avg or count"
+                            ),
+                            column: col,
+                        });
+                    };
+                    let path = self.path_after_ident(col)?;
+                    if !self.eat(")") {
+                        return self.err("expected `)` after the field path");
+                    }
+                    return Ok(Expr::Agg(f, path));
+                }
+                self.pos -= 1;
+                let path = self.path_after_ident(col)?;
+                if path.has_wildcard() {
+                    return Err(ParseError {
+                        message: format!("`{path}` matches many values: wrap it in max(...), min(...), sum(...), avg(...) or count(...)"),
+                        column: col,
+                    });
+                }
+                Ok(Expr::Field(path))
+            }
+            Some(Tok::Op(o)) => self.err(format!("expected a value or a field, found `{o}`")),
+            None => self.err("expected a value or a field, found the end of the threshold"),
+        }
+    }
+    fn path_after_ident(&mut self, col: usize) -> Result<FieldPath, ParseError> {
+        let Some(Tok::Ident(first)) = self.peek().cloned() else {
+            return self.err("expected a field path such as `step.latency.p99`");
+        };
+        self.pos += 1;
+        let mut segs = vec![Segment::Key(first)];
+        loop {
+            if self.eat(".") {
+                match self.peek().cloned() {
+                    Some(Tok::Ident(k)) => {
+                        self.pos += 1;
+                        segs.push(Segment::Key(k));
+                    }
+                    // `latency.p99.9` lexes the `9` after a dot as a number: allow numeric keys.
+                    Some(Tok::Num(q))
+                        if q.dimension == Dimension::Number && q.value.fract() == 0.0 =>
+                    {
+                        self.pos += 1;
+                        segs.push(Segment::Key(format!("{}", q.value as i64)));
+                    }
+                    _ => return self.err("expected a field name after `.`"),
+                }
+            } else if self.eat("[") {
+                let seg = match self.peek().cloned() {
+                    Some(Tok::Op("*")) => Segment::All,
+                    Some(Tok::Num(q))
+                        if q.dimension == Dimension::Number
+                            && q.value >= 0.0
+                            && q.value.fract() == 0.0 =>
+                    {
+                        Segment::Index(q.value as usize)
+                    }
+                    _ => return self.err("expected an index or `*` inside `[ ]`"),
+                };
+                self.pos += 1;
+                if !self.eat("]") {
+                    return self.err("expected `]`");
+                }
+                segs.push(seg);
+            } else {
+                break;
+            }
+        }
+        if segs.len() < 2 {
+            return Err(ParseError {
+                message: format!(
+                    "`{}` names a step but no field: write `{}.<field>` (for example `{}.duration_ms`)",
+                    FieldPath(segs.clone()),
+                    FieldPath(segs.clone()),
+                    FieldPath(segs)
+                ),
+                column: col,
+            });
+        }
+        Ok(FieldPath(segs))
+    }
+}
+
+/// The dimension an expression has when it is known from its literals (fields are untyped).
+fn dim_of(e: &Expr) -> Option<Dimension> {
+    match e {
+        Expr::Num(q) if q.dimension != Dimension::Number => Some(q.dimension),
+        Expr::Num(_) | Expr::Field(_) | Expr::Agg(..) => None,
+        Expr::Neg(e) => dim_of(e),
+        Expr::Arith(a, ArithOp::Add | ArithOp::Sub, b) => dim_of(a).or_else(|| dim_of(b)),
+        Expr::Arith(a, ArithOp::Mul, b) => dim_of(a).or_else(|| dim_of(b)),
+        Expr::Arith(a, ArithOp::Div, _) => dim_of(a),
+    }
+}
+
+fn check_dims(a: &Expr, b: &Expr, column: usize) -> Result<(), ParseError> {
+    if let (Some(x), Some(y)) = (dim_of(a), dim_of(b)) {
+        if !x.compatible(y) {
+            return Err(ParseError {
+                message: format!("cannot combine a {x} with a {y}"),
+                column,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Parses a whole threshold expression.
+pub fn parse(src: &str) -> Result<Cond, ParseError> {
+    let toks = lex(src)?;
+    if toks.is_empty() {
+        return Err(ParseError {
+            message: "empty threshold: write something like `step.latency.p99 < 25ms`".into(),
+            column: 1,
+        });
+    }
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        end_col: src.chars().count() + 1,
+    };
+    let c = p.cond()?;
+    if p.pos < p.toks.len() {
+        return p.err("unexpected text after the threshold: join conditions with && or ||");
+    }
+    Ok(c)
+}
