@@ -1,1 +1,451 @@
-fn main() {}
+//! `scen`: the command line over `scen-engine` — arguments, progress, rendering and exit codes.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use scen_engine::params::Overrides;
+use scen_engine::report::{self, StepReport, StepStatus, TargetReport, ThresholdStatus};
+use scen_engine::script::Limits;
+use scen_engine::target::ConnectSettings;
+use scen_engine::{Observer, Outcome, RunConfig};
+use tokio_util::sync::CancellationToken;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    every step ran and every threshold passed
+  1    a threshold failed
+  2    usage or scenario error (nothing ran, or the script raised an error)
+  3    infrastructure error (etcd could not start, was unreachable, died, or failed a request)
+  130  interrupted (Ctrl-C or SIGTERM); the partial report is still written";
+
+/// Will etcd and the Kubernetes control plane hold up? Declarative scenarios, real etcd, CI-ready
+/// reports.
+#[derive(Parser)]
+#[command(name = "scen", version, about, after_help = EXIT_CODES, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors and the final verdict.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario against an embedded etcd (default) or --endpoints, and write reports.
+    #[command(after_help = EXIT_CODES)]
+    Run(RunArgs),
+    /// Build and validate a scenario's plan and print it, touching no etcd.
+    Check {
+        /// The scenario file.
+        file: PathBuf,
+        #[command(flatten)]
+        params: ParamArgs,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the scenarios in a directory with their descriptions and parameters.
+    List {
+        /// Directory to scan.
+        #[arg(default_value = "scenarios")]
+        dir: PathBuf,
+    },
+    /// Print the reference of every function scenario scripts can call (Markdown).
+    Api,
+}
+
+#[derive(Args)]
+struct ParamArgs {
+    /// Override a parameter: --set nodes=5000 (typed by the parameter's default; repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// A YAML file of parameter values (--set wins over it).
+    #[arg(long = "values", value_name = "FILE")]
+    values: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The scenario file.
+    file: PathBuf,
+    #[command(flatten)]
+    params: ParamArgs,
+    /// etcd client URLs, comma-separated (as etcdctl). Without it scen starts a throwaway etcd.
+    #[arg(long, value_delimiter = ',', env = "SCEN_ENDPOINTS")]
+    endpoints: Vec<String>,
+    /// CA bundle to verify etcd's certificate.
+    #[arg(long)]
+    cacert: Option<PathBuf>,
+    /// Client certificate.
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// Client key.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// etcd user as name:password.
+    #[arg(long, env = "SCEN_USER", hide_env_values = true)]
+    user: Option<String>,
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Write a JUnit XML report here.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Write a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY).
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
+    /// On an external cluster, keep the run's keys instead of deleting its prefix at the end.
+    #[arg(long)]
+    keep_keys: bool,
+    /// The etcd binary for the embedded cluster.
+    #[arg(long, env = "SCEN_ETCD_BIN", value_name = "PATH")]
+    etcd_bin: Option<PathBuf>,
+    /// Script operation limit per step (sandbox).
+    #[arg(long, default_value_t = Limits::default().max_operations)]
+    max_operations: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let code = match cli.command {
+        Command::Run(args) => run(args, cli.quiet),
+        Command::Check { file, params, json } => check(&file, &params, json),
+        Command::List { dir } => list(&dir),
+        Command::Api => {
+            print!("{}", scen_engine::script::api::reference());
+            0
+        }
+    };
+    ExitCode::from(code as u8)
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+        .init();
+}
+
+fn overrides(p: &ParamArgs) -> Overrides {
+    Overrides {
+        values_file: p.values.clone(),
+        set: p.set.clone(),
+    }
+}
+
+fn check(file: &Path, params: &ParamArgs, json: bool) -> i32 {
+    match scen_engine::check(file, &overrides(params), &Limits::default()) {
+        Ok(plan) => {
+            let o = plan.outline();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&o).expect("outline serialises")
+                );
+            } else {
+                println!("{} — {}\n  {}", o.name, o.file, o.description);
+                println!("parameters:");
+                for p in &o.params {
+                    println!(
+                        "  {:<20} {:<10} = {:<12} {}",
+                        p.name,
+                        p.kind,
+                        p.value.to_string(),
+                        p.doc
+                    );
+                }
+                println!("steps:");
+                for s in &o.steps {
+                    println!("  {:<20} {:<10} line {}", s.name, s.kind, s.line);
+                }
+                println!("thresholds:");
+                for t in &o.thresholds {
+                    println!(
+                        "  {}{}",
+                        t.expression,
+                        if t.abort_on_fail {
+                            "  (abort_on_fail)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                println!("ok: the plan is valid");
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Outcome::ScriptError.exit_code()
+        }
+    }
+}
+
+fn list(dir: &Path) -> i32 {
+    let mut files: Vec<_> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "rhai"))
+            .collect(),
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", dir.display());
+            return 2;
+        }
+    };
+    files.sort();
+    let mut code = 0;
+    for f in files {
+        match scen_engine::check(&f, &Overrides::default(), &Limits::default()) {
+            Ok(plan) => {
+                println!(
+                    "{}\n  {}",
+                    f.display(),
+                    plan.description.lines().next().unwrap_or("")
+                );
+                let params: Vec<_> = plan
+                    .outline()
+                    .params
+                    .iter()
+                    .map(|p| format!("{}={}", p.name, p.default))
+                    .collect();
+                if !params.is_empty() {
+                    println!("  params: {}", params.join(" "));
+                }
+            }
+            Err(e) => {
+                println!("{}\n  (invalid: {})", f.display(), e.message);
+                code = 2;
+            }
+        }
+    }
+    code
+}
+
+/// Progress output: spinners on a terminal, plain lines otherwise, nothing with --quiet.
+struct Progress {
+    multi: Option<MultiProgress>,
+    bars: Mutex<Vec<(String, ProgressBar)>>,
+    quiet: bool,
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Self {
+        let fancy =
+            !quiet && std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        Progress {
+            multi: fancy.then(MultiProgress::new),
+            bars: Mutex::new(Vec::new()),
+            quiet,
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn connected(&self, t: &TargetReport) {
+        if !self.quiet {
+            let what = if t.embedded { "embedded etcd" } else { "etcd" };
+            eprintln!(
+                "{what} {} at {} (prefix {})",
+                t.etcd_version,
+                t.endpoints.join(","),
+                t.prefix
+            );
+        }
+    }
+    fn step_started(&self, name: &str, background: bool) {
+        let label = if background {
+            format!("{name} (background)")
+        } else {
+            name.to_string()
+        };
+        match &self.multi {
+            Some(m) => {
+                let pb = m.add(ProgressBar::new_spinner());
+                pb.set_style(
+                    ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                        .expect("valid template"),
+                );
+                pb.set_message(label);
+                pb.enable_steady_tick(Duration::from_millis(120));
+                self.bars
+                    .lock()
+                    .expect("bars lock")
+                    .push((name.to_string(), pb));
+            }
+            None if !self.quiet => eprintln!("step {label}: started"),
+            None => {}
+        }
+    }
+    fn step_finished(&self, s: &StepReport) {
+        let status = match s.status {
+            StepStatus::Passed => "passed",
+            StepStatus::Failed => "FAILED",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Interrupted => "interrupted",
+        };
+        let line = format!("step {}: {status} in {:.2}s", s.name, s.duration_ms / 1e3);
+        let bar = {
+            let mut bars = self.bars.lock().expect("bars lock");
+            bars.iter()
+                .position(|(n, _)| *n == s.name)
+                .map(|i| bars.remove(i).1)
+        };
+        match bar {
+            Some(pb) => pb.finish_with_message(line),
+            None if !self.quiet => eprintln!("{line}"),
+            None => {}
+        }
+    }
+}
+
+fn run(args: RunArgs, quiet: bool) -> i32 {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let connect = (!args.endpoints.is_empty()).then(|| ConnectSettings {
+        endpoints: args.endpoints.clone(),
+        cacert: args.cacert.clone(),
+        cert: args.cert.clone(),
+        key: args.key.clone(),
+        user: args.user.clone(),
+        ..Default::default()
+    });
+    if connect.is_none() && (args.cacert.is_some() || args.cert.is_some() || args.user.is_some()) {
+        eprintln!("error: --cacert/--cert/--key/--user need --endpoints (the embedded etcd uses plain loopback)");
+        return 2;
+    }
+    let mut cfg = RunConfig {
+        scenario: args.file.clone(),
+        overrides: overrides(&args.params),
+        connect,
+        keep_keys: args.keep_keys,
+        limits: Limits {
+            max_operations: args.max_operations,
+            ..Limits::default()
+        },
+        ..Default::default()
+    };
+    if let Some(bin) = &args.etcd_bin {
+        cfg.embedded.etcd_bin = bin.clone();
+    }
+    let progress = Progress::new(quiet);
+    // block_on runs this future on the main thread, which outlives the embedded etcd.
+    let report = rt.block_on(async {
+        let cancel = CancellationToken::new();
+        tokio::spawn(watch_signals(cancel.clone()));
+        scen_engine::run(&cfg, cancel, &progress).await
+    });
+    drop(progress);
+    let mut code = report.exit_code;
+    let render = |e: &report::ErrorInfo| {
+        e.detail
+            .clone()
+            .unwrap_or_else(|| format!("error: {}", e.message))
+    };
+    if let Some(e) = &report.error {
+        eprintln!("{}", render(e));
+    }
+    for s in report
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Failed)
+    {
+        if let Some(e) = &s.error {
+            eprintln!("step `{}` failed:\n{}", s.name, render(e));
+        }
+    }
+    let writes: [(
+        &Option<PathBuf>,
+        Box<dyn Fn() -> Result<String, report::Error>>,
+    ); 3] = [
+        (&args.report, Box::new(|| Ok(report::to_json(&report)))),
+        (&args.junit, Box::new(|| report::to_junit(&report))),
+        (&args.markdown, Box::new(|| report::to_markdown(&report))),
+    ];
+    for (path, render) in writes {
+        if let Some(path) = path {
+            if let Err(e) = render().and_then(|text| report::write_atomic(path, text.as_bytes())) {
+                eprintln!("error: {e}");
+                code = code.max(2);
+            }
+        }
+    }
+    print_summary(&report, quiet);
+    code
+}
+
+fn print_summary(r: &scen_engine::Report, quiet: bool) {
+    if !quiet {
+        for t in &r.thresholds {
+            let mark = match t.status {
+                ThresholdStatus::Passed => "✓",
+                ThresholdStatus::Failed | ThresholdStatus::Error => "✗",
+                ThresholdStatus::NotEvaluated => "-",
+            };
+            eprintln!("  {mark} {:<50} {}", t.expression, t.message);
+        }
+    }
+    let (passed, failed) = r.threshold_counts();
+    let verdict = match r.outcome {
+        Outcome::Passed => "PASSED",
+        Outcome::ThresholdsFailed => "THRESHOLDS FAILED",
+        Outcome::ScriptError => "SCENARIO ERROR",
+        Outcome::InfrastructureError => "INFRASTRUCTURE ERROR",
+        Outcome::Interrupted => "INTERRUPTED",
+    };
+    eprintln!(
+        "{verdict}: {} in {:.1}s — {passed} thresholds passed, {failed} failed (exit {})",
+        r.scenario.name,
+        r.duration_ms / 1e3,
+        r.exit_code
+    );
+    if let Some(s) = &r.stopped_early {
+        eprintln!(
+            "stopped early{}: {}",
+            s.step
+                .as_ref()
+                .map(|n| format!(" at step `{n}`"))
+                .unwrap_or_default(),
+            s.reason
+        );
+    }
+}
+
+async fn watch_signals(cancel: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+    eprintln!(
+        "interrupted: stopping steps, writing the partial report, stopping etcd (again to force)"
+    );
+    cancel.cancel();
+    tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+    // A second signal: leave now. The embedded etcd dies with us (parent-death signal).
+    std::process::exit(130);
+}

@@ -6,6 +6,13 @@
 pub mod actions;
 pub mod embedded;
 pub mod params;
+pub mod plan;
+pub mod report;
+pub mod run;
+pub mod script;
 pub mod target;
 pub mod threshold;
 pub mod units;
+
+pub use report::{Outcome, Report};
+pub use run::{check, run, Observer, RunConfig};

@@ -227,6 +227,17 @@ pub struct Resolved {
 
 /// Applies defaults, then the values file, then `--set`, checking names and types.
 pub fn resolve(specs: &[ParamSpec], overrides: &Overrides) -> Result<Resolved> {
+    resolve_with(specs, overrides, true)
+}
+
+/// The value of one parameter as soon as it is declared (overrides for other names are ignored;
+/// [`resolve`] checks those once every parameter is known).
+pub fn resolve_one(spec: &ParamSpec, overrides: &Overrides) -> Result<Value> {
+    let r = resolve_with(std::slice::from_ref(spec), overrides, false)?;
+    Ok(r.values.get(&spec.name).cloned().unwrap_or(Value::Null))
+}
+
+fn resolve_with(specs: &[ParamSpec], overrides: &Overrides, strict: bool) -> Result<Resolved> {
     let mut out = Resolved::default();
     for s in specs {
         out.values.insert(s.name.clone(), s.default.clone());
@@ -245,6 +256,9 @@ pub fn resolve(specs: &[ParamSpec], overrides: &Overrides) -> Result<Resolved> {
     if let Some(path) = &overrides.values_file {
         for (name, value) in read_values_file(path)? {
             let origin = format!("values file {}", path.display());
+            if !strict && !specs.iter().any(|s| s.name == name) {
+                continue;
+            }
             let spec = find(&name, &origin)?;
             out.values
                 .insert(name.clone(), spec.coerce(&value, &origin)?);
@@ -256,6 +270,9 @@ pub fn resolve(specs: &[ParamSpec], overrides: &Overrides) -> Result<Resolved> {
             .split_once('=')
             .ok_or_else(|| Error::BadSet(item.clone()))?;
         let name = name.trim();
+        if !strict && !specs.iter().any(|s| s.name == name) {
+            continue;
+        }
         let spec = find(name, "--set")?;
         // Parse the text as YAML so `true`, `5000` and `[1, 2]` get their natural types;
         // strings that YAML would mangle stay text for string-like kinds.

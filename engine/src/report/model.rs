@@ -1,0 +1,212 @@
+//! The one report model every renderer reads: what ran, against what, how each step went, and each
+//! threshold's verdict. Serialised as versioned JSON (`docs/report.schema.json`).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Version of the JSON layout; bumped on incompatible changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// How a run ended, from best to worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every step ran and every threshold passed.
+    Passed,
+    /// Steps ran, but at least one threshold failed.
+    ThresholdsFailed,
+    /// The scenario or its usage is wrong: nothing ran, or the script raised an error.
+    ScriptError,
+    /// etcd could not be started or reached, or failed a request.
+    InfrastructureError,
+    /// Ctrl-C or SIGTERM stopped the run.
+    Interrupted,
+}
+
+impl Outcome {
+    /// The documented process exit code.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Outcome::Passed => 0,
+            Outcome::ThresholdsFailed => 1,
+            Outcome::ScriptError => 2,
+            Outcome::InfrastructureError => 3,
+            Outcome::Interrupted => 130,
+        }
+    }
+}
+
+/// How one step went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Finished without error.
+    Passed,
+    /// Raised an error.
+    Failed,
+    /// Never started (an earlier failure, an abort, or an interrupt).
+    Skipped,
+    /// Stopped part way by an interrupt or an abort.
+    Interrupted,
+}
+
+/// A threshold's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThresholdStatus {
+    /// The condition held.
+    Passed,
+    /// The condition did not hold.
+    Failed,
+    /// The condition could not be evaluated (a field is missing or not a number): counts as failed.
+    Error,
+    /// A step it reads did not complete.
+    NotEvaluated,
+}
+
+/// An error with its class and, for script errors, its position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    /// `script`, `infrastructure`, `timeout` or `interrupted`.
+    pub kind: String,
+    /// The message.
+    pub message: String,
+    /// `file:line:col`, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// The message with the source line and a caret, as printed on the terminal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The scenario that ran.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScenarioInfo {
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// File path as given.
+    pub file: String,
+    /// SHA-256 of the file.
+    pub sha256: String,
+}
+
+/// The cluster the run used.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TargetReport {
+    /// Client URLs.
+    pub endpoints: Vec<String>,
+    /// True when scen started this etcd.
+    pub embedded: bool,
+    /// Server version.
+    pub etcd_version: String,
+    /// The run's key prefix.
+    pub prefix: String,
+    /// Keys removed under the prefix at the end (external clusters; 0 when kept).
+    pub cleaned_up_keys: i64,
+}
+
+/// One step's entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepReport {
+    /// Step name.
+    pub name: String,
+    /// Whether it ran in the background.
+    pub background: bool,
+    /// How it went.
+    pub status: StepStatus,
+    /// Start time, if it started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Wall time in milliseconds.
+    pub duration_ms: f64,
+    /// The error, when it failed.
+    pub error: Option<ErrorInfo>,
+    /// What the step's closure returned (a map), or `{}`.
+    pub record: Value,
+}
+
+/// One threshold's entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ThresholdReport {
+    /// The expression as written.
+    pub expression: String,
+    /// Whether a failure stops the run.
+    pub abort_on_fail: bool,
+    /// The verdict.
+    pub status: ThresholdStatus,
+    /// Observed value (canonical units: ms, bytes, /s, fraction).
+    pub observed: Option<f64>,
+    /// The limit it was compared with.
+    pub limit: Option<f64>,
+    /// `observed 31ms, limit < 25ms`, or why it could not be evaluated.
+    pub message: String,
+    /// Where it was declared.
+    pub location: String,
+}
+
+/// The report of one run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// Layout version ([`SCHEMA_VERSION`]).
+    pub schema_version: u32,
+    /// `scen <version>`.
+    pub scen_version: String,
+    /// Unique id of the run; also part of the key prefix.
+    pub run_id: String,
+    /// The scenario.
+    pub scenario: ScenarioInfo,
+    /// Parameter values used.
+    pub params: BTreeMap<String, Value>,
+    /// Where each value came from: `default`, `values` or `set`.
+    pub param_sources: BTreeMap<String, String>,
+    /// The cluster, once connected.
+    pub target: Option<TargetReport>,
+    /// Start time.
+    pub started_at: DateTime<Utc>,
+    /// End time.
+    pub finished_at: DateTime<Utc>,
+    /// Wall time in milliseconds.
+    pub duration_ms: f64,
+    /// How the run ended.
+    pub outcome: Outcome,
+    /// The process exit code that goes with the outcome.
+    pub exit_code: i32,
+    /// Why the run stopped early, and at which step.
+    pub stopped_early: Option<StoppedEarly>,
+    /// The run-level error, if any.
+    pub error: Option<ErrorInfo>,
+    /// Steps, in declaration order (skipped ones included).
+    pub steps: Vec<StepReport>,
+    /// Thresholds, in declaration order.
+    pub thresholds: Vec<ThresholdReport>,
+}
+
+/// Where and why a run stopped before the end.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoppedEarly {
+    /// The step running or about to run.
+    pub step: Option<String>,
+    /// Why.
+    pub reason: String,
+}
+
+impl Report {
+    /// Counts of threshold verdicts: (passed, failed incl. errors).
+    pub fn threshold_counts(&self) -> (usize, usize) {
+        let passed = self
+            .thresholds
+            .iter()
+            .filter(|t| t.status == ThresholdStatus::Passed)
+            .count();
+        let failed = self
+            .thresholds
+            .iter()
+            .filter(|t| matches!(t.status, ThresholdStatus::Failed | ThresholdStatus::Error))
+            .count();
+        (passed, failed)
+    }
+}

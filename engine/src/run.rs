@@ -1,0 +1,546 @@
+//! Running a plan: start or connect to etcd, run the steps in order (background steps on their own
+//! threads until joined), evaluate thresholds (early for `abort_on_fail`), clean up, and always
+//! return a report — also when the script fails, etcd dies or the user presses Ctrl-C.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::embedded::{EmbeddedConfig, EmbeddedEtcd};
+use crate::params::Overrides;
+use crate::plan::{Item, Plan, StepSpec};
+use crate::report::{
+    ErrorInfo, Outcome, Report, ScenarioInfo, StepReport, StepStatus, StoppedEarly, TargetReport,
+    ThresholdReport, ThresholdStatus, SCHEMA_VERSION,
+};
+use crate::script::{Host, Limits, ScriptError};
+use crate::target::{ConnectSettings, Target};
+
+/// Everything a run needs besides the scenario's own declarations.
+#[derive(Debug, Clone, Default)]
+pub struct RunConfig {
+    /// The scenario file.
+    pub scenario: PathBuf,
+    /// `--set` and `--values`.
+    pub overrides: Overrides,
+    /// An existing cluster; `None` starts an embedded etcd.
+    pub connect: Option<ConnectSettings>,
+    /// Settings for the embedded etcd.
+    pub embedded: EmbeddedConfig,
+    /// Keep the run's keys on an external cluster instead of deleting its prefix at the end.
+    pub keep_keys: bool,
+    /// Script sandbox limits.
+    pub limits: Limits,
+    /// Run id (default: time and random suffix).
+    pub run_id: Option<String>,
+}
+
+/// Progress notifications for a front end (the CLI draws progress lines from these).
+pub trait Observer: Send + Sync {
+    /// etcd is ready.
+    fn connected(&self, _target: &TargetReport) {}
+    /// A step started.
+    fn step_started(&self, _name: &str, _background: bool) {}
+    /// A step finished (any status).
+    fn step_finished(&self, _step: &StepReport) {}
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// Reads and checks a scenario without running it (`scen check`).
+pub fn check(
+    scenario: &std::path::Path,
+    overrides: &Overrides,
+    limits: &Limits,
+) -> Result<Plan, ScriptError> {
+    Host::load(scenario, overrides, limits, CancellationToken::new()).map(|(_, plan)| plan)
+}
+
+fn new_run_id() -> String {
+    let suffix: u32 = rand::random();
+    format!(
+        "{}-{:06x}",
+        Utc::now().format("%Y%m%dT%H%M%S"),
+        suffix & 0xff_ffff
+    )
+}
+
+/// Runs a scenario to the end (or until `cancel` fires) and returns its report.
+///
+/// Call from the runtime's main task: the embedded etcd's parent-death signal is tied to the
+/// calling thread.
+pub async fn run(cfg: &RunConfig, cancel: CancellationToken, observer: &dyn Observer) -> Report {
+    let started = Instant::now();
+    let run_id = cfg.run_id.clone().unwrap_or_else(new_run_id);
+    let mut report = Report {
+        schema_version: SCHEMA_VERSION,
+        scen_version: env!("CARGO_PKG_VERSION").to_string(),
+        run_id: run_id.clone(),
+        scenario: ScenarioInfo {
+            name: cfg
+                .scenario
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            description: String::new(),
+            file: cfg.scenario.display().to_string(),
+            sha256: String::new(),
+        },
+        params: Default::default(),
+        param_sources: Default::default(),
+        target: None,
+        started_at: Utc::now(),
+        finished_at: Utc::now(),
+        duration_ms: 0.0,
+        outcome: Outcome::Passed,
+        exit_code: 0,
+        stopped_early: None,
+        error: None,
+        steps: Vec::new(),
+        thresholds: Vec::new(),
+    };
+    let outcome = execute(cfg, &run_id, &mut report, cancel, observer).await;
+    report.outcome = outcome;
+    report.exit_code = outcome.exit_code();
+    report.finished_at = Utc::now();
+    report.duration_ms = started.elapsed().as_secs_f64() * 1e3;
+    report
+}
+
+fn error_info(e: &ScriptError) -> ErrorInfo {
+    ErrorInfo {
+        kind: e.kind.clone(),
+        message: e.message.clone(),
+        location: e.location(),
+        detail: e.pos.is_some().then(|| e.render()),
+    }
+}
+
+async fn execute(
+    cfg: &RunConfig,
+    run_id: &str,
+    report: &mut Report,
+    cancel: CancellationToken,
+    observer: &dyn Observer,
+) -> Outcome {
+    // 1. Plan. A script error here means nothing ran.
+    let (host, plan) = match Host::load(&cfg.scenario, &cfg.overrides, &cfg.limits, cancel.clone())
+    {
+        Ok(x) => x,
+        Err(e) => {
+            report.error = Some(error_info(&e));
+            return Outcome::ScriptError;
+        }
+    };
+    let host = Arc::new(host);
+    report.scenario.name = plan.name.clone();
+    report.scenario.description = plan.description.clone();
+    report.scenario.sha256 = plan.sha256.clone();
+    report.params = plan.resolved.values.clone().into_iter().collect();
+    report.param_sources = plan
+        .resolved
+        .sources
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                serde_json::to_value(v)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    report.steps = plan
+        .steps()
+        .map(|s| StepReport {
+            name: s.name.clone(),
+            background: s.background,
+            status: StepStatus::Skipped,
+            started_at: None,
+            duration_ms: 0.0,
+            error: None,
+            record: json!({}),
+        })
+        .collect();
+    report.thresholds = plan
+        .thresholds
+        .iter()
+        .map(|t| ThresholdReport {
+            expression: t.threshold.source.clone(),
+            abort_on_fail: t.threshold.abort_on_fail,
+            status: ThresholdStatus::NotEvaluated,
+            observed: None,
+            limit: None,
+            message: "not evaluated: the run stopped before the steps it reads finished".into(),
+            location: t.pos.to_string(),
+        })
+        .collect();
+
+    // 2. etcd: embedded (dropped, hence stopped and removed, when this function returns) or external.
+    let prefix = format!("/scen/{run_id}/");
+    let (embedded, settings) = match &cfg.connect {
+        Some(s) => (None, s.clone()),
+        None => {
+            let started = tokio::select! {
+                r = EmbeddedEtcd::start(&cfg.embedded) => r,
+                _ = cancel.cancelled() => {
+                    report.stopped_early = Some(StoppedEarly { step: None, reason: "interrupted while starting etcd".into() });
+                    return Outcome::Interrupted;
+                }
+            };
+            match started {
+                Ok(e) => {
+                    let s = ConnectSettings {
+                        endpoints: vec![e.client_url().to_string()],
+                        ..Default::default()
+                    };
+                    (Some(e), s)
+                }
+                Err(e) => {
+                    report.error = Some(ErrorInfo {
+                        kind: "infrastructure".into(),
+                        message: e.to_string(),
+                        location: None,
+                        detail: None,
+                    });
+                    return Outcome::InfrastructureError;
+                }
+            }
+        }
+    };
+    let target = tokio::select! {
+        r = Target::connect(settings, embedded.is_some(), prefix) => r,
+        _ = cancel.cancelled() => {
+            report.stopped_early = Some(StoppedEarly { step: None, reason: "interrupted while connecting to etcd".into() });
+            return Outcome::Interrupted;
+        }
+    };
+    let target = match target {
+        Ok(t) => t,
+        Err(e) => {
+            report.error = Some(ErrorInfo {
+                kind: "infrastructure".into(),
+                message: e.to_string(),
+                location: None,
+                detail: None,
+            });
+            return Outcome::InfrastructureError;
+        }
+    };
+    let tr = TargetReport {
+        endpoints: target.info.endpoints.clone(),
+        embedded: target.info.embedded,
+        etcd_version: target.info.etcd_version.clone(),
+        prefix: target.info.prefix.clone(),
+        cleaned_up_keys: 0,
+    };
+    observer.connected(&tr);
+    report.target = Some(tr);
+    host.begin_run(target.clone(), tokio::runtime::Handle::current());
+
+    // 3. Steps.
+    let stop = cancel.child_token();
+    let mut outcome = run_steps(&host, &plan, report, &cancel, &stop, observer).await;
+
+    // 4. Thresholds not decided yet.
+    if outcome != Outcome::Interrupted {
+        evaluate_thresholds(&plan, report, false);
+        if outcome == Outcome::Passed && report.threshold_counts().1 > 0 {
+            outcome = Outcome::ThresholdsFailed;
+        }
+    }
+    host.end_run();
+
+    // 5. Clean up the run's keys on a cluster scen did not start (an embedded one is deleted whole).
+    if embedded.is_none() && !cfg.keep_keys {
+        let prefix = target.info.prefix.clone();
+        let mut kv = target.client.kv_client();
+        let del = kv.delete(
+            prefix,
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        );
+        match tokio::time::timeout(Duration::from_secs(30), del).await {
+            Ok(Ok(r)) => {
+                if let Some(t) = report.target.as_mut() {
+                    t.cleaned_up_keys = r.deleted();
+                }
+            }
+            Ok(Err(e)) => tracing::warn!("could not delete the run prefix: {e}"),
+            Err(_) => tracing::warn!("deleting the run prefix timed out"),
+        }
+    }
+    drop(embedded);
+    outcome
+}
+
+/// Runs every item of the plan; returns the outcome so far (thresholds not yet counted).
+async fn run_steps(
+    host: &Arc<Host>,
+    plan: &Plan,
+    report: &mut Report,
+    cancel: &CancellationToken,
+    stop: &CancellationToken,
+    observer: &dyn Observer,
+) -> Outcome {
+    let mut background: HashMap<String, JoinHandle<StepReport>> = HashMap::new();
+    let mut outcome = Outcome::Passed;
+    for item in &plan.items {
+        if cancel.is_cancelled() {
+            outcome = Outcome::Interrupted;
+            break;
+        }
+        if stop.is_cancelled() {
+            break;
+        }
+        let finished = match item {
+            Item::Step(spec) if spec.background => {
+                observer.step_started(&spec.name, true);
+                background.insert(spec.name.clone(), spawn_step(host, spec, plan));
+                continue;
+            }
+            Item::Step(spec) => {
+                observer.step_started(&spec.name, false);
+                let handle = spawn_step(host, spec, plan);
+                join_step(handle, spec).await
+            }
+            Item::Join { step, .. } => match background.remove(step) {
+                Some(h) => {
+                    let spec = plan
+                        .steps()
+                        .find(|s| &s.name == step)
+                        .expect("joined step exists");
+                    join_step(h, spec).await
+                }
+                None => continue, // already joined
+            },
+        };
+        if let Some(o) = settle(host, plan, report, finished, cancel, stop, observer) {
+            outcome = o;
+            break;
+        }
+    }
+    // Stop or wait for what is still running in the background.
+    if outcome != Outcome::Passed || stop.is_cancelled() {
+        stop.cancel();
+    }
+    let mut rest: Vec<_> = background.into_iter().collect();
+    rest.sort_by_key(|(name, _)| plan.steps().position(|s| &s.name == name));
+    for (name, h) in rest {
+        let spec = plan
+            .steps()
+            .find(|s| s.name == name)
+            .expect("background step exists");
+        let finished = join_step(h, spec).await;
+        if let Some(o) = settle(host, plan, report, finished, cancel, stop, observer) {
+            if outcome == Outcome::Passed {
+                outcome = o;
+            }
+        }
+    }
+    if cancel.is_cancelled() {
+        outcome = Outcome::Interrupted;
+    }
+    outcome
+}
+
+/// Records a finished step; returns the outcome when the run must stop.
+fn settle(
+    host: &Host,
+    plan: &Plan,
+    report: &mut Report,
+    step: StepReport,
+    cancel: &CancellationToken,
+    stop: &CancellationToken,
+    observer: &dyn Observer,
+) -> Option<Outcome> {
+    observer.step_finished(&step);
+    if step.status == StepStatus::Passed {
+        host.store_record(&step.name, &step.record);
+    }
+    let spec = plan
+        .steps()
+        .find(|s| s.name == step.name)
+        .expect("step in plan");
+    let failed = step.status == StepStatus::Failed && !spec.continue_on_error;
+    let interrupted = step.status == StepStatus::Interrupted;
+    let kind = step
+        .error
+        .as_ref()
+        .map(|e| e.kind.clone())
+        .unwrap_or_default();
+    let name = step.name.clone();
+    let msg = step
+        .error
+        .as_ref()
+        .map(|e| e.message.clone())
+        .unwrap_or_default();
+    if let Some(slot) = report.steps.iter_mut().find(|s| s.name == step.name) {
+        *slot = step;
+    }
+    if interrupted && cancel.is_cancelled() {
+        report.stopped_early.get_or_insert(StoppedEarly {
+            step: Some(name),
+            reason: "interrupted (SIGINT/SIGTERM)".into(),
+        });
+        return Some(Outcome::Interrupted);
+    }
+    if interrupted {
+        // Stopped by an abort elsewhere: the abort has already been recorded.
+        return None;
+    }
+    if failed {
+        report.stopped_early.get_or_insert(StoppedEarly {
+            step: Some(name),
+            reason: format!("step failed: {msg}"),
+        });
+        return Some(if kind == "infrastructure" {
+            Outcome::InfrastructureError
+        } else {
+            Outcome::ScriptError
+        });
+    }
+    // Thresholds marked abort_on_fail are checked as soon as the steps they read are done.
+    if evaluate_thresholds(plan, report, true) {
+        let failed: Vec<_> = report
+            .thresholds
+            .iter()
+            .filter(|t| {
+                t.abort_on_fail
+                    && matches!(t.status, ThresholdStatus::Failed | ThresholdStatus::Error)
+            })
+            .map(|t| t.expression.clone())
+            .collect();
+        report.stopped_early.get_or_insert(StoppedEarly {
+            step: None,
+            reason: format!("abort_on_fail threshold failed: {}", failed.join("; ")),
+        });
+        stop.cancel();
+        return Some(Outcome::ThresholdsFailed);
+    }
+    None
+}
+
+/// Evaluates the thresholds whose steps have all passed and that are still undecided (only the
+/// `abort_on_fail` ones when `only_abort`). Returns true when an `abort_on_fail` threshold failed.
+fn evaluate_thresholds(plan: &Plan, report: &mut Report, only_abort: bool) -> bool {
+    let mut root = serde_json::Map::new();
+    for s in report
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Passed)
+    {
+        let mut rec = s.record.clone();
+        if let Value::Object(m) = &mut rec {
+            m.entry("duration_ms").or_insert(json!(s.duration_ms));
+        }
+        root.insert(s.name.clone(), rec);
+    }
+    let root = Value::Object(root);
+    let mut aborted = false;
+    for (planned, out) in plan.thresholds.iter().zip(report.thresholds.iter_mut()) {
+        let t = &planned.threshold;
+        if out.status != ThresholdStatus::NotEvaluated || (only_abort && !t.abort_on_fail) {
+            continue;
+        }
+        let steps = t.steps();
+        let pending: Vec<_> = steps
+            .iter()
+            .filter(|s| root.get(s.as_str()).is_none())
+            .collect();
+        if !pending.is_empty() {
+            if !only_abort {
+                let names: Vec<_> = pending.iter().map(|s| format!("`{s}`")).collect();
+                out.message = format!("not evaluated: step {} did not complete", names.join(", "));
+            }
+            continue;
+        }
+        match t.evaluate(&root) {
+            Ok(v) => {
+                out.status = if v.passed {
+                    ThresholdStatus::Passed
+                } else {
+                    ThresholdStatus::Failed
+                };
+                out.observed = Some(v.observed);
+                out.limit = Some(v.limit);
+                out.message = v.summary;
+            }
+            Err(e) => {
+                out.status = ThresholdStatus::Error;
+                out.message = e.to_string();
+            }
+        }
+        aborted |= t.abort_on_fail && out.status != ThresholdStatus::Passed;
+    }
+    aborted
+}
+
+fn spawn_step(host: &Arc<Host>, spec: &StepSpec, plan: &Plan) -> JoinHandle<StepReport> {
+    let host = host.clone();
+    let spec = spec.clone();
+    let params = plan.resolved.clone();
+    tokio::task::spawn_blocking(move || {
+        let started_at = Utc::now();
+        let t0 = Instant::now();
+        let deadline = spec.timeout.map(|d| t0 + d);
+        let result = host.call_step(&spec, &params, deadline);
+        let duration_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let (status, error, record) = match result {
+            Ok(record) => (StepStatus::Passed, None, record),
+            Err(e) => {
+                let status = if e.kind == "interrupted" {
+                    StepStatus::Interrupted
+                } else {
+                    StepStatus::Failed
+                };
+                let mut info = error_info(&e);
+                if e.kind == "timeout" {
+                    info.message = format!(
+                        "step `{}` ran past its timeout of {:?}",
+                        spec.name,
+                        spec.timeout.unwrap_or_default()
+                    );
+                }
+                (status, Some(info), json!({}))
+            }
+        };
+        StepReport {
+            name: spec.name.clone(),
+            background: spec.background,
+            status,
+            started_at: Some(started_at),
+            duration_ms,
+            error,
+            record,
+        }
+    })
+}
+
+async fn join_step(h: JoinHandle<StepReport>, spec: &StepSpec) -> StepReport {
+    match h.await {
+        Ok(r) => r,
+        Err(e) => StepReport {
+            name: spec.name.clone(),
+            background: spec.background,
+            status: StepStatus::Failed,
+            started_at: None,
+            duration_ms: 0.0,
+            error: Some(ErrorInfo {
+                kind: "script".into(),
+                message: format!("the step panicked: {e}"),
+                location: None,
+                detail: None,
+            }),
+            record: json!({}),
+        },
+    }
+}

@@ -1,0 +1,162 @@
+//! The one place Rhai meets async Rust: bindings decode options, then [`action`] runs the plain
+//! async action on the run's runtime (the script runs on a blocking thread), honouring Ctrl-C and
+//! the step's deadline, and turns the record or the error into Rhai values with the call position.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::time::Instant;
+
+use rhai::{Dynamic, EvalAltResult, NativeCallContext, Position};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::State;
+use crate::actions;
+use crate::target::Target;
+
+thread_local! {
+    /// The deadline of the step running on this thread, read by `on_progress` and [`block_on`].
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with `deadline` as this thread's step deadline.
+pub(crate) fn with_deadline<R>(deadline: Option<Instant>, f: impl FnOnce() -> R) -> R {
+    DEADLINE.with(|d| d.set(deadline));
+    let r = f();
+    DEADLINE.with(|d| d.set(None));
+    r
+}
+
+/// This thread's step deadline.
+pub(crate) fn deadline() -> Option<Instant> {
+    DEADLINE.with(Cell::get)
+}
+
+/// An error raised by an action, as scripts see it (`try { } catch (e) { print(e.message) }`).
+#[derive(Debug, Clone)]
+pub struct ActionError {
+    /// `infrastructure` (etcd failed), `script` (bad options or usage) or `stopped`.
+    pub kind: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for ActionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A Rhai runtime error carrying an [`ActionError`] at `pos`.
+pub(crate) fn raise(kind: &str, message: impl Into<String>, pos: Position) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorRuntime(
+        Dynamic::from(ActionError {
+            kind: kind.into(),
+            message: message.into(),
+        }),
+        pos,
+    )
+    .into()
+}
+
+/// A script-usage error (exit code 2) at the call site.
+pub(crate) fn usage(ctx: &NativeCallContext, message: impl Into<String>) -> Box<EvalAltResult> {
+    raise("script", message, ctx.call_position())
+}
+
+/// Decodes an options map into `T` (unknown keys are errors that name the function).
+pub(crate) fn options<T: DeserializeOwned>(
+    ctx: &NativeCallContext,
+    what: &str,
+    map: Dynamic,
+) -> Result<T, Box<EvalAltResult>> {
+    rhai::serde::from_dynamic(&map).map_err(|e| {
+        usage(
+            ctx,
+            format!("invalid options for {what}: {}", inner_message(&e)),
+        )
+    })
+}
+
+fn inner_message(e: &EvalAltResult) -> String {
+    match e {
+        EvalAltResult::ErrorParsing(p, _) => p.to_string(),
+        EvalAltResult::ErrorMismatchDataType(want, got, _) => format!("expected {want}, got {got}"),
+        EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
+        other => other.to_string(),
+    }
+    .replace(" (line 0, position 0)", "")
+}
+
+/// Runs a future on the run's runtime from the script thread, stopping at Ctrl-C or the deadline.
+pub(crate) fn block_on<T>(
+    state: &State,
+    fut: impl Future<Output = actions::Result<T>>,
+) -> actions::Result<T> {
+    let handle = state
+        .handle()
+        .ok_or_else(|| actions::Error::Stopped("no run in progress".into()))?;
+    let cancel = state.cancel.clone();
+    let deadline = deadline();
+    handle.block_on(async move {
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = fut => r,
+            _ = cancel.cancelled() => Err(actions::Error::Stopped("interrupted".into())),
+            _ = sleep => Err(actions::Error::Stopped("timeout".into())),
+        }
+    })
+}
+
+/// Runs an action inside a step: checks a run is in progress, runs it, converts the record.
+pub(crate) fn action<T, Fut>(
+    state: &State,
+    ctx: &NativeCallContext,
+    f: impl FnOnce(Target) -> Fut,
+) -> Result<Dynamic, Box<EvalAltResult>>
+where
+    T: Serialize,
+    Fut: Future<Output = actions::Result<T>>,
+{
+    let Some(target) = state.target() else {
+        return Err(usage(
+            ctx,
+            format!(
+                "{} can only run inside a step: a scenario file declares, its steps act. Wrap it: step(\"name\", |p| {}(...))",
+                ctx.fn_name(),
+                ctx.fn_name()
+            ),
+        ));
+    };
+    match block_on(state, f(target)) {
+        Ok(record) => rhai::serde::to_dynamic(record),
+        Err(e) => Err(action_error(&e, ctx.call_position())),
+    }
+}
+
+/// Converts an action error into the Rhai error scripts see.
+pub(crate) fn action_error(e: &actions::Error, pos: Position) -> Box<EvalAltResult> {
+    match e {
+        actions::Error::Stopped(why) => {
+            EvalAltResult::ErrorTerminated(Dynamic::from(why.clone()), pos).into()
+        }
+        e if e.is_infrastructure() => raise("infrastructure", e.to_string(), pos),
+        e => raise("script", e.to_string(), pos),
+    }
+}
+
+/// Converts a value a script passes as data (text, blob or anything printable) into bytes.
+pub(crate) fn bytes_of(v: &Dynamic) -> Vec<u8> {
+    if v.is_blob() {
+        v.clone().cast::<rhai::Blob>()
+    } else if v.is_string() {
+        v.clone().into_string().unwrap_or_default().into_bytes()
+    } else {
+        v.to_string().into_bytes()
+    }
+}

@@ -1,0 +1,352 @@
+//! The declaration functions every scenario uses: `scenario`, `param`, `step`, `background`,
+//! `join`, `threshold`, plus `result` and `sleep` for use inside steps.
+
+use std::sync::Arc;
+
+use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, FuncRegistration, Map, NativeCallContext};
+use serde::Deserialize;
+
+use super::bridge::{self, usage};
+use super::{pos_of, State};
+use crate::params::{self, ParamSpec};
+use crate::plan::{Item, PlannedThreshold, StepSpec};
+use crate::threshold::Threshold;
+use crate::units;
+
+type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// What the top level of a scenario has declared so far.
+#[derive(Default)]
+pub(crate) struct Builder {
+    pub name: Option<String>,
+    pub description: String,
+    pub params: Vec<ParamSpec>,
+    pub items: Vec<Item>,
+    pub thresholds: Vec<PlannedThreshold>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioMeta {
+    name: Option<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    params: Option<Dynamic>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StepOptions {
+    /// Stop the step after this long (`"5m"`).
+    timeout: Option<String>,
+    /// Record a failure and carry on.
+    #[serde(default)]
+    continue_on_error: bool,
+    /// Run concurrently with the following steps.
+    #[serde(default)]
+    background: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ThresholdOptions {
+    #[serde(default)]
+    abort_on_fail: bool,
+}
+
+fn declaring(state: &State, ctx: &NativeCallContext) -> RhaiResult<()> {
+    if state.target().is_some() {
+        return Err(usage(
+            ctx,
+            format!(
+                "{}() declares the plan and cannot be called inside a step",
+                ctx.fn_name()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn declare_param(
+    state: &State,
+    ctx: &NativeCallContext,
+    name: &str,
+    default: Dynamic,
+    doc: &str,
+) -> RhaiResult<Dynamic> {
+    declaring(state, ctx)?;
+    let json: serde_json::Value = rhai::serde::from_dynamic(&default)
+        .map_err(|e| usage(ctx, format!("parameter `{name}`: unsupported default: {e}")))?;
+    let spec = ParamSpec::new(name, json, doc).map_err(|e| usage(ctx, e.to_string()))?;
+    let value =
+        params::resolve_one(&spec, &state.overrides).map_err(|e| usage(ctx, e.to_string()))?;
+    let mut b = state.builder.lock().expect("builder lock");
+    if b.params.iter().any(|p| p.name == name) {
+        return Err(usage(ctx, format!("parameter `{name}` is declared twice")));
+    }
+    b.params.push(spec);
+    rhai::serde::to_dynamic(value)
+}
+
+fn declare_step(
+    state: &State,
+    ctx: &NativeCallContext,
+    name: &str,
+    opts: StepOptions,
+    func: FnPtr,
+) -> RhaiResult<()> {
+    declaring(state, ctx)?;
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(usage(
+            ctx,
+            format!("step name `{name}` must be letters, digits and `_` (it is used in thresholds: `{name}.field`)"),
+        ));
+    }
+    let timeout = opts
+        .timeout
+        .as_deref()
+        .map(units::parse_duration)
+        .transpose()
+        .map_err(|e| usage(ctx, format!("step `{name}` timeout: {e}")))?;
+    let mut b = state.builder.lock().expect("builder lock");
+    if b.items
+        .iter()
+        .any(|i| matches!(i, Item::Step(s) if s.name == name))
+    {
+        return Err(usage(
+            ctx,
+            format!("step `{name}` is declared twice; step names must be unique"),
+        ));
+    }
+    b.items.push(Item::Step(StepSpec {
+        name: name.to_string(),
+        background: opts.background,
+        func,
+        timeout,
+        continue_on_error: opts.continue_on_error,
+        pos: pos_of(ctx),
+    }));
+    Ok(())
+}
+
+/// Registers the declaration functions in the global namespace.
+pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
+    let s = state.clone();
+    FuncRegistration::new("scenario")
+        .with_params_info(["meta: Map", "Map"])
+        .with_comments([
+            "/// Declares the scenario's name, description and parameters.\n\
+             /// `params` maps each name to its default (the default's type is the parameter's type:\n\
+             /// `1000` an integer, `\"30s\"` a duration, `\"1KiB\"` a size) or to `#{ value: <default>, doc: \"...\" }`.\n\
+             /// Returns the parameters' values for this run, so thresholds can use them.\n\
+             /// ```rhai\n/// let p = scenario(#{ name: \"etcd-stress\", description: \"...\", params: #{ nodes: 1000, p99: \"25ms\" } });\n/// threshold(`write.latency.p99 < ${p.p99}`);\n/// ```",
+        ])
+        .register_into_engine(engine, move |ctx: NativeCallContext, meta: Map| -> RhaiResult<Map> {
+            declaring(&s, &ctx)?;
+            let m: ScenarioMeta = bridge::options(&ctx, "scenario", Dynamic::from_map(meta))?;
+            {
+                let mut b = s.builder.lock().expect("builder lock");
+                if m.name.is_some() {
+                    b.name = m.name;
+                }
+                b.description = m.description;
+            }
+            let params = match m.params {
+                None => Map::new(),
+                Some(p) => p.try_cast::<Map>().ok_or_else(|| usage(&ctx, "scenario: `params` must be a map of name to default"))?,
+            };
+            let mut values = Map::new();
+            for (name, v) in params {
+                let (default, doc) = match v.clone().try_cast::<Map>() {
+                    Some(spec) if spec.contains_key("value") => {
+                        if let Some(k) = spec.keys().find(|k| !matches!(k.as_str(), "value" | "doc")) {
+                            return Err(usage(&ctx, format!("parameter `{name}`: unknown key `{k}` (use value and doc)")));
+                        }
+                        let doc = spec.get("doc").map(|d| d.to_string()).unwrap_or_default();
+                        (spec["value"].clone(), doc)
+                    }
+                    _ => (v, String::new()),
+                };
+                let value = declare_param(&s, &ctx, &name, default, &doc)?;
+                values.insert(name, value);
+            }
+            Ok(values)
+        });
+
+    let s = state.clone();
+    FuncRegistration::new("param")
+        .with_params_info(["name: &str", "default: Dynamic", "doc: &str", "Dynamic"])
+        .with_comments([
+            "/// Declares a parameter with a default and a one-line description, and returns its value\n\
+             /// for this run (`--set` > `--values` file > default). The default's type is the parameter's type.\n\
+             /// ```rhai\n/// let nodes = param(\"nodes\", 1000, \"simulated nodes\");\n/// ```",
+        ])
+        .register_into_engine(engine, move |ctx: NativeCallContext, name: &str, default: Dynamic, doc: &str| {
+            declare_param(&s, &ctx, name, default, doc)
+        });
+    let s = state.clone();
+    FuncRegistration::new("param")
+        .with_params_info(["name: &str", "default: Dynamic", "Dynamic"])
+        .with_comments([
+            "/// Declares a parameter without a description; see `param(name, default, doc)`.",
+        ])
+        .register_into_engine(
+            engine,
+            move |ctx: NativeCallContext, name: &str, default: Dynamic| {
+                declare_param(&s, &ctx, name, default, "")
+            },
+        );
+
+    let s = state.clone();
+    FuncRegistration::new("step")
+        .with_params_info(["name: &str", "f: FnPtr", "()"])
+        .with_comments([
+            "/// Declares a step. When the run reaches it, `f` is called with the parameters; the map it\n\
+             /// returns is the step's record in the report (thresholds read it as `name.field`).\n\
+             /// ```rhai\n/// step(\"write\", |p| etcd::put_many(#{ count: p.keys }));\n/// ```",
+        ])
+        .register_into_engine(engine, move |ctx: NativeCallContext, name: &str, f: FnPtr| {
+            declare_step(&s, &ctx, name, StepOptions::default(), f)
+        });
+    let s = state.clone();
+    FuncRegistration::new("step")
+        .with_params_info(["name: &str", "options: Map", "f: FnPtr", "()"])
+        .with_comments([
+            "/// Declares a step with options: `timeout` (`\"5m\"`), `continue_on_error` (record the failure\n\
+             /// and go on), `background` (run concurrently with the following steps until `join`).",
+        ])
+        .register_into_engine(engine, move |ctx: NativeCallContext, name: &str, opts: Map, f: FnPtr| {
+            let o: StepOptions = bridge::options(&ctx, "step", Dynamic::from_map(opts))?;
+            declare_step(&s, &ctx, name, o, f)
+        });
+    let s = state.clone();
+    FuncRegistration::new("background")
+        .with_params_info(["name: &str", "f: FnPtr", "()"])
+        .with_comments([
+            "/// Declares a step that starts here and runs concurrently with the steps after it, until\n\
+             /// `join(name)` or the end of the run: load during a defragmentation, for example.\n\
+             /// ```rhai\n/// background(\"load\", |p| etcd::put_many(#{ count: 100000 }));\n/// step(\"status\", |p| etcd::status());\n/// join(\"load\");\n/// ```",
+        ])
+        .register_into_engine(engine, move |ctx: NativeCallContext, name: &str, f: FnPtr| {
+            declare_step(&s, &ctx, name, StepOptions { background: true, ..Default::default() }, f)
+        });
+    let s = state.clone();
+    FuncRegistration::new("background")
+        .with_params_info(["name: &str", "options: Map", "f: FnPtr", "()"])
+        .with_comments(["/// A background step with options (`timeout`, `continue_on_error`)."])
+        .register_into_engine(
+            engine,
+            move |ctx: NativeCallContext, name: &str, opts: Map, f: FnPtr| {
+                let mut o: StepOptions =
+                    bridge::options(&ctx, "background", Dynamic::from_map(opts))?;
+                o.background = true;
+                declare_step(&s, &ctx, name, o, f)
+            },
+        );
+
+    let s = state.clone();
+    FuncRegistration::new("join")
+        .with_params_info(["name: &str", "()"])
+        .with_comments(["/// Waits, at this point of the plan, for a background step declared earlier to finish."])
+        .register_into_engine(engine, move |ctx: NativeCallContext, name: &str| -> RhaiResult<()> {
+            declaring(&s, &ctx)?;
+            let mut b = s.builder.lock().expect("builder lock");
+            let is_bg = b.items.iter().any(|i| matches!(i, Item::Step(st) if st.name == name && st.background));
+            if !is_bg {
+                return Err(usage(&ctx, format!("join(\"{name}\"): no background step `{name}` is declared before this point")));
+            }
+            b.items.push(Item::Join { step: name.to_string(), pos: pos_of(&ctx) });
+            Ok(())
+        });
+
+    let s = state.clone();
+    let thr = move |ctx: &NativeCallContext, expr: &str, o: ThresholdOptions| -> RhaiResult<()> {
+        declaring(&s, ctx)?;
+        let threshold = Threshold::parse(expr, o.abort_on_fail).map_err(|e| {
+            usage(
+                ctx,
+                format!(
+                    "invalid threshold `{expr}`: {}; e.g. \"write.latency.p99 < 25ms\"",
+                    e
+                ),
+            )
+        })?;
+        s.builder
+            .lock()
+            .expect("builder lock")
+            .thresholds
+            .push(PlannedThreshold {
+                threshold,
+                pos: pos_of(ctx),
+            });
+        Ok(())
+    };
+    let t1 = thr.clone();
+    FuncRegistration::new("threshold")
+        .with_params_info(["expression: &str", "()"])
+        .with_comments([
+            "/// Declares an SLO over report fields, checked after the steps it reads have run; a failed\n\
+             /// threshold makes the run exit 1. Units: ns us ms s m h, B KB MB GB KiB MiB GiB, /s, %.\n\
+             /// Operators: < <= > >= == !=, && ||, + - * /, and min/max/sum/avg/count over `[*]` paths.\n\
+             /// ```rhai\n/// threshold(\"write.latency.p99 < 25ms && write.errors == 0\");\n/// threshold(\"max(status.members[*].db_size) < 2GiB\");\n/// ```",
+        ])
+        .register_into_engine(engine, move |ctx: NativeCallContext, expr: &str| t1(&ctx, expr, ThresholdOptions::default()));
+    FuncRegistration::new("threshold")
+        .with_params_info(["expression: &str", "options: Map", "()"])
+        .with_comments(["/// A threshold with options: `abort_on_fail: true` stops the run as soon as it fails."])
+        .register_into_engine(engine, move |ctx: NativeCallContext, expr: &str, opts: Map| {
+            let o: ThresholdOptions = bridge::options(&ctx, "threshold", Dynamic::from_map(opts))?;
+            thr(&ctx, expr, o)
+        });
+
+    let s = state.clone();
+    FuncRegistration::new("result")
+        .with_params_info(["step: &str", "Map"])
+        .with_comments(["/// Inside a step: the record of an earlier step that has finished."])
+        .register_into_engine(
+            engine,
+            move |ctx: NativeCallContext, step: &str| -> RhaiResult<Dynamic> {
+                let records = s.records.lock().expect("records lock");
+                match records.get(step) {
+                    Some(r) => rhai::serde::to_dynamic(r),
+                    None => {
+                        let done: Vec<_> = records.keys().cloned().collect();
+                        Err(usage(
+                            &ctx,
+                            format!(
+                                "result(\"{step}\"): no finished step of that name (finished: {})",
+                                done.join(", ")
+                            ),
+                        ))
+                    }
+                }
+            },
+        );
+
+    let s = state.clone();
+    FuncRegistration::new("sleep")
+        .with_params_info(["duration: &str", "()"])
+        .with_comments([
+            "/// Inside a step: waits for a duration such as `\"2s\"` (interruptible).",
+        ])
+        .register_into_engine(
+            engine,
+            move |ctx: NativeCallContext, d: &str| -> RhaiResult<()> {
+                let d = units::parse_duration(d).map_err(|e| usage(&ctx, format!("sleep: {e}")))?;
+                if s.handle().is_none() {
+                    return Err(usage(&ctx, "sleep can only run inside a step"));
+                }
+                bridge::block_on(&s, async {
+                    tokio::time::sleep(d).await;
+                    Ok(())
+                })
+                .map_err(|e| bridge::action_error(&e, ctx.call_position()))
+            },
+        );
+}

@@ -1,0 +1,153 @@
+//! The `etcd::` namespace: bindings that decode arguments and call [`crate::actions::etcd`].
+
+use std::sync::Arc;
+
+use rhai::{Dynamic, Engine, FnNamespace, FuncRegistration, Map, Module, NativeCallContext};
+
+use super::bridge::{action, bytes_of, options};
+use super::State;
+use crate::actions::etcd::{self as act, KeyOptions, PutManyOptions, RangeOptions};
+
+type R = Result<Dynamic, Box<rhai::EvalAltResult>>;
+
+fn reg(name: &str, params: &[&str], doc: &str) -> FuncRegistration {
+    FuncRegistration::new(name)
+        .with_namespace(FnNamespace::Internal)
+        .with_params_info(params)
+        .with_comments([doc])
+}
+
+/// Registers `etcd::` as a static module.
+pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
+    let mut m = Module::new();
+    m.set_doc(
+        "/// etcd client actions. Keys are relative to the run's prefix unless `absolute: true`.",
+    );
+
+    let s = state.clone();
+    reg("put", &["key: &str", "value: Dynamic", "Map"], "/// Writes `value` (text or blob) at `key` under the run prefix. Returns `#{ key, revision, duration_ms }`.")
+        .set_into_module(&mut m, move |ctx: NativeCallContext, key: &str, value: Dynamic| -> R {
+            let v = bytes_of(&value);
+            action(&s, &ctx, |t| async move { act::put(&t, key, v, &KeyOptions::default()).await })
+        });
+    let s = state.clone();
+    reg(
+        "put",
+        &["key: &str", "value: Dynamic", "options: Map", "Map"],
+        "/// `put` with options: `absolute` (only on an etcd scen started).",
+    )
+    .set_into_module(
+        &mut m,
+        move |ctx: NativeCallContext, key: &str, value: Dynamic, o: Map| -> R {
+            let o: KeyOptions = options(&ctx, "etcd::put", Dynamic::from_map(o))?;
+            let v = bytes_of(&value);
+            action(&s, &ctx, |t| async move { act::put(&t, key, v, &o).await })
+        },
+    );
+
+    let s = state.clone();
+    reg("get", &["key: &str", "Map"], "/// Reads one key. Returns `#{ key, found, value, value_size, create_revision, mod_revision, version, revision, duration_ms }`.")
+        .set_into_module(&mut m, move |ctx: NativeCallContext, key: &str| -> R {
+            action(&s, &ctx, |t| async move { act::get(&t, key, &KeyOptions::default()).await })
+        });
+    let s = state.clone();
+    reg(
+        "get",
+        &["key: &str", "options: Map", "Map"],
+        "/// `get` with options: `absolute`, `serializable`.",
+    )
+    .set_into_module(
+        &mut m,
+        move |ctx: NativeCallContext, key: &str, o: Map| -> R {
+            let o: KeyOptions = options(&ctx, "etcd::get", Dynamic::from_map(o))?;
+            action(&s, &ctx, |t| async move { act::get(&t, key, &o).await })
+        },
+    );
+
+    let s = state.clone();
+    reg("range", &["prefix: &str", "Map"], "/// Reads the keys under a prefix. Returns `#{ prefix, count, returned, more, value_bytes, keys, revision, duration_ms }`.")
+        .set_into_module(&mut m, move |ctx: NativeCallContext, prefix: &str| -> R {
+            action(&s, &ctx, |t| async move { act::range(&t, prefix, &RangeOptions::default()).await })
+        });
+    let s = state.clone();
+    reg("range", &["prefix: &str", "options: Map", "Map"], "/// `range` with options: `limit`, `count_only`, `keys_only`, `serializable`, `absolute`, `list` (keys to list in the record, default 100).")
+        .set_into_module(&mut m, move |ctx: NativeCallContext, prefix: &str, o: Map| -> R {
+            let o: RangeOptions = options(&ctx, "etcd::range", Dynamic::from_map(o))?;
+            action(&s, &ctx, |t| async move { act::range(&t, prefix, &o).await })
+        });
+
+    let s = state.clone();
+    reg("delete", &["key: &str", "Map"], "/// Deletes a key under the run prefix. Returns `#{ key, deleted, revision, duration_ms }`.")
+        .set_into_module(&mut m, move |ctx: NativeCallContext, key: &str| -> R {
+            action(&s, &ctx, |t| async move { act::delete(&t, key, &KeyOptions::default()).await })
+        });
+    let s = state.clone();
+    reg(
+        "delete",
+        &["key: &str", "options: Map", "Map"],
+        "/// `delete` with options: `prefix` (every key under it), `absolute`.",
+    )
+    .set_into_module(
+        &mut m,
+        move |ctx: NativeCallContext, key: &str, o: Map| -> R {
+            let o: KeyOptions = options(&ctx, "etcd::delete", Dynamic::from_map(o))?;
+            action(&s, &ctx, |t| async move { act::delete(&t, key, &o).await })
+        },
+    );
+
+    let s = state.clone();
+    reg(
+        "put_many",
+        &["options: Map", "Map"],
+        "/// Writes `count` keys of `value_size` bytes (default 256) under `key_prefix` (default `\"keys/\"`)\n\
+         /// with `concurrency` requests in flight (default 16). Returns `#{ count, ok, errors, error_samples,\n\
+         /// bytes, duration_ms, throughput, latency: #{ count, min, mean, stddev, p50, p90, p99, p999, max } }`\n\
+         /// (latencies in ms).",
+    )
+    .set_into_module(&mut m, move |ctx: NativeCallContext, o: Map| -> R {
+        let o: PutManyOptions = options(&ctx, "etcd::put_many", Dynamic::from_map(o))?;
+        action(&s, &ctx, |t| async move { act::put_many(&t, &o).await })
+    });
+
+    let s = state.clone();
+    reg(
+        "status",
+        &["Map"],
+        "/// Every member's status, as `etcdctl endpoint status --cluster`: `#{ member_count, reachable, has_leader,\n\
+         /// leader, db_size, db_size_in_use, revision, raft_term, members: [#{ name, id, endpoint, reachable,\n\
+         /// is_leader, is_learner, version, db_size, db_size_in_use, revision, raft_term, raft_index,\n\
+         /// raft_applied_index, errors, duration_ms }] }`.",
+    )
+    .set_into_module(&mut m, move |ctx: NativeCallContext| -> R { action(&s, &ctx, |t| async move { act::status(&t).await }) });
+
+    let s = state.clone();
+    reg(
+        "health",
+        &["Map"],
+        "/// Every member's health, as `etcdctl endpoint health --cluster` (a linearizable read per member),\n\
+         /// plus alarms: `#{ healthy, healthy_members, alarms, members: [#{ endpoint, healthy, took_ms, error }] }`.",
+    )
+    .set_into_module(&mut m, move |ctx: NativeCallContext| -> R { action(&s, &ctx, |t| async move { act::health(&t).await }) });
+
+    let s = state.clone();
+    reg("alarms", &["Map"], "/// Active alarms (`etcdctl alarm list`): `#{ count, nospace, corrupt, alarms: [#{ member_id, alarm }] }`.")
+        .set_into_module(&mut m, move |ctx: NativeCallContext| -> R { action(&s, &ctx, |t| async move { act::alarms(&t).await }) });
+
+    let s = state.clone();
+    reg(
+        "prefix",
+        &["String"],
+        "/// The run's key prefix (`/scen/<run-id>/`); every relative key lives under it.",
+    )
+    .set_into_module(&mut m, move |ctx: NativeCallContext| -> R {
+        match s.target() {
+            Some(t) => Ok(t.info.prefix.into()),
+            None => Err(super::bridge::usage(
+                &ctx,
+                "etcd::prefix is known only inside a step",
+            )),
+        }
+    });
+
+    engine.register_static_module("etcd", m.into());
+}

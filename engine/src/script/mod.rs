@@ -1,0 +1,482 @@
+//! The Rhai side of scen: building a sandboxed engine, reading a scenario file into a [`Plan`],
+//! and calling step closures during a run. One file per script namespace (`dsl` for the
+//! declarations, `etcd` for `etcd::`); `bridge` is where bindings hand over to async actions.
+
+pub mod api;
+mod bridge;
+mod dsl;
+mod etcd;
+mod resolver;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use rhai::{Dynamic, Engine, EvalAltResult, Position, AST};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+pub use bridge::ActionError;
+pub use resolver::{stdlib_source, STDLIB};
+
+use crate::params::{self, Overrides, Resolved};
+use crate::plan::{Item, Plan, SourcePos, StepSpec};
+use crate::target::Target;
+
+/// Sandbox limits for scripts.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Operations per top-level call (the whole file, or one step).
+    pub max_operations: u64,
+    /// Function call depth.
+    pub max_call_levels: usize,
+    /// Imported modules.
+    pub max_modules: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_operations: 100_000_000,
+            max_call_levels: 64,
+            max_modules: 64,
+        }
+    }
+}
+
+/// A scenario that could not be read, or a script error during a step: message, position, the
+/// source line with a caret, and what to do.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct ScriptError {
+    /// What is wrong.
+    pub message: String,
+    /// Where, when known.
+    pub pos: Option<SourcePos>,
+    /// The offending source line, when it could be read.
+    pub line_text: Option<String>,
+    /// How to fix it.
+    pub hint: Option<String>,
+    /// `script`, `infrastructure`, `timeout` or `interrupted`.
+    pub kind: String,
+}
+
+impl ScriptError {
+    fn new(message: impl Into<String>) -> Self {
+        ScriptError {
+            message: message.into(),
+            pos: None,
+            line_text: None,
+            hint: None,
+            kind: "script".into(),
+        }
+    }
+
+    /// Renders `error: msg`, ` --> file:line:col`, the source line and a caret, and the hint.
+    pub fn render(&self) -> String {
+        let mut out = format!("error: {}", self.message);
+        if let Some(p) = &self.pos {
+            out.push_str(&format!("\n  --> {p}"));
+            if let Some(text) = &self.line_text {
+                let n = p.line.to_string();
+                let pad = " ".repeat(n.len());
+                let caret = " ".repeat(p.column.saturating_sub(1));
+                out.push_str(&format!("\n {pad} |\n {n} | {text}\n {pad} | {caret}^"));
+            }
+        }
+        if let Some(h) = &self.hint {
+            out.push_str(&format!("\n  = help: {h}"));
+        }
+        out
+    }
+
+    /// `file:line:col`, when known.
+    pub fn location(&self) -> Option<String> {
+        self.pos.as_ref().map(ToString::to_string)
+    }
+}
+
+/// What a run makes available to bindings while steps execute.
+pub(crate) struct RunResources {
+    target: Target,
+    handle: tokio::runtime::Handle,
+}
+
+/// State shared by every binding of one scenario's engine.
+pub(crate) struct State {
+    builder: Mutex<dsl::Builder>,
+    overrides: Overrides,
+    run: RwLock<Option<RunResources>>,
+    records: Mutex<BTreeMap<String, serde_json::Value>>,
+    cancel: CancellationToken,
+}
+
+impl State {
+    fn target(&self) -> Option<Target> {
+        self.run.read().ok()?.as_ref().map(|r| r.target.clone())
+    }
+    fn handle(&self) -> Option<tokio::runtime::Handle> {
+        self.run.read().ok()?.as_ref().map(|r| r.handle.clone())
+    }
+}
+
+/// A loaded scenario: its engine, compiled script and the bindings' state.
+pub struct Host {
+    engine: Arc<Engine>,
+    ast: Arc<AST>,
+    state: Arc<State>,
+    file: PathBuf,
+}
+
+/// Builds the sandboxed engine with every scen namespace registered. The state and the scenario's
+/// directory are only used by bindings when scripts run; [`api`] builds one just to list functions.
+pub(crate) fn build_engine(state: Arc<State>, base_dir: PathBuf, limits: &Limits) -> Engine {
+    let mut engine = Engine::new();
+    engine.set_max_operations(limits.max_operations);
+    engine.set_max_call_levels(limits.max_call_levels);
+    engine.set_max_modules(limits.max_modules);
+    engine.set_max_expr_depths(64, 32);
+    engine.set_max_string_size(64 << 20);
+    engine.set_max_array_size(1_000_000);
+    engine.set_max_map_size(100_000);
+    engine.set_strict_variables(true);
+    engine.disable_symbol("eval");
+    engine.set_module_resolver(resolver::Resolver::new(base_dir));
+    engine.on_print(|s| tracing::info!(target: "scen::script", "{s}"));
+    engine.on_debug(
+        |s, src, pos| tracing::debug!(target: "scen::script", "{}:{pos}: {s}", src.unwrap_or("")),
+    );
+    let cancel = state.cancel.clone();
+    engine.on_progress(move |_| {
+        if cancel.is_cancelled() {
+            Some(Dynamic::from("interrupted".to_string()))
+        } else if bridge::deadline().is_some_and(|d| Instant::now() >= d) {
+            Some(Dynamic::from("timeout".to_string()))
+        } else {
+            None
+        }
+    });
+    engine
+        .register_type_with_name::<ActionError>("ActionError")
+        .register_get("message", |e: &mut ActionError| e.message.clone())
+        .register_get("kind", |e: &mut ActionError| e.kind.clone())
+        .register_fn("to_string", |e: &mut ActionError| e.message.clone());
+    dsl::register(&mut engine, &state);
+    etcd::register(&mut engine, &state);
+    engine
+}
+
+impl Host {
+    /// Reads and plans a scenario file: compiles it, runs its top level (which only declares),
+    /// applies the overrides and checks the plan. Touches no etcd.
+    pub fn load(
+        path: &Path,
+        overrides: &Overrides,
+        limits: &Limits,
+        cancel: CancellationToken,
+    ) -> Result<(Host, Plan), ScriptError> {
+        let source = std::fs::read(path).map_err(|e| {
+            let mut err = ScriptError::new(format!("cannot read scenario {}: {e}", path.display()));
+            err.hint =
+                Some("check the path; `scen list` shows the scenarios in a directory".into());
+            err
+        })?;
+        let sha256 = hex(&Sha256::digest(&source));
+        let state = Arc::new(State {
+            builder: Mutex::new(dsl::Builder::default()),
+            overrides: overrides.clone(),
+            run: RwLock::new(None),
+            records: Mutex::new(BTreeMap::new()),
+            cancel,
+        });
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let engine = build_engine(state.clone(), base, limits);
+        let ast = engine
+            .compile_file(path.to_path_buf())
+            .map_err(|e| to_script_error(&e, path))?;
+        engine
+            .run_ast(&ast)
+            .map_err(|e| to_script_error(&e, path))?;
+
+        let b = std::mem::take(&mut *state.builder.lock().expect("builder lock"));
+        for item in &b.items {
+            if let Item::Step(st) = item {
+                if let Some(n) = step_arity(&st.func, &ast).filter(|n| *n > 1) {
+                    let mut e = ScriptError::new(format!(
+                        "step `{}`: the closure takes {n} arguments; it gets one, the parameters",
+                        st.name
+                    ));
+                    e.line_text = source_line(path, &st.pos.file, st.pos.line);
+                    e.pos = Some(st.pos.clone());
+                    e.hint = Some("write the step as |p| ...".into());
+                    return Err(e);
+                }
+            }
+        }
+        let plan = finish_plan(b, path, sha256, overrides)?;
+        Ok((
+            Host {
+                engine: Arc::new(engine),
+                ast: Arc::new(ast),
+                state,
+                file: path.to_path_buf(),
+            },
+            plan,
+        ))
+    }
+
+    /// Makes the target available to bindings: from now on actions may run.
+    pub fn begin_run(&self, target: Target, handle: tokio::runtime::Handle) {
+        *self.state.run.write().expect("run lock") = Some(RunResources { target, handle });
+    }
+
+    /// Ends the run: bindings refuse actions again, and the client connection is released.
+    pub fn end_run(&self) {
+        *self.state.run.write().expect("run lock") = None;
+    }
+
+    /// Calls a step's closure (blocking: call from a blocking thread) and returns its record.
+    pub fn call_step(
+        &self,
+        step: &StepSpec,
+        params: &Resolved,
+        deadline: Option<Instant>,
+    ) -> Result<serde_json::Value, ScriptError> {
+        let p =
+            rhai::serde::to_dynamic(&params.values).map_err(|e| ScriptError::new(e.to_string()))?;
+        let takes_params = step_arity(&step.func, &self.ast) != Some(0);
+        let result = bridge::with_deadline(deadline, || {
+            if takes_params {
+                step.func.call::<Dynamic>(&self.engine, &self.ast, (p,))
+            } else {
+                step.func.call::<Dynamic>(&self.engine, &self.ast, ())
+            }
+        });
+        match result {
+            Ok(v) => Ok(record_of(v)),
+            Err(e) => Err(to_script_error(&e, &self.file)),
+        }
+    }
+
+    /// Stores a finished step's record so later steps can read it with `result("name")`.
+    pub fn store_record(&self, step: &str, record: &serde_json::Value) {
+        self.state
+            .records
+            .lock()
+            .expect("records lock")
+            .insert(step.to_string(), record.clone());
+    }
+}
+
+/// The number of parameters a step closure takes beyond its captured variables, when known
+/// (closures defined in imported modules are not in the scenario's AST).
+fn step_arity(f: &rhai::FnPtr, ast: &AST) -> Option<usize> {
+    ast.iter_functions()
+        .find(|d| d.name == f.fn_name())
+        .map(|d| d.params.len().saturating_sub(f.curry().len()))
+}
+
+/// Converts what a step returned into its record: a map as is, nothing as `{}`, anything else as
+/// `{ "value": ... }`.
+fn record_of(v: Dynamic) -> serde_json::Value {
+    if v.is_unit() {
+        return serde_json::json!({});
+    }
+    match rhai::serde::from_dynamic::<serde_json::Value>(&v) {
+        Ok(serde_json::Value::Object(m)) => serde_json::Value::Object(m),
+        Ok(other) => serde_json::json!({ "value": other }),
+        Err(_) => serde_json::json!({ "value": v.to_string() }),
+    }
+}
+
+fn finish_plan(
+    b: dsl::Builder,
+    path: &Path,
+    sha256: String,
+    overrides: &Overrides,
+) -> Result<Plan, ScriptError> {
+    let file = path.display().to_string();
+    let at = |pos: &SourcePos, message: String, hint: Option<String>| {
+        let mut e = ScriptError::new(message);
+        e.line_text = source_line(path, &pos.file, pos.line);
+        e.pos = Some(pos.clone());
+        e.hint = hint;
+        e
+    };
+    if b.items.is_empty() {
+        let mut e = ScriptError::new(format!("{file} declares no steps"));
+        e.hint = Some("add at least one: step(\"status\", |p| etcd::status());".into());
+        return Err(e);
+    }
+    let steps: Vec<&StepSpec> = b
+        .items
+        .iter()
+        .filter_map(|i| if let Item::Step(s) = i { Some(s) } else { None })
+        .collect();
+    for t in &b.thresholds {
+        for name in t.threshold.steps() {
+            if !steps.iter().any(|s| s.name == name) {
+                let names: Vec<_> = steps.iter().map(|s| s.name.as_str()).collect();
+                return Err(at(
+                    &t.pos,
+                    format!(
+                        "threshold `{}` reads step `{name}`, which this scenario does not declare",
+                        t.threshold.source
+                    ),
+                    Some(format!("the steps are: {}", names.join(", "))),
+                ));
+            }
+        }
+    }
+    // Unknown override keys and bad values are found here, once every parameter is declared.
+    let resolved = params::resolve(&b.params, overrides).map_err(|e| {
+        let mut err = ScriptError::new(e.to_string());
+        err.hint =
+            Some("`scen check FILE` lists the parameters with their types and defaults".into());
+        err
+    })?;
+    let name = b.name.unwrap_or_else(|| {
+        path.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    Ok(Plan {
+        name,
+        description: b.description,
+        file: path.to_path_buf(),
+        sha256,
+        params: b.params,
+        resolved,
+        items: b.items,
+        thresholds: b.thresholds,
+    })
+}
+
+/// Reads line `line` of the file an error points into: the scenario, an imported file or a stdlib module.
+fn source_line(main: &Path, file: &str, line: usize) -> Option<String> {
+    if line == 0 {
+        return None;
+    }
+    let text = if let Some((_, src)) = stdlib_source(file) {
+        src.to_string()
+    } else if file.is_empty() || Path::new(file) == main {
+        std::fs::read_to_string(main).ok()?
+    } else {
+        let p = Path::new(file);
+        let p = if p.exists() {
+            p.to_path_buf()
+        } else {
+            main.parent()?.join(p)
+        };
+        std::fs::read_to_string(p).ok()?
+    };
+    text.lines().nth(line - 1).map(|l| l.trim_end().to_string())
+}
+
+/// Finds the innermost error of a Rhai error chain, with the file it happened in.
+fn innermost<'a>(e: &'a EvalAltResult, file: &str) -> (&'a EvalAltResult, String) {
+    match e {
+        EvalAltResult::ErrorInFunctionCall(_, src, inner, _) => {
+            innermost(inner, if src.is_empty() { file } else { src.as_str() })
+        }
+        EvalAltResult::ErrorInModule(path, inner, _) => {
+            let f = stdlib_source(path)
+                .map_or_else(|| path.clone(), |(n, _)| format!("stdlib/{n}.rhai"));
+            innermost(inner, &f)
+        }
+        other => (other, file.to_string()),
+    }
+}
+
+/// Turns a Rhai error into a [`ScriptError`] with its position, source line, class and a hint.
+pub(crate) fn to_script_error(e: &EvalAltResult, main: &Path) -> ScriptError {
+    let (inner, file) = innermost(e, &main.display().to_string());
+    let pos: Position = inner.position();
+    let (kind, message, hint) =
+        match inner {
+            EvalAltResult::ErrorRuntime(v, _) if v.is::<ActionError>() => {
+                let a = v.clone().cast::<ActionError>();
+                (a.kind, a.message, None)
+            }
+            EvalAltResult::ErrorRuntime(v, _) => (
+                "script".into(),
+                format!("the script raised an error: {v}"),
+                None,
+            ),
+            EvalAltResult::ErrorTerminated(v, _) => {
+                let why = v.to_string();
+                let msg = if why == "timeout" {
+                    "the step ran past its timeout".to_string()
+                } else {
+                    "interrupted".to_string()
+                };
+                (why, msg, None)
+            }
+            EvalAltResult::ErrorParsing(p, _) => (
+                "script".into(),
+                format!("syntax error: {p}"),
+                Some("fix the syntax; `scen check FILE` re-checks without touching etcd".into()),
+            ),
+            EvalAltResult::ErrorTooManyOperations(_) => (
+                "script".into(),
+                "the script exceeded its operation limit (an endless loop?)".into(),
+                Some("bound the loop, or raise the limit with --max-operations".into()),
+            ),
+            EvalAltResult::ErrorVariableNotFound(name, _) => (
+                "script".into(),
+                format!("variable `{name}` is not defined"),
+                Some("step closures receive the parameters as their argument: |p| p.name".into()),
+            ),
+            EvalAltResult::ErrorFunctionNotFound(sig, _) => (
+                "script".into(),
+                format!("no function {sig}"),
+                Some("`scen api` lists every function and its arguments".into()),
+            ),
+            EvalAltResult::ErrorModuleNotFound(m, _) => {
+                (
+                    "script".into(),
+                    format!("module `{m}` not found"),
+                    Some(format!(
+                "stdlib modules are: {}; other imports are paths relative to the scenario file",
+                STDLIB.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            )),
+                )
+            }
+            other => (
+                "script".into(),
+                other.to_string().replace(&format!(" ({pos})"), ""),
+                None,
+            ),
+        };
+    let mut err = ScriptError {
+        message,
+        pos: None,
+        line_text: None,
+        hint,
+        kind,
+    };
+    if let (Some(line), Some(column)) = (pos.line(), pos.position()) {
+        err.line_text = source_line(main, &file, line);
+        err.pos = Some(SourcePos { file, line, column });
+    }
+    err
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The script position of a binding's call site.
+pub(crate) fn pos_of(ctx: &rhai::NativeCallContext) -> SourcePos {
+    let p = ctx.call_position();
+    SourcePos {
+        file: ctx
+            .call_source()
+            .or(ctx.fn_source())
+            .unwrap_or_default()
+            .to_string(),
+        line: p.line().unwrap_or(0),
+        column: p.position().unwrap_or(0),
+    }
+}
