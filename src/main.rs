@@ -61,6 +61,8 @@ enum Command {
     },
     /// Print the reference of every function scenario scripts can call (Markdown).
     Api,
+    /// Print the JSON Schema of the JSON report.
+    Schema,
 }
 
 #[derive(Args)]
@@ -121,6 +123,10 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args, cli.quiet),
         Command::Check { file, params, json } => check(&file, &params, json),
         Command::List { dir } => list(&dir),
+        Command::Schema => {
+            print!("{}", report::json_schema());
+            0
+        }
         Command::Api => {
             print!("{}", scen_engine::script::api::reference());
             0

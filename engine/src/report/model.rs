@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -11,7 +12,7 @@ use serde_json::Value;
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// How a run ended, from best to worst.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Every step ran and every threshold passed.
@@ -40,7 +41,7 @@ impl Outcome {
 }
 
 /// How one step went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     /// Finished without error.
@@ -54,7 +55,7 @@ pub enum StepStatus {
 }
 
 /// A threshold's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ThresholdStatus {
     /// The condition held.
@@ -68,7 +69,7 @@ pub enum ThresholdStatus {
 }
 
 /// An error with its class and, for script errors, its position.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorInfo {
     /// `script`, `infrastructure`, `timeout` or `interrupted`.
     pub kind: String,
@@ -83,7 +84,7 @@ pub struct ErrorInfo {
 }
 
 /// The scenario that ran.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ScenarioInfo {
     /// Name.
     pub name: String,
@@ -96,7 +97,7 @@ pub struct ScenarioInfo {
 }
 
 /// The cluster the run used.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct TargetReport {
     /// Client URLs.
     pub endpoints: Vec<String>,
@@ -111,7 +112,7 @@ pub struct TargetReport {
 }
 
 /// One step's entry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct StepReport {
     /// Step name.
     pub name: String,
@@ -130,7 +131,7 @@ pub struct StepReport {
 }
 
 /// One threshold's entry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ThresholdReport {
     /// The expression as written.
     pub expression: String,
@@ -149,7 +150,7 @@ pub struct ThresholdReport {
 }
 
 /// The report of one run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Report {
     /// Layout version ([`SCHEMA_VERSION`]).
     pub schema_version: u32,
@@ -186,7 +187,7 @@ pub struct Report {
 }
 
 /// Where and why a run stopped before the end.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct StoppedEarly {
     /// The step running or about to run.
     pub step: Option<String>,
@@ -209,4 +210,10 @@ impl Report {
             .count();
         (passed, failed)
     }
+}
+
+/// The JSON Schema of [`Report`] (what `docs/report.schema.json` holds).
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(Report);
+    serde_json::to_string_pretty(&schema).expect("schema serialises") + "\n"
 }

@@ -48,7 +48,7 @@ pub fn reference() -> String {
         records: Mutex::new(BTreeMap::new()),
         cancel: CancellationToken::new(),
     });
-    let engine = build_engine(state, Default::default(), &Limits::default());
+    let (engine, _) = build_engine(state, Default::default(), &Limits::default());
     let json = engine
         .gen_fn_metadata_to_json(false)
         .expect("metadata serialises");

@@ -113,10 +113,11 @@ pub(crate) fn block_on<T>(
     })
 }
 
-/// Runs an action inside a step: checks a run is in progress, runs it, converts the record.
+/// Runs an action of `namespace` inside a step: checks a run is in progress, runs it, converts the record.
 pub(crate) fn action<T, Fut>(
     state: &State,
     ctx: &NativeCallContext,
+    namespace: &str,
     f: impl FnOnce(Target) -> Fut,
 ) -> Result<Dynamic, Box<EvalAltResult>>
 where
@@ -127,7 +128,7 @@ where
         return Err(usage(
             ctx,
             format!(
-                "{} can only run inside a step: a scenario file declares, its steps act. Wrap it: step(\"name\", |p| {}(...))",
+                "{namespace}::{} can only run inside a step: a scenario file declares, its steps act. Wrap it: step(\"name\", |p| {namespace}::{}(...))",
                 ctx.fn_name(),
                 ctx.fn_name()
             ),

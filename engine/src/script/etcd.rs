@@ -28,7 +28,7 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
     reg("put", &["key: &str", "value: Dynamic", "Map"], "/// Writes `value` (text or blob) at `key` under the run prefix. Returns `#{ key, revision, duration_ms }`.")
         .set_into_module(&mut m, move |ctx: NativeCallContext, key: &str, value: Dynamic| -> R {
             let v = bytes_of(&value);
-            action(&s, &ctx, |t| async move { act::put(&t, key, v, &KeyOptions::default()).await })
+            action(&s, &ctx, "etcd", |t| async move { act::put(&t, key, v, &KeyOptions::default()).await })
         });
     let s = state.clone();
     reg(
@@ -41,14 +41,16 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
         move |ctx: NativeCallContext, key: &str, value: Dynamic, o: Map| -> R {
             let o: KeyOptions = options(&ctx, "etcd::put", Dynamic::from_map(o))?;
             let v = bytes_of(&value);
-            action(&s, &ctx, |t| async move { act::put(&t, key, v, &o).await })
+            action(&s, &ctx, "etcd", |t| async move {
+                act::put(&t, key, v, &o).await
+            })
         },
     );
 
     let s = state.clone();
     reg("get", &["key: &str", "Map"], "/// Reads one key. Returns `#{ key, found, value, value_size, create_revision, mod_revision, version, revision, duration_ms }`.")
         .set_into_module(&mut m, move |ctx: NativeCallContext, key: &str| -> R {
-            action(&s, &ctx, |t| async move { act::get(&t, key, &KeyOptions::default()).await })
+            action(&s, &ctx, "etcd", |t| async move { act::get(&t, key, &KeyOptions::default()).await })
         });
     let s = state.clone();
     reg(
@@ -60,26 +62,31 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
         &mut m,
         move |ctx: NativeCallContext, key: &str, o: Map| -> R {
             let o: KeyOptions = options(&ctx, "etcd::get", Dynamic::from_map(o))?;
-            action(&s, &ctx, |t| async move { act::get(&t, key, &o).await })
+            action(
+                &s,
+                &ctx,
+                "etcd",
+                |t| async move { act::get(&t, key, &o).await },
+            )
         },
     );
 
     let s = state.clone();
     reg("range", &["prefix: &str", "Map"], "/// Reads the keys under a prefix. Returns `#{ prefix, count, returned, more, value_bytes, keys, revision, duration_ms }`.")
         .set_into_module(&mut m, move |ctx: NativeCallContext, prefix: &str| -> R {
-            action(&s, &ctx, |t| async move { act::range(&t, prefix, &RangeOptions::default()).await })
+            action(&s, &ctx, "etcd", |t| async move { act::range(&t, prefix, &RangeOptions::default()).await })
         });
     let s = state.clone();
     reg("range", &["prefix: &str", "options: Map", "Map"], "/// `range` with options: `limit`, `count_only`, `keys_only`, `serializable`, `absolute`, `list` (keys to list in the record, default 100).")
         .set_into_module(&mut m, move |ctx: NativeCallContext, prefix: &str, o: Map| -> R {
             let o: RangeOptions = options(&ctx, "etcd::range", Dynamic::from_map(o))?;
-            action(&s, &ctx, |t| async move { act::range(&t, prefix, &o).await })
+            action(&s, &ctx, "etcd", |t| async move { act::range(&t, prefix, &o).await })
         });
 
     let s = state.clone();
     reg("delete", &["key: &str", "Map"], "/// Deletes a key under the run prefix. Returns `#{ key, deleted, revision, duration_ms }`.")
         .set_into_module(&mut m, move |ctx: NativeCallContext, key: &str| -> R {
-            action(&s, &ctx, |t| async move { act::delete(&t, key, &KeyOptions::default()).await })
+            action(&s, &ctx, "etcd", |t| async move { act::delete(&t, key, &KeyOptions::default()).await })
         });
     let s = state.clone();
     reg(
@@ -91,7 +98,9 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
         &mut m,
         move |ctx: NativeCallContext, key: &str, o: Map| -> R {
             let o: KeyOptions = options(&ctx, "etcd::delete", Dynamic::from_map(o))?;
-            action(&s, &ctx, |t| async move { act::delete(&t, key, &o).await })
+            action(&s, &ctx, "etcd", |t| async move {
+                act::delete(&t, key, &o).await
+            })
         },
     );
 
@@ -106,7 +115,7 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
     )
     .set_into_module(&mut m, move |ctx: NativeCallContext, o: Map| -> R {
         let o: PutManyOptions = options(&ctx, "etcd::put_many", Dynamic::from_map(o))?;
-        action(&s, &ctx, |t| async move { act::put_many(&t, &o).await })
+        action(&s, &ctx, "etcd", |t| async move { act::put_many(&t, &o).await })
     });
 
     let s = state.clone();
@@ -118,7 +127,7 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
          /// is_leader, is_learner, version, db_size, db_size_in_use, revision, raft_term, raft_index,\n\
          /// raft_applied_index, errors, duration_ms }] }`.",
     )
-    .set_into_module(&mut m, move |ctx: NativeCallContext| -> R { action(&s, &ctx, |t| async move { act::status(&t).await }) });
+    .set_into_module(&mut m, move |ctx: NativeCallContext| -> R { action(&s, &ctx, "etcd", |t| async move { act::status(&t).await }) });
 
     let s = state.clone();
     reg(
@@ -127,11 +136,11 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
         "/// Every member's health, as `etcdctl endpoint health --cluster` (a linearizable read per member),\n\
          /// plus alarms: `#{ healthy, healthy_members, alarms, members: [#{ endpoint, healthy, took_ms, error }] }`.",
     )
-    .set_into_module(&mut m, move |ctx: NativeCallContext| -> R { action(&s, &ctx, |t| async move { act::health(&t).await }) });
+    .set_into_module(&mut m, move |ctx: NativeCallContext| -> R { action(&s, &ctx, "etcd", |t| async move { act::health(&t).await }) });
 
     let s = state.clone();
     reg("alarms", &["Map"], "/// Active alarms (`etcdctl alarm list`): `#{ count, nospace, corrupt, alarms: [#{ member_id, alarm }] }`.")
-        .set_into_module(&mut m, move |ctx: NativeCallContext| -> R { action(&s, &ctx, |t| async move { act::alarms(&t).await }) });
+        .set_into_module(&mut m, move |ctx: NativeCallContext| -> R { action(&s, &ctx, "etcd", |t| async move { act::alarms(&t).await }) });
 
     let s = state.clone();
     reg(

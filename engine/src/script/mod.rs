@@ -131,7 +131,12 @@ pub struct Host {
 
 /// Builds the sandboxed engine with every scen namespace registered. The state and the scenario's
 /// directory are only used by bindings when scripts run; [`api`] builds one just to list functions.
-pub(crate) fn build_engine(state: Arc<State>, base_dir: PathBuf, limits: &Limits) -> Engine {
+pub(crate) fn build_engine(
+    state: Arc<State>,
+    base_dir: PathBuf,
+    limits: &Limits,
+) -> (Engine, resolver::Resolved) {
+    let resolved = resolver::Resolved::default();
     let mut engine = Engine::new();
     engine.set_max_operations(limits.max_operations);
     engine.set_max_call_levels(limits.max_call_levels);
@@ -142,7 +147,7 @@ pub(crate) fn build_engine(state: Arc<State>, base_dir: PathBuf, limits: &Limits
     engine.set_max_map_size(100_000);
     engine.set_strict_variables(true);
     engine.disable_symbol("eval");
-    engine.set_module_resolver(resolver::Resolver::new(base_dir));
+    engine.set_module_resolver(resolver::Resolver::new(base_dir, resolved.clone()));
     engine.on_print(|s| tracing::info!(target: "scen::script", "{s}"));
     engine.on_debug(
         |s, src, pos| tracing::debug!(target: "scen::script", "{}:{pos}: {s}", src.unwrap_or("")),
@@ -164,7 +169,24 @@ pub(crate) fn build_engine(state: Arc<State>, base_dir: PathBuf, limits: &Limits
         .register_fn("to_string", |e: &mut ActionError| e.message.clone());
     dsl::register(&mut engine, &state);
     etcd::register(&mut engine, &state);
-    engine
+    (engine, resolved)
+}
+
+/// Makes the scenario's top-level `import "path" as alias;` modules visible to step closures,
+/// which run after the top level (and its imports) finished.
+fn expose_imports(engine: &mut Engine, ast: &AST, resolved: &resolver::Resolved) {
+    let resolved = resolved.lock().expect("resolved lock");
+    for stmt in ast.statements() {
+        if let rhai::Stmt::Import(x, _) = stmt {
+            if let (rhai::Expr::StringConstant(path, _), alias) = (&x.0, &x.1) {
+                if let Some(m) = resolved.get(path.as_str()) {
+                    if !alias.name.is_empty() {
+                        engine.register_static_module(alias.name.as_str(), m.clone());
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Host {
@@ -191,13 +213,14 @@ impl Host {
             cancel,
         });
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let engine = build_engine(state.clone(), base, limits);
+        let (mut engine, resolved) = build_engine(state.clone(), base, limits);
         let ast = engine
             .compile_file(path.to_path_buf())
             .map_err(|e| to_script_error(&e, path))?;
         engine
             .run_ast(&ast)
             .map_err(|e| to_script_error(&e, path))?;
+        expose_imports(&mut engine, &ast, &resolved);
 
         let b = std::mem::take(&mut *state.builder.lock().expect("builder lock"));
         for item in &b.items {

@@ -1,11 +1,11 @@
 //! Module resolution for `import "..." as x;`: the shipped `stdlib/` modules (embedded in the
 //! binary) first, then files relative to the scenario's directory.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use rhai::module_resolvers::FileModuleResolver;
-use std::sync::Arc;
-
 use rhai::{Engine, EvalAltResult, Module, ModuleResolver, Position, Scope};
 
 type SharedModule = Arc<Module>;
@@ -19,22 +19,25 @@ pub fn stdlib_source(path: &str) -> Option<(&'static str, &'static str)> {
     STDLIB.iter().find(|(n, _)| *n == name).copied()
 }
 
+/// Modules resolved so far, by import path as written; steps need them after the top level ran.
+pub type Resolved = Arc<Mutex<HashMap<String, SharedModule>>>;
+
 /// Resolves stdlib names first, then paths relative to the scenario directory.
 pub struct Resolver {
     files: FileModuleResolver,
+    resolved: Resolved,
 }
 
 impl Resolver {
-    /// A resolver for scenarios in `base_dir`.
-    pub fn new(base_dir: PathBuf) -> Self {
+    /// A resolver for scenarios in `base_dir`, recording what it resolves into `resolved`.
+    pub fn new(base_dir: PathBuf, resolved: Resolved) -> Self {
         Resolver {
             files: FileModuleResolver::new_with_path(base_dir),
+            resolved,
         }
     }
-}
 
-impl ModuleResolver for Resolver {
-    fn resolve(
+    fn resolve_uncached(
         &self,
         engine: &Engine,
         source: Option<&str>,
@@ -51,5 +54,22 @@ impl ModuleResolver for Resolver {
             return Ok(m.into());
         }
         self.files.resolve(engine, source, path, pos)
+    }
+}
+
+impl ModuleResolver for Resolver {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<SharedModule, Box<EvalAltResult>> {
+        let m = self.resolve_uncached(engine, source, path, pos)?;
+        self.resolved
+            .lock()
+            .expect("resolved lock")
+            .insert(path.to_string(), m.clone());
+        Ok(m)
     }
 }

@@ -1,0 +1,149 @@
+//! End-to-end: `scen check`, `list`, `api`, `schema` and `--help`, and the generated docs.
+
+mod common;
+
+use common::*;
+
+fn output(args: &[&str]) -> (i32, String, String) {
+    let out = scen().args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_shipped_scenario_checks() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(root().join("scenarios")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rhai") {
+            let (code, out, err) = output(&["check", path.to_str().unwrap()]);
+            assert_eq!(code, 0, "{}: {err}", path.display());
+            assert!(out.contains("ok: the plan is valid"));
+            let head = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                head.starts_with("//"),
+                "{} starts with a header comment",
+                path.display()
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 1);
+}
+
+#[test]
+fn check_prints_the_plan_and_rejects_bad_thresholds() {
+    let (code, out, _) = output(&[
+        "check",
+        "scenarios/etcd-stress.rhai",
+        "--json",
+        "--set",
+        "keys=5000",
+    ]);
+    assert_eq!(code, 0);
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let keys = plan["params"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "keys")
+        .unwrap();
+    assert_eq!(
+        (keys["default"].as_i64(), keys["value"].as_i64()),
+        (Some(2000), Some(5000))
+    );
+    assert_eq!(plan["steps"][1]["name"], "write");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.rhai");
+    for (src, want) in [
+        (
+            "step(\"a\", |p| #{});\nthreshold(\"b.x < 1ms\");\n",
+            "reads step `b`",
+        ),
+        (
+            "step(\"a\", |p| #{});\nthreshold(\"a.x < 25 parsecs\");\n",
+            "unknown unit `parsecs`",
+        ),
+        (
+            "step(\"a\", |p| #{});\nthreshold(\"a.x < 25ms + 1GiB\");\n",
+            "cannot combine a duration with a size",
+        ),
+        (
+            "step(\"a\", |p| #{});\nstep(\"a\", |p| #{});\n",
+            "declared twice",
+        ),
+        (
+            "step(\"a-b\", |p| #{});\n",
+            "must be letters, digits and `_`",
+        ),
+        (
+            "join(\"x\");\nstep(\"a\", |p| #{});\n",
+            "no background step `x`",
+        ),
+        (
+            "scenario(#{ nmae: \"x\" });\nstep(\"a\", |p| #{});\n",
+            "nmae",
+        ),
+        (
+            "import \"nope\" as n;\nstep(\"a\", |p| #{});\n",
+            "module `nope` not found",
+        ),
+    ] {
+        std::fs::write(&bad, src).unwrap();
+        let (code, _, err) = output(&["check", bad.to_str().unwrap()]);
+        assert_eq!(code, 2, "{src}");
+        assert!(err.contains(want), "{src}: expected `{want}` in\n{err}");
+        assert!(
+            err.contains("bad.rhai:"),
+            "position shown for {src}:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn list_shows_descriptions_and_parameters() {
+    let (code, out, _) = output(&["list", "scenarios"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("etcd-stress.rhai") && out.contains("keys=2000"),
+        "{out}"
+    );
+}
+
+#[test]
+fn generated_docs_are_current() {
+    let (_, api, _) = output(&["api"]);
+    assert!(
+        api.contains("### `etcd::put_many(options: Map) -> Map`"),
+        "{api}"
+    );
+    assert!(api.contains("### `threshold(expression: &str)`"));
+    let on_disk = std::fs::read_to_string(root().join("docs/api.md")).unwrap();
+    assert!(
+        on_disk == api,
+        "docs/api.md is stale: run `scen api > docs/api.md`"
+    );
+    let (_, schema, _) = output(&["schema"]);
+    let on_disk = std::fs::read_to_string(root().join("docs/report.schema.json")).unwrap();
+    assert!(
+        on_disk == schema,
+        "docs/report.schema.json is stale: run `scen schema > docs/report.schema.json`"
+    );
+}
+
+#[test]
+fn help_documents_exit_codes() {
+    let (code, out, _) = output(&["run", "--help"]);
+    assert_eq!(code, 0);
+    for c in ["0 ", "1 ", "2 ", "3 ", "130"] {
+        assert!(
+            out.contains(&format!("  {c}")),
+            "exit code {c} in help:\n{out}"
+        );
+    }
+    assert!(out.contains("--endpoints") && out.contains("--cacert") && out.contains("--user"));
+}

@@ -1,0 +1,140 @@
+//! Helpers for end-to-end tests: run the built `scen` binary, read its reports, ask etcdctl.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fixture path.
+pub fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures").join(name)
+}
+
+/// A `scen` command.
+pub fn scen() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_scen"));
+    c.current_dir(root())
+        .env("NO_COLOR", "1")
+        .env_remove("SCEN_ENDPOINTS");
+    c
+}
+
+/// The result of one `scen run`.
+pub struct Run {
+    pub code: i32,
+    pub stderr: String,
+    pub stdout: String,
+    pub report: Option<Value>,
+    pub junit: Option<String>,
+    pub markdown: Option<String>,
+    pub dir: tempfile::TempDir,
+}
+
+/// Runs `scen run FILE ARGS...` writing all three reports into a temp dir.
+pub fn run(file: &Path, args: &[&str]) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, xml, md) = (
+        dir.path().join("r.json"),
+        dir.path().join("j.xml"),
+        dir.path().join("s.md"),
+    );
+    let out: Output = scen()
+        .arg("run")
+        .arg(file)
+        .args([
+            "--report",
+            json.to_str().unwrap(),
+            "--junit",
+            xml.to_str().unwrap(),
+            "--markdown",
+            md.to_str().unwrap(),
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        report: std::fs::read_to_string(&json)
+            .ok()
+            .map(|t| serde_json::from_str(&t).unwrap()),
+        junit: std::fs::read_to_string(&xml).ok(),
+        markdown: std::fs::read_to_string(&md).ok(),
+        dir,
+    }
+}
+
+/// Validates a report against docs/report.schema.json.
+pub fn assert_schema_valid(report: &Value) {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("docs/report.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(report)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "report does not match the schema: {errors:#?}"
+    );
+}
+
+/// A step of the report by name.
+pub fn step<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no step {name}"))
+}
+
+/// A threshold of the report by expression.
+pub fn threshold<'a>(report: &'a Value, expr: &str) -> &'a Value {
+    report["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["expression"] == expr)
+        .unwrap_or_else(|| panic!("no threshold {expr}"))
+}
+
+/// `etcdctl --endpoints URL ARGS...`, stdout.
+pub fn etcdctl(url: &str, args: &[&str]) -> String {
+    let out = Command::new("etcdctl")
+        .arg(format!("--endpoints={url}"))
+        .args(args)
+        .output()
+        .expect("etcdctl runs");
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A throwaway etcd that plays "someone else's cluster" for --endpoints tests.
+pub fn external_etcd(rt: &tokio::runtime::Runtime) -> scen_engine::embedded::EmbeddedEtcd {
+    rt.block_on(scen_engine::embedded::EmbeddedEtcd::start(
+        &Default::default(),
+    ))
+    .expect("etcd starts")
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+}

@@ -1,0 +1,390 @@
+//! End-to-end: `scen run` with the real binary against real etcd — exit codes, reports, etcd state.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn flagship_passes_with_valid_reports() {
+    let r = run(
+        &root().join("scenarios/etcd-stress.rhai"),
+        &["--set", "keys=300"],
+    );
+    assert_eq!(r.code, 0, "stderr:\n{}", r.stderr);
+    let report = r.report.as_ref().expect("json report written");
+    assert_schema_valid(report);
+    assert_eq!(report["outcome"], "passed");
+    assert_eq!(report["exit_code"], 0);
+    assert_eq!(report["params"]["keys"], 300);
+    assert_eq!(report["param_sources"]["keys"], "set");
+    assert_eq!(report["scenario"]["sha256"].as_str().unwrap().len(), 64);
+    assert!(report["target"]["embedded"].as_bool().unwrap());
+    assert!(report["target"]["etcd_version"]
+        .as_str()
+        .unwrap()
+        .starts_with('3'));
+    let write = step(report, "write");
+    assert_eq!(write["status"], "passed");
+    assert_eq!(write["record"]["ok"], 300);
+    assert!(write["record"]["latency"]["p99"].as_f64().unwrap() > 0.0);
+    assert_eq!(step(report, "read")["record"]["count"], 300);
+    let status = &step(report, "status")["record"];
+    assert_eq!(status["member_count"], 1);
+    assert!(status["members"][0]["is_leader"].as_bool().unwrap());
+    assert!(status["members"][0]["raft_index"].as_u64().unwrap() > 0);
+    for t in report["thresholds"].as_array().unwrap() {
+        assert_eq!(t["status"], "passed", "{t}");
+    }
+
+    let xml = r.junit.as_ref().expect("junit written");
+    let doc = roxmltree::Document::parse(xml).expect("junit parses");
+    let cases = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .count();
+    assert_eq!(
+        cases,
+        report["steps"].as_array().unwrap().len() + report["thresholds"].as_array().unwrap().len()
+    );
+    assert_eq!(
+        doc.descendants()
+            .filter(|n| n.has_tag_name("failure") || n.has_tag_name("error"))
+            .count(),
+        0
+    );
+    let md = r.markdown.as_ref().unwrap();
+    assert!(
+        md.contains("PASSED") && md.contains("`write.errors == 0`"),
+        "{md}"
+    );
+}
+
+#[test]
+fn a_failed_threshold_exits_1_with_observed_and_limit() {
+    let r = run(
+        &root().join("scenarios/etcd-stress.rhai"),
+        &["--set", "keys=50", "--set", "write_p99=1us"],
+    );
+    assert_eq!(r.code, 1, "stderr:\n{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_schema_valid(&report);
+    assert_eq!(report["outcome"], "thresholds_failed");
+    let t = threshold(&report, "write.latency.p99 < 1us");
+    assert_eq!(t["status"], "failed");
+    assert!(t["observed"].as_f64().unwrap() > t["limit"].as_f64().unwrap());
+    assert!(
+        t["message"].as_str().unwrap().contains("limit < 1us"),
+        "{t}"
+    );
+    assert!(r.stderr.contains("THRESHOLDS FAILED"), "{}", r.stderr);
+    let xml = r.junit.unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let failed: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase") && n.children().any(|c| c.has_tag_name("failure")))
+        .map(|n| n.attribute("name").unwrap().to_string())
+        .collect();
+    assert_eq!(failed, vec!["write.latency.p99 < 1us".to_string()]);
+}
+
+#[test]
+fn a_syntax_error_exits_2_showing_the_position() {
+    let r = run(&fixture("syntax-error.rhai"), &[]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("syntax-error.rhai:4:"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("step(\"two\", |p| etcd::status() +);"),
+        "source line shown:\n{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains('^'), "caret shown:\n{}", r.stderr);
+    let report = r.report.expect("a report even when nothing ran");
+    assert_schema_valid(&report);
+    assert_eq!(report["outcome"], "script_error");
+    assert!(report["target"].is_null(), "no etcd was started");
+}
+
+#[test]
+fn an_unknown_parameter_exits_2() {
+    let r = run(
+        &root().join("scenarios/etcd-stress.rhai"),
+        &["--set", "nodez=5"],
+    );
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("unknown parameter `nodez`") && r.stderr.contains("keys"),
+        "{}",
+        r.stderr
+    );
+    let r = run(
+        &root().join("scenarios/etcd-stress.rhai"),
+        &["--set", "keys=lots"],
+    );
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("`keys`"), "{}", r.stderr);
+}
+
+#[test]
+fn unreachable_endpoints_exit_3() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let r = run(
+        &root().join("scenarios/etcd-stress.rhai"),
+        &["--endpoints", &format!("127.0.0.1:{port}")],
+    );
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_schema_valid(&report);
+    assert_eq!(report["outcome"], "infrastructure_error");
+    assert!(
+        report["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach etcd"),
+        "{report}"
+    );
+}
+
+#[test]
+fn sigint_exits_130_with_a_partial_report_and_no_etcd_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let mut child = scen()
+        .args([
+            "run",
+            fixture("slow.rhai").to_str().unwrap(),
+            "--report",
+            json.to_str().unwrap(),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the embedded etcd (a child of scen) to appear and the long step to start.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let etcd_pid = loop {
+        let kids =
+            std::fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
+                .unwrap_or_default();
+        if let Some(pid) = kids.split_whitespace().next() {
+            break pid.parse::<u32>().unwrap();
+        }
+        assert!(Instant::now() < deadline, "etcd never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_schema_valid(&report);
+    assert_eq!(report["outcome"], "interrupted");
+    assert_eq!(step(&report, "quick")["status"], "passed");
+    assert_eq!(step(&report, "long")["status"], "interrupted");
+    assert_eq!(step(&report, "never")["status"], "skipped");
+    assert_eq!(report["stopped_early"]["step"], "long");
+    assert!(!alive(etcd_pid), "embedded etcd {etcd_pid} still running");
+}
+
+#[test]
+fn on_an_external_etcd_writes_stay_under_the_run_prefix() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let etcd = external_etcd(&rt);
+    let url = etcd.client_url().to_string();
+    etcdctl(&url, &["put", "/registry/pods/default/existing", "keep-me"]);
+
+    let r = run(&fixture("keys.rhai"), &["--endpoints", &url, "--keep-keys"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert!(!report["target"]["embedded"].as_bool().unwrap());
+    let prefix = report["target"]["prefix"].as_str().unwrap().to_string();
+    assert!(prefix.starts_with("/scen/") && prefix.ends_with('/'));
+    let under = etcdctl(
+        &url,
+        &[
+            "get",
+            &prefix,
+            "--prefix",
+            "--count-only",
+            "--write-out=fields",
+        ],
+    );
+    assert!(
+        under.contains("\"Count\" : 26"),
+        "26 keys under {prefix}: {under}"
+    );
+    let all = etcdctl(&url, &["get", "", "--from-key", "--keys-only"]);
+    let outside: Vec<_> = all
+        .lines()
+        .filter(|k| !k.is_empty() && !k.starts_with(&prefix))
+        .collect();
+    assert_eq!(
+        outside,
+        vec!["/registry/pods/default/existing"],
+        "nothing written outside the prefix"
+    );
+
+    // Without --keep-keys the prefix is removed at the end.
+    let r = run(&fixture("keys.rhai"), &["--endpoints", &url]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_eq!(report["target"]["cleaned_up_keys"], 26);
+    let prefix = report["target"]["prefix"].as_str().unwrap();
+    assert!(etcdctl(&url, &["get", prefix, "--prefix", "--keys-only"])
+        .trim()
+        .is_empty());
+
+    // An absolute write outside the prefix is refused on a cluster scen did not start.
+    let r = run(
+        &fixture("keys.rhai"),
+        &["--endpoints", &url, "--set", "outside=true"],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("refusing to write `/registry/pods/x`"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(etcdctl(&url, &["get", "/registry/pods/x"]).trim(), "");
+    assert_eq!(
+        etcdctl(
+            &url,
+            &[
+                "get",
+                "/registry/pods/default/existing",
+                "--print-value-only"
+            ]
+        )
+        .trim(),
+        "keep-me"
+    );
+}
+
+#[test]
+fn an_absolute_write_is_allowed_on_the_embedded_etcd() {
+    let r = run(&fixture("keys.rhai"), &["--set", "outside=true"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        step(r.report.as_ref().unwrap(), "outside")["record"]["key"],
+        "/registry/pods/x"
+    );
+}
+
+#[test]
+fn background_steps_joins_results_imports_and_values_files() {
+    let r = run(
+        &fixture("flow.rhai"),
+        &[
+            "--values",
+            fixture("values.yaml").to_str().unwrap(),
+            "--set",
+            "tier=small",
+        ],
+    );
+    // batch=7 from the values file makes `after.doubled == 20` fail: exit 1, but every step ran.
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_schema_valid(&report);
+    assert_eq!(
+        report["params"]["tier"], "small",
+        "--set wins over the values file"
+    );
+    assert_eq!(
+        report["params"]["batch"], 7,
+        "values file wins over the default"
+    );
+    assert_eq!(report["param_sources"]["batch"], "values");
+    assert_eq!(report["param_sources"]["label"], "default");
+    assert_eq!(step(&report, "load")["background"], true);
+    assert_eq!(step(&report, "after")["record"]["seen"], 200);
+    assert_eq!(step(&report, "after")["record"]["doubled"], 14);
+    assert_eq!(
+        threshold(&report, "after.doubled == 20")["status"],
+        "failed"
+    );
+    // Thresholds failing without abort_on_fail do not stop the run.
+    assert_eq!(step(&report, "last")["status"], "passed");
+}
+
+#[test]
+fn abort_on_fail_stops_the_run_early() {
+    let r = run(
+        &fixture("flow.rhai"),
+        &["--set", "fail_fast=true", "--set", "batch=10"],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_eq!(threshold(&report, "check.bad == 0")["status"], "failed");
+    assert_eq!(step(&report, "last")["status"], "skipped");
+    assert!(report["stopped_early"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("abort_on_fail"));
+}
+
+#[test]
+fn script_errors_in_steps_exit_2_with_location_and_skip_the_rest() {
+    let r = run(&fixture("errors.rhai"), &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_schema_valid(&report);
+    let boom = step(&report, "boom");
+    assert_eq!(boom["status"], "failed");
+    assert!(boom["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("the disk is on fire"));
+    assert!(
+        boom["error"]["location"]
+            .as_str()
+            .unwrap()
+            .contains("errors.rhai:6:"),
+        "{boom}"
+    );
+    assert_eq!(step(&report, "after")["status"], "skipped");
+    assert_eq!(threshold(&report, "first.ok == true")["status"], "passed");
+
+    let r = run(&fixture("errors.rhai"), &["--set", "mode=options"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("invalid options for etcd::put_many") && r.stderr.contains("cuont"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn the_sandbox_refuses_actions_at_top_level_endless_loops_and_eval() {
+    let r = run(&fixture("errors.rhai"), &["--set", "mode=toplevel"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("etcd::put can only run inside a step"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.report.unwrap()["target"].is_null(),
+        "no etcd started for a plan error"
+    );
+
+    let r = run(
+        &fixture("errors.rhai"),
+        &["--set", "mode=loop", "--max-operations", "100000"],
+    );
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("operation limit"), "{}", r.stderr);
+
+    let r = run(&fixture("eval.rhai"), &[]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("'eval' is disabled") && r.stderr.contains("eval.rhai:2:"),
+        "{}",
+        r.stderr
+    );
+}
