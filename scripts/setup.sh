@@ -3,6 +3,7 @@
 #   - etcd, etcdctl, etcdutl 3.5+ (Debian's etcd-server/etcd-client packages; from trixie when the
 #     machine runs bookworm, whose own packages are 3.4, unpacked with dpkg-deb -x)
 #   - protoc (Debian's protobuf-compiler), needed to build the etcd-client crate
+#   - openssl, which the tests use to mint throwaway TLS certificates
 #   - cargo-nextest when missing (the test runner)
 # Binaries go to $SCEN_TOOLS (default /opt/scen) and are linked into /usr/local/bin.
 set -euo pipefail
@@ -84,7 +85,7 @@ install_etcd() {
 }
 
 main() {
-  install_debs ca-certificates protobuf-compiler
+  install_debs ca-certificates protobuf-compiler openssl
   install_etcd
   if ! command -v cargo-nextest >/dev/null && ! cargo nextest --version >/dev/null 2>&1; then
     log "installing cargo-nextest"; cargo install --locked cargo-nextest

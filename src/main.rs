@@ -42,7 +42,7 @@ struct Cli {
 enum Command {
     /// Run a scenario against an embedded etcd (default) or --endpoints, and write reports.
     #[command(after_help = EXIT_CODES)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Build and validate a scenario's plan and print it, touching no etcd.
     Check {
         /// The scenario file.
@@ -120,7 +120,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let code = match cli.command {
-        Command::Run(args) => run(args, cli.quiet),
+        Command::Run(args) => run(*args, cli.quiet),
         Command::Check { file, params, json } => check(&file, &params, json),
         Command::List { dir } => list(&dir),
         Command::Schema => {
@@ -381,24 +381,31 @@ fn run(args: RunArgs, quiet: bool) -> i32 {
             eprintln!("step `{}` failed:\n{}", s.name, render(e));
         }
     }
-    let writes: [(
-        &Option<PathBuf>,
-        Box<dyn Fn() -> Result<String, report::Error>>,
-    ); 3] = [
-        (&args.report, Box::new(|| Ok(report::to_json(&report)))),
-        (&args.junit, Box::new(|| report::to_junit(&report))),
-        (&args.markdown, Box::new(|| report::to_markdown(&report))),
+    let written = [
+        write_report(&args.report, || Ok(report::to_json(&report))),
+        write_report(&args.junit, || report::to_junit(&report)),
+        write_report(&args.markdown, || report::to_markdown(&report)),
     ];
-    for (path, render) in writes {
-        if let Some(path) = path {
-            if let Err(e) = render().and_then(|text| report::write_atomic(path, text.as_bytes())) {
-                eprintln!("error: {e}");
-                code = code.max(2);
-            }
-        }
+    if written.iter().any(|ok| !ok) {
+        code = code.max(2);
     }
     print_summary(&report, quiet);
     code
+}
+
+/// Renders and writes one report file when its flag was given; false when that failed.
+fn write_report(
+    path: &Option<PathBuf>,
+    render: impl FnOnce() -> Result<String, report::Error>,
+) -> bool {
+    let Some(path) = path else { return true };
+    match render().and_then(|text| report::write_atomic(path, text.as_bytes())) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("error: {e}");
+            false
+        }
+    }
 }
 
 fn print_summary(r: &scen_engine::Report, quiet: bool) {

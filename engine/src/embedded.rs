@@ -17,6 +17,19 @@ pub struct EmbeddedConfig {
     pub start_timeout: Duration,
     /// `--quota-backend-bytes`, when set.
     pub quota_backend_bytes: Option<u64>,
+    /// Serve clients over TLS with these files (the metrics/health URL stays plain HTTP).
+    pub client_tls: Option<ServerTls>,
+}
+
+/// Server-side TLS files for the client port.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// `--cert-file`.
+    pub cert: PathBuf,
+    /// `--key-file`.
+    pub key: PathBuf,
+    /// `--trusted-ca-file`; when set, clients must present a certificate it signed.
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Default for EmbeddedConfig {
@@ -27,6 +40,7 @@ impl Default for EmbeddedConfig {
                 .unwrap_or_else(|| PathBuf::from("etcd")),
             start_timeout: Duration::from_secs(30),
             quota_backend_bytes: None,
+            client_tls: None,
         }
     }
 }
@@ -95,7 +109,12 @@ impl EmbeddedEtcd {
             .tempdir()
             .map_err(Error::Prepare)?;
         let [client, peer, metrics] = free_ports()?;
-        let client_url = format!("http://127.0.0.1:{client}");
+        let scheme = if config.client_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let client_url = format!("{scheme}://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let metrics_url = format!("http://127.0.0.1:{metrics}");
         let log_path = dir.path().join("etcd.log");
@@ -116,6 +135,14 @@ impl EmbeddedEtcd {
             .stderr(Stdio::from(log));
         if let Some(q) = config.quota_backend_bytes {
             cmd.arg(format!("--quota-backend-bytes={q}"));
+        }
+        if let Some(tls) = &config.client_tls {
+            cmd.arg(format!("--cert-file={}", tls.cert.display()))
+                .arg(format!("--key-file={}", tls.key.display()));
+            if let Some(ca) = &tls.client_ca {
+                cmd.arg(format!("--trusted-ca-file={}", ca.display()))
+                    .arg("--client-cert-auth");
+            }
         }
         set_parent_death_signal(&mut cmd);
         let child = cmd.spawn().map_err(|source| Error::Spawn {

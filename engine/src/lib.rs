@@ -3,6 +3,9 @@
 //! itself or one given by endpoints — and returns a [`report::Report`] that renderers turn into
 //! JSON, JUnit XML and Markdown.
 
+// Errors carry positions, sources and client errors; they are built on cold paths only.
+#![allow(clippy::result_large_err)]
+
 pub mod actions;
 pub mod embedded;
 pub mod params;

@@ -227,13 +227,18 @@ async fn execute(
     let target = match target {
         Ok(t) => t,
         Err(e) => {
+            let (kind, outcome) = if e.is_usage() {
+                ("script", Outcome::ScriptError)
+            } else {
+                ("infrastructure", Outcome::InfrastructureError)
+            };
             report.error = Some(ErrorInfo {
-                kind: "infrastructure".into(),
+                kind: kind.into(),
                 message: e.to_string(),
                 location: None,
                 detail: None,
             });
-            return Outcome::InfrastructureError;
+            return outcome;
         }
     };
     let tr = TargetReport {

@@ -64,6 +64,13 @@ pub enum Error {
 /// Result type of this module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// True when the flags are wrong (exit code 2) rather than the cluster unreachable (exit code 3).
+    pub fn is_usage(&self) -> bool {
+        !matches!(self, Error::Unreachable { .. })
+    }
+}
+
 impl ConnectSettings {
     fn tls(&self) -> Result<Option<TlsOptions>> {
         if self.cacert.is_none() && self.cert.is_none() && self.key.is_none() {

@@ -1,0 +1,180 @@
+//! End-to-end: connecting like etcdctl — TLS with client certificates, and etcd authentication.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use scen_engine::embedded::{EmbeddedConfig, EmbeddedEtcd, ServerTls};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs (scripts/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA.
+fn mint_certs(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=scen-test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ],
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for who in ["server", "client"] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN={who}"),
+                "-keyout",
+                &format!("{who}.key"),
+                "-out",
+                &format!("{who}.csr"),
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{who}.csr"),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-extfile",
+                &format!("{who}.ext"),
+                "-out",
+                &format!("{who}.crt"),
+            ],
+        );
+    }
+}
+
+#[test]
+fn tls_with_client_certificates() {
+    let certs = tempfile::tempdir().unwrap();
+    let d = certs.path();
+    mint_certs(d);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cfg = EmbeddedConfig {
+        client_tls: Some(ServerTls {
+            cert: d.join("server.crt"),
+            key: d.join("server.key"),
+            client_ca: Some(d.join("ca.crt")),
+        }),
+        ..Default::default()
+    };
+    let etcd = rt
+        .block_on(EmbeddedEtcd::start(&cfg))
+        .expect("TLS etcd starts");
+    let url = etcd.client_url().to_string();
+    assert!(url.starts_with("https://"));
+    let endpoint = url.trim_start_matches("https://").to_string(); // scheme added from the TLS flags
+    let p = |f: &str| d.join(f).to_str().unwrap().to_string();
+
+    let r = run(
+        &fixture("keys.rhai"),
+        &[
+            "--endpoints",
+            &endpoint,
+            "--cacert",
+            &p("ca.crt"),
+            "--cert",
+            &p("client.crt"),
+            "--key",
+            &p("client.key"),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_eq!(report["target"]["endpoints"][0], url);
+    assert_eq!(step(&report, "count")["record"]["count"], 26);
+
+    // Without a client certificate the server refuses us: an infrastructure error.
+    let r = run(
+        &fixture("keys.rhai"),
+        &["--endpoints", &endpoint, "--cacert", &p("ca.crt")],
+    );
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    // --cert without --key is a usage error.
+    let r = run(
+        &fixture("keys.rhai"),
+        &[
+            "--endpoints",
+            &endpoint,
+            "--cacert",
+            &p("ca.crt"),
+            "--cert",
+            &p("client.crt"),
+        ],
+    );
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("--cert and --key must be given together"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn etcd_authentication_with_user() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let etcd = external_etcd(&rt);
+    let url = etcd.client_url().to_string();
+    etcdctl(&url, &["user", "add", "root", "--new-user-password=s3cret"]);
+    etcdctl(&url, &["auth", "enable"]);
+
+    let r = run(
+        &fixture("keys.rhai"),
+        &["--endpoints", &url, "--user", "root:s3cret"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.report.unwrap()["target"]["cleaned_up_keys"], 26);
+
+    let r = run(
+        &fixture("keys.rhai"),
+        &["--endpoints", &url, "--user", "root:wrong"],
+    );
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("cannot reach etcd") || r.stderr.contains("authentication"),
+        "{}",
+        r.stderr
+    );
+}
