@@ -49,7 +49,7 @@ pub struct KeyOptions {
 }
 
 /// The record of a put.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct PutRecord {
     /// The full key written.
     pub key: String,
@@ -82,7 +82,7 @@ pub async fn put(
 }
 
 /// The record of a get.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct GetRecord {
     /// The full key read.
     pub key: String,
@@ -188,7 +188,7 @@ impl Default for RangeOptions {
 }
 
 /// The record of a prefix range.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct RangeRecord {
     /// The full prefix.
     pub prefix: String,
@@ -250,7 +250,7 @@ pub async fn range(target: &Target, prefix: &str, opts: &RangeOptions) -> Result
 }
 
 /// The record of a delete.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct DeleteRecord {
     /// The full key or prefix.
     pub key: String,
@@ -309,7 +309,7 @@ fn default_concurrency() -> u64 {
 }
 
 /// The record of [`put_many`].
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct PutManyRecord {
     /// Puts attempted.
     pub count: u64,
@@ -402,7 +402,7 @@ pub async fn put_many(target: &Target, opts: &PutManyOptions) -> Result<PutManyR
 }
 
 /// One member's status, as `etcdctl endpoint status` shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct MemberStatus {
     /// Member name.
     pub name: String,
@@ -437,7 +437,7 @@ pub struct MemberStatus {
 }
 
 /// The record of `status`: every member plus cluster-wide figures.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct StatusRecord {
     /// Members in the cluster.
     pub member_count: usize,
@@ -555,7 +555,7 @@ fn unreachable_member(
 }
 
 /// One alarm raised on a member.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Alarm {
     /// Member id (hex).
     pub member_id: String,
@@ -564,7 +564,7 @@ pub struct Alarm {
 }
 
 /// The record of `alarms`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct AlarmsRecord {
     /// Number of active alarms.
     pub count: usize,
@@ -606,7 +606,7 @@ pub async fn alarms(target: &Target) -> Result<AlarmsRecord> {
 }
 
 /// One member's health.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct MemberHealth {
     /// The client URL.
     pub endpoint: String,
@@ -619,7 +619,7 @@ pub struct MemberHealth {
 }
 
 /// The record of `health`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct HealthRecord {
     /// True when every member is healthy and no alarm is active.
     pub healthy: bool,

@@ -60,7 +60,7 @@ impl Recorder {
 }
 
 /// Latency percentiles in milliseconds.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct LatencySummary {
     /// Samples.
     pub count: u64,

@@ -6,6 +6,7 @@ pub mod api;
 mod bridge;
 mod dsl;
 mod etcd;
+mod fields;
 mod resolver;
 
 use std::collections::BTreeMap;
@@ -237,7 +238,7 @@ impl Host {
                 }
             }
         }
-        let plan = finish_plan(b, path, sha256, overrides)?;
+        let plan = finish_plan(b, path, sha256, overrides, &ast)?;
         Ok((
             Host {
                 engine: Arc::new(engine),
@@ -318,6 +319,7 @@ fn finish_plan(
     path: &Path,
     sha256: String,
     overrides: &Overrides,
+    ast: &AST,
 ) -> Result<Plan, ScriptError> {
     let file = path.display().to_string();
     let at = |pos: &SourcePos, message: String, hint: Option<String>| {
@@ -348,6 +350,35 @@ fn finish_plan(
                         t.threshold.source
                     ),
                     Some(format!("the steps are: {}", names.join(", "))),
+                ));
+            }
+        }
+        // Field paths of steps that directly call a known action are checked against its record.
+        for field in t.threshold.paths() {
+            let Some(step) = steps.iter().find(|s| s.name == field.step()) else {
+                continue;
+            };
+            let Some((ns, func)) = fields::direct_action(step, ast) else {
+                continue;
+            };
+            let schema = match ns.as_str() {
+                "etcd" => etcd::record_schema(&func),
+                _ => None,
+            };
+            let Some(schema) = schema else { continue };
+            if field.0.len() == 2
+                && field.0[1] == crate::threshold::Segment::Key("duration_ms".into())
+            {
+                continue; // every step record has it
+            }
+            if let Err(why) = fields::check_path(&schema, field) {
+                return Err(at(
+                    &t.pos,
+                    format!(
+                        "threshold `{}` reads `{field}`, which {ns}::{func} does not record: {why}",
+                        t.threshold.source
+                    ),
+                    Some(format!("`scen api` lists the fields {ns}::{func} returns")),
                 ));
             }
         }

@@ -219,15 +219,11 @@ impl Threshold {
         })
     }
 
-    /// The step names this threshold reads, in order of first mention.
-    pub fn steps(&self) -> Vec<String> {
-        fn walk_e(e: &Expr, out: &mut Vec<String>) {
+    /// The field paths this threshold reads, in order.
+    pub fn paths(&self) -> Vec<&FieldPath> {
+        fn walk_e<'a>(e: &'a Expr, out: &mut Vec<&'a FieldPath>) {
             match e {
-                Expr::Field(p) | Expr::Agg(_, p) => {
-                    if !out.iter().any(|s| s == p.step()) {
-                        out.push(p.step().to_string())
-                    }
-                }
+                Expr::Field(p) | Expr::Agg(_, p) => out.push(p),
                 Expr::Neg(e) => walk_e(e, out),
                 Expr::Arith(a, _, b) => {
                     walk_e(a, out);
@@ -236,7 +232,7 @@ impl Threshold {
                 Expr::Num(_) => {}
             }
         }
-        fn walk_c(c: &Cond, out: &mut Vec<String>) {
+        fn walk_c<'a>(c: &'a Cond, out: &mut Vec<&'a FieldPath>) {
             match c {
                 Cond::Cmp(a, _, b) => {
                     walk_e(a, out);
@@ -250,6 +246,17 @@ impl Threshold {
         }
         let mut out = Vec::new();
         walk_c(&self.cond, &mut out);
+        out
+    }
+
+    /// The step names this threshold reads, in order of first mention.
+    pub fn steps(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for p in self.paths() {
+            if !out.iter().any(|s| s == p.step()) {
+                out.push(p.step().to_string());
+            }
+        }
         out
     }
 
