@@ -92,6 +92,9 @@ fn check_prints_the_plan_and_rejects_bad_thresholds() {
             "import \"nope\" as n;\nstep(\"a\", |p| #{});\n",
             "module `nope` not found",
         ),
+        ("step(\"s\", |p| etcd::status());\nthreshold(\"s.db_sise < 1GiB\");\n", "etcd::status does not record"),
+        ("step(\"w\", |p| { etcd::put_many(#{ count: 1 }) });\nthreshold(\"w.latency.p95 < 1s\");\n", "has fields count, max"),
+        ("step(\"s\", |p| etcd::status());\nthreshold(\"s.leader == 1\");\n", "is not a number"),
     ] {
         std::fs::write(&bad, src).unwrap();
         let (code, _, err) = output(&["check", bad.to_str().unwrap()]);
