@@ -151,11 +151,9 @@ fn unreachable_endpoints_exit_3() {
     );
 }
 
-#[test]
-fn sigint_exits_130_with_a_partial_report_and_no_etcd_left() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("r.json");
-    let mut child = scen()
+/// Starts `scen run slow.rhai`, waits for its embedded etcd and the long step, and returns both.
+fn start_slow_run(json: &std::path::Path) -> (std::process::Child, u32) {
+    let child = scen()
         .args([
             "run",
             fixture("slow.rhai").to_str().unwrap(),
@@ -165,7 +163,6 @@ fn sigint_exits_130_with_a_partial_report_and_no_etcd_left() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait for the embedded etcd (a child of scen) to appear and the long step to start.
     let deadline = Instant::now() + Duration::from_secs(30);
     let etcd_pid = loop {
         let kids =
@@ -178,18 +175,59 @@ fn sigint_exits_130_with_a_partial_report_and_no_etcd_left() {
         std::thread::sleep(Duration::from_millis(50));
     };
     std::thread::sleep(Duration::from_millis(1500));
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert_schema_valid(&report);
-    assert_eq!(report["outcome"], "interrupted");
-    assert_eq!(step(&report, "quick")["status"], "passed");
-    assert_eq!(step(&report, "long")["status"], "interrupted");
-    assert_eq!(step(&report, "never")["status"], "skipped");
-    assert_eq!(report["stopped_early"]["step"], "long");
-    assert!(!alive(etcd_pid), "embedded etcd {etcd_pid} still running");
+    (child, etcd_pid)
+}
+
+fn wait_gone(pid: u32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+#[test]
+fn sigint_and_sigterm_exit_130_with_a_partial_report_and_no_etcd_left() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("r.json");
+        let (mut child, etcd_pid) = start_slow_run(&json);
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "signal {signal}");
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_schema_valid(&report);
+        assert_eq!(report["outcome"], "interrupted");
+        assert_eq!(step(&report, "quick")["status"], "passed");
+        assert_eq!(step(&report, "long")["status"], "interrupted");
+        assert_eq!(step(&report, "never")["status"], "skipped");
+        assert_eq!(report["stopped_early"]["step"], "long");
+        assert_eq!(
+            threshold(&report, "quick.revision > 0")["status"],
+            "passed",
+            "finished steps are still judged"
+        );
+        assert!(
+            !alive(etcd_pid),
+            "embedded etcd {etcd_pid} still running after signal {signal}"
+        );
+    }
+}
+
+#[test]
+fn kill_9_of_scen_takes_its_etcd_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, etcd_pid) = start_slow_run(&dir.path().join("r.json"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        wait_gone(etcd_pid),
+        "etcd {etcd_pid} survived scen's SIGKILL"
+    );
 }
 
 #[test]

@@ -256,12 +256,11 @@ async fn execute(
     let stop = cancel.child_token();
     let mut outcome = run_steps(&host, &plan, report, &cancel, &stop, observer).await;
 
-    // 4. Thresholds not decided yet.
-    if outcome != Outcome::Interrupted {
-        evaluate_thresholds(&plan, report, false);
-        if outcome == Outcome::Passed && report.threshold_counts().1 > 0 {
-            outcome = Outcome::ThresholdsFailed;
-        }
+    // 4. Thresholds not decided yet: those whose steps finished are evaluated even when the run
+    //    stopped early, so a partial report still says what was learned.
+    evaluate_thresholds(&plan, report, false);
+    if outcome == Outcome::Passed && report.threshold_counts().1 > 0 {
+        outcome = Outcome::ThresholdsFailed;
     }
     host.end_run();
 
