@@ -459,8 +459,25 @@ pub struct StatusRecord {
     pub members: Vec<MemberStatus>,
 }
 
-/// Asks every member for its status (connecting to each member's client URL).
-pub async fn status(target: &Target) -> Result<StatusRecord> {
+/// One listed member and what asking it over its own connection gave.
+struct MemberAnswer<T> {
+    name: String,
+    id: u64,
+    endpoint: String,
+    took: Duration,
+    answer: Result<T, String>,
+}
+
+/// How long one member may take to answer a per-member question.
+const MEMBER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Lists the members, then asks each one over a connection to its own client URL (as etcdctl's
+/// `--cluster` flag does), in member-list order. A member that fails or times out is an answer too.
+async fn ask_each_member<T, F, Fut>(target: &Target, ask: F) -> Result<Vec<MemberAnswer<T>>>
+where
+    F: Fn(etcd_client::Client) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
     let members = target
         .client
         .cluster_client()
@@ -470,46 +487,62 @@ pub async fn status(target: &Target) -> Result<StatusRecord> {
     let mut out = Vec::new();
     for m in members.members() {
         let endpoint = m.client_urls().first().cloned().unwrap_or_default();
-        let name = m.name().to_string();
-        let id = format!("{:x}", m.id());
         let start = Instant::now();
-        let answer = async {
-            let mut c = target
+        let asked = async {
+            let c = target
                 .settings
                 .connect_to(std::slice::from_ref(&endpoint))
                 .await?;
-            c.status().await.map_err(etcd("status"))
+            ask(c).await
         };
-        let answer = tokio::time::timeout(Duration::from_secs(10), answer).await;
-        let duration_ms = ms(start.elapsed());
-        out.push(match answer {
-            Ok(Ok(s)) => MemberStatus {
-                is_leader: s.leader() == m.id(),
-                is_learner: s.is_learner(),
-                version: s.version().to_string(),
-                db_size: s.db_size(),
-                db_size_in_use: s.raft_used_db_size(),
-                revision: s.header().map_or(0, |h| h.revision()),
-                raft_term: s.raft_term(),
-                raft_index: s.raft_index(),
-                raft_applied_index: s.raft_applied_index(),
-                errors: s.errors().to_vec(),
-                reachable: true,
-                name,
-                id,
-                endpoint,
-                duration_ms,
-            },
-            Ok(Err(e)) => unreachable_member(name, id, endpoint, e.to_string(), duration_ms),
-            Err(_) => unreachable_member(
-                name,
-                id,
-                endpoint,
-                "status timed out after 10s".into(),
-                duration_ms,
-            ),
+        let answer = match tokio::time::timeout(MEMBER_TIMEOUT, asked).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {}s", MEMBER_TIMEOUT.as_secs())),
+        };
+        out.push(MemberAnswer {
+            name: m.name().to_string(),
+            id: m.id(),
+            endpoint,
+            took: start.elapsed(),
+            answer,
         });
     }
+    Ok(out)
+}
+
+/// Asks every member for its status (connecting to each member's client URL).
+pub async fn status(target: &Target) -> Result<StatusRecord> {
+    let answers = ask_each_member(target, |mut c| async move {
+        c.status().await.map_err(etcd("status"))
+    })
+    .await?;
+    let out: Vec<MemberStatus> = answers
+        .into_iter()
+        .map(|a| {
+            let (name, id, endpoint, duration_ms) =
+                (a.name, format!("{:x}", a.id), a.endpoint, ms(a.took));
+            match a.answer {
+                Ok(s) => MemberStatus {
+                    is_leader: s.leader() == a.id,
+                    is_learner: s.is_learner(),
+                    version: s.version().to_string(),
+                    db_size: s.db_size(),
+                    db_size_in_use: s.raft_used_db_size(),
+                    revision: s.header().map_or(0, |h| h.revision()),
+                    raft_term: s.raft_term(),
+                    raft_index: s.raft_index(),
+                    raft_applied_index: s.raft_applied_index(),
+                    errors: s.errors().to_vec(),
+                    reachable: true,
+                    name,
+                    id,
+                    endpoint,
+                    duration_ms,
+                },
+                Err(e) => unreachable_member(name, id, endpoint, e, duration_ms),
+            }
+        })
+        .collect();
     let leader = out
         .iter()
         .find(|m| m.is_leader)
@@ -634,47 +667,29 @@ pub struct HealthRecord {
 /// Checks every member as `etcdctl endpoint health --cluster` does: a linearizable read of the
 /// `health` key (permission denied still means the member works), plus the alarm list.
 pub async fn health(target: &Target) -> Result<HealthRecord> {
-    let members = target
-        .client
-        .cluster_client()
-        .member_list()
-        .await
-        .map_err(etcd("member list"))?;
-    let mut out = Vec::new();
-    for m in members.members() {
-        let endpoint = m.client_urls().first().cloned().unwrap_or_default();
-        let start = Instant::now();
-        let check = async {
-            let c = target
-                .settings
-                .connect_to(std::slice::from_ref(&endpoint))
-                .await?;
-            match c.kv_client().get("health", None).await {
-                Ok(_) => Ok(()),
-                Err(etcd_client::Error::GRpcStatus(s))
-                    if s.message().contains("permission denied") =>
-                {
-                    Ok(())
-                }
-                Err(e) => Err(Error::Etcd {
-                    op: "get health",
-                    source: e,
-                }),
+    let answers = ask_each_member(target, |c| async move {
+        match c.kv_client().get("health", None).await {
+            Ok(_) => Ok(()),
+            // An auth-enabled cluster may refuse the read: the member still answered.
+            Err(etcd_client::Error::GRpcStatus(s)) if s.message().contains("permission denied") => {
+                Ok(())
             }
-        };
-        let r = tokio::time::timeout(Duration::from_secs(10), check).await;
-        let error = match r {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some("health check timed out after 10s".into()),
-        };
-        out.push(MemberHealth {
-            endpoint,
-            healthy: error.is_none(),
-            took_ms: ms(start.elapsed()),
-            error,
-        });
-    }
+            Err(e) => Err(Error::Etcd {
+                op: "get health",
+                source: e,
+            }),
+        }
+    })
+    .await?;
+    let out: Vec<MemberHealth> = answers
+        .into_iter()
+        .map(|a| MemberHealth {
+            endpoint: a.endpoint,
+            healthy: a.answer.is_ok(),
+            took_ms: ms(a.took),
+            error: a.answer.err(),
+        })
+        .collect();
     let alarms: Vec<String> = alarms(target)
         .await?
         .alarms
