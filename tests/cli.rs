@@ -41,21 +41,21 @@ fn check_prints_the_plan_and_rejects_bad_thresholds() {
         "scenarios/etcd-stress.rhai",
         "--json",
         "--set",
-        "keys=5000",
+        "nodes=5000",
     ]);
     assert_eq!(code, 0);
     let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let keys = plan["params"]
+    let nodes = plan["params"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|p| p["name"] == "keys")
+        .find(|p| p["name"] == "nodes")
         .unwrap();
     assert_eq!(
-        (keys["default"].as_i64(), keys["value"].as_i64()),
-        (Some(2000), Some(5000))
+        (nodes["default"].as_i64(), nodes["value"].as_i64()),
+        (Some(100), Some(5000))
     );
-    assert_eq!(plan["steps"][1]["name"], "write");
+    assert_eq!(plan["steps"][1]["name"], "nodes");
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.rhai");
@@ -112,7 +112,7 @@ fn list_shows_descriptions_and_parameters() {
     let (code, out, _) = output(&["list", "scenarios"]);
     assert_eq!(code, 0);
     assert!(
-        out.contains("etcd-stress.rhai") && out.contains("keys=2000"),
+        out.contains("etcd-stress.rhai") && out.contains("nodes=100"),
         "{out}"
     );
 }

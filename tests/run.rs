@@ -11,26 +11,31 @@ use common::*;
 fn flagship_passes_with_valid_reports() {
     let r = run(
         &root().join("scenarios/etcd-stress.rhai"),
-        &["--set", "keys=300"],
+        &["--set", "nodes=30"],
     );
     assert_eq!(r.code, 0, "stderr:\n{}", r.stderr);
     let report = r.report.as_ref().expect("json report written");
     assert_schema_valid(report);
     assert_eq!(report["outcome"], "passed");
     assert_eq!(report["exit_code"], 0);
-    assert_eq!(report["params"]["keys"], 300);
-    assert_eq!(report["param_sources"]["keys"], "set");
+    assert_eq!(report["params"]["nodes"], 30);
+    assert_eq!(report["param_sources"]["nodes"], "set");
+    assert_eq!(
+        report["params"]["pod_size"], 2048,
+        "sizes reach scripts as bytes"
+    );
     assert_eq!(report["scenario"]["sha256"].as_str().unwrap().len(), 64);
     assert!(report["target"]["embedded"].as_bool().unwrap());
     assert!(report["target"]["etcd_version"]
         .as_str()
         .unwrap()
         .starts_with('3'));
-    let write = step(report, "write");
-    assert_eq!(write["status"], "passed");
-    assert_eq!(write["record"]["ok"], 300);
-    assert!(write["record"]["latency"]["p99"].as_f64().unwrap() > 0.0);
-    assert_eq!(step(report, "read")["record"]["count"], 300);
+    let pods = step(report, "pods");
+    assert_eq!(pods["status"], "passed");
+    assert_eq!(pods["record"]["ok"], 300);
+    assert_eq!(pods["record"]["bytes"], 300 * 2048);
+    assert!(pods["record"]["latency"]["p99"].as_f64().unwrap() > 0.0);
+    assert_eq!(step(report, "list_pods")["record"]["count"], 300);
     let status = &step(report, "status")["record"];
     assert_eq!(status["member_count"], 1);
     assert!(status["members"][0]["is_leader"].as_bool().unwrap());
@@ -57,7 +62,7 @@ fn flagship_passes_with_valid_reports() {
     );
     let md = r.markdown.as_ref().unwrap();
     assert!(
-        md.contains("PASSED") && md.contains("`write.errors == 0`"),
+        md.contains("PASSED") && md.contains("`list_pods.count == pods.ok`"),
         "{md}"
     );
 }
@@ -66,13 +71,13 @@ fn flagship_passes_with_valid_reports() {
 fn a_failed_threshold_exits_1_with_observed_and_limit() {
     let r = run(
         &root().join("scenarios/etcd-stress.rhai"),
-        &["--set", "keys=50", "--set", "write_p99=1us"],
+        &["--set", "nodes=5", "--set", "write_p99=1us"],
     );
     assert_eq!(r.code, 1, "stderr:\n{}", r.stderr);
     let report = r.report.unwrap();
     assert_schema_valid(&report);
     assert_eq!(report["outcome"], "thresholds_failed");
-    let t = threshold(&report, "write.latency.p99 < 1us");
+    let t = threshold(&report, "pods.latency.p99 < 1us");
     assert_eq!(t["status"], "failed");
     assert!(t["observed"].as_f64().unwrap() > t["limit"].as_f64().unwrap());
     assert!(
@@ -87,7 +92,13 @@ fn a_failed_threshold_exits_1_with_observed_and_limit() {
         .filter(|n| n.has_tag_name("testcase") && n.children().any(|c| c.has_tag_name("failure")))
         .map(|n| n.attribute("name").unwrap().to_string())
         .collect();
-    assert_eq!(failed, vec!["write.latency.p99 < 1us".to_string()]);
+    assert_eq!(
+        failed,
+        vec![
+            "nodes.latency.p99 < 1us".to_string(),
+            "pods.latency.p99 < 1us".to_string()
+        ]
+    );
 }
 
 #[test]
@@ -115,16 +126,16 @@ fn an_unknown_parameter_exits_2() {
     );
     assert_eq!(r.code, 2);
     assert!(
-        r.stderr.contains("unknown parameter `nodez`") && r.stderr.contains("keys"),
+        r.stderr.contains("unknown parameter `nodez`") && r.stderr.contains("pods_per_node"),
         "{}",
         r.stderr
     );
     let r = run(
         &root().join("scenarios/etcd-stress.rhai"),
-        &["--set", "keys=lots"],
+        &["--set", "nodes=lots"],
     );
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("`keys`"), "{}", r.stderr);
+    assert!(r.stderr.contains("`nodes`"), "{}", r.stderr);
 }
 
 #[test]
