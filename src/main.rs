@@ -15,6 +15,17 @@ use scen_engine::target::ConnectSettings;
 use scen_engine::{Observer, Outcome, RunConfig};
 use tokio_util::sync::CancellationToken;
 
+const EXAMPLES: &str = "\
+Examples:
+  scen run scenarios/etcd-stress.rhai            # on a throwaway etcd
+  scen run s.rhai --set nodes=5000 --junit out/junit.xml --report out/report.json
+  scen run s.rhai --values prod.yaml --endpoints https://10.0.0.5:2379 \\
+      --cacert ca.crt --cert client.crt --key client.key
+  scen check s.rhai                              # validate the plan, touch no etcd
+  scen list scenarios/                           # scenarios and their parameters
+  scen api                                       # the functions scripts can call
+";
+
 const EXIT_CODES: &str = "\
 Exit codes:
   0    every step ran and every threshold passed
@@ -26,7 +37,7 @@ Exit codes:
 /// Will etcd and the Kubernetes control plane hold up? Declarative scenarios, real etcd, CI-ready
 /// reports.
 #[derive(Parser)]
-#[command(name = "scen", version, about, after_help = EXIT_CODES, propagate_version = true)]
+#[command(name = "scen", version, about, after_help = format!("{EXAMPLES}\n{EXIT_CODES}"), propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
