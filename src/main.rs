@@ -3,8 +3,9 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -263,6 +264,8 @@ struct Progress {
     multi: Option<MultiProgress>,
     bars: Mutex<Vec<(String, ProgressBar)>>,
     quiet: bool,
+    /// Plain mode: when a progress line was last printed, to print one every 10 s at most.
+    last_plain: Mutex<Option<Instant>>,
 }
 
 impl Progress {
@@ -273,6 +276,7 @@ impl Progress {
             multi: fancy.then(MultiProgress::new),
             bars: Mutex::new(Vec::new()),
             quiet,
+            last_plain: Mutex::new(None),
         }
     }
 }
@@ -311,6 +315,26 @@ impl Observer for Progress {
             }
             None if !self.quiet => eprintln!("step {label}: started"),
             None => {}
+        }
+    }
+    fn step_progress(&self, step: &str, line: &str) {
+        if let Some(pb) = self
+            .bars
+            .lock()
+            .expect("bars lock")
+            .iter()
+            .find(|(n, _)| n == step)
+            .map(|(_, pb)| pb)
+        {
+            pb.set_message(format!("{step}  {line}"));
+            return;
+        }
+        if !self.quiet {
+            let mut last = self.last_plain.lock().expect("last lock");
+            if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                *last = Some(Instant::now());
+                eprintln!("step {step}: {line}");
+            }
         }
     }
     fn step_finished(&self, s: &StepReport) {
@@ -366,12 +390,12 @@ fn run(args: RunArgs, quiet: bool) -> i32 {
     if let Some(bin) = &args.etcd_bin {
         cfg.embedded.etcd_bin = bin.clone();
     }
-    let progress = Progress::new(quiet);
+    let progress = Arc::new(Progress::new(quiet));
     // block_on runs this future on the main thread, which outlives the embedded etcd.
     let report = rt.block_on(async {
         let cancel = CancellationToken::new();
         tokio::spawn(watch_signals(cancel.clone()));
-        scen_engine::run(&cfg, cancel, &progress).await
+        scen_engine::run(&cfg, cancel, progress.clone()).await
     });
     drop(progress);
     let mut code = report.exit_code;

@@ -49,6 +49,8 @@ pub trait Observer: Send + Sync {
     fn step_started(&self, _name: &str, _background: bool) {}
     /// A step finished (any status).
     fn step_finished(&self, _step: &StepReport) {}
+    /// A running step reports live figures (a load step's rate and p99, about once a second).
+    fn step_progress(&self, _step: &str, _line: &str) {}
 }
 
 /// An observer that ignores everything.
@@ -77,7 +79,11 @@ fn new_run_id() -> String {
 ///
 /// Call from the runtime's main task: the embedded etcd's parent-death signal is tied to the
 /// calling thread.
-pub async fn run(cfg: &RunConfig, cancel: CancellationToken, observer: &dyn Observer) -> Report {
+pub async fn run(
+    cfg: &RunConfig,
+    cancel: CancellationToken,
+    observer: Arc<dyn Observer>,
+) -> Report {
     let started = Instant::now();
     let run_id = cfg.run_id.clone().unwrap_or_else(new_run_id);
     let mut report = Report {
@@ -129,7 +135,7 @@ async fn execute(
     run_id: &str,
     report: &mut Report,
     cancel: CancellationToken,
-    observer: &dyn Observer,
+    observer: Arc<dyn Observer>,
 ) -> Outcome {
     // 1. Plan. A script error here means nothing ran.
     let (host, plan) = match Host::load(&cfg.scenario, &cfg.overrides, &cfg.limits, cancel.clone())
@@ -224,7 +230,7 @@ async fn execute(
             return Outcome::Interrupted;
         }
     };
-    let target = match target {
+    let mut target = match target {
         Ok(t) => t,
         Err(e) => {
             let (kind, outcome) = if e.is_usage() {
@@ -241,6 +247,7 @@ async fn execute(
             return outcome;
         }
     };
+    target.server_pid = embedded.as_ref().and_then(EmbeddedEtcd::pid);
     let tr = TargetReport {
         endpoints: target.info.endpoints.clone(),
         embedded: target.info.embedded,
@@ -250,11 +257,18 @@ async fn execute(
     };
     observer.connected(&tr);
     report.target = Some(tr);
-    host.begin_run(target.clone(), tokio::runtime::Handle::current());
+    let sink = observer.clone();
+    let progress: crate::script::ProgressSink =
+        Arc::new(move |step: &str, line: &str| sink.step_progress(step, line));
+    host.begin_run(
+        target.clone(),
+        tokio::runtime::Handle::current(),
+        Some(progress),
+    );
 
     // 3. Steps.
     let stop = cancel.child_token();
-    let mut outcome = run_steps(&host, &plan, report, &cancel, &stop, observer).await;
+    let mut outcome = run_steps(&host, &plan, report, &cancel, &stop, observer.as_ref()).await;
 
     // 4. Thresholds not decided yet: those whose steps finished are evaluated even when the run
     //    stopped early, so a partial report still says what was learned.
@@ -506,6 +520,7 @@ fn spawn_step(host: &Arc<Host>, spec: &StepSpec, plan: &Plan) -> JoinHandle<Step
                 } else {
                     StepStatus::Failed
                 };
+                let record = e.record.clone().unwrap_or_else(|| json!({}));
                 let mut info = error_info(&e);
                 if e.kind == "timeout" {
                     info.message = format!(
@@ -514,7 +529,7 @@ fn spawn_step(host: &Arc<Host>, spec: &StepSpec, plan: &Plan) -> JoinHandle<Step
                         spec.timeout.unwrap_or_default()
                     );
                 }
-                (status, Some(info), json!({}))
+                (status, Some(info), record)
             }
         };
         StepReport {

@@ -162,6 +162,8 @@ pub struct Target {
     pub settings: ConnectSettings,
     /// Report information.
     pub info: TargetInfo,
+    /// The etcd process, when scen started it (for its CPU time).
+    pub server_pid: Option<u32>,
 }
 
 impl Target {
@@ -187,6 +189,7 @@ impl Target {
             client,
             settings,
             info,
+            server_pid: None,
         })
     }
 

@@ -3,6 +3,7 @@
 
 pub mod etcd;
 pub mod latency;
+pub mod stress;
 
 use std::time::Duration;
 
@@ -35,17 +36,54 @@ pub enum Error {
     /// The run was interrupted or the step ran out of time.
     #[error("{0}")]
     Stopped(String),
+    /// etcd stopped answering during a load step.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A failure that still has a record worth keeping (what a load step measured before etcd died).
+    #[error("{source}")]
+    WithRecord {
+        /// What went wrong.
+        #[source]
+        source: Box<Error>,
+        /// The step's record up to the failure.
+        record: Box<serde_json::Value>,
+    },
 }
 
 impl Error {
     /// True when the failure is the cluster's (exit code 3) rather than the scenario's (exit code 2).
     pub fn is_infrastructure(&self) -> bool {
-        matches!(self, Error::Etcd { .. } | Error::Connect(_))
+        match self {
+            Error::Etcd { .. } | Error::Connect(_) | Error::Unavailable(_) => true,
+            Error::WithRecord { source, .. } => source.is_infrastructure(),
+            _ => false,
+        }
     }
 }
 
 /// Result type of actions.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Deserializes a number that scripts may write as an integer (`500`) or a float (`0.5`).
+pub(crate) fn de_f64<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Num {
+        I(i64),
+        F(f64),
+    }
+    Ok(match <Num as serde::Deserialize>::deserialize(d)? {
+        Num::I(i) => i as f64,
+        Num::F(f) => f,
+    })
+}
+
+/// [`de_f64`] for optional numbers.
+pub(crate) fn de_opt_f64<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<f64>, D::Error> {
+    de_f64(d).map(Some)
+}
 
 /// Milliseconds as a float, the report's unit for durations.
 pub fn ms(d: Duration) -> f64 {

@@ -47,6 +47,7 @@ pub fn reference() -> String {
         run: RwLock::new(None),
         records: Mutex::new(BTreeMap::new()),
         cancel: CancellationToken::new(),
+        progress: RwLock::new(None),
     });
     let (engine, _) = build_engine(state, Default::default(), &Limits::default());
     let json = engine

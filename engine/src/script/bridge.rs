@@ -4,6 +4,7 @@
 
 use std::cell::Cell;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rhai::{Dynamic, EvalAltResult, NativeCallContext, Position};
@@ -17,14 +18,25 @@ use crate::target::Target;
 thread_local! {
     /// The deadline of the step running on this thread, read by `on_progress` and [`block_on`].
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// The name of the step running on this thread, for progress lines.
+    static STEP: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
-/// Runs `f` with `deadline` as this thread's step deadline.
-pub(crate) fn with_deadline<R>(deadline: Option<Instant>, f: impl FnOnce() -> R) -> R {
+/// Runs `f` as step `name` with `deadline` as this thread's step deadline.
+pub(crate) fn in_step<R>(name: &str, deadline: Option<Instant>, f: impl FnOnce() -> R) -> R {
     DEADLINE.with(|d| d.set(deadline));
+    STEP.with(|s| *s.borrow_mut() = name.to_string());
     let r = f();
     DEADLINE.with(|d| d.set(None));
+    STEP.with(|s| s.borrow_mut().clear());
     r
+}
+
+/// A progress callback for the step running on this thread, when the front end wants progress.
+pub(crate) fn progress(state: &State) -> Option<crate::actions::stress::ProgressFn> {
+    let sink = state.progress.read().ok()?.clone()?;
+    let step = STEP.with(|s| s.borrow().clone());
+    Some(Arc::new(move |line: String| sink(&step, &line)))
 }
 
 /// This thread's step deadline.
@@ -39,6 +51,8 @@ pub struct ActionError {
     pub kind: String,
     /// What went wrong.
     pub message: String,
+    /// What the action measured before it failed, kept as the step's record.
+    pub record: Option<serde_json::Value>,
 }
 
 impl std::fmt::Display for ActionError {
@@ -53,6 +67,7 @@ pub(crate) fn raise(kind: &str, message: impl Into<String>, pos: Position) -> Bo
         Dynamic::from(ActionError {
             kind: kind.into(),
             message: message.into(),
+            record: None,
         }),
         pos,
     )
@@ -143,6 +158,19 @@ where
 /// Converts an action error into the Rhai error scripts see.
 pub(crate) fn action_error(e: &actions::Error, pos: Position) -> Box<EvalAltResult> {
     match e {
+        actions::Error::WithRecord { source, record } => {
+            let kind = if source.is_infrastructure() {
+                "infrastructure"
+            } else {
+                "script"
+            };
+            let err = ActionError {
+                kind: kind.into(),
+                message: source.to_string(),
+                record: Some((**record).clone()),
+            };
+            EvalAltResult::ErrorRuntime(Dynamic::from(err), pos).into()
+        }
         actions::Error::Stopped(why) => {
             EvalAltResult::ErrorTerminated(Dynamic::from(why.clone()), pos).into()
         }

@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, FnNamespace, FuncRegistration, Map, Module, NativeCallContext};
 
-use super::bridge::{action, bytes_of, options};
+use super::bridge::{action, bytes_of, options, progress};
 use super::State;
 use crate::actions::etcd::{self as act, KeyOptions, PutManyOptions, RangeOptions};
+use crate::actions::stress::{self, StressOptions};
 
 type R = Result<Dynamic, Box<rhai::EvalAltResult>>;
 
@@ -29,6 +30,7 @@ pub(crate) fn record_schema(name: &str) -> Option<serde_json::Value> {
         "status" => schema_for!(act::StatusRecord),
         "health" => schema_for!(act::HealthRecord),
         "alarms" => schema_for!(act::AlarmsRecord),
+        "stress" => schema_for!(stress::StressRecord),
         _ => return None,
     };
     serde_json::to_value(s).ok()
@@ -158,6 +160,26 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
     let s = state.clone();
     reg("alarms", &["Map"], "/// Active alarms (`etcdctl alarm list`): `#{ count, nospace, corrupt, alarms: [#{ member_id, alarm }] }`.")
         .set_into_module(&mut m, move |ctx: NativeCallContext| -> R { action(&s, &ctx, "etcd", |t| async move { act::alarms(&t).await }) });
+
+    let s = state.clone();
+    reg(
+        "stress",
+        &["options: Map", "Map"],
+        "/// Load etcd. Options: `op` (put, get, range, delete, txn_cas, txn_mixed) or `mix` (`#{ range: 70, put: 30 }`);\n\
+         /// `clients` (16) over `connections` (1); bounds `count` and/or `duration`; open loop with `rate` or ramping\n\
+         /// `stages` (`[#{ rate: 1000, duration: \"30s\" }, ...]`, from `start_rate`), latency measured from each\n\
+         /// request's scheduled time; keys `key_prefix` (\"stress/\"), `key_size`, `key_space` (10000), `key_pattern`\n\
+         /// (sequential, uniform, zipfian; `zipf_s`); `value_size` (256, \"1KiB\" or `#{ min, max }`); `serializable`,\n\
+         /// `range_limit` (100), `txn_ops` (4), `read_ratio` (0.5); `watchers` (watch delay and missed events);\n\
+         /// `request_timeout` (\"5s\"); `abort_after` (\"5s\": fail when nothing succeeds that long); `max_duration`.\n\
+         /// Returns `#{ model, clients, connections, ops, ok, errors, error_rate, errors_by_code, error_samples,\n\
+         /// duration_ms, throughput, target_rate, shortfall, dropped, latency, by_op, txn_conflicts, series, cpu, watch }`.",
+    )
+    .set_into_module(&mut m, move |ctx: NativeCallContext, o: Map| -> R {
+        let o: StressOptions = options(&ctx, "etcd::stress", Dynamic::from_map(o))?;
+        let p = progress(&s);
+        action(&s, &ctx, "etcd", |t| async move { stress::stress(&t, &o, p).await })
+    });
 
     let s = state.clone();
     reg(

@@ -61,6 +61,8 @@ pub struct ScriptError {
     pub hint: Option<String>,
     /// `script`, `infrastructure`, `timeout` or `interrupted`.
     pub kind: String,
+    /// What the failing action measured before it failed, if anything.
+    pub record: Option<serde_json::Value>,
 }
 
 impl ScriptError {
@@ -70,6 +72,7 @@ impl ScriptError {
             pos: None,
             line_text: None,
             hint: None,
+            record: None,
             kind: "script".into(),
         }
     }
@@ -111,7 +114,11 @@ pub(crate) struct State {
     run: RwLock<Option<RunResources>>,
     records: Mutex<BTreeMap<String, serde_json::Value>>,
     cancel: CancellationToken,
+    progress: RwLock<Option<ProgressSink>>,
 }
+
+/// Where actions send live progress lines: `(step, line)`.
+pub type ProgressSink = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 impl State {
     fn target(&self) -> Option<Target> {
@@ -212,6 +219,7 @@ impl Host {
             run: RwLock::new(None),
             records: Mutex::new(BTreeMap::new()),
             cancel,
+            progress: RwLock::new(None),
         });
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let (mut engine, resolved) = build_engine(state.clone(), base, limits);
@@ -251,8 +259,14 @@ impl Host {
     }
 
     /// Makes the target available to bindings: from now on actions may run.
-    pub fn begin_run(&self, target: Target, handle: tokio::runtime::Handle) {
+    pub fn begin_run(
+        &self,
+        target: Target,
+        handle: tokio::runtime::Handle,
+        progress: Option<ProgressSink>,
+    ) {
         *self.state.run.write().expect("run lock") = Some(RunResources { target, handle });
+        *self.state.progress.write().expect("progress lock") = progress;
     }
 
     /// Ends the run: bindings refuse actions again, and the client connection is released.
@@ -270,7 +284,7 @@ impl Host {
         let p =
             rhai::serde::to_dynamic(&params.values).map_err(|e| ScriptError::new(e.to_string()))?;
         let takes_params = step_arity(&step.func, &self.ast) != Some(0);
-        let result = bridge::with_deadline(deadline, || {
+        let result = bridge::in_step(&step.name, deadline, || {
             if takes_params {
                 step.func.call::<Dynamic>(&self.engine, &self.ast, (p,))
             } else {
@@ -447,10 +461,12 @@ fn innermost<'a>(e: &'a EvalAltResult, file: &str) -> (&'a EvalAltResult, String
 pub(crate) fn to_script_error(e: &EvalAltResult, main: &Path) -> ScriptError {
     let (inner, file) = innermost(e, &main.display().to_string());
     let pos: Position = inner.position();
+    let mut record = None;
     let (kind, message, hint) =
         match inner {
             EvalAltResult::ErrorRuntime(v, _) if v.is::<ActionError>() => {
                 let a = v.clone().cast::<ActionError>();
+                record = a.record;
                 (a.kind, a.message, None)
             }
             EvalAltResult::ErrorRuntime(v, _) => (
@@ -505,6 +521,7 @@ pub(crate) fn to_script_error(e: &EvalAltResult, main: &Path) -> ScriptError {
         };
     let mut err = ScriptError {
         message,
+        record,
         pos: None,
         line_text: None,
         hint,

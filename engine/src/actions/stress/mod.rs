@@ -1,0 +1,444 @@
+//! `etcd::stress`: closed- and open-loop load with put, get, range, delete and transactions (alone
+//! or mixed by weight), optional watchers measuring event delay, HDR latency per operation, errors
+//! by gRPC code, a per-second series and the client's (and an embedded server's) CPU per request.
+
+mod keys;
+mod record;
+mod schedule;
+mod watch;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::{RngCore, SeedableRng};
+use serde::Deserialize;
+
+pub use keys::Pattern;
+pub use record::{CpuRecord, OpRecord, SecondPoint, StressRecord, WatchRecord};
+pub use schedule::{Schedule, Stage};
+
+use super::etcd::full_key;
+use super::{Error, Result};
+use crate::target::Target;
+use crate::units;
+use worker::{AckRing, Op, Shared};
+
+/// A value size: a fixed size (`256`, `"1KiB"`) or a range (`#{ min: 100, max: "4KiB" }`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SizeSpec {
+    /// Bytes, or a size with a unit.
+    Fixed(SizeValue),
+    /// Uniformly between two sizes.
+    Range {
+        /// Smallest.
+        min: SizeValue,
+        /// Largest.
+        max: SizeValue,
+    },
+}
+
+/// A size given as a number of bytes or as text with a unit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SizeValue {
+    /// Bytes.
+    Bytes(u64),
+    /// `"1KiB"`.
+    Text(String),
+}
+
+impl SizeValue {
+    fn bytes(&self) -> Result<u64> {
+        match self {
+            SizeValue::Bytes(b) => Ok(*b),
+            SizeValue::Text(t) => units::parse_size(t).map_err(|e| Error::Options(e.to_string())),
+        }
+    }
+}
+
+/// A stage of an open-loop ramp as scripts write it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSpec {
+    /// Target requests per second at the end of the stage.
+    #[serde(deserialize_with = "crate::actions::de_f64")]
+    pub rate: f64,
+    /// How long the stage lasts (`"30s"`).
+    pub duration: String,
+}
+
+/// Options of `etcd::stress`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StressOptions {
+    /// One operation: put, get, range, delete, txn_cas, txn_mixed.
+    pub op: Option<String>,
+    /// Or a weighted mix: `#{ range: 70, put: 30 }`.
+    pub mix: Option<BTreeMap<String, u32>>,
+    /// Concurrent workers (closed loop: requests in flight; open loop: most in flight).
+    #[serde(default = "default_clients")]
+    pub clients: u64,
+    /// gRPC connections the workers share (round robin).
+    #[serde(default = "default_connections")]
+    pub connections: u64,
+    /// Stop after this many requests.
+    pub count: Option<u64>,
+    /// Stop after this long (`"30s"`).
+    pub duration: Option<String>,
+    /// Open loop at this rate (requests/s) for `duration` (or `count / rate`).
+    #[serde(default, deserialize_with = "crate::actions::de_opt_f64")]
+    pub rate: Option<f64>,
+    /// Open loop through ramping stages.
+    pub stages: Option<Vec<StageSpec>>,
+    /// Open loop: the rate the first stage ramps from (default: the first stage's rate).
+    #[serde(default, deserialize_with = "crate::actions::de_opt_f64")]
+    pub start_rate: Option<f64>,
+    /// Total key length in bytes (default: prefix plus the index digits).
+    #[serde(default)]
+    pub key_size: usize,
+    /// Distinct keys (default 10000).
+    #[serde(default = "default_key_space")]
+    pub key_space: u64,
+    /// sequential, uniform or zipfian.
+    #[serde(default)]
+    pub key_pattern: Pattern,
+    /// Zipf exponent (default 0.99).
+    #[serde(default = "default_zipf", deserialize_with = "crate::actions::de_f64")]
+    pub zipf_s: f64,
+    /// Key prefix under the run prefix (default `"stress/"`).
+    #[serde(default = "default_prefix")]
+    pub key_prefix: String,
+    /// Value size (default 256 bytes).
+    pub value_size: Option<SizeSpec>,
+    /// Reads served by the local member without a quorum round.
+    #[serde(default)]
+    pub serializable: bool,
+    /// Keys per range request (default 100).
+    #[serde(default = "default_range_limit")]
+    pub range_limit: i64,
+    /// Operations per mixed transaction (default 4).
+    #[serde(default = "default_txn_ops")]
+    pub txn_ops: usize,
+    /// Share of reads in mixed transactions (default 0.5).
+    #[serde(
+        default = "default_read_ratio",
+        deserialize_with = "crate::actions::de_f64"
+    )]
+    pub read_ratio: f64,
+    /// Watchers on the key prefix while the load runs; their event delay is recorded.
+    #[serde(default)]
+    pub watchers: u64,
+    /// Per-request timeout (default `"5s"`).
+    pub request_timeout: Option<String>,
+    /// Fail the step (etcd unavailable) when nothing succeeded for this long (default `"5s"`).
+    pub abort_after: Option<String>,
+    /// Upper bound on the step's length when only `count` is given (default `"10m"`).
+    pub max_duration: Option<String>,
+}
+
+fn default_clients() -> u64 {
+    16
+}
+fn default_connections() -> u64 {
+    1
+}
+fn default_key_space() -> u64 {
+    10_000
+}
+fn default_zipf() -> f64 {
+    0.99
+}
+fn default_prefix() -> String {
+    "stress/".into()
+}
+fn default_range_limit() -> i64 {
+    100
+}
+fn default_txn_ops() -> usize {
+    4
+}
+fn default_read_ratio() -> f64 {
+    0.5
+}
+
+fn duration(text: &Option<String>, default: &str, what: &str) -> Result<Duration> {
+    units::parse_duration(text.as_deref().unwrap_or(default))
+        .map_err(|e| Error::Options(format!("{what}: {e}")))
+}
+
+fn op_from(name: &str) -> Result<Op> {
+    Op::ALL
+        .iter()
+        .copied()
+        .find(|o| o.name() == name)
+        .ok_or_else(|| {
+            let names: Vec<_> = Op::ALL.iter().map(|o| o.name()).collect();
+            Error::Options(format!(
+                "unknown operation `{name}`: use {}",
+                names.join(", ")
+            ))
+        })
+}
+
+/// Live figures for a progress line, about once a second.
+pub type ProgressFn = Arc<dyn Fn(String) + Send + Sync>;
+
+/// CPU seconds (user + system) this process has used so far.
+fn process_cpu() -> Duration {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct we own.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// CPU time (user + system) of another process, from /proc.
+fn pid_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let (utime, stime): (u64, u64) = (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some(Duration::from_secs_f64((utime + stime) as f64 / hz))
+}
+
+/// Runs a stress step.
+pub async fn stress(
+    target: &Target,
+    opts: &StressOptions,
+    progress: Option<ProgressFn>,
+) -> Result<StressRecord> {
+    // Which operations, with which weights.
+    let mut cumulative = Vec::new();
+    let mut total = 0u32;
+    match (&opts.op, &opts.mix) {
+        (Some(op), None) => {
+            total = 1;
+            cumulative.push((op_from(op)?, 1));
+        }
+        (None, Some(mix)) if !mix.is_empty() => {
+            for (name, w) in mix {
+                total += w;
+                cumulative.push((op_from(name)?, total));
+            }
+            if total == 0 {
+                return Err(Error::Options("mix weights add up to 0".into()));
+            }
+        }
+        _ => {
+            return Err(Error::Options(
+                "give exactly one of `op` (\"put\") or `mix` (#{ range: 70, put: 30 })".into(),
+            ))
+        }
+    }
+    if opts.watchers > 0 && !cumulative.iter().any(|(o, _)| o.writes()) {
+        return Err(Error::Options(
+            "`watchers` need writes in the load (put, delete or a transaction)".into(),
+        ));
+    }
+    if opts.clients == 0 || opts.clients > 100_000 {
+        return Err(Error::Options(
+            "clients must be between 1 and 100000".into(),
+        ));
+    }
+    let connections = opts.connections.clamp(1, opts.clients);
+
+    // Bounds: every load is bounded in count and time.
+    let schedule = match (&opts.rate, &opts.stages) {
+        (Some(_), Some(_)) => {
+            return Err(Error::Options("give `rate` or `stages`, not both".into()))
+        }
+        (Some(rate), None) => {
+            let d = match (&opts.duration, opts.count) {
+                (Some(_), _) => duration(&opts.duration, "", "duration")?,
+                (None, Some(c)) => Duration::from_secs_f64(c as f64 / rate.max(1e-9)),
+                (None, None) => {
+                    return Err(Error::Options(
+                        "an open-loop `rate` needs a `duration` or a `count`".into(),
+                    ))
+                }
+            };
+            Some(Schedule::new(
+                *rate,
+                &[Stage {
+                    rate: *rate,
+                    duration: d,
+                }],
+            ))
+        }
+        (None, Some(stages)) => {
+            let stages: Vec<Stage> = stages
+                .iter()
+                .map(|s| {
+                    Ok(Stage {
+                        rate: s.rate,
+                        duration: duration(&Some(s.duration.clone()), "", "stage duration")?,
+                    })
+                })
+                .collect::<Result<_>>()?;
+            let first = stages
+                .first()
+                .ok_or_else(|| Error::Options("`stages` is empty".into()))?
+                .rate;
+            Some(Schedule::new(opts.start_rate.unwrap_or(first), &stages))
+        }
+        (None, None) => None,
+    };
+    if let Some(s) = &schedule {
+        if s.total() == 0 {
+            return Err(Error::Options(
+                "the open-loop schedule asks for no requests".into(),
+            ));
+        }
+    }
+    let length = match (&schedule, &opts.duration, opts.count) {
+        (Some(s), _, _) => s.length() + Duration::from_secs(1), // grace for the last requests
+        (None, Some(_), _) => duration(&opts.duration, "", "duration")?,
+        (None, None, Some(_)) => duration(&opts.max_duration, "10m", "max_duration")?,
+        (None, None, None) => {
+            return Err(Error::Options(
+                "give a `count` or a `duration`: every load is bounded".into(),
+            ))
+        }
+    };
+
+    // Keys and values.
+    let base = full_key(target, &opts.key_prefix, false, true)?;
+    let keys = keys::KeyModel::new(
+        base.clone(),
+        opts.key_size,
+        opts.key_space,
+        opts.key_pattern,
+        opts.zipf_s,
+    )?;
+    let (vmin, vmax) = match &opts.value_size {
+        None => (256, 256),
+        Some(SizeSpec::Fixed(v)) => (v.bytes()?, v.bytes()?),
+        Some(SizeSpec::Range { min, max }) => (min.bytes()?, max.bytes()?),
+    };
+    if vmin > vmax || vmax > 1_500_000 {
+        return Err(Error::Options(
+            "value_size must be at most 1.5 MB (etcd's request limit) with min <= max".into(),
+        ));
+    }
+    let mut pool = vec![0u8; vmax as usize];
+    rand::rngs::SmallRng::seed_from_u64(42).fill_bytes(&mut pool);
+    let mut range_end = base.clone().into_bytes();
+    // The end of the prefix: the prefix with its last byte incremented ('/' + 1 = '0').
+    if let Some(last) = range_end.last_mut() {
+        *last += 1;
+    }
+
+    let request_timeout = duration(&opts.request_timeout, "5s", "request_timeout")?;
+    let mut settings = target.settings.clone();
+    settings.request_timeout = Some(request_timeout);
+    let urls = settings.urls();
+    let mut clients = Vec::new();
+    for _ in 0..connections {
+        clients.push(settings.connect_to(&urls).await?);
+    }
+
+    let start = Instant::now();
+    let shared = Arc::new(Shared {
+        next: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        last_ok_ns: AtomicU64::new(0),
+        fatal: Mutex::new(None),
+        series: Mutex::new(Vec::new()),
+        acks: (opts.watchers > 0).then(|| Arc::new(AckRing::new(1 << 20))),
+        start,
+    });
+    let plan = Arc::new(worker::Plan {
+        cumulative,
+        total,
+        count: opts.count,
+        end: start + length,
+        schedule: schedule.clone(),
+        keys,
+        values: keys::ValueModel {
+            min: vmin as usize,
+            max: vmax as usize,
+        },
+        serializable: opts.serializable,
+        range_limit: opts.range_limit.max(1),
+        range_end,
+        txn_ops: opts.txn_ops.clamp(1, 128),
+        read_ratio: opts.read_ratio,
+        abort_after: duration(&opts.abort_after, "5s", "abort_after")?,
+    });
+
+    // Watchers first, so they see every write.
+    let watchers = if opts.watchers > 0 {
+        Some(watch::start(&clients[0], &base, opts.watchers, shared.clone()).await?)
+    } else {
+        None
+    };
+
+    let (cpu0, server_cpu0) = (process_cpu(), target.server_pid.and_then(pid_cpu));
+    let pool = Arc::new(pool);
+    // A JoinSet aborts every worker if this future is dropped (Ctrl-C, step timeout).
+    let mut set = tokio::task::JoinSet::new();
+    for id in 0..opts.clients {
+        let kv = clients[(id % connections) as usize].kv_client();
+        set.spawn(worker::run(
+            id,
+            kv,
+            plan.clone(),
+            shared.clone(),
+            pool.clone(),
+        ));
+    }
+    let ticker = progress.map(|p| {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if let Some(line) = record::progress_line(&shared) {
+                    p(line);
+                }
+            }
+        })
+    });
+    let mut results = Vec::new();
+    while let Some(r) = set.join_next().await {
+        results.push(r.map_err(|e| Error::Options(format!("a stress worker panicked: {e}")))?);
+    }
+    let elapsed = start.elapsed();
+    let cpu = process_cpu().saturating_sub(cpu0);
+    let server_cpu = match (server_cpu0, target.server_pid.and_then(pid_cpu)) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    let expected_events: u64 = results.iter().map(|r| r.events).sum();
+    let watch = match watchers {
+        Some(w) => Some(w.finish(expected_events).await),
+        None => None,
+    };
+    let rec = record::build(record::Inputs {
+        results,
+        shared: &shared,
+        elapsed,
+        clients: opts.clients,
+        connections,
+        schedule: schedule.as_ref(),
+        cpu,
+        server_cpu,
+        watch,
+    });
+    let fatal = shared.fatal.lock().expect("fatal lock").clone();
+    match fatal {
+        Some(why) => Err(Error::WithRecord {
+            record: Box::new(serde_json::to_value(&rec).unwrap_or_default()),
+            source: Box::new(Error::Unavailable(why)),
+        }),
+        None => Ok(rec),
+    }
+}

@@ -1,0 +1,259 @@
+//! Folding the workers' measurements into a stress step's record, and the live progress line.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::schedule::Schedule;
+use super::worker::{Op, Shared, WorkerResult};
+use crate::actions::latency::{LatencySummary, Recorder};
+use crate::actions::ms;
+
+/// One operation's figures.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct OpRecord {
+    /// Successful requests.
+    pub ok: u64,
+    /// Failed requests.
+    pub errors: u64,
+    /// Successful requests per second.
+    pub throughput: f64,
+    /// Latency of successful requests (ms).
+    pub latency: LatencySummary,
+}
+
+/// One second of the run.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct SecondPoint {
+    /// Seconds since the load started.
+    pub t: u64,
+    /// Successful requests completed in this second.
+    pub ok: u64,
+    /// Failed requests completed in this second.
+    pub errors: u64,
+    /// 99th percentile latency of this second (ms).
+    pub p99: f64,
+    /// Slowest request of this second (ms).
+    pub max: f64,
+}
+
+/// CPU used, in total and per successful request.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct CpuRecord {
+    /// scen's own CPU time (user + system) during the load, ms.
+    pub client_ms: f64,
+    /// scen's CPU per successful request, µs.
+    pub client_per_op_us: f64,
+    /// The embedded etcd's CPU time during the load, ms (absent for clusters scen did not start).
+    pub server_ms: Option<f64>,
+    /// The embedded etcd's CPU per successful request, µs.
+    pub server_per_op_us: Option<f64>,
+}
+
+/// What the watchers saw.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct WatchRecord {
+    /// Watchers on the key prefix.
+    pub watchers: u64,
+    /// Events each watcher should have received (one per key changed by a successful write).
+    pub expected_per_watcher: u64,
+    /// Events received, all watchers together.
+    pub received: u64,
+    /// Events not received, all watchers together.
+    pub missed: u64,
+    /// Delay from a write's acknowledgement to its event arriving (ms; 0 when the event came first).
+    pub delay: LatencySummary,
+}
+
+/// The record of `etcd::stress`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct StressRecord {
+    /// `closed` (clients send back to back) or `open` (requests at a target rate).
+    pub model: String,
+    /// Concurrent workers.
+    pub clients: u64,
+    /// gRPC connections.
+    pub connections: u64,
+    /// Requests sent.
+    pub ops: u64,
+    /// Successful requests.
+    pub ok: u64,
+    /// Failed requests.
+    pub errors: u64,
+    /// Failed share of requests (0..1).
+    pub error_rate: f64,
+    /// Failures by gRPC status code (`Unavailable`, `DeadlineExceeded`, `ResourceExhausted`...).
+    pub errors_by_code: BTreeMap<String, u64>,
+    /// The first few error messages.
+    pub error_samples: Vec<String>,
+    /// Wall time of the load, ms.
+    pub duration_ms: f64,
+    /// Successful requests per second.
+    pub throughput: f64,
+    /// Open loop: the mean target rate.
+    pub target_rate: Option<f64>,
+    /// Open loop: how far throughput fell short of the target (0..1; 0 when it kept up).
+    pub shortfall: Option<f64>,
+    /// Open loop: scheduled requests never sent because the clients could not keep up.
+    pub dropped: u64,
+    /// Latency of all successful requests (ms; open loop: from each request's scheduled time).
+    pub latency: LatencySummary,
+    /// Per operation.
+    pub by_op: BTreeMap<String, OpRecord>,
+    /// Compare-and-swap transactions whose compare failed (contention, not errors).
+    pub txn_conflicts: u64,
+    /// Per second: throughput and p99, for plots and time-window thresholds.
+    pub series: Vec<SecondPoint>,
+    /// CPU per request.
+    pub cpu: CpuRecord,
+    /// Watch delay and missed events, when `watchers` were set.
+    pub watch: Option<WatchRecord>,
+}
+
+/// Everything [`build`] needs.
+pub struct Inputs<'a> {
+    pub results: Vec<WorkerResult>,
+    pub shared: &'a Shared,
+    pub elapsed: Duration,
+    pub clients: u64,
+    pub connections: u64,
+    pub schedule: Option<&'a Schedule>,
+    pub cpu: Duration,
+    pub server_cpu: Option<Duration>,
+    pub watch: Option<WatchRecord>,
+}
+
+/// Merges worker results into the record.
+pub fn build(i: Inputs<'_>) -> StressRecord {
+    let secs = i.elapsed.as_secs_f64().max(1e-9);
+    let mut all = Recorder::default();
+    let mut by_op = BTreeMap::new();
+    let mut codes = BTreeMap::new();
+    let mut samples = Vec::new();
+    let mut conflicts = 0;
+    for (k, op) in Op::ALL.iter().enumerate() {
+        let mut rec = Recorder::default();
+        let mut errors = 0;
+        for r in &i.results {
+            rec.merge(&r.latency[k]);
+            errors += r.errors[k];
+        }
+        if rec.count() > 0 || errors > 0 {
+            all.merge(&rec);
+            by_op.insert(
+                op.name().to_string(),
+                OpRecord {
+                    ok: rec.count(),
+                    errors,
+                    throughput: rec.count() as f64 / secs,
+                    latency: rec.summary(),
+                },
+            );
+        }
+    }
+    for r in &i.results {
+        for (c, n) in &r.codes {
+            *codes.entry(c.clone()).or_insert(0) += n;
+        }
+        samples.extend(r.samples.iter().cloned());
+        conflicts += r.conflicts;
+    }
+    samples.truncate(5);
+    let ok = all.count();
+    let errors: u64 = codes.values().sum();
+    let ops = ok + errors;
+    let throughput = ok as f64 / secs;
+    let series = i
+        .shared
+        .series
+        .lock()
+        .expect("series lock")
+        .iter()
+        .enumerate()
+        .map(|(t, s)| SecondPoint {
+            t: t as u64,
+            ok: s.ok,
+            errors: s.errors,
+            p99: if s.hist.is_empty() {
+                0.0
+            } else {
+                s.hist.value_at_quantile(0.99) as f64 / 1e3
+            },
+            max: if s.hist.is_empty() {
+                0.0
+            } else {
+                s.hist.max() as f64 / 1e3
+            },
+        })
+        .collect();
+    let (target_rate, shortfall, dropped) = match i.schedule {
+        Some(s) => {
+            let target = s.mean_rate();
+            // Measure over the schedule's length, not the (slightly longer) wall time.
+            let achieved = ok as f64 / s.length().as_secs_f64().max(1e-9);
+            (
+                Some(target),
+                Some((1.0 - achieved / target).max(0.0)),
+                s.total().saturating_sub(ops),
+            )
+        }
+        None => (None, None, 0),
+    };
+    let per_op = |d: Duration| {
+        if ok > 0 {
+            d.as_secs_f64() * 1e6 / ok as f64
+        } else {
+            0.0
+        }
+    };
+    StressRecord {
+        model: if i.schedule.is_some() {
+            "open"
+        } else {
+            "closed"
+        }
+        .into(),
+        clients: i.clients,
+        connections: i.connections,
+        ops,
+        ok,
+        errors,
+        error_rate: if ops > 0 {
+            errors as f64 / ops as f64
+        } else {
+            0.0
+        },
+        errors_by_code: codes,
+        error_samples: samples,
+        duration_ms: ms(i.elapsed),
+        throughput,
+        target_rate,
+        shortfall,
+        dropped,
+        latency: all.summary(),
+        by_op,
+        txn_conflicts: conflicts,
+        series,
+        cpu: CpuRecord {
+            client_ms: ms(i.cpu),
+            client_per_op_us: per_op(i.cpu),
+            server_ms: i.server_cpu.map(ms),
+            server_per_op_us: i.server_cpu.map(per_op),
+        },
+        watch: i.watch,
+    }
+}
+
+/// `4,812/s p99 3.1ms errors 0` for the last complete second.
+pub fn progress_line(shared: &Shared) -> Option<String> {
+    let series = shared.series.lock().ok()?;
+    let now = shared.start.elapsed().as_secs() as usize;
+    let s = series.get(now.checked_sub(1)?)?;
+    let p99 = if s.hist.is_empty() {
+        0.0
+    } else {
+        s.hist.value_at_quantile(0.99) as f64 / 1e3
+    };
+    Some(format!("{}/s p99 {:.2}ms errors {}", s.ok, p99, s.errors))
+}

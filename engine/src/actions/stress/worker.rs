@@ -1,0 +1,426 @@
+//! The hot loop of a stress worker. Each worker owns its histograms, error counts and RNG; the
+//! only shared writes per request are one atomic sequence number, and once per second a worker
+//! folds its per-second slot into the shared time series.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Compare, CompareOp, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse};
+use hdrhistogram::Histogram;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::keys::{KeyModel, ValueModel};
+use super::schedule::Schedule;
+use crate::actions::latency::Recorder;
+
+/// The operations a worker can issue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Write a key.
+    Put,
+    /// Read one key.
+    Get,
+    /// Read a page of keys from the chosen key on.
+    Range,
+    /// Delete a key.
+    Delete,
+    /// Compare-and-swap on the key's mod revision.
+    TxnCas,
+    /// A transaction of several reads and writes.
+    TxnMixed,
+}
+
+impl Op {
+    /// All operations, in report order.
+    pub const ALL: [Op; 6] = [
+        Op::Put,
+        Op::Get,
+        Op::Range,
+        Op::Delete,
+        Op::TxnCas,
+        Op::TxnMixed,
+    ];
+
+    /// The name used in options and records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Put => "put",
+            Op::Get => "get",
+            Op::Range => "range",
+            Op::Delete => "delete",
+            Op::TxnCas => "txn_cas",
+            Op::TxnMixed => "txn_mixed",
+        }
+    }
+
+    /// Whether the operation writes.
+    pub fn writes(self) -> bool {
+        matches!(self, Op::Put | Op::Delete | Op::TxnCas | Op::TxnMixed)
+    }
+
+    fn index(self) -> usize {
+        Op::ALL.iter().position(|o| *o == self).expect("listed")
+    }
+}
+
+/// What every worker of one step shares.
+pub struct Shared {
+    /// Next request sequence number (count bound, schedule slot, sequential keys).
+    pub next: AtomicU64,
+    /// Set to stop all workers (deadline, abort, or etcd gone).
+    pub stop: AtomicBool,
+    /// Nanoseconds after `start` of the latest successful request.
+    pub last_ok_ns: AtomicU64,
+    /// Why the step ended early, if it did.
+    pub fatal: Mutex<Option<String>>,
+    /// Per-second slots, merged from workers once per second each.
+    pub series: Mutex<Vec<Slot>>,
+    /// Revision and acknowledgement time of writes, for watch delay (ring indexed by revision).
+    pub acks: Option<Arc<AckRing>>,
+    /// When the step's load started.
+    pub start: Instant,
+}
+
+/// Acknowledgement times of writes by revision, lock-free: a ring of (revision, nanos) pairs.
+pub struct AckRing {
+    slots: Vec<(AtomicU64, AtomicU64)>,
+}
+
+impl AckRing {
+    /// A ring holding the last `n` acknowledgements.
+    pub fn new(n: usize) -> Self {
+        AckRing {
+            slots: (0..n.max(1))
+                .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
+                .collect(),
+        }
+    }
+    /// Records that the write at `revision` was acknowledged `ns` after start.
+    pub fn record(&self, revision: i64, ns: u64) {
+        let s = &self.slots[revision as usize % self.slots.len()];
+        s.1.store(ns, Ordering::Relaxed);
+        s.0.store(revision as u64, Ordering::Release);
+    }
+    /// The acknowledgement time of `revision`, if still in the ring.
+    pub fn get(&self, revision: i64) -> Option<u64> {
+        let s = &self.slots[revision as usize % self.slots.len()];
+        (s.0.load(Ordering::Acquire) == revision as u64).then(|| s.1.load(Ordering::Relaxed))
+    }
+}
+
+/// One second of the time series.
+#[derive(Clone)]
+pub struct Slot {
+    /// Successful requests completed in this second.
+    pub ok: u64,
+    /// Failed requests completed in this second.
+    pub errors: u64,
+    /// Their latencies (µs, 2 significant figures: enough for a per-second p99).
+    pub hist: Histogram<u64>,
+}
+
+impl Slot {
+    /// An empty second.
+    pub fn new() -> Self {
+        Slot {
+            ok: 0,
+            errors: 0,
+            hist: Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid bounds"),
+        }
+    }
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What a worker measured.
+pub struct WorkerResult {
+    /// Latency per operation (index: `Op::ALL`).
+    pub latency: Vec<Recorder>,
+    /// Errors per operation.
+    pub errors: Vec<u64>,
+    /// Errors by gRPC code.
+    pub codes: HashMap<String, u64>,
+    /// The first few error messages.
+    pub samples: Vec<String>,
+    /// CAS transactions whose compare failed (a conflict, not an error).
+    pub conflicts: u64,
+    /// Watch events the successful writes should produce (one per changed key).
+    pub events: u64,
+}
+
+/// How a worker decides what to do next.
+pub struct Plan {
+    /// Cumulative weights over `Op::ALL` (out of `total`).
+    pub cumulative: Vec<(Op, u32)>,
+    /// Sum of weights.
+    pub total: u32,
+    /// Stop after this many requests in total.
+    pub count: Option<u64>,
+    /// Stop at this instant.
+    pub end: Instant,
+    /// Open loop: when each request is due.
+    pub schedule: Option<Schedule>,
+    /// Keys.
+    pub keys: KeyModel,
+    /// Values.
+    pub values: ValueModel,
+    /// Serve reads locally.
+    pub serializable: bool,
+    /// Keys per range request.
+    pub range_limit: i64,
+    /// The end of the key prefix, for ranges.
+    pub range_end: Vec<u8>,
+    /// Operations per mixed transaction.
+    pub txn_ops: usize,
+    /// Share of reads in mixed transactions.
+    pub read_ratio: f64,
+    /// Fail the step when no request has succeeded for this long.
+    pub abort_after: Duration,
+}
+
+impl Plan {
+    fn pick(&self, rng: &mut SmallRng) -> Op {
+        if self.cumulative.len() == 1 {
+            return self.cumulative[0].0;
+        }
+        let x = rng.random_range(0..self.total);
+        self.cumulative
+            .iter()
+            .find(|(_, c)| x < *c)
+            .map_or(self.cumulative[0].0, |(o, _)| *o)
+    }
+}
+
+fn code_of(e: &etcd_client::Error) -> String {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => format!("{:?}", s.code()),
+        etcd_client::Error::TransportError(_) => "Transport".into(),
+        _ => "Other".into(),
+    }
+}
+
+fn is_unavailable(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => matches!(
+            s.code(),
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown
+        ),
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        _ => false,
+    }
+}
+
+/// Runs one worker until the plan's bounds are reached or `shared.stop` is set.
+pub async fn run(
+    id: u64,
+    mut kv: KvClient,
+    plan: Arc<Plan>,
+    shared: Arc<Shared>,
+    value_pool: Arc<Vec<u8>>,
+) -> WorkerResult {
+    let mut rng = SmallRng::seed_from_u64(0x5ce0_0000 + id);
+    let mut latency: Vec<Recorder> = Op::ALL.iter().map(|_| Recorder::default()).collect();
+    let mut errors = vec![0u64; Op::ALL.len()];
+    let mut codes: HashMap<String, u64> = HashMap::new();
+    let mut samples = Vec::new();
+    let mut conflicts = 0;
+    let mut events = 0u64;
+    let mut revisions: HashMap<u64, i64> = HashMap::new();
+    let mut key = Vec::with_capacity(64);
+    let (mut sec, mut slot) = (0u64, Slot::new());
+
+    loop {
+        if shared.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let seq = shared.next.fetch_add(1, Ordering::Relaxed);
+        if plan.count.is_some_and(|c| seq >= c) {
+            break;
+        }
+        // Open loop: wait for the request's slot; latency counts from the slot, not from now.
+        let intended = match &plan.schedule {
+            Some(s) => match s.due(seq) {
+                Some(d) => {
+                    let at = shared.start + d;
+                    let now = Instant::now();
+                    if at > plan.end || now > plan.end {
+                        break;
+                    }
+                    if at > now {
+                        tokio::time::sleep_until(at.into()).await;
+                    }
+                    at
+                }
+                None => break,
+            },
+            None => {
+                let now = Instant::now();
+                if now >= plan.end {
+                    break;
+                }
+                now
+            }
+        };
+        let op = plan.pick(&mut rng);
+        let k = plan.keys.pick(seq, &mut rng);
+        plan.keys.key(k, &mut key);
+        let vlen = plan.values.size(&mut rng);
+        let value = &value_pool[..vlen];
+
+        // Each arm yields the write's revision (for watch delay) and the keys it changed.
+        let result: Result<(Option<i64>, u64), etcd_client::Error> = match op {
+            Op::Put => kv
+                .put(key.clone(), value.to_vec(), None)
+                .await
+                .map(|r| (r.header().map(|h| h.revision()), 1)),
+            Op::Get => {
+                let o = if plan.serializable {
+                    Some(GetOptions::new().with_serializable())
+                } else {
+                    None
+                };
+                kv.get(key.clone(), o).await.map(|_| (None, 0))
+            }
+            Op::Range => {
+                let mut o = GetOptions::new()
+                    .with_range(plan.range_end.clone())
+                    .with_limit(plan.range_limit);
+                if plan.serializable {
+                    o = o.with_serializable();
+                }
+                kv.get(key.clone(), Some(o)).await.map(|_| (None, 0))
+            }
+            Op::Delete => kv
+                .delete(key.clone(), None)
+                .await
+                .map(|r| (r.header().map(|h| h.revision()), r.deleted().max(0) as u64)),
+            Op::TxnCas => {
+                let seen = revisions.get(&k).copied().unwrap_or(0);
+                let txn = Txn::new()
+                    .when([Compare::mod_revision(key.clone(), CompareOp::Equal, seen)])
+                    .and_then([TxnOp::put(key.clone(), value.to_vec(), None)])
+                    .or_else([TxnOp::get(key.clone(), None)]);
+                kv.txn(txn).await.map(|r| {
+                    let rev = r.header().map(|h| h.revision());
+                    if r.succeeded() {
+                        revisions.insert(k, rev.unwrap_or(0));
+                        (rev, 1)
+                    } else {
+                        conflicts += 1;
+                        let current = r.op_responses().into_iter().find_map(|o| match o {
+                            TxnOpResponse::Get(g) => {
+                                Some(g.kvs().first().map_or(0, |kv| kv.mod_revision()))
+                            }
+                            _ => None,
+                        });
+                        revisions.insert(k, current.unwrap_or(0));
+                        (None, 0)
+                    }
+                })
+            }
+            Op::TxnMixed => {
+                // Distinct keys: etcd rejects a transaction that writes one key twice.
+                let mut picked: Vec<u64> = Vec::with_capacity(plan.txn_ops);
+                for _ in 0..plan.txn_ops * 4 {
+                    let k2 = plan
+                        .keys
+                        .pick(seq.wrapping_add(picked.len() as u64), &mut rng);
+                    if !picked.contains(&k2) {
+                        picked.push(k2);
+                    }
+                    if picked.len() == plan.txn_ops {
+                        break;
+                    }
+                }
+                let mut writes = 0;
+                let ops: Vec<TxnOp> = picked
+                    .iter()
+                    .map(|k2| {
+                        let mut kb = Vec::new();
+                        plan.keys.key(*k2, &mut kb);
+                        if rng.random_bool(plan.read_ratio.clamp(0.0, 1.0)) {
+                            TxnOp::get(kb, None)
+                        } else {
+                            writes += 1;
+                            TxnOp::put(kb, value.to_vec(), None)
+                        }
+                    })
+                    .collect();
+                kv.txn(Txn::new().and_then(ops))
+                    .await
+                    .map(|r| (r.header().map(|h| h.revision()), writes))
+            }
+        };
+        let done = Instant::now();
+        let took = done.saturating_duration_since(intended);
+        let ns = done.duration_since(shared.start).as_nanos() as u64;
+        let now_sec = ns / 1_000_000_000;
+        if now_sec != sec {
+            flush(&shared, sec, &mut slot);
+            sec = now_sec;
+        }
+        match result {
+            Ok((rev, changed)) => {
+                events += changed;
+                latency[op.index()].record(took);
+                slot.ok += 1;
+                slot.hist
+                    .saturating_record((took.as_micros() as u64).max(1));
+                shared.last_ok_ns.fetch_max(ns, Ordering::Relaxed);
+                if let (Some(acks), Some(rev), true) = (&shared.acks, rev, changed > 0) {
+                    acks.record(rev, ns);
+                }
+            }
+            Err(e) => {
+                errors[op.index()] += 1;
+                slot.errors += 1;
+                *codes.entry(code_of(&e)).or_default() += 1;
+                if samples.len() < 3 {
+                    samples.push(format!("{}: {e}", op.name()));
+                }
+                let since_ok = ns.saturating_sub(shared.last_ok_ns.load(Ordering::Relaxed));
+                if is_unavailable(&e) && since_ok > plan.abort_after.as_nanos() as u64 {
+                    shared.fatal.lock().expect("fatal lock").get_or_insert_with(|| {
+                        format!("etcd stopped answering: no request succeeded for {:?} (last error: {e})", plan.abort_after)
+                    });
+                    shared.stop.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    flush(&shared, sec, &mut slot);
+    WorkerResult {
+        latency,
+        errors,
+        codes,
+        samples,
+        conflicts,
+        events,
+    }
+}
+
+/// Adds a worker's finished second to the shared series.
+fn flush(shared: &Shared, sec: u64, slot: &mut Slot) {
+    if slot.ok == 0 && slot.errors == 0 {
+        return;
+    }
+    let mut series = shared.series.lock().expect("series lock");
+    let i = sec as usize;
+    if series.len() <= i {
+        series.resize_with(i + 1, Slot::new);
+    }
+    let s = &mut series[i];
+    s.ok += slot.ok;
+    s.errors += slot.errors;
+    let _ = s.hist.add(&slot.hist);
+    slot.ok = 0;
+    slot.errors = 0;
+    slot.hist.reset();
+}
