@@ -72,7 +72,11 @@ pub(crate) fn check_path(schema: &Value, path: &FieldPath) -> Result<(), String>
     let mut so_far = FieldPath(path.0[..1].to_vec());
     for seg in &path.0[1..] {
         let next = match seg {
-            Segment::Key(k) => cur.get("properties").and_then(|p| p.get(k)),
+            // A struct's fields, or any key of a map (`additionalProperties`).
+            Segment::Key(k) => cur
+                .get("properties")
+                .and_then(|p| p.get(k))
+                .or_else(|| cur.get("additionalProperties").filter(|a| a.is_object())),
             Segment::Index(_) | Segment::All => cur.get("items"),
         };
         let Some(next) = next else {

@@ -339,7 +339,19 @@ pub async fn stress(
     let urls = settings.urls();
     let mut clients = Vec::new();
     for _ in 0..connections {
-        clients.push(settings.connect_to(&urls).await?);
+        let c = settings.connect_to(&urls).await?;
+        // Dial before the clock starts: connections open lazily, and the handshake is not load.
+        c.kv_client()
+            .get(
+                base.clone(),
+                Some(etcd_client::GetOptions::new().with_count_only()),
+            )
+            .await
+            .map_err(|source| Error::Etcd {
+                op: "warm-up",
+                source,
+            })?;
+        clients.push(c);
     }
 
     let start = Instant::now();

@@ -1,0 +1,180 @@
+//! End-to-end: `etcd::stress` against real etcd — operation counts, keys under the run prefix,
+//! open-loop accuracy and honest shortfall, watch delay, and etcd dying mid-step.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn every_operation_runs_its_count_without_errors_under_the_prefix() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let etcd = external_etcd(&rt);
+    let url = etcd.client_url().to_string();
+    let r = run(
+        &fixture("stress-ops.rhai"),
+        &["--endpoints", &url, "--keep-keys"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_schema_valid(&report);
+    for name in ["put", "get", "range", "cas", "txn", "mix", "delete"] {
+        let rec = &step(&report, name)["record"];
+        assert_eq!(rec["ok"], 200, "{name}: {rec}");
+        assert_eq!(rec["errors"], 0, "{name}");
+        assert!(rec["latency"]["p99"].as_f64().unwrap() > 0.0, "{name}");
+        assert!(
+            rec["cpu"]["client_per_op_us"].as_f64().unwrap() > 0.0,
+            "{name}"
+        );
+        assert!(!rec["series"].as_array().unwrap().is_empty(), "{name}");
+    }
+    assert!(
+        step(&report, "cas")["record"]["txn_conflicts"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "20 keys, 4 clients: some CAS lose"
+    );
+    assert!(
+        step(&report, "put")["record"]["cpu"]["server_ms"].is_null(),
+        "no server CPU for a cluster scen did not start"
+    );
+    // Outside view: everything under the run prefix; the deletes emptied stress/, cas/ and txn/ remain.
+    let prefix = report["target"]["prefix"].as_str().unwrap();
+    let keys = etcdctl(&url, &["get", "", "--from-key", "--keys-only"]);
+    let keys: Vec<_> = keys.lines().filter(|k| !k.is_empty()).collect();
+    assert!(!keys.is_empty());
+    assert!(
+        keys.iter().all(|k| k.starts_with(prefix)),
+        "a key outside {prefix}: {keys:?}"
+    );
+    assert!(keys.iter().any(|k| k.starts_with(&format!("{prefix}cas/"))));
+    assert!(!keys
+        .iter()
+        .any(|k| k.starts_with(&format!("{prefix}stress/"))));
+}
+
+#[test]
+fn open_loop_holds_a_modest_rate_and_reports_an_impossible_one_honestly() {
+    let r = run(&fixture("stress-load.rhai"), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let rec = &step(&report, "load")["record"];
+    assert_eq!(rec["model"], "open");
+    assert_eq!(rec["target_rate"], 200.0);
+    let tput = rec["throughput"].as_f64().unwrap();
+    assert!(
+        (180.0..=220.0).contains(&tput),
+        "200/s target, got {tput}/s"
+    );
+    assert!(rec["shortfall"].as_f64().unwrap() < 0.05, "{rec}");
+    assert_eq!(rec["ok"], 400);
+
+    // One client cannot send 100,000 requests a second: the record says how far it fell short.
+    let r = run(
+        &fixture("stress-load.rhai"),
+        &["--set", "rate=100000", "--set", "clients=1"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rec = step(r.report.as_ref().unwrap(), "load")["record"].clone();
+    assert!(rec["shortfall"].as_f64().unwrap() > 0.5, "{rec}");
+    assert!(rec["dropped"].as_u64().unwrap() > 100_000, "{rec}");
+    // Coordinated omission: queued requests count their wait, so p99 is far above a put's cost.
+    assert!(rec["latency"]["p99"].as_f64().unwrap() > 100.0, "{rec}");
+}
+
+#[test]
+fn ramping_stages_follow_the_schedule() {
+    let r = run(&fixture("stress-load.rhai"), &["--set", "mode=stages"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rec = step(r.report.as_ref().unwrap(), "load")["record"].clone();
+    // 1 s at 100/s, then a ramp 100 -> 300/s over 1 s: 100 + 200 requests, mean 150/s.
+    assert_eq!(rec["ok"], 300, "{rec}");
+    assert_eq!(rec["target_rate"], 150.0);
+    let series = rec["series"].as_array().unwrap();
+    let first = series[0]["ok"].as_u64().unwrap();
+    let second = series[1]["ok"].as_u64().unwrap();
+    assert!(
+        second > first + 50,
+        "the second second ramps up: {first} then {second}"
+    );
+}
+
+#[test]
+fn watchers_record_delay_and_miss_nothing() {
+    let r = run(&fixture("stress-load.rhai"), &["--set", "mode=watch"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let w = step(r.report.as_ref().unwrap(), "load")["record"]["watch"].clone();
+    assert_eq!(w["watchers"], 2);
+    assert_eq!(w["expected_per_watcher"], 500);
+    assert_eq!(w["received"], 1000);
+    assert_eq!(w["missed"], 0);
+    assert_eq!(w["delay"]["count"], 1000);
+    assert!(w["delay"]["max"].as_f64().unwrap() >= w["delay"]["p50"].as_f64().unwrap());
+}
+
+#[test]
+fn etcd_dying_mid_step_fails_with_exit_3_and_keeps_the_measurements() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut etcd = external_etcd(&rt);
+    let url = etcd.client_url().to_string();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        etcd.stop();
+    });
+    let r = run(
+        &fixture("stress-load.rhai"),
+        &["--set", "mode=long", "--endpoints", &url],
+    );
+    killer.join().unwrap();
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_schema_valid(&report);
+    assert_eq!(report["outcome"], "infrastructure_error");
+    let load = step(&report, "load");
+    assert_eq!(load["status"], "failed");
+    assert_eq!(load["error"]["kind"], "infrastructure");
+    assert!(
+        load["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("stopped answering"),
+        "{load}"
+    );
+    let rec = &load["record"];
+    assert!(
+        rec["ok"].as_u64().unwrap() > 100,
+        "what ran before etcd died is kept: {rec}"
+    );
+    assert!(rec["errors"].as_u64().unwrap() > 0, "{rec}");
+    assert!(
+        !rec["errors_by_code"].as_object().unwrap().is_empty(),
+        "{rec}"
+    );
+    assert!(
+        load["duration_ms"].as_f64().unwrap() < 15_000.0,
+        "gave up well before the 30 s duration"
+    );
+}
+
+#[test]
+fn check_perf_passes_profile_s_briefly() {
+    let r = run(
+        &root().join("scenarios/check-perf.rhai"),
+        &["--set", "duration=2s"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let rec = &step(&report, "perf")["record"];
+    assert_eq!(rec["clients"], 50);
+    assert_eq!(rec["target_rate"], 150.0);
+    assert_eq!(rec["ok"], 300);
+    let r = run(
+        &root().join("scenarios/check-perf.rhai"),
+        &["--set", "load=xxl"],
+    );
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("unknown load \"xxl\""), "{}", r.stderr);
+}
