@@ -116,6 +116,36 @@ fn watchers_record_delay_and_miss_nothing() {
 }
 
 #[test]
+fn leases_are_kept_alive_churned_and_all_revoked() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let etcd = external_etcd(&rt);
+    let url = etcd.client_url().to_string();
+    let r = run(
+        &fixture("stress-load.rhai"),
+        &["--set", "mode=lease", "--endpoints", &url],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rec = step(r.report.as_ref().unwrap(), "load")["record"].clone();
+    assert_eq!(rec["model"], "lease");
+    assert_eq!(rec["errors"], 0, "{rec}");
+    let ok = |op: &str| rec["by_op"][op]["ok"].as_u64().unwrap_or(0);
+    assert!(ok("lease_grant") >= 50, "{rec}");
+    assert!(ok("lease_keepalive") > 50, "{rec}");
+    assert_eq!(
+        ok("lease_revoke"),
+        ok("lease_grant"),
+        "every granted lease is revoked: {rec}"
+    );
+    assert_eq!(rec["target_rate"], 100.0, "50 leases every 500 ms");
+    assert!(rec["shortfall"].as_f64().unwrap() < 0.1, "{rec}");
+    let leases = etcdctl(&url, &["lease", "list"]);
+    assert!(
+        leases.contains("found 0 leases"),
+        "nothing left behind: {leases}"
+    );
+}
+
+#[test]
 fn etcd_dying_mid_step_fails_with_exit_3_and_keeps_the_measurements() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut etcd = external_etcd(&rt);

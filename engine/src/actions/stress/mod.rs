@@ -3,6 +3,7 @@
 //! by gRPC code, a per-second series and the client's (and an embedded server's) CPU per request.
 
 mod keys;
+mod lease;
 mod record;
 mod schedule;
 mod watch;
@@ -138,6 +139,20 @@ pub struct StressOptions {
     pub abort_after: Option<String>,
     /// Upper bound on the step's length when only `count` is given (default `"10m"`).
     pub max_duration: Option<String>,
+    /// `op: "lease"`: leases kept alive (default 100).
+    #[serde(default = "default_leases")]
+    pub leases: u64,
+    /// `op: "lease"`: lease TTL (default `"40s"`, a node lease's duration).
+    pub lease_ttl: Option<String>,
+    /// `op: "lease"`: time between renewals of one lease (default `"10s"`, as kubelet).
+    pub renew_interval: Option<String>,
+    /// `op: "lease"`: share of leases revoked and granted anew at each renewal (default 0).
+    #[serde(default, deserialize_with = "crate::actions::de_f64")]
+    pub churn: f64,
+}
+
+fn default_leases() -> u64 {
+    100
 }
 
 fn default_clients() -> u64 {
@@ -206,12 +221,183 @@ fn pid_cpu(pid: u32) -> Option<Duration> {
     Some(Duration::from_secs_f64((utime + stime) as f64 / hz))
 }
 
+/// Opens `n` connections with the step's request timeout, each dialled before the clock starts.
+async fn connect(
+    target: &Target,
+    opts: &StressOptions,
+    n: u64,
+    warm_key: &str,
+) -> Result<Vec<etcd_client::Client>> {
+    let mut settings = target.settings.clone();
+    settings.request_timeout = Some(duration(&opts.request_timeout, "5s", "request_timeout")?);
+    let urls = settings.urls();
+    let mut clients = Vec::new();
+    for _ in 0..n {
+        let c = settings.connect_to(&urls).await?;
+        // Dial before the clock starts: connections open lazily, and the handshake is not load.
+        c.kv_client()
+            .get(
+                warm_key,
+                Some(etcd_client::GetOptions::new().with_count_only()),
+            )
+            .await
+            .map_err(|source| Error::Etcd {
+                op: "warm-up",
+                source,
+            })?;
+        clients.push(c);
+    }
+    Ok(clients)
+}
+
+/// The workers' shared state; its `start` is the load's time zero, so create it just before them.
+fn new_shared(acks: Option<Arc<AckRing>>) -> Arc<Shared> {
+    Arc::new(Shared {
+        next: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        last_ok_ns: AtomicU64::new(0),
+        fatal: Mutex::new(None),
+        series: Mutex::new(Vec::new()),
+        acks,
+        start: Instant::now(),
+    })
+}
+
+/// Joins the workers, with a progress line a second, measuring client and server CPU.
+async fn drive(
+    target: &Target,
+    shared: &Arc<Shared>,
+    mut set: tokio::task::JoinSet<worker::WorkerResult>,
+    progress: Option<ProgressFn>,
+    cpu0: (Duration, Option<Duration>),
+) -> Result<(
+    Vec<worker::WorkerResult>,
+    Duration,
+    Duration,
+    Option<Duration>,
+)> {
+    let ticker = progress.map(|p| {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if let Some(line) = record::progress_line(&shared) {
+                    p(line);
+                }
+            }
+        })
+    });
+    let mut results = Vec::new();
+    while let Some(r) = set.join_next().await {
+        results.push(r.map_err(|e| Error::Options(format!("a stress worker panicked: {e}")))?);
+    }
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    let elapsed = shared.start.elapsed();
+    let cpu = process_cpu().saturating_sub(cpu0.0);
+    let server_cpu = match (cpu0.1, target.server_pid.and_then(pid_cpu)) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
+    Ok((results, elapsed, cpu, server_cpu))
+}
+
+/// The record, or the failure that carries it when etcd stopped answering.
+fn finish(shared: &Shared, rec: StressRecord) -> Result<StressRecord> {
+    let fatal = shared.fatal.lock().expect("fatal lock").clone();
+    match fatal {
+        Some(why) => Err(Error::WithRecord {
+            record: Box::new(serde_json::to_value(&rec).unwrap_or_default()),
+            source: Box::new(Error::Unavailable(why)),
+        }),
+        None => Ok(rec),
+    }
+}
+
+/// `op: "lease"`: leases granted, renewed on a staggered schedule, churned and revoked.
+async fn lease_stress(
+    target: &Target,
+    opts: &StressOptions,
+    progress: Option<ProgressFn>,
+) -> Result<StressRecord> {
+    if opts.duration.is_none()
+        || opts.rate.is_some()
+        || opts.stages.is_some()
+        || opts.count.is_some()
+    {
+        return Err(Error::Options(
+            "`op: \"lease\"` runs for a `duration` (no count, rate or stages)".into(),
+        ));
+    }
+    let length = duration(&opts.duration, "", "duration")?;
+    let ttl = duration(&opts.lease_ttl, "40s", "lease_ttl")?
+        .as_secs()
+        .max(1) as i64;
+    let interval = duration(&opts.renew_interval, "10s", "renew_interval")?;
+    if interval.is_zero() || opts.leases == 0 {
+        return Err(Error::Options(
+            "`leases` and `renew_interval` must be positive".into(),
+        ));
+    }
+    let clients_n = opts.clients.clamp(1, opts.leases);
+    let connections = opts.connections.clamp(1, clients_n);
+    let base = full_key(target, &opts.key_prefix, false, true)?;
+    let clients = connect(target, opts, connections, &base).await?;
+    let shared = new_shared(None);
+    let cpu0 = (process_cpu(), target.server_pid.and_then(pid_cpu));
+    let mut set = tokio::task::JoinSet::new();
+    let per = opts.leases / clients_n;
+    let mut first = 0;
+    for id in 0..clients_n {
+        let leases = per + u64::from(id < opts.leases % clients_n);
+        let plan = lease::LeasePlan {
+            leases,
+            first,
+            total: opts.leases,
+            ttl,
+            interval,
+            churn: opts.churn,
+            end: shared.start + length,
+            abort_after: duration(&opts.abort_after, "5s", "abort_after")?,
+            request_timeout: duration(&opts.request_timeout, "5s", "request_timeout")?,
+        };
+        first += leases;
+        let client = clients[(id % connections) as usize].lease_client();
+        set.spawn(lease::run(id, client, plan, shared.clone()));
+    }
+    let (results, elapsed, cpu, server_cpu) = drive(target, &shared, set, progress, cpu0).await?;
+    let renewed = results.iter().map(|r| r.renewals).sum::<u64>() as f64;
+    let mut rec = record::build(record::Inputs {
+        results,
+        shared: &shared,
+        elapsed,
+        clients: clients_n,
+        connections,
+        schedule: None,
+        cpu,
+        server_cpu,
+        watch: None,
+    });
+    rec.model = "lease".into();
+    // Intended vs achieved renewals: every lease once per interval after its staggered first renewal.
+    let target_rate = opts.leases as f64 / interval.as_secs_f64();
+    let window = length.saturating_sub(interval).as_secs_f64();
+    rec.target_rate = Some(target_rate);
+    rec.shortfall = (window > 0.0).then(|| (1.0 - renewed / (target_rate * window)).max(0.0));
+    finish(&shared, rec)
+}
+
 /// Runs a stress step.
 pub async fn stress(
     target: &Target,
     opts: &StressOptions,
     progress: Option<ProgressFn>,
 ) -> Result<StressRecord> {
+    if opts.op.as_deref() == Some("lease") {
+        return lease_stress(target, opts, progress).await;
+    }
     // Which operations, with which weights.
     let mut cumulative = Vec::new();
     let mut total = 0u32;
@@ -333,42 +519,20 @@ pub async fn stress(
         *last += 1;
     }
 
-    let request_timeout = duration(&opts.request_timeout, "5s", "request_timeout")?;
-    let mut settings = target.settings.clone();
-    settings.request_timeout = Some(request_timeout);
-    let urls = settings.urls();
-    let mut clients = Vec::new();
-    for _ in 0..connections {
-        let c = settings.connect_to(&urls).await?;
-        // Dial before the clock starts: connections open lazily, and the handshake is not load.
-        c.kv_client()
-            .get(
-                base.clone(),
-                Some(etcd_client::GetOptions::new().with_count_only()),
-            )
-            .await
-            .map_err(|source| Error::Etcd {
-                op: "warm-up",
-                source,
-            })?;
-        clients.push(c);
-    }
+    let clients = connect(target, opts, connections, &base).await?;
 
-    let start = Instant::now();
-    let shared = Arc::new(Shared {
-        next: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
-        last_ok_ns: AtomicU64::new(0),
-        fatal: Mutex::new(None),
-        series: Mutex::new(Vec::new()),
-        acks: (opts.watchers > 0).then(|| Arc::new(AckRing::new(1 << 20))),
-        start,
-    });
+    // Watchers first, so they see every write.
+    let acks = (opts.watchers > 0).then(|| Arc::new(AckRing::new(1 << 20)));
+    let watchers = match &acks {
+        Some(a) => Some(watch::start(&clients[0], &base, opts.watchers, a.clone()).await?),
+        None => None,
+    };
+    let shared = new_shared(acks);
     let plan = Arc::new(worker::Plan {
         cumulative,
         total,
         count: opts.count,
-        end: start + length,
+        end: shared.start + length,
         schedule: schedule.clone(),
         keys,
         values: keys::ValueModel {
@@ -383,14 +547,7 @@ pub async fn stress(
         abort_after: duration(&opts.abort_after, "5s", "abort_after")?,
     });
 
-    // Watchers first, so they see every write.
-    let watchers = if opts.watchers > 0 {
-        Some(watch::start(&clients[0], &base, opts.watchers, shared.clone()).await?)
-    } else {
-        None
-    };
-
-    let (cpu0, server_cpu0) = (process_cpu(), target.server_pid.and_then(pid_cpu));
+    let cpu0 = (process_cpu(), target.server_pid.and_then(pid_cpu));
     let pool = Arc::new(pool);
     // A JoinSet aborts every worker if this future is dropped (Ctrl-C, step timeout).
     let mut set = tokio::task::JoinSet::new();
@@ -404,31 +561,7 @@ pub async fn stress(
             pool.clone(),
         ));
     }
-    let ticker = progress.map(|p| {
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                if let Some(line) = record::progress_line(&shared) {
-                    p(line);
-                }
-            }
-        })
-    });
-    let mut results = Vec::new();
-    while let Some(r) = set.join_next().await {
-        results.push(r.map_err(|e| Error::Options(format!("a stress worker panicked: {e}")))?);
-    }
-    let elapsed = start.elapsed();
-    let cpu = process_cpu().saturating_sub(cpu0);
-    let server_cpu = match (server_cpu0, target.server_pid.and_then(pid_cpu)) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
-        _ => None,
-    };
-    if let Some(t) = ticker {
-        t.abort();
-    }
+    let (results, elapsed, cpu, server_cpu) = drive(target, &shared, set, progress, cpu0).await?;
     let expected_events: u64 = results.iter().map(|r| r.events).sum();
     let watch = match watchers {
         Some(w) => Some(w.finish(expected_events).await),
@@ -445,12 +578,5 @@ pub async fn stress(
         server_cpu,
         watch,
     });
-    let fatal = shared.fatal.lock().expect("fatal lock").clone();
-    match fatal {
-        Some(why) => Err(Error::WithRecord {
-            record: Box::new(serde_json::to_value(&rec).unwrap_or_default()),
-            source: Box::new(Error::Unavailable(why)),
-        }),
-        None => Ok(rec),
-    }
+    finish(&shared, rec)
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use etcd_client::{Client, WatchOptions};
 
 use super::record::WatchRecord;
-use super::worker::Shared;
+use super::worker::AckRing;
 use crate::actions::latency::Recorder;
 use crate::actions::{Error, Result};
 
@@ -21,7 +21,7 @@ pub struct Watchers {
 }
 
 /// Opens `n` watches on `prefix` (they are established before this returns).
-pub async fn start(client: &Client, prefix: &str, n: u64, shared: Arc<Shared>) -> Result<Watchers> {
+pub async fn start(client: &Client, prefix: &str, n: u64, acks: Arc<AckRing>) -> Result<Watchers> {
     let mut tasks = Vec::new();
     let mut counts = Vec::new();
     let done = tokio_util::sync::CancellationToken::new();
@@ -36,7 +36,7 @@ pub async fn start(client: &Client, prefix: &str, n: u64, shared: Arc<Shared>) -
             })?;
         let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
         counts.push(count.clone());
-        let shared = shared.clone();
+        let acks = acks.clone();
         let done = done.clone();
         tasks.push(tokio::spawn(async move {
             let _keep = watcher; // dropping the watcher would cancel the watch
@@ -50,11 +50,7 @@ pub async fn start(client: &Client, prefix: &str, n: u64, shared: Arc<Shared>) -
                     },
                     _ = done.cancelled() => break,
                 };
-                let now = shared.start.elapsed().as_nanos() as u64;
-                let acks = shared
-                    .acks
-                    .as_ref()
-                    .expect("watchers come with an ack ring");
+                let now = acks.epoch.elapsed().as_nanos() as u64;
                 for ev in resp.events() {
                     received += 1;
                     if let Some(kv) = ev.kv() {

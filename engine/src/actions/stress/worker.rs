@@ -31,17 +31,26 @@ pub enum Op {
     TxnCas,
     /// A transaction of several reads and writes.
     TxnMixed,
+    /// Grant a lease.
+    LeaseGrant,
+    /// Renew a lease (one keep-alive round trip).
+    LeaseKeepAlive,
+    /// Revoke a lease.
+    LeaseRevoke,
 }
 
 impl Op {
     /// All operations, in report order.
-    pub const ALL: [Op; 6] = [
+    pub const ALL: [Op; 9] = [
         Op::Put,
         Op::Get,
         Op::Range,
         Op::Delete,
         Op::TxnCas,
         Op::TxnMixed,
+        Op::LeaseGrant,
+        Op::LeaseKeepAlive,
+        Op::LeaseRevoke,
     ];
 
     /// The name used in options and records.
@@ -53,6 +62,9 @@ impl Op {
             Op::Delete => "delete",
             Op::TxnCas => "txn_cas",
             Op::TxnMixed => "txn_mixed",
+            Op::LeaseGrant => "lease_grant",
+            Op::LeaseKeepAlive => "lease_keepalive",
+            Op::LeaseRevoke => "lease_revoke",
         }
     }
 
@@ -61,7 +73,7 @@ impl Op {
         matches!(self, Op::Put | Op::Delete | Op::TxnCas | Op::TxnMixed)
     }
 
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         Op::ALL.iter().position(|o| *o == self).expect("listed")
     }
 }
@@ -87,6 +99,8 @@ pub struct Shared {
 /// Acknowledgement times of writes by revision, lock-free: a ring of (revision, nanos) pairs.
 pub struct AckRing {
     slots: Vec<(AtomicU64, AtomicU64)>,
+    /// Times are nanoseconds since this instant (shared by writers and watchers).
+    pub epoch: Instant,
 }
 
 impl AckRing {
@@ -96,6 +110,7 @@ impl AckRing {
             slots: (0..n.max(1))
                 .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
                 .collect(),
+            epoch: Instant::now(),
         }
     }
     /// Records that the write at `revision` was acknowledged `ns` after start.
@@ -153,6 +168,8 @@ pub struct WorkerResult {
     pub conflicts: u64,
     /// Watch events the successful writes should produce (one per changed key).
     pub events: u64,
+    /// Lease load: renewal slots served (a keep-alive, or a churn's revoke and new grant).
+    pub renewals: u64,
 }
 
 /// How a worker decides what to do next.
@@ -198,7 +215,7 @@ impl Plan {
     }
 }
 
-fn code_of(e: &etcd_client::Error) -> String {
+pub(crate) fn code_of(e: &etcd_client::Error) -> String {
     match e {
         etcd_client::Error::GRpcStatus(s) => format!("{:?}", s.code()),
         etcd_client::Error::TransportError(_) => "Transport".into(),
@@ -206,7 +223,7 @@ fn code_of(e: &etcd_client::Error) -> String {
     }
 }
 
-fn is_unavailable(e: &etcd_client::Error) -> bool {
+pub(crate) fn is_unavailable(e: &etcd_client::Error) -> bool {
     match e {
         etcd_client::Error::GRpcStatus(s) => matches!(
             s.code(),
@@ -325,6 +342,9 @@ pub async fn run(
                     }
                 })
             }
+            Op::LeaseGrant | Op::LeaseKeepAlive | Op::LeaseRevoke => {
+                unreachable!("leases run in lease::run")
+            }
             Op::TxnMixed => {
                 // Distinct keys: etcd rejects a transaction that writes one key twice.
                 let mut picked: Vec<u64> = Vec::with_capacity(plan.txn_ops);
@@ -375,7 +395,7 @@ pub async fn run(
                     .saturating_record((took.as_micros() as u64).max(1));
                 shared.last_ok_ns.fetch_max(ns, Ordering::Relaxed);
                 if let (Some(acks), Some(rev), true) = (&shared.acks, rev, changed > 0) {
-                    acks.record(rev, ns);
+                    acks.record(rev, done.duration_since(acks.epoch).as_nanos() as u64);
                 }
             }
             Err(e) => {
@@ -403,11 +423,12 @@ pub async fn run(
         samples,
         conflicts,
         events,
+        renewals: 0,
     }
 }
 
 /// Adds a worker's finished second to the shared series.
-fn flush(shared: &Shared, sec: u64, slot: &mut Slot) {
+pub(crate) fn flush(shared: &Shared, sec: u64, slot: &mut Slot) {
     if slot.ok == 0 && slot.errors == 0 {
         return;
     }

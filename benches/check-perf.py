@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""scen vs etcdctl check perf, on one etcd, side by side.
+
+Starts one etcd on loopback, then runs, one after the other against it:
+  etcdctl check perf --load=m | l      and   scen run scenarios/check-perf.rhai --set load=m | l
+and a closed-loop put load (64 clients, 256-byte values, benches/closed-loop.rhai).
+For each run it prints achieved writes/s, p99 (scen only: etcdctl does not report it), slowest
+request, and CPU per write of the client process (wait4 rusage) and of the etcd server (/proc).
+Between runs the store is compacted and defragmented so every run starts alike.
+
+Usage: benches/check-perf.py [--loads m,l] [--duration 60] [--skip-etcdctl]
+Takes about (2 × loads × duration + 30) seconds. Build: cargo build --release --bin scen.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_cpu(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK
+
+
+def run_measured(cmd, etcd_pid):
+    """Runs cmd; returns (stdout+stderr, exit code, client CPU s, server CPU s, wall s)."""
+    s0, t0 = server_cpu(etcd_pid), time.time()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    out = p.stdout.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return out, p.returncode, ru.ru_utime + ru.ru_stime, server_cpu(etcd_pid) - s0, time.time() - t0
+
+
+def etcdctl(url, *args):
+    return subprocess.run(["etcdctl", f"--endpoints={url}", *args], capture_output=True, text=True, check=True).stdout
+
+
+def reset(url):
+    """Compact to the current revision and defragment: each run starts from a small, clean store."""
+    status = json.loads(etcdctl(url, "endpoint", "status", "-w", "json"))
+    rev = status[0]["Status"]["header"]["revision"]
+    subprocess.run(["etcdctl", f"--endpoints={url}", "compact", str(rev), "--physical"], capture_output=True)
+    subprocess.run(["etcdctl", f"--endpoints={url}", "defrag"], capture_output=True)
+
+
+def parse_etcdctl(out, duration):
+    num = lambda pat: float(m.group(1)) if (m := re.search(pat, out)) else float("nan")
+    rate = num(r"Throughput (?:is|too low:) (\d+) writes/s")
+    slowest = num(r"Slowest request took (?:too long: )?([\d.]+)s")
+    stddev = num(r"Stddev (?:is|too high:) ([\d.]+)s")
+    verdict = "PASS" if re.search(r"^PASS$", out, re.M) else "FAIL"
+    return {"writes_s": rate, "p99_ms": None, "slowest_ms": slowest * 1e3, "stddev_ms": stddev * 1e3,
+            "ops": rate * duration, "verdict": verdict}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--loads", default="m,l")
+    ap.add_argument("--duration", type=int, default=60, help="seconds per scen run (etcdctl's is fixed at 60)")
+    ap.add_argument("--skip-etcdctl", action="store_true")
+    ap.add_argument("--scen", default=os.path.join(ROOT, "target/release/scen"))
+    args = ap.parse_args()
+    if not os.path.exists(args.scen):
+        sys.exit(f"{args.scen} missing: run cargo build --release --bin scen")
+
+    work = tempfile.mkdtemp(prefix="scen-bench-")
+    c, p = free_port(), free_port()
+    url = f"http://127.0.0.1:{c}"
+    etcd = subprocess.Popen(
+        ["etcd", "--name=bench", f"--data-dir={work}/data", f"--listen-client-urls={url}",
+         f"--advertise-client-urls={url}", f"--listen-peer-urls=http://127.0.0.1:{p}",
+         f"--initial-advertise-peer-urls=http://127.0.0.1:{p}", f"--initial-cluster=bench=http://127.0.0.1:{p}",
+         "--log-level=warn"], stdout=subprocess.DEVNULL, stderr=open(f"{work}/etcd.log", "w"))
+    try:
+        for _ in range(100):
+            if subprocess.run(["etcdctl", f"--endpoints={url}", "endpoint", "health"], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        rows = []
+        for load in args.loads.split(","):
+            if not args.skip_etcdctl:
+                reset(url)
+                out, code, ccpu, scpu, _ = run_measured(["etcdctl", f"--endpoints={url}", "check", "perf", f"--load={load}"], etcd.pid)
+                r = parse_etcdctl(out, 60)
+                r.update(tool="etcdctl", load=load, client_cpu_us=ccpu * 1e6 / max(r["ops"], 1), server_cpu_us=scpu * 1e6 / max(r["ops"], 1))
+                rows.append(r)
+            reset(url)
+            report = os.path.join(work, f"scen-{load}.json")
+            out, code, ccpu, scpu, _ = run_measured(
+                [args.scen, "run", "scenarios/check-perf.rhai", "--endpoints", url, "--set", f"load={load}",
+                 "--set", f"duration={args.duration}s", "--report", report, "-q"], etcd.pid)
+            rec = json.load(open(report))["steps"][0]["record"]
+            rows.append({"tool": "scen", "load": load, "writes_s": rec["throughput"], "p99_ms": rec["latency"]["p99"],
+                         "slowest_ms": rec["latency"]["max"], "stddev_ms": rec["latency"]["stddev"], "ops": rec["ok"],
+                         "verdict": "PASS" if code == 0 else "FAIL",
+                         "client_cpu_us": ccpu * 1e6 / max(rec["ok"], 1), "server_cpu_us": scpu * 1e6 / max(rec["ok"], 1)})
+
+        reset(url)
+        report = os.path.join(work, "closed.json")
+        _, code, ccpu, scpu, _ = run_measured([args.scen, "run", "benches/closed-loop.rhai", "--endpoints", url,
+                                               "--report", report, "-q"], etcd.pid)
+        rec = json.load(open(report))["steps"][0]["record"]
+
+        print(f"\n{'tool':8} {'load':4} {'writes/s':>9} {'p99 ms':>8} {'slowest ms':>10} {'stddev ms':>9} "
+              f"{'client CPU/put':>15} {'server CPU/put':>15} verdict")
+        for r in rows:
+            p99 = "n/a" if r["p99_ms"] is None else f"{r['p99_ms']:.1f}"
+            print(f"{r['tool']:8} {r['load']:4} {r['writes_s']:9.0f} {p99:>8} {r['slowest_ms']:10.1f} {r['stddev_ms']:9.1f} "
+                  f"{r['client_cpu_us']:13.1f}us {r['server_cpu_us']:13.1f}us {r['verdict']}")
+        for load in args.loads.split(","):
+            e = [r for r in rows if r["tool"] == "etcdctl" and r["load"] == load]
+            s = [r for r in rows if r["tool"] == "scen" and r["load"] == load]
+            if e and s:
+                print(f"load {load}: scen client CPU per put = {s[0]['client_cpu_us'] / e[0]['client_cpu_us']:.2f} x etcdctl's")
+        client_us, server_us = ccpu * 1e6 / rec["ok"], scpu * 1e6 / rec["ok"]
+        print(f"\nclosed loop, 64 clients, 256 B values: {rec['throughput']:.0f} puts/s, p99 {rec['latency']['p99']:.1f} ms; "
+              f"client CPU/put {client_us:.1f}us, server CPU/put {server_us:.1f}us, ratio {client_us / server_us:.2f}")
+    finally:
+        etcd.terminate()
+        etcd.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
