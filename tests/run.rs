@@ -11,7 +11,7 @@ use common::*;
 fn flagship_passes_with_valid_reports() {
     let r = run(
         &root().join("scenarios/etcd-stress.rhai"),
-        &["--set", "nodes=30"],
+        &["--set", "nodes=30", "--set", "load_duration=1s"],
     );
     assert_eq!(r.code, 0, "stderr:\n{}", r.stderr);
     let report = r.report.as_ref().expect("json report written");
@@ -36,6 +36,12 @@ fn flagship_passes_with_valid_reports() {
     assert_eq!(pods["record"]["bytes"], 300 * 2048);
     assert!(pods["record"]["latency"]["p99"].as_f64().unwrap() > 0.0);
     assert_eq!(step(report, "list_pods")["record"]["count"], 300);
+    let load = &step(report, "load")["record"];
+    assert!(
+        load["by_op"]["range"]["ok"].as_u64().unwrap()
+            > load["by_op"]["put"]["ok"].as_u64().unwrap(),
+        "70/30 mix: {load}"
+    );
     let status = &step(report, "status")["record"];
     assert_eq!(status["member_count"], 1);
     assert!(status["members"][0]["is_leader"].as_bool().unwrap());
@@ -71,7 +77,14 @@ fn flagship_passes_with_valid_reports() {
 fn a_failed_threshold_exits_1_with_observed_and_limit() {
     let r = run(
         &root().join("scenarios/etcd-stress.rhai"),
-        &["--set", "nodes=5", "--set", "write_p99=1us"],
+        &[
+            "--set",
+            "nodes=5",
+            "--set",
+            "write_p99=1us",
+            "--set",
+            "load_duration=1s",
+        ],
     );
     assert_eq!(r.code, 1, "stderr:\n{}", r.stderr);
     let report = r.report.unwrap();

@@ -389,8 +389,52 @@ async fn lease_stress(
     finish(&shared, rec)
 }
 
-/// Runs a stress step.
+/// Runs a stress step on its own single-threaded runtime and OS thread.
+///
+/// A load generator's cost is mostly wake-ups, not work: on the shared multi-threaded runtime each
+/// timer and socket event hops between threads (futex wake-ups) on the cores etcd needs. On one
+/// current-thread runtime, timers, sockets and workers share one epoll loop, and the connections
+/// are dialled inside it so no wake-up crosses runtimes. Dropping this future (Ctrl-C, a step
+/// deadline) stops the load thread, which drops its workers.
 pub async fn stress(
+    target: &Target,
+    opts: &StressOptions,
+    progress: Option<ProgressFn>,
+) -> Result<StressRecord> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let _stop_on_drop = stop.clone().drop_guard();
+    let (target, opts) = (target.clone(), opts.clone());
+    std::thread::Builder::new()
+        .name("scen-load".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(Error::Options(format!(
+                        "cannot start the load runtime: {e}"
+                    ))));
+                    return;
+                }
+            };
+            let r = rt.block_on(async {
+                tokio::select! {
+                    r = stress_here(&target, &opts, progress) => r,
+                    _ = stop.cancelled() => Err(Error::Stopped("interrupted".into())),
+                }
+            });
+            let _ = tx.send(r);
+        })
+        .map_err(|e| Error::Options(format!("cannot start the load thread: {e}")))?;
+    rx.await
+        .unwrap_or_else(|_| Err(Error::Options("the load thread panicked".into())))
+}
+
+/// Runs a stress step on the current runtime.
+async fn stress_here(
     target: &Target,
     opts: &StressOptions,
     progress: Option<ProgressFn>,
