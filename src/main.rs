@@ -352,7 +352,10 @@ impl Observer for Progress {
                 .map(|i| bars.remove(i).1)
         };
         match bar {
-            Some(pb) => pb.finish_with_message(line),
+            Some(pb) => {
+                pb.set_style(ProgressStyle::with_template("  {msg}").expect("valid template"));
+                pb.finish_with_message(line)
+            }
             None if !self.quiet => eprintln!("{line}"),
             None => {}
         }

@@ -280,9 +280,10 @@ async fn drive(
         let shared = shared.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut last = (0, Instant::now());
             loop {
                 tick.tick().await;
-                if let Some(line) = record::progress_line(&shared) {
+                if let Some(line) = record::progress_line(&shared, &mut last) {
                     p(line);
                 }
             }

@@ -245,15 +245,25 @@ pub fn build(i: Inputs<'_>) -> StressRecord {
     }
 }
 
-/// `4,812/s p99 3.1ms errors 0` for the last complete second.
-pub fn progress_line(shared: &Shared) -> Option<String> {
+/// The live line: requests started per second since the last call (from the shared sequence
+/// counter, exact), and p99 and errors of the second before last (workers fold a second into the
+/// series when their next request completes, so the latest second is still filling).
+pub fn progress_line(shared: &Shared, last: &mut (u64, std::time::Instant)) -> Option<String> {
+    use std::sync::atomic::Ordering;
+    let now = std::time::Instant::now();
+    let started = shared.next.load(Ordering::Relaxed);
+    let rate = (started.saturating_sub(last.0)) as f64
+        / now.duration_since(last.1).as_secs_f64().max(1e-3);
+    *last = (started, now);
     let series = shared.series.lock().ok()?;
-    let now = shared.start.elapsed().as_secs() as usize;
-    let s = series.get(now.checked_sub(1)?)?;
-    let p99 = if s.hist.is_empty() {
-        0.0
-    } else {
-        s.hist.value_at_quantile(0.99) as f64 / 1e3
+    let sec = (shared.start.elapsed().as_secs() as usize).checked_sub(2);
+    let (p99, errors) = match sec.and_then(|s| series.get(s)) {
+        Some(s) if !s.hist.is_empty() => (
+            format!("{:.2}ms", s.hist.value_at_quantile(0.99) as f64 / 1e3),
+            s.errors,
+        ),
+        Some(s) => ("-".to_string(), s.errors),
+        None => ("-".to_string(), 0),
     };
-    Some(format!("{}/s p99 {:.2}ms errors {}", s.ok, p99, s.errors))
+    Some(format!("{rate:.0}/s p99 {p99} errors {errors}"))
 }
