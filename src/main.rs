@@ -120,6 +120,12 @@ struct RunArgs {
     /// On an external cluster, keep the run's keys instead of deleting its prefix at the end.
     #[arg(long)]
     keep_keys: bool,
+    /// Allow compaction, defragmentation and disarming alarms on an etcd scen did not start.
+    #[arg(long)]
+    allow_maintenance: bool,
+    /// Directory for files the run produces, such as snapshots [default: scen-artifacts/<run-id>].
+    #[arg(long, value_name = "DIR")]
+    artifacts: Option<PathBuf>,
     /// The etcd binary for the embedded cluster.
     #[arg(long, env = "SCEN_ETCD_BIN", value_name = "PATH")]
     etcd_bin: Option<PathBuf>,
@@ -384,6 +390,8 @@ fn run(args: RunArgs, quiet: bool) -> i32 {
         overrides: overrides(&args.params),
         connect,
         keep_keys: args.keep_keys,
+        allow_maintenance: args.allow_maintenance,
+        artifacts: args.artifacts.clone(),
         limits: Limits {
             max_operations: args.max_operations,
             ..Limits::default()

@@ -144,7 +144,7 @@ fn tls_with_client_certificates() {
             &p("client.crt"),
         ],
     );
-    assert_ne!(r.code, 0);
+    assert_eq!(r.code, 2, "a flag mistake is a usage error");
     assert!(
         r.stderr.contains("--cert and --key must be given together"),
         "{}",

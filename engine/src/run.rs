@@ -35,6 +35,10 @@ pub struct RunConfig {
     pub embedded: EmbeddedConfig,
     /// Keep the run's keys on an external cluster instead of deleting its prefix at the end.
     pub keep_keys: bool,
+    /// Allow compaction, defragmentation and disarming on an etcd scen did not start.
+    pub allow_maintenance: bool,
+    /// Where files a run produces (snapshots) go; default `scen-artifacts/<run-id>`.
+    pub artifacts: Option<PathBuf>,
     /// Script sandbox limits.
     pub limits: Limits,
     /// Run id (default: time and random suffix).
@@ -248,6 +252,11 @@ async fn execute(
         }
     };
     target.server_pid = embedded.as_ref().and_then(EmbeddedEtcd::pid);
+    target.allow_maintenance = cfg.allow_maintenance;
+    let artifacts = cfg
+        .artifacts
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("scen-artifacts").join(run_id));
     let tr = TargetReport {
         endpoints: target.info.endpoints.clone(),
         embedded: target.info.embedded,
@@ -264,6 +273,7 @@ async fn execute(
         target.clone(),
         tokio::runtime::Handle::current(),
         Some(progress),
+        artifacts,
     );
 
     // 3. Steps.

@@ -164,6 +164,8 @@ pub struct Target {
     pub info: TargetInfo,
     /// The etcd process, when scen started it (for its CPU time).
     pub server_pid: Option<u32>,
+    /// `--allow-maintenance`: compaction, defragmentation and disarming on an etcd scen did not start.
+    pub allow_maintenance: bool,
 }
 
 impl Target {
@@ -190,7 +192,13 @@ impl Target {
             settings,
             info,
             server_pid: None,
+            allow_maintenance: false,
         })
+    }
+
+    /// True when cluster-wide maintenance may run: on an etcd scen started, or with `--allow-maintenance`.
+    pub fn may_maintain(&self) -> bool {
+        self.info.embedded || self.allow_maintenance
     }
 
     /// True when keys outside the run prefix may be written (only on an etcd scen started).

@@ -8,7 +8,7 @@ use etcd_client::{AlarmAction, AlarmOptions, AlarmType, DeleteOptions, GetOption
 use serde::{Deserialize, Serialize};
 
 use super::latency::{LatencySummary, Recorder};
-use super::{ms, Error, Result};
+use super::{ms, Error, Result, SizeValue};
 use crate::target::Target;
 
 fn etcd(op: &'static str) -> impl FnOnce(etcd_client::Error) -> Error {
@@ -287,9 +287,9 @@ pub async fn delete(target: &Target, key: &str, opts: &KeyOptions) -> Result<Del
 pub struct PutManyOptions {
     /// Keys to write.
     pub count: u64,
-    /// Bytes per value.
+    /// Bytes per value (`1024` or `"1KiB"`).
     #[serde(default = "default_value_size")]
-    pub value_size: u64,
+    pub value_size: SizeValue,
     /// Key prefix, relative to the run prefix.
     #[serde(default = "default_key_prefix")]
     pub key_prefix: String,
@@ -298,8 +298,8 @@ pub struct PutManyOptions {
     pub concurrency: u64,
 }
 
-fn default_value_size() -> u64 {
-    256
+fn default_value_size() -> SizeValue {
+    SizeValue::Bytes(256)
 }
 fn default_key_prefix() -> String {
     "keys/".into()
@@ -337,13 +337,14 @@ pub async fn put_many(target: &Target, opts: &PutManyOptions) -> Result<PutManyR
             "concurrency must be between 1 and 10000".into(),
         ));
     }
-    if opts.value_size > 1_500_000 {
+    let value_size = opts.value_size.bytes()?;
+    if value_size > 1_500_000 {
         return Err(Error::Options(
             "value_size above 1.5 MB exceeds etcd's default request limit".into(),
         ));
     }
     let base = full_key(target, &opts.key_prefix, false, true)?;
-    let value = vec![b'x'; opts.value_size as usize];
+    let value = vec![b'x'; value_size as usize];
     let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let start = Instant::now();
     let workers: Vec<_> = (0..opts.concurrency.min(opts.count.max(1)))
@@ -394,7 +395,7 @@ pub async fn put_many(target: &Target, opts: &PutManyOptions) -> Result<PutManyR
         ok,
         errors,
         error_samples,
-        bytes: ok * opts.value_size,
+        bytes: ok * value_size,
         duration_ms: ms(elapsed),
         throughput: ok as f64 / elapsed.as_secs_f64().max(1e-9),
         latency: all.summary(),

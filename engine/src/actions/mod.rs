@@ -3,6 +3,7 @@
 
 pub mod etcd;
 pub mod latency;
+pub mod maintenance;
 pub mod stress;
 
 use std::time::Duration;
@@ -63,6 +64,28 @@ impl Error {
 
 /// Result type of actions.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A size given as a number of bytes or as text with a unit.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(untagged)]
+pub enum SizeValue {
+    /// Bytes.
+    Bytes(u64),
+    /// `"1KiB"`.
+    Text(String),
+}
+
+impl SizeValue {
+    /// The size in bytes.
+    pub fn bytes(&self) -> Result<u64> {
+        match self {
+            SizeValue::Bytes(b) => Ok(*b),
+            SizeValue::Text(t) => {
+                crate::units::parse_size(t).map_err(|e| Error::Options(e.to_string()))
+            }
+        }
+    }
+}
 
 /// Deserializes a number that scripts may write as an integer (`500`) or a float (`0.5`).
 pub(crate) fn de_f64<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {

@@ -7,6 +7,7 @@ use rhai::{Dynamic, Engine, FnNamespace, FuncRegistration, Map, Module, NativeCa
 use super::bridge::{action, bytes_of, options, progress};
 use super::State;
 use crate::actions::etcd::{self as act, KeyOptions, PutManyOptions, RangeOptions};
+use crate::actions::maintenance::{self as maint, CompactOptions, DefragOptions};
 use crate::actions::stress::{self, StressOptions};
 
 type R = Result<Dynamic, Box<rhai::EvalAltResult>>;
@@ -31,6 +32,10 @@ pub(crate) fn record_schema(name: &str) -> Option<serde_json::Value> {
         "health" => schema_for!(act::HealthRecord),
         "alarms" => schema_for!(act::AlarmsRecord),
         "stress" => schema_for!(stress::StressRecord),
+        "compact" => schema_for!(maint::CompactRecord),
+        "defrag" => schema_for!(maint::DefragRecord),
+        "disarm" => schema_for!(maint::DisarmRecord),
+        "snapshot" => schema_for!(maint::SnapshotRecord),
         _ => return None,
     };
     serde_json::to_value(s).ok()
@@ -160,6 +165,77 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
     let s = state.clone();
     reg("alarms", &["Map"], "/// Active alarms (`etcdctl alarm list`): `#{ count, nospace, corrupt, alarms: [#{ member_id, alarm }] }`.")
         .set_into_module(&mut m, move |ctx: NativeCallContext| -> R { action(&s, &ctx, "etcd", |t| async move { act::alarms(&t).await }) });
+
+    let s = state.clone();
+    reg(
+        "compact",
+        &["Map"],
+        "/// Compacts history to the current revision, waiting for it to apply (`etcdctl compact --physical`).\n\
+         /// Returns `#{ revision, compacted_to, db_size_in_use_before, db_size_in_use_after, duration_ms }`.\n\
+         /// On an etcd scen did not start it needs `--allow-maintenance`.",
+    )
+    .set_into_module(&mut m, move |ctx: NativeCallContext| -> R {
+        action(&s, &ctx, "etcd", |t| async move { maint::compact(&t, &CompactOptions { physical: true, ..Default::default() }).await })
+    });
+    let s = state.clone();
+    reg(
+        "compact",
+        &["options: Map", "Map"],
+        "/// `compact` with options: `keep` (revisions to keep) or `revision`, and `physical` (default true).",
+    )
+    .set_into_module(&mut m, move |ctx: NativeCallContext, o: Map| -> R {
+        let o: CompactOptions = options(&ctx, "etcd::compact", Dynamic::from_map(o))?;
+        action(&s, &ctx, "etcd", |t| async move { maint::compact(&t, &o).await })
+    });
+
+    let s = state.clone();
+    reg(
+        "defrag",
+        &["Map"],
+        "/// Defragments every member, one at a time, followers first and the leader last. Returns\n\
+         /// `#{ members: [#{ name, endpoint, was_leader, db_size_before, db_size_after, in_use_before,\n\
+         /// in_use_after, freed_bytes, duration_ms }], freed_bytes, db_size_before, db_size_after, duration_ms }`.\n\
+         /// On an etcd scen did not start it needs `--allow-maintenance`.",
+    )
+    .set_into_module(&mut m, move |ctx: NativeCallContext| -> R {
+        action(&s, &ctx, "etcd", |t| async move { maint::defrag(&t, &DefragOptions::default()).await })
+    });
+    let s = state.clone();
+    reg(
+        "defrag",
+        &["options: Map", "Map"],
+        "/// `defrag` with `members`: `all`, `leader`, `followers` or a member name.",
+    )
+    .set_into_module(&mut m, move |ctx: NativeCallContext, o: Map| -> R {
+        let o: DefragOptions = options(&ctx, "etcd::defrag", Dynamic::from_map(o))?;
+        action(
+            &s,
+            &ctx,
+            "etcd",
+            |t| async move { maint::defrag(&t, &o).await },
+        )
+    });
+
+    let s = state.clone();
+    reg(
+        "disarm",
+        &["Map"],
+        "/// Disarms every alarm (`etcdctl alarm disarm`): `#{ disarmed, remaining }`. Needs `--allow-maintenance` on an etcd scen did not start.",
+    )
+    .set_into_module(&mut m, move |ctx: NativeCallContext| -> R { action(&s, &ctx, "etcd", |t| async move { maint::disarm(&t).await }) });
+
+    let s = state.clone();
+    reg(
+        "snapshot",
+        &["path: &str", "Map"],
+        "/// Saves a snapshot to `path` under the run's artifacts directory (`--artifacts`, default\n\
+         /// `scen-artifacts/<run-id>`) and verifies it with `etcdutl snapshot status`. Returns\n\
+         /// `#{ path, size, revision, total_keys, hash, live_keys, verified, duration_ms }`.",
+    )
+    .set_into_module(&mut m, move |ctx: NativeCallContext, path: &str| -> R {
+        let dir = s.artifacts().unwrap_or_default();
+        action(&s, &ctx, "etcd", |t| async move { maint::snapshot(&t, &dir, path).await })
+    });
 
     let s = state.clone();
     reg(

@@ -105,6 +105,7 @@ impl ScriptError {
 pub(crate) struct RunResources {
     target: Target,
     handle: tokio::runtime::Handle,
+    artifacts: PathBuf,
 }
 
 /// State shared by every binding of one scenario's engine.
@@ -123,6 +124,9 @@ pub type ProgressSink = Arc<dyn Fn(&str, &str) + Send + Sync>;
 impl State {
     fn target(&self) -> Option<Target> {
         self.run.read().ok()?.as_ref().map(|r| r.target.clone())
+    }
+    fn artifacts(&self) -> Option<PathBuf> {
+        self.run.read().ok()?.as_ref().map(|r| r.artifacts.clone())
     }
     fn handle(&self) -> Option<tokio::runtime::Handle> {
         self.run.read().ok()?.as_ref().map(|r| r.handle.clone())
@@ -264,8 +268,13 @@ impl Host {
         target: Target,
         handle: tokio::runtime::Handle,
         progress: Option<ProgressSink>,
+        artifacts: PathBuf,
     ) {
-        *self.state.run.write().expect("run lock") = Some(RunResources { target, handle });
+        *self.state.run.write().expect("run lock") = Some(RunResources {
+            target,
+            handle,
+            artifacts,
+        });
         *self.state.progress.write().expect("progress lock") = progress;
     }
 

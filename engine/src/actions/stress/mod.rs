@@ -22,7 +22,7 @@ pub use record::{CpuRecord, OpRecord, SecondPoint, StressRecord, WatchRecord};
 pub use schedule::{Schedule, Stage};
 
 use super::etcd::full_key;
-use super::{Error, Result};
+use super::{Error, Result, SizeValue};
 use crate::target::Target;
 use crate::units;
 use worker::{AckRing, Op, Shared};
@@ -40,25 +40,6 @@ pub enum SizeSpec {
         /// Largest.
         max: SizeValue,
     },
-}
-
-/// A size given as a number of bytes or as text with a unit.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum SizeValue {
-    /// Bytes.
-    Bytes(u64),
-    /// `"1KiB"`.
-    Text(String),
-}
-
-impl SizeValue {
-    fn bytes(&self) -> Result<u64> {
-        match self {
-            SizeValue::Bytes(b) => Ok(*b),
-            SizeValue::Text(t) => units::parse_size(t).map_err(|e| Error::Options(e.to_string())),
-        }
-    }
 }
 
 /// A stage of an open-loop ramp as scripts write it.
