@@ -123,6 +123,10 @@ struct RunArgs {
     /// Allow compaction, defragmentation and disarming alarms on an etcd scen did not start.
     #[arg(long)]
     allow_maintenance: bool,
+    /// Each member's metrics URL (comma-separated, plain http, e.g. http://127.0.0.1:2381) when
+    /// /metrics is not served on the client URLs.
+    #[arg(long, value_delimiter = ',', value_name = "URLS")]
+    metrics_urls: Vec<String>,
     /// Directory for files the run produces, such as snapshots [default: scen-artifacts/<run-id>].
     #[arg(long, value_name = "DIR")]
     artifacts: Option<PathBuf>,
@@ -392,6 +396,7 @@ fn run(args: RunArgs, quiet: bool) -> i32 {
         keep_keys: args.keep_keys,
         allow_maintenance: args.allow_maintenance,
         artifacts: args.artifacts.clone(),
+        metrics_urls: args.metrics_urls.clone(),
         limits: Limits {
             max_operations: args.max_operations,
             ..Limits::default()

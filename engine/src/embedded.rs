@@ -130,6 +130,8 @@ impl EmbeddedEtcd {
             .arg(format!("--listen-metrics-urls={metrics_url}"))
             .arg("--initial-cluster-state=new")
             .arg("--log-level=warn")
+            // gRPC handling-time histograms, for the per-step server view.
+            .arg("--metrics=extensive")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));

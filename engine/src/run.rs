@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::actions::metrics::{scrape_all, server_step};
 use crate::embedded::{EmbeddedConfig, EmbeddedEtcd};
 use crate::params::Overrides;
 use crate::plan::{Item, Plan, StepSpec};
@@ -39,6 +40,9 @@ pub struct RunConfig {
     pub allow_maintenance: bool,
     /// Where files a run produces (snapshots) go; default `scen-artifacts/<run-id>`.
     pub artifacts: Option<PathBuf>,
+    /// URLs serving each member's `/metrics` (default: the embedded member's, or the plain-http
+    /// endpoints of an external cluster).
+    pub metrics_urls: Vec<String>,
     /// Script sandbox limits.
     pub limits: Limits,
     /// Run id (default: time and random suffix).
@@ -253,6 +257,19 @@ async fn execute(
     };
     target.server_pid = embedded.as_ref().and_then(EmbeddedEtcd::pid);
     target.allow_maintenance = cfg.allow_maintenance;
+    let metrics: Arc<Vec<String>> = Arc::new(if !cfg.metrics_urls.is_empty() {
+        cfg.metrics_urls.clone()
+    } else if let Some(e) = &embedded {
+        vec![e.metrics_url().to_string()]
+    } else {
+        target
+            .info
+            .endpoints
+            .iter()
+            .filter(|u| u.starts_with("http://"))
+            .cloned()
+            .collect()
+    });
     let artifacts = cfg
         .artifacts
         .clone()
@@ -278,7 +295,16 @@ async fn execute(
 
     // 3. Steps.
     let stop = cancel.child_token();
-    let mut outcome = run_steps(&host, &plan, report, &cancel, &stop, observer.as_ref()).await;
+    let mut outcome = run_steps(
+        &host,
+        &plan,
+        report,
+        &cancel,
+        &stop,
+        observer.as_ref(),
+        &metrics,
+    )
+    .await;
 
     // 4. Thresholds not decided yet: those whose steps finished are evaluated even when the run
     //    stopped early, so a partial report still says what was learned.
@@ -318,6 +344,7 @@ async fn run_steps(
     cancel: &CancellationToken,
     stop: &CancellationToken,
     observer: &dyn Observer,
+    metrics: &Arc<Vec<String>>,
 ) -> Outcome {
     let mut background: HashMap<String, JoinHandle<StepReport>> = HashMap::new();
     let mut outcome = Outcome::Passed;
@@ -332,12 +359,12 @@ async fn run_steps(
         let finished = match item {
             Item::Step(spec) if spec.background => {
                 observer.step_started(&spec.name, true);
-                background.insert(spec.name.clone(), spawn_step(host, spec, plan));
+                background.insert(spec.name.clone(), spawn_step(host, spec, plan, metrics));
                 continue;
             }
             Item::Step(spec) => {
                 observer.step_started(&spec.name, false);
-                let handle = spawn_step(host, spec, plan);
+                let handle = spawn_step(host, spec, plan, metrics);
                 join_step(handle, spec).await
             }
             Item::Join { step, .. } => match background.remove(step) {
@@ -512,11 +539,45 @@ fn evaluate_thresholds(plan: &Plan, report: &mut Report, only_abort: bool) -> bo
     aborted
 }
 
-fn spawn_step(host: &Arc<Host>, spec: &StepSpec, plan: &Plan) -> JoinHandle<StepReport> {
+/// Starts a step: the closure on a blocking thread (Rhai is synchronous), bracketed by scrapes of
+/// every member's metrics so the record gets the server's view of this step alone (`server`).
+fn spawn_step(
+    host: &Arc<Host>,
+    spec: &StepSpec,
+    plan: &Plan,
+    metrics: &Arc<Vec<String>>,
+) -> JoinHandle<StepReport> {
+    let metrics = metrics.clone();
+    let blocking = call_step(host, spec, plan);
+    let spec = spec.clone();
+    tokio::spawn(async move {
+        let before = (!metrics.is_empty()).then(|| scrape_all(&metrics));
+        let before = match before {
+            Some(f) => Some(f.await),
+            None => None,
+        };
+        let mut report = join_step(tokio::task::spawn_blocking(blocking), &spec).await;
+        if let Some(before) = before {
+            let server = server_step(&before, &scrape_all(&metrics).await);
+            if let Value::Object(m) = &mut report.record {
+                m.entry("server")
+                    .or_insert_with(|| serde_json::to_value(server).unwrap_or_default());
+            }
+        }
+        report
+    })
+}
+
+/// The blocking part of a step: call its closure and turn the outcome into a report entry.
+fn call_step(
+    host: &Arc<Host>,
+    spec: &StepSpec,
+    plan: &Plan,
+) -> impl FnOnce() -> StepReport + Send + 'static {
     let host = host.clone();
     let spec = spec.clone();
     let params = plan.resolved.clone();
-    tokio::task::spawn_blocking(move || {
+    move || {
         let started_at = Utc::now();
         let t0 = Instant::now();
         let deadline = spec.timeout.map(|d| t0 + d);
@@ -551,7 +612,7 @@ fn spawn_step(host: &Arc<Host>, spec: &StepSpec, plan: &Plan) -> JoinHandle<Step
             error,
             record,
         }
-    })
+    }
 }
 
 async fn join_step(h: JoinHandle<StepReport>, spec: &StepSpec) -> StepReport {

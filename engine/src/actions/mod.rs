@@ -4,6 +4,7 @@
 pub mod etcd;
 pub mod latency;
 pub mod maintenance;
+pub mod metrics;
 pub mod stress;
 
 use std::time::Duration;

@@ -378,6 +378,23 @@ fn finish_plan(
         }
         // Field paths of steps that directly call a known action are checked against its record.
         for field in t.threshold.paths() {
+            // `<step>.server.*` is the per-step server view every step gets.
+            if field.0.get(1) == Some(&crate::threshold::Segment::Key("server".into())) {
+                let schema = serde_json::to_value(schemars::schema_for!(
+                    crate::actions::metrics::ServerStep
+                ))
+                .unwrap_or_default();
+                let mut rest = vec![field.0[0].clone()];
+                rest.extend(field.0[2..].iter().cloned());
+                if let Err(why) = fields::check_path(&schema, &crate::threshold::FieldPath(rest)) {
+                    return Err(at(
+                        &t.pos,
+                        format!("threshold `{}` reads `{field}`, which the server view of a step does not have: {why}", t.threshold.source),
+                        Some("server fields: wal_fsync, backend_commit, peer_rtt, grpc_handling (count, p50, p90, p99), leader_changes, proposals_failed, proposals_committed, slow_applies, db_size, db_size_in_use, has_leader, proposals_pending".into()),
+                    ));
+                }
+                continue;
+            }
             let Some(step) = steps.iter().find(|s| s.name == field.step()) else {
                 continue;
             };
