@@ -142,3 +142,18 @@ fn server_fields_are_checked_when_the_plan_is_built() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn the_slo_module_passes_and_fails_when_it_should() {
+    let r = run(&fixture("slo-db.rhai"), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run(&fixture("slo-db.rhai"), &["--set", "quota=1KiB"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let t = threshold(&report, "status.db_size < 1024 * 0.95"); // size parameters reach scripts as bytes
+    assert_eq!(t["status"], "failed");
+    assert!(
+        t["location"].as_str().unwrap().contains("slo"),
+        "declared inside the stdlib module: {t}"
+    );
+}

@@ -11,7 +11,16 @@ use common::*;
 fn flagship_passes_with_valid_reports() {
     let r = run(
         &root().join("scenarios/etcd-stress.rhai"),
-        &["--set", "nodes=30", "--set", "load_duration=1s"],
+        &[
+            "--set",
+            "nodes=30",
+            "--set",
+            "load_duration=1s",
+            "--set",
+            "write_p99=1s",
+            "--set",
+            "load_p99=1s",
+        ],
     );
     assert_eq!(r.code, 0, "stderr:\n{}", r.stderr);
     let report = r.report.as_ref().expect("json report written");

@@ -11,7 +11,10 @@ use rhai::{Engine, EvalAltResult, Module, ModuleResolver, Position, Scope};
 type SharedModule = Arc<Module>;
 
 /// The stdlib modules shipped in the binary: (import name, source).
-pub const STDLIB: &[(&str, &str)] = &[("tiers", include_str!("../../../stdlib/tiers.rhai"))];
+pub const STDLIB: &[(&str, &str)] = &[
+    ("slo", include_str!("../../../stdlib/slo.rhai")),
+    ("tiers", include_str!("../../../stdlib/tiers.rhai")),
+];
 
 /// The source of a stdlib module by import name (`tiers` or `stdlib/tiers`, with or without `.rhai`).
 pub fn stdlib_source(path: &str) -> Option<(&'static str, &'static str)> {
