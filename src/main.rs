@@ -75,6 +75,19 @@ enum Command {
     Api,
     /// Print the JSON Schema of the JSON report.
     Schema,
+    /// Compare two JSON reports figure by figure; exit 1 when a figure regressed beyond tolerance.
+    Compare {
+        /// The earlier report (the baseline).
+        old: PathBuf,
+        /// The later report.
+        new: PathBuf,
+        /// How much worse a figure may get before it counts as a regression.
+        #[arg(long, default_value = "10%")]
+        tolerance: String,
+        /// Show every shared figure, not only those with a direction.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Args)]
@@ -123,6 +136,9 @@ struct RunArgs {
     /// Allow compaction, defragmentation and disarming alarms on an etcd scen did not start.
     #[arg(long)]
     allow_maintenance: bool,
+    /// A previous JSON report: thresholds can compare with its figures (`p99 < baseline * 1.1`).
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
     /// Each member's metrics URL (comma-separated, plain http, e.g. http://127.0.0.1:2381) when
     /// /metrics is not served on the client URLs.
     #[arg(long, value_delimiter = ',', value_name = "URLS")]
@@ -145,6 +161,12 @@ fn main() -> ExitCode {
         Command::Run(args) => run(*args, cli.quiet),
         Command::Check { file, params, json } => check(&file, &params, json),
         Command::List { dir } => list(&dir),
+        Command::Compare {
+            old,
+            new,
+            tolerance,
+            all,
+        } => compare(&old, &new, &tolerance, all),
         Command::Schema => {
             print!("{}", report::json_schema());
             0
@@ -226,6 +248,66 @@ fn check(file: &Path, params: &ParamArgs, json: bool) -> i32 {
             Outcome::ScriptError.exit_code()
         }
     }
+}
+
+fn compare(old: &Path, new: &Path, tolerance: &str, all: bool) -> i32 {
+    let tol = match scen_engine::units::parse_quantity(tolerance) {
+        Ok(q)
+            if matches!(
+                q.dimension,
+                scen_engine::units::Dimension::Ratio | scen_engine::units::Dimension::Number
+            ) =>
+        {
+            q.value
+        }
+        _ => {
+            eprintln!("error: --tolerance {tolerance}: give a percentage such as 10%");
+            return 2;
+        }
+    };
+    let (a, b) = match (report::from_json(old), report::from_json(new)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    use report::compare::Direction;
+    let rows = report::compare::compare(&a, &b, tol);
+    println!(
+        "{:<44} {:>14} {:>14} {:>9}  verdict",
+        "figure", "old", "new", "change"
+    );
+    let mut regressed = 0;
+    for r in rows
+        .iter()
+        .filter(|r| all || r.direction != Direction::Info)
+    {
+        let verdict = match (r.direction, r.regressed) {
+            (_, true) => "REGRESSED",
+            (Direction::Info, _) => "",
+            _ => "ok",
+        };
+        regressed += usize::from(r.regressed);
+        let change = if r.change.is_infinite() {
+            "new".to_string()
+        } else {
+            format!("{:+.1}%", r.change * 100.0)
+        };
+        println!(
+            "{:<44} {:>14} {:>14} {:>9}  {verdict}",
+            r.path,
+            scen_engine::units::format_number(r.old),
+            scen_engine::units::format_number(r.new),
+            change
+        );
+    }
+    println!(
+        "{} figures compared, {regressed} regressed beyond {}",
+        rows.len(),
+        tolerance
+    );
+    i32::from(regressed > 0)
 }
 
 fn list(dir: &Path) -> i32 {
@@ -397,6 +479,7 @@ fn run(args: RunArgs, quiet: bool) -> i32 {
         allow_maintenance: args.allow_maintenance,
         artifacts: args.artifacts.clone(),
         metrics_urls: args.metrics_urls.clone(),
+        baseline: args.baseline.clone(),
         limits: Limits {
             max_operations: args.max_operations,
             ..Limits::default()

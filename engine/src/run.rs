@@ -40,6 +40,8 @@ pub struct RunConfig {
     pub allow_maintenance: bool,
     /// Where files a run produces (snapshots) go; default `scen-artifacts/<run-id>`.
     pub artifacts: Option<PathBuf>,
+    /// A previous report whose figures `baseline` in thresholds refers to.
+    pub baseline: Option<PathBuf>,
     /// URLs serving each member's `/metrics` (default: the embedded member's, or the plain-http
     /// endpoints of an external cluster).
     pub metrics_urls: Vec<String>,
@@ -117,6 +119,7 @@ pub async fn run(
         outcome: Outcome::Passed,
         exit_code: 0,
         stopped_early: None,
+        baseline: None,
         error: None,
         steps: Vec::new(),
         thresholds: Vec::new(),
@@ -155,6 +158,24 @@ async fn execute(
         }
     };
     let host = Arc::new(host);
+    let baseline = match &cfg.baseline {
+        Some(path) => match crate::report::from_json(path) {
+            Ok(b) => {
+                report.baseline = Some(path.display().to_string());
+                Some(step_view(&b.steps))
+            }
+            Err(e) => {
+                report.error = Some(ErrorInfo {
+                    kind: "script".into(),
+                    message: format!("--baseline: {e}"),
+                    location: None,
+                    detail: None,
+                });
+                return Outcome::ScriptError;
+            }
+        },
+        None => None,
+    };
     report.scenario.name = plan.name.clone();
     report.scenario.description = plan.description.clone();
     report.scenario.sha256 = plan.sha256.clone();
@@ -295,20 +316,20 @@ async fn execute(
 
     // 3. Steps.
     let stop = cancel.child_token();
-    let mut outcome = run_steps(
-        &host,
-        &plan,
-        report,
-        &cancel,
-        &stop,
-        observer.as_ref(),
-        &metrics,
-    )
-    .await;
+    let ctx = RunCtx {
+        host: &host,
+        plan: &plan,
+        cancel: &cancel,
+        stop: &stop,
+        observer: observer.as_ref(),
+        metrics: &metrics,
+        baseline: baseline.as_ref(),
+    };
+    let mut outcome = run_steps(ctx, report).await;
 
     // 4. Thresholds not decided yet: those whose steps finished are evaluated even when the run
     //    stopped early, so a partial report still says what was learned.
-    evaluate_thresholds(&plan, report, false);
+    evaluate_thresholds(&plan, report, false, baseline.as_ref());
     if outcome == Outcome::Passed && report.threshold_counts().1 > 0 {
         outcome = Outcome::ThresholdsFailed;
     }
@@ -337,15 +358,28 @@ async fn execute(
 }
 
 /// Runs every item of the plan; returns the outcome so far (thresholds not yet counted).
-async fn run_steps(
-    host: &Arc<Host>,
-    plan: &Plan,
-    report: &mut Report,
-    cancel: &CancellationToken,
-    stop: &CancellationToken,
-    observer: &dyn Observer,
-    metrics: &Arc<Vec<String>>,
-) -> Outcome {
+/// What the steps of one run share.
+#[derive(Clone, Copy)]
+struct RunCtx<'a> {
+    host: &'a Arc<Host>,
+    plan: &'a Plan,
+    cancel: &'a CancellationToken,
+    stop: &'a CancellationToken,
+    observer: &'a dyn Observer,
+    metrics: &'a Arc<Vec<String>>,
+    baseline: Option<&'a Value>,
+}
+
+async fn run_steps(ctx: RunCtx<'_>, report: &mut Report) -> Outcome {
+    let RunCtx {
+        host,
+        plan,
+        cancel,
+        stop,
+        observer,
+        metrics,
+        ..
+    } = ctx;
     let mut background: HashMap<String, JoinHandle<StepReport>> = HashMap::new();
     let mut outcome = Outcome::Passed;
     for item in &plan.items {
@@ -378,7 +412,7 @@ async fn run_steps(
                 None => continue, // already joined
             },
         };
-        if let Some(o) = settle(host, plan, report, finished, cancel, stop, observer) {
+        if let Some(o) = settle(ctx, report, finished) {
             outcome = o;
             break;
         }
@@ -395,7 +429,7 @@ async fn run_steps(
             .find(|s| s.name == name)
             .expect("background step exists");
         let finished = join_step(h, spec).await;
-        if let Some(o) = settle(host, plan, report, finished, cancel, stop, observer) {
+        if let Some(o) = settle(ctx, report, finished) {
             if outcome == Outcome::Passed {
                 outcome = o;
             }
@@ -408,15 +442,16 @@ async fn run_steps(
 }
 
 /// Records a finished step; returns the outcome when the run must stop.
-fn settle(
-    host: &Host,
-    plan: &Plan,
-    report: &mut Report,
-    step: StepReport,
-    cancel: &CancellationToken,
-    stop: &CancellationToken,
-    observer: &dyn Observer,
-) -> Option<Outcome> {
+fn settle(ctx: RunCtx<'_>, report: &mut Report, step: StepReport) -> Option<Outcome> {
+    let RunCtx {
+        host,
+        plan,
+        cancel,
+        stop,
+        observer,
+        baseline,
+        ..
+    } = ctx;
     observer.step_finished(&step);
     if step.status == StepStatus::Passed {
         host.store_record(&step.name, &step.record);
@@ -464,7 +499,7 @@ fn settle(
         });
     }
     // Thresholds marked abort_on_fail are checked as soon as the steps they read are done.
-    if evaluate_thresholds(plan, report, true) {
+    if evaluate_thresholds(plan, report, true, baseline) {
         let failed: Vec<_> = report
             .thresholds
             .iter()
@@ -486,20 +521,26 @@ fn settle(
 
 /// Evaluates the thresholds whose steps have all passed and that are still undecided (only the
 /// `abort_on_fail` ones when `only_abort`). Returns true when an `abort_on_fail` threshold failed.
-fn evaluate_thresholds(plan: &Plan, report: &mut Report, only_abort: bool) -> bool {
+/// What thresholds read: each passed step's record (plus its `duration_ms`), by step name.
+pub fn step_view(steps: &[StepReport]) -> Value {
     let mut root = serde_json::Map::new();
-    for s in report
-        .steps
-        .iter()
-        .filter(|s| s.status == StepStatus::Passed)
-    {
+    for s in steps.iter().filter(|s| s.status == StepStatus::Passed) {
         let mut rec = s.record.clone();
         if let Value::Object(m) = &mut rec {
             m.entry("duration_ms").or_insert(json!(s.duration_ms));
         }
         root.insert(s.name.clone(), rec);
     }
-    let root = Value::Object(root);
+    Value::Object(root)
+}
+
+fn evaluate_thresholds(
+    plan: &Plan,
+    report: &mut Report,
+    only_abort: bool,
+    baseline: Option<&Value>,
+) -> bool {
+    let root = step_view(&report.steps);
     let mut aborted = false;
     for (planned, out) in plan.thresholds.iter().zip(report.thresholds.iter_mut()) {
         let t = &planned.threshold;
@@ -518,7 +559,7 @@ fn evaluate_thresholds(plan: &Plan, report: &mut Report, only_abort: bool) -> bo
             }
             continue;
         }
-        match t.evaluate(&root) {
+        match t.evaluate(&root, baseline) {
             Ok(v) => {
                 out.status = if v.passed {
                     ThresholdStatus::Passed

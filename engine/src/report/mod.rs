@@ -1,5 +1,6 @@
 //! The report model and its renderers. Renderers only read a [`Report`]; none talks to etcd.
 
+pub mod compare;
 mod json;
 mod junit;
 mod markdown;

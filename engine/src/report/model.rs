@@ -178,6 +178,9 @@ pub struct Report {
     pub exit_code: i32,
     /// Why the run stopped early, and at which step.
     pub stopped_early: Option<StoppedEarly>,
+    /// The `--baseline` report thresholds compared with, if any.
+    #[serde(default)]
+    pub baseline: Option<String>,
     /// The run-level error, if any.
     pub error: Option<ErrorInfo>,
     /// Steps, in declaration order (skipped ones included).

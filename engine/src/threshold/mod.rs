@@ -149,6 +149,8 @@ pub enum Expr {
     Neg(Box<Expr>),
     /// Arithmetic.
     Arith(Box<Expr>, ArithOp, Box<Expr>),
+    /// `baseline`: the comparison's left-hand field, as the `--baseline` report has it.
+    Baseline,
 }
 
 /// A condition: comparisons joined by `&&` and `||`.
@@ -184,6 +186,9 @@ pub enum EvalError {
         /// What is there instead.
         hint: String,
     },
+    /// `baseline` was used but the run has no `--baseline` report.
+    #[error("`{0}` compares with a baseline: run with --baseline previous/report.json")]
+    NoBaseline(String),
     /// The field holds something other than a number or a boolean.
     #[error("`{path}` is not a number (it is {found})")]
     NotANumber {
@@ -229,7 +234,7 @@ impl Threshold {
                     walk_e(a, out);
                     walk_e(b, out)
                 }
-                Expr::Num(_) => {}
+                Expr::Num(_) | Expr::Baseline => {}
             }
         }
         fn walk_c<'a>(c: &'a Cond, out: &mut Vec<&'a FieldPath>) {
@@ -260,16 +265,45 @@ impl Threshold {
         out
     }
 
-    /// Evaluates against `root`, a JSON object keyed by step name.
-    pub fn evaluate(&self, root: &Value) -> Result<Verdict, EvalError> {
-        eval_cond(&self.cond, root)
+    /// Evaluates against `root`, a JSON object keyed by step name; `baseline` is the same view of
+    /// the `--baseline` report, when there is one.
+    pub fn evaluate(&self, root: &Value, baseline: Option<&Value>) -> Result<Verdict, EvalError> {
+        eval_cond(&self.cond, root, baseline)
+    }
+
+    /// Whether the threshold compares with a baseline.
+    pub fn uses_baseline(&self) -> bool {
+        fn c(x: &Cond) -> bool {
+            match x {
+                Cond::Cmp(a, _, b) => a.uses_baseline() || b.uses_baseline(),
+                Cond::And(a, b) | Cond::Or(a, b) => c(a) || c(b),
+            }
+        }
+        c(&self.cond)
     }
 }
 
-fn eval_cond(c: &Cond, root: &Value) -> Result<Verdict, EvalError> {
+fn eval_cond(c: &Cond, root: &Value, baseline: Option<&Value>) -> Result<Verdict, EvalError> {
     match c {
         Cond::Cmp(a, op, b) => {
-            let (x, y) = (eval_expr(a, root)?, eval_expr(b, root)?);
+            // `baseline` is the left-hand field's value in the baseline report.
+            let base = match (a, b.uses_baseline()) {
+                (Expr::Field(p) | Expr::Agg(_, p), true) => {
+                    let Some(broot) = baseline else {
+                        return Err(EvalError::NoBaseline(p.to_string()));
+                    };
+                    let base_expr = a.clone();
+                    Some(eval_expr(&base_expr, broot, None).map_err(|e| match e {
+                        EvalError::Missing { path, hint } => EvalError::Missing {
+                            path,
+                            hint: format!("the baseline report lacks it ({hint})"),
+                        },
+                        other => other,
+                    })?)
+                }
+                _ => None,
+            };
+            let (x, y) = (eval_expr(a, root, None)?, eval_expr(b, root, base)?);
             let dimension = dim_hint(b)
                 .or_else(|| dim_hint(a))
                 .unwrap_or(Dimension::Number);
@@ -282,11 +316,14 @@ fn eval_cond(c: &Cond, root: &Value) -> Result<Verdict, EvalError> {
                 CmpOp::Eq => "==",
                 CmpOp::Ne => "!=",
             };
-            let summary = format!(
+            let mut summary = format!(
                 "observed {}, limit {sym} {}",
                 format_quantity(x, dimension),
                 format_quantity(y, dimension)
             );
+            if let Some(b) = base {
+                summary.push_str(&format!(" (baseline {})", format_quantity(b, dimension)));
+            }
             Ok(Verdict {
                 passed,
                 observed: x,
@@ -296,11 +333,11 @@ fn eval_cond(c: &Cond, root: &Value) -> Result<Verdict, EvalError> {
             })
         }
         Cond::And(a, b) => {
-            let va = eval_cond(a, root)?;
+            let va = eval_cond(a, root, baseline)?;
             if !va.passed {
                 return Ok(va);
             }
-            let vb = eval_cond(b, root)?;
+            let vb = eval_cond(b, root, baseline)?;
             Ok(if vb.passed {
                 Verdict {
                     summary: format!("{}; {}", va.summary, vb.summary),
@@ -311,11 +348,11 @@ fn eval_cond(c: &Cond, root: &Value) -> Result<Verdict, EvalError> {
             })
         }
         Cond::Or(a, b) => {
-            let va = eval_cond(a, root)?;
+            let va = eval_cond(a, root, baseline)?;
             if va.passed {
                 return Ok(va);
             }
-            let vb = eval_cond(b, root)?;
+            let vb = eval_cond(b, root, baseline)?;
             Ok(if vb.passed {
                 vb
             } else {
@@ -337,9 +374,22 @@ fn dim_hint(e: &Expr) -> Option<Dimension> {
     }
 }
 
-fn eval_expr(e: &Expr, root: &Value) -> Result<f64, EvalError> {
+impl Expr {
+    /// Whether the expression mentions `baseline`.
+    pub(crate) fn uses_baseline(&self) -> bool {
+        match self {
+            Expr::Baseline => true,
+            Expr::Neg(a) => a.uses_baseline(),
+            Expr::Arith(a, _, b) => a.uses_baseline() || b.uses_baseline(),
+            _ => false,
+        }
+    }
+}
+
+fn eval_expr(e: &Expr, root: &Value, base: Option<f64>) -> Result<f64, EvalError> {
     Ok(match e {
         Expr::Num(q) => q.value,
+        Expr::Baseline => base.unwrap_or(f64::NAN),
         Expr::Field(p) => {
             let vals = lookup(p, root)?;
             vals[0]
@@ -354,9 +404,9 @@ fn eval_expr(e: &Expr, root: &Value) -> Result<f64, EvalError> {
                 AggFn::Count => vals.len() as f64,
             }
         }
-        Expr::Neg(e) => -eval_expr(e, root)?,
+        Expr::Neg(e) => -eval_expr(e, root, base)?,
         Expr::Arith(a, op, b) => {
-            let (x, y) = (eval_expr(a, root)?, eval_expr(b, root)?);
+            let (x, y) = (eval_expr(a, root, base)?, eval_expr(b, root, base)?);
             match op {
                 ArithOp::Add => x + y,
                 ArithOp::Sub => x - y,
@@ -455,7 +505,7 @@ mod tests {
     fn eval(s: &str) -> Verdict {
         Threshold::parse(s, false)
             .unwrap()
-            .evaluate(&root())
+            .evaluate(&root(), None)
             .unwrap()
     }
 
@@ -519,7 +569,7 @@ mod tests {
     #[test]
     fn missing_fields_say_what_is_there() {
         let t = Threshold::parse("write.latency.p95 < 25ms", false).unwrap();
-        let e = t.evaluate(&root()).unwrap_err();
+        let e = t.evaluate(&root(), None).unwrap_err();
         assert!(
             e.to_string()
                 .contains("`write.latency` has fields p50, p99"),
@@ -527,9 +577,42 @@ mod tests {
         );
         let t = Threshold::parse("nope.x < 1", false).unwrap();
         assert!(t
-            .evaluate(&root())
+            .evaluate(&root(), None)
             .unwrap_err()
             .to_string()
             .contains("no step named `nope`"));
+    }
+}
+
+#[cfg(test)]
+mod baseline_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn baseline_is_the_left_field_in_the_baseline_report() {
+        let now = json!({ "w": { "latency": { "p99": 11.0 } } });
+        let before = json!({ "w": { "latency": { "p99": 10.0 } } });
+        let t = Threshold::parse("w.latency.p99 < baseline * 1.2", false).unwrap();
+        assert!(t.uses_baseline());
+        let v = t.evaluate(&now, Some(&before)).unwrap();
+        assert!(v.passed, "{v:?}");
+        assert!(v.summary.contains("(baseline 10)"), "{}", v.summary);
+        let t = Threshold::parse("w.latency.p99 <= baseline * 1.05", false).unwrap();
+        assert!(!t.evaluate(&now, Some(&before)).unwrap().passed);
+        assert!(matches!(
+            t.evaluate(&now, None),
+            Err(EvalError::NoBaseline(_))
+        ));
+        let e = t.evaluate(&now, Some(&json!({ "x": {} }))).unwrap_err();
+        assert!(e.to_string().contains("baseline report lacks it"), "{e}");
+    }
+
+    #[test]
+    fn baseline_needs_a_field_on_the_left() {
+        let e = Threshold::parse("baseline < 5ms", false).unwrap_err();
+        assert!(e.message.contains("baseline"), "{e}");
+        let e = Threshold::parse("5ms > baseline", false).unwrap_err();
+        assert!(e.message.contains("baseline"), "{e}");
     }
 }

@@ -173,6 +173,13 @@ impl Parser {
         let rhs_col = self.col();
         let rhs = self.sum()?;
         check_dims(&lhs, &rhs, rhs_col.max(lhs_col))?;
+        let field_left = matches!(lhs, Expr::Field(_) | Expr::Agg(..));
+        if lhs.uses_baseline() || (rhs.uses_baseline() && !field_left) {
+            return Err(ParseError {
+                message: "`baseline` means the left-hand field in the --baseline report: write `step.field < baseline * 1.10`".into(),
+                column: lhs_col,
+            });
+        }
         Ok(Cond::Cmp(lhs, op, rhs))
     }
     fn sum(&mut self) -> Result<Expr, ParseError> {
@@ -230,6 +237,7 @@ impl Parser {
             Some(Tok::Ident(name)) => {
                 self.pos += 1;
                 match name.as_str() {
+                    "baseline" => return Ok(Expr::Baseline),
                     "true" => {
                         return Ok(Expr::Num(Quantity {
                             value: 1.0,
@@ -335,7 +343,7 @@ impl Parser {
 fn dim_of(e: &Expr) -> Option<Dimension> {
     match e {
         Expr::Num(q) if q.dimension != Dimension::Number => Some(q.dimension),
-        Expr::Num(_) | Expr::Field(_) | Expr::Agg(..) => None,
+        Expr::Num(_) | Expr::Field(_) | Expr::Agg(..) | Expr::Baseline => None,
         Expr::Neg(e) => dim_of(e),
         Expr::Arith(a, ArithOp::Add | ArithOp::Sub, b) => dim_of(a).or_else(|| dim_of(b)),
         Expr::Arith(a, ArithOp::Mul, b) => dim_of(a).or_else(|| dim_of(b)),
