@@ -150,3 +150,34 @@ fn help_documents_exit_codes() {
     }
     assert!(out.contains("--endpoints") && out.contains("--cacert") && out.contains("--user"));
 }
+
+#[test]
+fn example_values_files_fit_the_flagship() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(root().join("examples/values")).unwrap() {
+        let path = entry.unwrap().path();
+        let (code, out, err) = output(&[
+            "check",
+            "scenarios/etcd-stress.rhai",
+            "--values",
+            path.to_str().unwrap(),
+            "--json",
+        ]);
+        assert_eq!(code, 0, "{}: {err}", path.display());
+        let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let nodes = plan["params"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "nodes")
+            .unwrap();
+        assert_ne!(
+            nodes["value"],
+            nodes["default"],
+            "{} sets nodes",
+            path.display()
+        );
+        n += 1;
+    }
+    assert_eq!(n, 4, "small, medium, large, xlarge");
+}
