@@ -260,7 +260,11 @@ async fn drive(
     let ticker = progress.map(|p| {
         let shared = shared.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            // The first report a second in: an interval's first tick is immediate.
+            let mut tick = tokio::time::interval_at(
+                (Instant::now() + Duration::from_secs(1)).into(),
+                Duration::from_secs(1),
+            );
             let mut last = (0, Instant::now());
             loop {
                 tick.tick().await;
