@@ -61,6 +61,7 @@ impl Acc {
         abort_after: Duration,
     ) {
         let now = Instant::now();
+        shared.completed.fetch_add(1, Ordering::Relaxed);
         let ns = now.duration_since(shared.start).as_nanos() as u64;
         if ns / 1_000_000_000 != self.sec {
             flush(shared, self.sec, &mut self.slot);

@@ -235,6 +235,7 @@ async fn connect(
 fn new_shared(acks: Option<Arc<AckRing>>) -> Arc<Shared> {
     Arc::new(Shared {
         next: AtomicU64::new(0),
+        completed: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         last_ok_ns: AtomicU64::new(0),
         fatal: Mutex::new(None),

@@ -245,16 +245,16 @@ pub fn build(i: Inputs<'_>) -> StressRecord {
     }
 }
 
-/// The live line: requests started per second since the last call (from the shared sequence
-/// counter, exact), and p99 and errors of the second before last (workers fold a second into the
-/// series when their next request completes, so the latest second is still filling).
+/// The live line: requests completed per second since the last call (exact, from a counter), and
+/// p99 and errors of the second before last (workers fold a second into the series when their next
+/// request completes, so the latest second is still filling).
 pub fn progress_line(shared: &Shared, last: &mut (u64, std::time::Instant)) -> Option<String> {
     use std::sync::atomic::Ordering;
     let now = std::time::Instant::now();
-    let started = shared.next.load(Ordering::Relaxed);
-    let rate = (started.saturating_sub(last.0)) as f64
+    let completed = shared.completed.load(Ordering::Relaxed);
+    let rate = (completed.saturating_sub(last.0)) as f64
         / now.duration_since(last.1).as_secs_f64().max(1e-3);
-    *last = (started, now);
+    *last = (completed, now);
     let series = shared.series.lock().ok()?;
     let sec = (shared.start.elapsed().as_secs() as usize).checked_sub(2);
     let (p99, errors) = match sec.and_then(|s| series.get(s)) {

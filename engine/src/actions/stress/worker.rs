@@ -82,6 +82,8 @@ impl Op {
 pub struct Shared {
     /// Next request sequence number (count bound, schedule slot, sequential keys).
     pub next: AtomicU64,
+    /// Requests completed (ok or failed), for the live progress line.
+    pub completed: AtomicU64,
     /// Set to stop all workers (deadline, abort, or etcd gone).
     pub stop: AtomicBool,
     /// Nanoseconds after `start` of the latest successful request.
@@ -379,6 +381,7 @@ pub async fn run(
             }
         };
         let done = Instant::now();
+        shared.completed.fetch_add(1, Ordering::Relaxed);
         let took = done.saturating_duration_since(intended);
         let ns = done.duration_since(shared.start).as_nanos() as u64;
         let now_sec = ns / 1_000_000_000;
