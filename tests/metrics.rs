@@ -105,6 +105,10 @@ fn step_server_quantiles_match_an_independent_computation() {
     assert_eq!(server["leader_changes"], 0.0);
     assert_eq!(server["has_leader"], true);
     assert!(server["db_size"].as_f64().unwrap() > 0.0);
+    assert!(
+        server["process"].is_null(),
+        "no process view of an etcd scen did not start"
+    );
 }
 
 #[test]

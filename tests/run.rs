@@ -46,6 +46,15 @@ fn flagship_passes_with_valid_reports() {
     assert!(pods["record"]["latency"]["p99"].as_f64().unwrap() > 0.0);
     assert_eq!(step(report, "list_pods")["record"]["count"], 300);
     let load = &step(report, "load")["record"];
+    let proc_view = &load["server"]["process"];
+    assert!(
+        proc_view["cpu_seconds"].as_f64().unwrap() > 0.0,
+        "the embedded etcd worked: {proc_view}"
+    );
+    assert!(
+        proc_view["rss_bytes"].as_u64().unwrap() > 1 << 20,
+        "{proc_view}"
+    );
     assert!(
         load["by_op"]["range"]["ok"].as_u64().unwrap()
             > load["by_op"]["put"]["ok"].as_u64().unwrap(),

@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::actions::metrics::{scrape_all, server_step};
+use crate::actions::metrics::{scrape_all, server_step, ProcessStep};
+use crate::actions::process;
 use crate::embedded::{EmbeddedConfig, EmbeddedEtcd};
 use crate::params::Overrides;
 use crate::plan::{Item, Plan, StepSpec};
@@ -324,6 +325,7 @@ async fn execute(
         observer: observer.as_ref(),
         metrics: &metrics,
         baseline: baseline.as_ref(),
+        server_pid: target.server_pid,
     };
     let mut outcome = run_steps(ctx, report).await;
 
@@ -368,6 +370,8 @@ struct RunCtx<'a> {
     observer: &'a dyn Observer,
     metrics: &'a Arc<Vec<String>>,
     baseline: Option<&'a Value>,
+    /// The embedded etcd's pid, for its CPU and memory per step.
+    server_pid: Option<u32>,
 }
 
 async fn run_steps(ctx: RunCtx<'_>, report: &mut Report) -> Outcome {
@@ -393,12 +397,15 @@ async fn run_steps(ctx: RunCtx<'_>, report: &mut Report) -> Outcome {
         let finished = match item {
             Item::Step(spec) if spec.background => {
                 observer.step_started(&spec.name, true);
-                background.insert(spec.name.clone(), spawn_step(host, spec, plan, metrics));
+                background.insert(
+                    spec.name.clone(),
+                    spawn_step(host, spec, plan, metrics, ctx.server_pid),
+                );
                 continue;
             }
             Item::Step(spec) => {
                 observer.step_started(&spec.name, false);
-                let handle = spawn_step(host, spec, plan, metrics);
+                let handle = spawn_step(host, spec, plan, metrics, ctx.server_pid);
                 join_step(handle, spec).await
             }
             Item::Join { step, .. } => match background.remove(step) {
@@ -587,6 +594,7 @@ fn spawn_step(
     spec: &StepSpec,
     plan: &Plan,
     metrics: &Arc<Vec<String>>,
+    server_pid: Option<u32>,
 ) -> JoinHandle<StepReport> {
     let metrics = metrics.clone();
     let blocking = call_step(host, spec, plan);
@@ -597,9 +605,19 @@ fn spawn_step(
             Some(f) => Some(f.await),
             None => None,
         };
+        let cpu_before = server_pid.and_then(process::cpu);
         let mut report = join_step(tokio::task::spawn_blocking(blocking), &spec).await;
         if let Some(before) = before {
-            let server = server_step(&before, &scrape_all(&metrics).await);
+            let mut server = server_step(&before, &scrape_all(&metrics).await);
+            if let (Some(pid), Some(c0)) = (server_pid, cpu_before) {
+                server.process = Some(ProcessStep {
+                    cpu_seconds: process::cpu(pid)
+                        .unwrap_or(c0)
+                        .saturating_sub(c0)
+                        .as_secs_f64(),
+                    rss_bytes: process::rss(pid).unwrap_or(0),
+                });
+            }
             if let Value::Object(m) = &mut report.record {
                 m.entry("server")
                     .or_insert_with(|| serde_json::to_value(server).unwrap_or_default());

@@ -227,6 +227,17 @@ pub struct ServerStep {
     pub proposals_pending: f64,
     /// Members that could not be scraped, with the reason.
     pub unscraped: Vec<String>,
+    /// The etcd process scen started: CPU and memory during the step (absent for other clusters).
+    pub process: Option<ProcessStep>,
+}
+
+/// CPU and memory of an embedded member during a step.
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
+pub struct ProcessStep {
+    /// CPU seconds (user + system) the member used during the step.
+    pub cpu_seconds: f64,
+    /// Resident memory after the step, bytes.
+    pub rss_bytes: u64,
 }
 
 /// Computes a step's server figures.
@@ -261,6 +272,7 @@ pub fn server_step(before: &ClusterScrape, after: &ClusterScrape) -> ServerStep 
                 .all(|m| scalar(&m.scrape, "etcd_server_has_leader").unwrap_or(0.0) >= 1.0),
         proposals_pending: gauge_max(after, "etcd_server_proposals_pending"),
         unscraped,
+        process: None,
     }
 }
 

@@ -5,6 +5,7 @@ pub mod etcd;
 pub mod latency;
 pub mod maintenance;
 pub mod metrics;
+pub mod process;
 pub mod stress;
 
 use std::time::Duration;

@@ -183,25 +183,6 @@ fn op_from(name: &str) -> Result<Op> {
 /// Live figures for a progress line, about once a second.
 pub type ProgressFn = Arc<dyn Fn(String) + Send + Sync>;
 
-/// CPU seconds (user + system) this process has used so far.
-fn process_cpu() -> Duration {
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage fills the struct we own.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-/// CPU time (user + system) of another process, from /proc.
-fn pid_cpu(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let (utime, stime): (u64, u64) = (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Some(Duration::from_secs_f64((utime + stime) as f64 / hz))
-}
-
 /// Opens `n` connections with the step's request timeout, each dialled before the clock starts.
 async fn connect(
     target: &Target,
@@ -283,8 +264,11 @@ async fn drive(
         t.abort();
     }
     let elapsed = shared.start.elapsed();
-    let cpu = process_cpu().saturating_sub(cpu0.0);
-    let server_cpu = match (cpu0.1, target.server_pid.and_then(pid_cpu)) {
+    let cpu = crate::actions::process::self_cpu().saturating_sub(cpu0.0);
+    let server_cpu = match (
+        cpu0.1,
+        target.server_pid.and_then(crate::actions::process::cpu),
+    ) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a)),
         _ => None,
     };
@@ -333,7 +317,10 @@ async fn lease_stress(
     let base = full_key(target, &opts.key_prefix, false, true)?;
     let clients = connect(target, opts, connections, &base).await?;
     let shared = new_shared(None);
-    let cpu0 = (process_cpu(), target.server_pid.and_then(pid_cpu));
+    let cpu0 = (
+        crate::actions::process::self_cpu(),
+        target.server_pid.and_then(crate::actions::process::cpu),
+    );
     let mut set = tokio::task::JoinSet::new();
     let per = opts.leases / clients_n;
     let mut first = 0;
@@ -578,7 +565,10 @@ async fn stress_here(
         abort_after: duration(&opts.abort_after, "5s", "abort_after")?,
     });
 
-    let cpu0 = (process_cpu(), target.server_pid.and_then(pid_cpu));
+    let cpu0 = (
+        crate::actions::process::self_cpu(),
+        target.server_pid.and_then(crate::actions::process::cpu),
+    );
     let pool = Arc::new(pool);
     // A JoinSet aborts every worker if this future is dropped (Ctrl-C, step timeout).
     let mut set = tokio::task::JoinSet::new();
