@@ -161,3 +161,19 @@ fn the_slo_module_passes_and_fails_when_it_should() {
         "declared inside the stdlib module: {t}"
     );
 }
+
+#[test]
+fn scrape_returns_every_members_samples_filtered() {
+    let r = run(&fixture("scrape.rhai"), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_schema_valid(&report);
+    let h = &step(&report, "h")["record"]["members"][0];
+    assert_eq!(h["ok"], true);
+    let fsync = &h["metrics"]["etcd_disk_wal_fsync_duration_seconds"][0];
+    assert_eq!(fsync["kind"], "histogram");
+    let buckets = fsync["buckets"].as_array().unwrap();
+    assert!(buckets.len() > 5);
+    assert!(buckets.last().unwrap()["le"].is_null(), "+Inf is null");
+    assert_eq!(buckets.last().unwrap()["count"], fsync["value"]);
+}

@@ -308,12 +308,13 @@ async fn execute(
     let sink = observer.clone();
     let progress: crate::script::ProgressSink =
         Arc::new(move |step: &str, line: &str| sink.step_progress(step, line));
-    host.begin_run(
-        target.clone(),
-        tokio::runtime::Handle::current(),
-        Some(progress),
+    host.begin_run(crate::script::RunSetup {
+        target: target.clone(),
+        handle: tokio::runtime::Handle::current(),
+        progress: Some(progress),
         artifacts,
-    );
+        metrics: metrics.to_vec(),
+    });
 
     // 3. Steps.
     let stop = cancel.child_token();

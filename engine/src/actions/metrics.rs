@@ -73,6 +73,124 @@ pub async fn scrape_all(urls: &[String]) -> ClusterScrape {
     out
 }
 
+/// Options of `metrics::scrape`.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapeOptions {
+    /// Only these metric names.
+    pub names: Option<Vec<String>>,
+    /// Only metric names starting with this.
+    pub prefix: Option<String>,
+}
+
+/// One sample of a metric family.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Sample {
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// `counter`, `gauge`, `histogram`, `summary` or `untyped`.
+    pub kind: String,
+    /// The value (counters, gauges, untyped); the observation count for histograms and summaries.
+    pub value: f64,
+    /// Histogram buckets: upper bound (`null` for +Inf) and cumulative count.
+    pub buckets: Vec<Bucket>,
+}
+
+/// One cumulative histogram bucket.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Bucket {
+    /// Upper bound in the metric's unit; `null` is +Inf.
+    pub le: Option<f64>,
+    /// Observations at or below it.
+    pub count: f64,
+}
+
+/// One member's metrics.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct MemberMetrics {
+    /// The URL scraped.
+    pub url: String,
+    /// Whether the scrape worked.
+    pub ok: bool,
+    /// Why it did not.
+    pub error: Option<String>,
+    /// Samples by metric name.
+    pub metrics: BTreeMap<String, Vec<Sample>>,
+}
+
+/// The record of `metrics::scrape`.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct ScrapeRecord {
+    /// Per member.
+    pub members: Vec<MemberMetrics>,
+    /// Metric families kept (first member).
+    pub families: usize,
+}
+
+/// Scrapes every member and returns their samples, filtered by name or prefix.
+pub async fn scrape(urls: &[String], opts: &ScrapeOptions) -> ScrapeRecord {
+    let all = scrape_all(urls).await;
+    let keep = |name: &str| {
+        opts.names
+            .as_ref()
+            .is_none_or(|n| n.iter().any(|x| x == name))
+            && opts
+                .prefix
+                .as_ref()
+                .is_none_or(|p| name.starts_with(p.as_str()))
+    };
+    let mut members: Vec<MemberMetrics> = all
+        .members
+        .iter()
+        .map(|m| {
+            let mut metrics: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
+            for x in m.scrape.samples.iter().filter(|x| keep(&x.metric)) {
+                let labels: BTreeMap<String, String> = x
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let (kind, value, buckets) = match &x.value {
+                    Value::Counter(v) => ("counter", *v, vec![]),
+                    Value::Gauge(v) => ("gauge", *v, vec![]),
+                    Value::Untyped(v) => ("untyped", *v, vec![]),
+                    Value::Histogram(hs) => (
+                        "histogram",
+                        hs.iter().map(|h| h.count).fold(0.0, f64::max),
+                        hs.iter()
+                            .map(|h| Bucket {
+                                le: h.less_than.is_finite().then_some(h.less_than),
+                                count: h.count,
+                            })
+                            .collect(),
+                    ),
+                    Value::Summary(ss) => ("summary", ss.len() as f64, vec![]),
+                };
+                metrics.entry(x.metric.clone()).or_default().push(Sample {
+                    labels,
+                    kind: kind.into(),
+                    value,
+                    buckets,
+                });
+            }
+            MemberMetrics {
+                url: m.url.clone(),
+                ok: true,
+                error: None,
+                metrics,
+            }
+        })
+        .collect();
+    members.extend(all.failed.into_iter().map(|(url, e)| MemberMetrics {
+        url,
+        ok: false,
+        error: Some(e),
+        metrics: BTreeMap::new(),
+    }));
+    let families = members.first().map_or(0, |m| m.metrics.len());
+    ScrapeRecord { members, families }
+}
+
 /// Cumulative buckets `(le, count)` of a histogram, summed over its label sets.
 fn buckets(s: &Scrape, name: &str) -> BTreeMap<u64, f64> {
     let mut out = BTreeMap::new();

@@ -7,6 +7,7 @@ mod bridge;
 mod dsl;
 mod etcd;
 mod fields;
+mod metrics;
 mod resolver;
 
 use std::collections::BTreeMap;
@@ -106,6 +107,21 @@ pub(crate) struct RunResources {
     target: Target,
     handle: tokio::runtime::Handle,
     artifacts: PathBuf,
+    metrics: Vec<String>,
+}
+
+/// What a run hands the bindings when steps may start acting.
+pub struct RunSetup {
+    /// The cluster.
+    pub target: Target,
+    /// The runtime actions run on.
+    pub handle: tokio::runtime::Handle,
+    /// Where live progress lines go.
+    pub progress: Option<ProgressSink>,
+    /// Where files a run produces go.
+    pub artifacts: PathBuf,
+    /// Each member's metrics URL.
+    pub metrics: Vec<String>,
 }
 
 /// State shared by every binding of one scenario's engine.
@@ -124,6 +140,13 @@ pub type ProgressSink = Arc<dyn Fn(&str, &str) + Send + Sync>;
 impl State {
     fn target(&self) -> Option<Target> {
         self.run.read().ok()?.as_ref().map(|r| r.target.clone())
+    }
+    fn metrics(&self) -> Vec<String> {
+        self.run
+            .read()
+            .ok()
+            .and_then(|r| r.as_ref().map(|r| r.metrics.clone()))
+            .unwrap_or_default()
     }
     fn artifacts(&self) -> Option<PathBuf> {
         self.run.read().ok()?.as_ref().map(|r| r.artifacts.clone())
@@ -181,6 +204,7 @@ pub(crate) fn build_engine(
         .register_fn("to_string", |e: &mut ActionError| e.message.clone());
     dsl::register(&mut engine, &state);
     etcd::register(&mut engine, &state);
+    metrics::register(&mut engine, &state);
     (engine, resolved)
 }
 
@@ -263,17 +287,19 @@ impl Host {
     }
 
     /// Makes the target available to bindings: from now on actions may run.
-    pub fn begin_run(
-        &self,
-        target: Target,
-        handle: tokio::runtime::Handle,
-        progress: Option<ProgressSink>,
-        artifacts: PathBuf,
-    ) {
+    pub fn begin_run(&self, run: RunSetup) {
+        let RunSetup {
+            target,
+            handle,
+            progress,
+            artifacts,
+            metrics,
+        } = run;
         *self.state.run.write().expect("run lock") = Some(RunResources {
             target,
             handle,
             artifacts,
+            metrics,
         });
         *self.state.progress.write().expect("progress lock") = progress;
     }
@@ -403,6 +429,7 @@ fn finish_plan(
             };
             let schema = match ns.as_str() {
                 "etcd" => etcd::record_schema(&func),
+                "metrics" => metrics::record_schema(&func),
                 _ => None,
             };
             let Some(schema) = schema else { continue };
