@@ -20,6 +20,11 @@ fn flagship_passes_with_valid_reports() {
             "write_p99=1s",
             "--set",
             "load_p99=1s",
+            // This test checks the pipeline, not this machine's disk: generous server limits.
+            "--set",
+            "fsync_p99=1s",
+            "--set",
+            "commit_p99=1s",
         ],
     );
     assert_eq!(r.code, 0, "stderr:\n{}", r.stderr);
@@ -102,6 +107,13 @@ fn a_failed_threshold_exits_1_with_observed_and_limit() {
             "write_p99=1us",
             "--set",
             "load_duration=1s",
+            // Only the write p99 thresholds may fail here, whatever the machine's speed.
+            "--set",
+            "load_p99=10s",
+            "--set",
+            "fsync_p99=10s",
+            "--set",
+            "commit_p99=10s",
         ],
     );
     assert_eq!(r.code, 1, "stderr:\n{}", r.stderr);
