@@ -92,6 +92,10 @@ fn maintenance_is_measured_and_really_happens() {
                 .unwrap()
     );
     assert_eq!(s["live_keys"], 1, "only /outside/k is left");
+    // Restore: a fresh member from the snapshot holds the same keys at the same revision.
+    let restored = &step(&report, "restore")["record"];
+    assert_eq!(restored["keys"], 1, "{restored}");
+    assert_eq!(restored["revision"], s["revision"], "{restored}");
     for t in report["thresholds"].as_array().unwrap() {
         assert_eq!(t["status"], "passed", "{t}");
     }
@@ -175,4 +179,27 @@ fn chrono_ms(ts: &str) -> f64 {
         .parse::<f64>()
         .unwrap()
         * 1e3
+}
+
+#[test]
+fn backup_restore_scenario_brings_every_key_back() {
+    let artifacts = tempfile::tempdir().unwrap();
+    let r = run(
+        &root().join("scenarios/backup-restore.rhai"),
+        &[
+            "--set",
+            "secrets=200",
+            "--artifacts",
+            artifacts.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert!(
+        step(&report, "snap")["record"]["live_keys"]
+            .as_i64()
+            .unwrap()
+            >= 200
+    );
+    assert!(artifacts.path().join("backup.db").exists());
 }

@@ -19,6 +19,8 @@ pub struct EmbeddedConfig {
     pub quota_backend_bytes: Option<u64>,
     /// Serve clients over TLS with these files (the metrics/health URL stays plain HTTP).
     pub client_tls: Option<ServerTls>,
+    /// Start from this snapshot (restored with `etcdutl snapshot restore`) instead of empty.
+    pub restore_from: Option<PathBuf>,
 }
 
 /// Server-side TLS files for the client port.
@@ -41,6 +43,7 @@ impl Default for EmbeddedConfig {
             start_timeout: Duration::from_secs(30),
             quota_backend_bytes: None,
             client_tls: None,
+            restore_from: None,
         }
     }
 }
@@ -60,6 +63,14 @@ pub enum Error {
     /// Temporary directory or port allocation failed.
     #[error("cannot prepare the embedded etcd: {0}")]
     Prepare(#[source] std::io::Error),
+    /// `etcdutl snapshot restore` failed.
+    #[error("cannot restore the snapshot {path}: {reason}")]
+    Restore {
+        /// The snapshot.
+        path: String,
+        /// What etcdutl said.
+        reason: String,
+    },
     /// The process exited before it was ready.
     #[error("embedded etcd exited during start-up ({status}); last log lines:\n{log_tail}")]
     Exited {
@@ -117,6 +128,9 @@ impl EmbeddedEtcd {
         let client_url = format!("{scheme}://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let metrics_url = format!("http://127.0.0.1:{metrics}");
+        if let Some(snapshot) = &config.restore_from {
+            restore(snapshot, &dir.path().join("data"), &peer_url)?;
+        }
         let log_path = dir.path().join("etcd.log");
         let log = std::fs::File::create(&log_path).map_err(Error::Prepare)?;
         let mut cmd = Command::new(&config.etcd_bin);
@@ -241,6 +255,34 @@ impl Drop for EmbeddedEtcd {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Restores `snapshot` into `data_dir` as member `scen` with `peer_url` (what the member is started with).
+fn restore(snapshot: &Path, data_dir: &Path, peer_url: &str) -> Result<()> {
+    let bin = std::env::var("SCEN_ETCDUTL_BIN").unwrap_or_else(|_| "etcdutl".into());
+    let out = Command::new(&bin)
+        .args(["snapshot", "restore"])
+        .arg(snapshot)
+        .arg(format!("--data-dir={}", data_dir.display()))
+        .arg("--name=scen")
+        .arg(format!("--initial-cluster=scen={peer_url}"))
+        .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+        .output()
+        .map_err(|e| Error::Restore {
+            path: snapshot.display().to_string(),
+            reason: format!("cannot run {bin}: {e}"),
+        })?;
+    if !out.status.success() {
+        return Err(Error::Restore {
+            path: snapshot.display().to_string(),
+            reason: String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+                .to_string(),
+        });
+    }
+    Ok(())
 }
 
 fn free_ports() -> Result<[u16; 3]> {

@@ -362,3 +362,71 @@ async fn etcdutl_status(file: &Path) -> Result<EtcdutlStatus> {
         ))
     })
 }
+
+/// The record of `restore`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct RestoreRecord {
+    /// The snapshot restored.
+    pub path: String,
+    /// Live keys in the restored member.
+    pub keys: i64,
+    /// The restored member's revision.
+    pub revision: i64,
+    /// Time to restore the files and start the member until it answered.
+    pub start_ms: f64,
+}
+
+/// Restores a snapshot (under the artifacts directory) into a fresh embedded member, counts its
+/// keys and stops it again. The cluster under test is not touched.
+pub async fn restore(artifacts: &Path, path: &str, etcd_bin: PathBuf) -> Result<RestoreRecord> {
+    let rel = Path::new(path);
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(Error::Options(format!(
+            "snapshot path `{path}` must be relative, inside the artifacts directory"
+        )));
+    }
+    let file = artifacts.join(rel);
+    if !file.exists() {
+        return Err(Error::Options(format!(
+            "no snapshot at {}: take one first with etcd::snapshot(\"{path}\")",
+            file.display()
+        )));
+    }
+    let start = Instant::now();
+    let cfg = crate::embedded::EmbeddedConfig {
+        etcd_bin,
+        restore_from: Some(file.clone()),
+        ..Default::default()
+    };
+    let member = crate::embedded::EmbeddedEtcd::start(&cfg)
+        .await
+        .map_err(|e| Error::Options(e.to_string()))?;
+    let start_ms = ms(start.elapsed());
+    let settings = crate::target::ConnectSettings {
+        endpoints: vec![member.client_url().to_string()],
+        ..Default::default()
+    };
+    let client = settings.connect_to(&settings.urls()).await?;
+    let resp = client
+        .kv_client()
+        .get(
+            "\0",
+            Some(
+                etcd_client::GetOptions::new()
+                    .with_from_key()
+                    .with_count_only(),
+            ),
+        )
+        .await
+        .map_err(etcd("count restored keys"))?;
+    Ok(RestoreRecord {
+        path: file.display().to_string(),
+        keys: resp.count(),
+        revision: resp.header().map_or(0, |h| h.revision()),
+        start_ms,
+    })
+}

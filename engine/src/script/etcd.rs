@@ -36,6 +36,7 @@ pub(crate) fn record_schema(name: &str) -> Option<serde_json::Value> {
         "defrag" => schema_for!(maint::DefragRecord),
         "disarm" => schema_for!(maint::DisarmRecord),
         "snapshot" => schema_for!(maint::SnapshotRecord),
+        "restore" => schema_for!(maint::RestoreRecord),
         _ => return None,
     };
     serde_json::to_value(s).ok()
@@ -235,6 +236,20 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
     .set_into_module(&mut m, move |ctx: NativeCallContext, path: &str| -> R {
         let dir = s.artifacts().unwrap_or_default();
         action(&s, &ctx, "etcd", |t| async move { maint::snapshot(&t, &dir, path).await })
+    });
+
+    let s = state.clone();
+    reg(
+        "restore",
+        &["path: &str", "Map"],
+        "/// Restores a snapshot taken with `etcd::snapshot(path)` into a fresh embedded member (etcdutl snapshot\n\
+         /// restore), counts its keys and stops it: `#{ path, keys, revision, start_ms }`. The cluster under test is\n\
+         /// not touched. Compare with the snapshot: `threshold(\"restore.keys == snap.live_keys\")`.",
+    )
+    .set_into_module(&mut m, move |ctx: NativeCallContext, path: &str| -> R {
+        let dir = s.artifacts().unwrap_or_default();
+        let bin = crate::embedded::EmbeddedConfig::default().etcd_bin;
+        action(&s, &ctx, "etcd", |_| async move { maint::restore(&dir, path, bin).await })
     });
 
     let s = state.clone();
