@@ -203,3 +203,34 @@ fn backup_restore_scenario_brings_every_key_back() {
     );
     assert!(artifacts.path().join("backup.db").exists());
 }
+
+#[test]
+fn restore_uses_the_etcd_binary_given_on_the_command_line() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let etcd = external_etcd(&rt);
+    let artifacts = tempfile::tempdir().unwrap();
+    let r = run(
+        &root().join("scenarios/backup-restore.rhai"),
+        &[
+            "--endpoints",
+            etcd.client_url(),
+            "--set",
+            "secrets=10",
+            "--artifacts",
+            artifacts.path().to_str().unwrap(),
+            "--etcd-bin",
+            "/nonexistent/etcd-for-restore",
+        ],
+    );
+    let report = r.report.unwrap();
+    assert_eq!(step(&report, "snap")["status"], "passed", "{}", r.stderr);
+    let restore = step(&report, "restore");
+    assert_eq!(restore["status"], "failed");
+    assert!(
+        restore["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/etcd-for-restore"),
+        "{restore}"
+    );
+}

@@ -314,6 +314,7 @@ async fn execute(
         progress: Some(progress),
         artifacts,
         metrics: metrics.to_vec(),
+        etcd_bin: cfg.embedded.etcd_bin.clone(),
     });
 
     // 3. Steps.

@@ -248,7 +248,7 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
     )
     .set_into_module(&mut m, move |ctx: NativeCallContext, path: &str| -> R {
         let dir = s.artifacts().unwrap_or_default();
-        let bin = crate::embedded::EmbeddedConfig::default().etcd_bin;
+        let bin = s.etcd_bin();
         action(&s, &ctx, "etcd", |_| async move { maint::restore(&dir, path, bin).await })
     });
 

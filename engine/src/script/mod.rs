@@ -108,6 +108,7 @@ pub(crate) struct RunResources {
     handle: tokio::runtime::Handle,
     artifacts: PathBuf,
     metrics: Vec<String>,
+    etcd_bin: PathBuf,
 }
 
 /// What a run hands the bindings when steps may start acting.
@@ -122,6 +123,8 @@ pub struct RunSetup {
     pub artifacts: PathBuf,
     /// Each member's metrics URL.
     pub metrics: Vec<String>,
+    /// The etcd binary for members scen starts during steps (snapshot restores).
+    pub etcd_bin: PathBuf,
 }
 
 /// State shared by every binding of one scenario's engine.
@@ -140,6 +143,13 @@ pub type ProgressSink = Arc<dyn Fn(&str, &str) + Send + Sync>;
 impl State {
     fn target(&self) -> Option<Target> {
         self.run.read().ok()?.as_ref().map(|r| r.target.clone())
+    }
+    fn etcd_bin(&self) -> PathBuf {
+        self.run
+            .read()
+            .ok()
+            .and_then(|r| r.as_ref().map(|r| r.etcd_bin.clone()))
+            .unwrap_or_else(|| crate::embedded::EmbeddedConfig::default().etcd_bin)
     }
     fn metrics(&self) -> Vec<String> {
         self.run
@@ -294,12 +304,14 @@ impl Host {
             progress,
             artifacts,
             metrics,
+            etcd_bin,
         } = run;
         *self.state.run.write().expect("run lock") = Some(RunResources {
             target,
             handle,
             artifacts,
             metrics,
+            etcd_bin,
         });
         *self.state.progress.write().expect("progress lock") = progress;
     }
