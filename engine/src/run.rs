@@ -602,10 +602,10 @@ fn spawn_step(
     let blocking = call_step(host, spec, plan);
     let spec = spec.clone();
     tokio::spawn(async move {
-        let before = (!metrics.is_empty()).then(|| scrape_all(&metrics));
-        let before = match before {
-            Some(f) => Some(f.await),
-            None => None,
+        let before = if metrics.is_empty() {
+            None
+        } else {
+            Some(scrape_all(&metrics).await)
         };
         let cpu_before = server_pid.and_then(process::cpu);
         let mut report = join_step(tokio::task::spawn_blocking(blocking), &spec).await;

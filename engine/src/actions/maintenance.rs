@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use etcd_client::{AlarmAction, AlarmOptions, AlarmType, CompactionOptions};
+use etcd_client::{AlarmAction, AlarmOptions, AlarmType, CompactionOptions, GetOptions};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
@@ -25,6 +25,22 @@ fn guard(target: &Target, what: &str) -> Result<()> {
             "{what} changes the whole cluster and this etcd was not started by scen: pass --allow-maintenance to allow it"
         )))
     }
+}
+
+/// A file under the run's artifacts directory; absolute paths and `..` are refused so a shared
+/// scenario cannot write (or read back) files anywhere else.
+fn artifact_path(artifacts: &Path, path: &str) -> Result<PathBuf> {
+    let rel = Path::new(path);
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(Error::Options(format!(
+            "snapshot path `{path}` must be relative, inside the artifacts directory"
+        )));
+    }
+    Ok(artifacts.join(rel))
 }
 
 /// Options of `compact`.
@@ -272,17 +288,7 @@ pub struct SnapshotRecord {
 /// Saves a snapshot to `path` (relative to the run's artifacts directory) and verifies it with
 /// `etcdutl snapshot status`, as an operator would.
 pub async fn snapshot(target: &Target, artifacts: &Path, path: &str) -> Result<SnapshotRecord> {
-    let rel = Path::new(path);
-    if rel.is_absolute()
-        || rel
-            .components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-    {
-        return Err(Error::Options(format!(
-            "snapshot path `{path}` must be relative, inside the artifacts directory"
-        )));
-    }
-    let file: PathBuf = artifacts.join(rel);
+    let file = artifact_path(artifacts, path)?;
     let io = |e: std::io::Error| Error::Options(format!("cannot write {}: {e}", file.display()));
     if let Some(dir) = file.parent() {
         tokio::fs::create_dir_all(dir).await.map_err(io)?;
@@ -292,11 +298,7 @@ pub async fn snapshot(target: &Target, artifacts: &Path, path: &str) -> Result<S
         .kv_client()
         .get(
             "\0",
-            Some(
-                etcd_client::GetOptions::new()
-                    .with_from_key()
-                    .with_count_only(),
-            ),
+            Some(GetOptions::new().with_from_key().with_count_only()),
         )
         .await
         .map_err(etcd("count keys"))?
@@ -379,17 +381,7 @@ pub struct RestoreRecord {
 /// Restores a snapshot (under the artifacts directory) into a fresh embedded member, counts its
 /// keys and stops it again. The cluster under test is not touched.
 pub async fn restore(artifacts: &Path, path: &str, etcd_bin: PathBuf) -> Result<RestoreRecord> {
-    let rel = Path::new(path);
-    if rel.is_absolute()
-        || rel
-            .components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-    {
-        return Err(Error::Options(format!(
-            "snapshot path `{path}` must be relative, inside the artifacts directory"
-        )));
-    }
-    let file = artifacts.join(rel);
+    let file = artifact_path(artifacts, path)?;
     if !file.exists() {
         return Err(Error::Options(format!(
             "no snapshot at {}: take one first with etcd::snapshot(\"{path}\")",
@@ -415,11 +407,7 @@ pub async fn restore(artifacts: &Path, path: &str, etcd_bin: PathBuf) -> Result<
         .kv_client()
         .get(
             "\0",
-            Some(
-                etcd_client::GetOptions::new()
-                    .with_from_key()
-                    .with_count_only(),
-            ),
+            Some(GetOptions::new().with_from_key().with_count_only()),
         )
         .await
         .map_err(etcd("count restored keys"))?;
