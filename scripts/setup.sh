@@ -4,6 +4,8 @@
 #     machine runs bookworm, whose own packages are 3.4, unpacked with dpkg-deb -x)
 #   - protoc (Debian's protobuf-compiler), needed to build the etcd-client crate
 #   - openssl, which the tests use to mint throwaway TLS certificates
+#   - prometheus (Debian's package, unpacked with dpkg-deb -x so no service is started), which the
+#     tests start against the embedded etcd to check metrics::query
 #   - cargo-nextest when missing (the test runner)
 # Binaries go to $SCEN_TOOLS (default /opt/scen) and are linked into /usr/local/bin.
 set -euo pipefail
@@ -84,9 +86,26 @@ install_etcd() {
   log "installed etcd $(etcd_major_minor etcd) from $suite (3.5+ was not available)"
 }
 
+install_prometheus() {
+  if command -v prometheus >/dev/null; then
+    log "prometheus already installed"; return 0
+  fi
+  # Unpacked rather than installed: the package would start a system service.
+  apt_update_once
+  local work dest="$SCEN_TOOLS/prometheus"
+  work=$(mktemp -d)
+  (cd "$work" && apt-get -o APT::Sandbox::User=root download prometheus -qq)
+  sudo_if_needed rm -rf "$dest"; sudo_if_needed mkdir -p "$dest"
+  sudo_if_needed dpkg-deb -x "$work"/prometheus_*.deb "$dest"
+  rm -rf "$work"
+  sudo_if_needed ln -sf "$dest/usr/bin/prometheus" "$BIN_DIR/prometheus"
+  log "installed $("$BIN_DIR/prometheus" --version 2>&1 | head -1)"
+}
+
 main() {
   install_debs ca-certificates protobuf-compiler openssl
   install_etcd
+  install_prometheus
   if ! command -v cargo-nextest >/dev/null && ! cargo nextest --version >/dev/null 2>&1; then
     log "installing cargo-nextest"; cargo install --locked cargo-nextest
   fi

@@ -6,6 +6,7 @@ pub mod latency;
 pub mod maintenance;
 pub mod metrics;
 pub mod process;
+pub mod promql;
 pub mod stress;
 
 use std::time::Duration;
@@ -42,6 +43,22 @@ pub enum Error {
     /// etcd stopped answering during a load step.
     #[error("{0}")]
     Unavailable(String),
+    /// A Prometheus server could not be reached, or did not answer with its API's JSON.
+    #[error("Prometheus at {url}: {message}")]
+    PrometheusUnavailable {
+        /// The Prometheus base URL.
+        url: String,
+        /// What happened.
+        message: String,
+    },
+    /// Prometheus rejected a query (bad PromQL, bad time range).
+    #[error("Prometheus rejected `{query}`: {message}; check the PromQL (try it in Prometheus's own UI)")]
+    PrometheusQuery {
+        /// The PromQL.
+        query: String,
+        /// Prometheus's error type and message.
+        message: String,
+    },
     /// A failure that still has a record worth keeping (what a load step measured before etcd died).
     #[error("{source}")]
     WithRecord {
@@ -57,7 +74,10 @@ impl Error {
     /// True when the failure is the cluster's (exit code 3) rather than the scenario's (exit code 2).
     pub fn is_infrastructure(&self) -> bool {
         match self {
-            Error::Etcd { .. } | Error::Connect(_) | Error::Unavailable(_) => true,
+            Error::Etcd { .. }
+            | Error::Connect(_)
+            | Error::Unavailable(_)
+            | Error::PrometheusUnavailable { .. } => true,
             Error::WithRecord { source, .. } => source.is_infrastructure(),
             _ => false,
         }

@@ -7,6 +7,7 @@ use rhai::{Dynamic, Engine, FnNamespace, FuncRegistration, Map, Module, NativeCa
 use super::bridge::{action, options};
 use super::State;
 use crate::actions::metrics::{self as act, ScrapeOptions};
+use crate::actions::promql::{self, QueryOptions};
 
 type R = Result<Dynamic, Box<rhai::EvalAltResult>>;
 
@@ -14,6 +15,7 @@ type R = Result<Dynamic, Box<rhai::EvalAltResult>>;
 pub(crate) fn record_schema(name: &str) -> Option<serde_json::Value> {
     match name {
         "scrape" => serde_json::to_value(schemars::schema_for!(act::ScrapeRecord)).ok(),
+        "query" => serde_json::to_value(schemars::schema_for!(promql::QueryRecord)).ok(),
         _ => None,
     }
 }
@@ -46,5 +48,42 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
             let urls = s.metrics();
             action(&s, &ctx, "metrics", |_| async move { Ok(act::scrape(&urls, &o).await) })
         });
+    register_query(&mut m, state);
     engine.register_static_module("metrics", m.into());
+}
+
+/// `metrics::query`: PromQL against a Prometheus server.
+fn register_query(m: &mut Module, state: &Arc<State>) {
+    let doc = "/// Runs PromQL against the Prometheus at `url` (`\"http://127.0.0.1:9090\"`): an instant query now.\n\
+               /// Returns `#{ query, kind, value, count, series: [#{ labels, value, points, min, max, avg }],\n\
+               /// warnings, duration_ms }`; `value` is the first series' value, `null` when the result is empty.";
+    let s = state.clone();
+    FuncRegistration::new("query")
+        .with_namespace(FnNamespace::Internal)
+        .with_params_info(["url: &str", "promql: &str", "Map"])
+        .with_comments([doc])
+        .set_into_module(m, move |ctx: NativeCallContext, url: &str, q: &str| -> R {
+            let (url, q) = (url.to_string(), q.to_string());
+            action(&s, &ctx, "metrics", |_| async move {
+                promql::query(&url, &q, &QueryOptions::default()).await
+            })
+        });
+    let doc = "/// `query` with options: `time` (instant); `range` (`\"10m\"`, ending now or at `end`) or\n\
+               /// `start`/`end`, and `step`, for a range query whose series carry `points` and their\n\
+               /// `min`/`max`/`avg`; `timeout`; `bearer_token`; `headers`.";
+    let s = state.clone();
+    FuncRegistration::new("query")
+        .with_namespace(FnNamespace::Internal)
+        .with_params_info(["url: &str", "promql: &str", "options: Map", "Map"])
+        .with_comments([doc])
+        .set_into_module(
+            m,
+            move |ctx: NativeCallContext, url: &str, q: &str, o: Map| -> R {
+                let o: QueryOptions = options(&ctx, "metrics::query", Dynamic::from_map(o))?;
+                let (url, q) = (url.to_string(), q.to_string());
+                action(&s, &ctx, "metrics", |_| async move {
+                    promql::query(&url, &q, &o).await
+                })
+            },
+        );
 }
