@@ -8,7 +8,7 @@ For each run it prints achieved writes/s, p99 (scen only: etcdctl does not repor
 request, and CPU per write of the client process (wait4 rusage) and of the etcd server (/proc).
 Between runs the store is compacted and defragmented so every run starts alike.
 
-Usage: benches/check-perf.py [--loads m,l] [--duration 60] [--skip-etcdctl]
+Usage: benches/check-perf.py [--loads m,l] [--duration 60] [--skip-etcdctl] [--set transport=etcd-client]
 Takes about (2 × loads × duration + 30) seconds. Build: cargo build --release --bin scen.
 """
 
@@ -76,10 +76,13 @@ def main():
     ap.add_argument("--duration", type=int, default=60, help="seconds per scen run (etcdctl's is fixed at 60)")
     ap.add_argument("--skip-etcdctl", action="store_true")
     ap.add_argument("--scen", default=os.path.join(ROOT, "target/release/scen"))
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="extra parameter for both scen scenarios (e.g. transport=etcd-client)")
     args = ap.parse_args()
     if not os.path.exists(args.scen):
         sys.exit(f"{args.scen} missing: run cargo build --release --bin scen")
 
+    extra = [a for kv in args.set for a in ("--set", kv)]
     work = tempfile.mkdtemp(prefix="scen-bench-")
     c, p = free_port(), free_port()
     url = f"http://127.0.0.1:{c}"
@@ -105,7 +108,7 @@ def main():
             report = os.path.join(work, f"scen-{load}.json")
             out, code, ccpu, scpu, _ = run_measured(
                 [args.scen, "run", "scenarios/check-perf.rhai", "--endpoints", url, "--set", f"load={load}",
-                 "--set", f"duration={args.duration}s", "--report", report, "-q"], etcd.pid)
+                 "--set", f"duration={args.duration}s", "--report", report, "-q", *extra], etcd.pid)
             rec = json.load(open(report))["steps"][0]["record"]
             rows.append({"tool": "scen", "load": load, "writes_s": rec["throughput"], "p99_ms": rec["latency"]["p99"],
                          "slowest_ms": rec["latency"]["max"], "stddev_ms": rec["latency"]["stddev"], "ops": rec["ok"],
@@ -115,7 +118,7 @@ def main():
         reset(url)
         report = os.path.join(work, "closed.json")
         _, code, ccpu, scpu, _ = run_measured([args.scen, "run", "benches/closed-loop.rhai", "--endpoints", url,
-                                               "--report", report, "-q"], etcd.pid)
+                                               "--report", report, "-q", *extra], etcd.pid)
         rec = json.load(open(report))["steps"][0]["record"]
 
         print(f"\n{'tool':8} {'load':4} {'writes/s':>9} {'p99 ms':>8} {'slowest ms':>10} {'stddev ms':>9} "

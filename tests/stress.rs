@@ -12,6 +12,14 @@ fn every_operation_runs_its_count_without_errors_under_the_prefix() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let etcd = external_etcd(&rt);
     let url = etcd.client_url().to_string();
+    // Both client paths: scen's lean HTTP/2 calls (the default on plaintext) and etcd-client.
+    let other = run(
+        &fixture("stress-ops.rhai"),
+        &["--endpoints", &url, "--set", "transport=etcd-client"],
+    );
+    assert_eq!(other.code, 0, "{}", other.stderr);
+    let other = other.report.unwrap();
+    assert_eq!(step(&other, "put")["record"]["transport"], "etcd-client");
     let r = run(
         &fixture("stress-ops.rhai"),
         &["--endpoints", &url, "--keep-keys"],
@@ -19,7 +27,18 @@ fn every_operation_runs_its_count_without_errors_under_the_prefix() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let report = r.report.unwrap();
     assert_schema_valid(&report);
+    assert_eq!(step(&report, "put")["record"]["transport"], "lean");
+    assert_eq!(
+        step(&report, "cas")["record"]["transport"],
+        "lean",
+        "txns use etcd-client on the same connections"
+    );
     for name in ["put", "get", "range", "cas", "txn", "mix", "delete"] {
+        assert_eq!(
+            step(&other, name)["record"]["ok"],
+            200,
+            "{name} via etcd-client"
+        );
         let rec = &step(&report, name)["record"];
         assert_eq!(rec["ok"], 200, "{name}: {rec}");
         assert_eq!(rec["errors"], 0, "{name}");

@@ -7,6 +7,7 @@ mod lease;
 mod record;
 mod schedule;
 mod watch;
+mod wire;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -120,6 +121,9 @@ pub struct StressOptions {
     pub abort_after: Option<String>,
     /// Upper bound on the step's length when only `count` is given (default `"10m"`).
     pub max_duration: Option<String>,
+    /// `auto` (default): put, get, range and delete go over scen's lean HTTP/2 gRPC path on
+    /// plaintext connections without auth; `etcd-client`: everything through etcd-client.
+    pub transport: Option<String>,
     /// `op: "lease"`: leases kept alive (default 100).
     #[serde(default = "default_leases")]
     pub leases: u64,
@@ -183,18 +187,64 @@ fn op_from(name: &str) -> Result<Op> {
 /// Live figures for a progress line, about once a second.
 pub type ProgressFn = Arc<dyn Fn(String) + Send + Sync>;
 
-/// Opens `n` connections with the step's request timeout, each dialled before the clock starts.
+/// The step's connections: etcd-client channels (leases, watches, transactions) and, for plaintext
+/// connections without auth, the lean wire for put/range/delete.
+pub(crate) struct Connections {
+    /// One etcd-client per connection.
+    pub clients: Vec<etcd_client::Client>,
+    /// One lean HTTP/2 connection per connection, when usable.
+    pub wires: Vec<wire::Wire>,
+}
+
+impl Connections {
+    /// The worker handle for worker `id` (round robin over the connections).
+    fn worker(&self, id: u64) -> worker::Conn {
+        let i = id as usize % self.clients.len();
+        worker::Conn {
+            kv: self.clients[i].kv_client(),
+            wire: self.wires.get(i).cloned(),
+        }
+    }
+
+    /// `lean` or `etcd-client`, for the record.
+    fn transport(&self) -> &'static str {
+        if self.wires.is_empty() {
+            "etcd-client"
+        } else {
+            "lean"
+        }
+    }
+}
+
+/// Opens `n` connections with the step's request timeout, each dialled before the clock starts;
+/// `kv_load` also opens the lean wires when the transport allows.
 async fn connect(
     target: &Target,
     opts: &StressOptions,
     n: u64,
     warm_key: &str,
-) -> Result<Vec<etcd_client::Client>> {
+    kv_load: bool,
+) -> Result<Connections> {
     let mut settings = target.settings.clone();
-    settings.request_timeout = Some(duration(&opts.request_timeout, "5s", "request_timeout")?);
+    let timeout = duration(&opts.request_timeout, "5s", "request_timeout")?;
+    settings.request_timeout = Some(timeout);
     let urls = settings.urls();
-    let mut clients = Vec::new();
-    for _ in 0..n {
+    let lean = match opts.transport.as_deref().unwrap_or("auto") {
+        "auto" => {
+            kv_load && settings.user.is_none() && urls.iter().all(|u| u.starts_with("http://"))
+        }
+        "etcd-client" => false,
+        other => {
+            return Err(Error::Options(format!(
+                "transport `{other}`: use \"auto\" (the lean wire on plaintext connections without auth) or \"etcd-client\""
+            )))
+        }
+    };
+    let mut out = Connections {
+        clients: Vec::new(),
+        wires: Vec::new(),
+    };
+    for i in 0..n {
         let c = settings.connect_to(&urls).await?;
         // Dial before the clock starts: connections open lazily, and the handshake is not load.
         c.kv_client()
@@ -207,9 +257,32 @@ async fn connect(
                 op: "warm-up",
                 source,
             })?;
-        clients.push(c);
+        out.clients.push(c);
+        if lean {
+            let url = &urls[i as usize % urls.len()];
+            let w = wire::Wire::connect(url, timeout)
+                .await
+                .map_err(|source| Error::Etcd {
+                    op: "connect",
+                    source,
+                })?;
+            w.range(
+                warm_key.as_bytes(),
+                &wire::RangeArgs {
+                    end: &[],
+                    limit: 1,
+                    serializable: true,
+                },
+            )
+            .await
+            .map_err(|source| Error::Etcd {
+                op: "warm-up",
+                source,
+            })?;
+            out.wires.push(w);
+        }
     }
-    Ok(clients)
+    Ok(out)
 }
 
 /// The workers' shared state; its `start` is the load's time zero, so create it just before them.
@@ -315,7 +388,9 @@ async fn lease_stress(
     let clients_n = opts.clients.clamp(1, opts.leases);
     let connections = opts.connections.clamp(1, clients_n);
     let base = full_key(target, &opts.key_prefix, false, true)?;
-    let clients = connect(target, opts, connections, &base).await?;
+    let clients = connect(target, opts, connections, &base, false)
+        .await?
+        .clients;
     let shared = new_shared(None);
     let cpu0 = (
         crate::actions::process::self_cpu(),
@@ -349,6 +424,7 @@ async fn lease_stress(
         elapsed,
         clients: clients_n,
         connections,
+        transport: "etcd-client",
         schedule: None,
         cpu,
         server_cpu,
@@ -537,12 +613,12 @@ async fn stress_here(
         *last += 1;
     }
 
-    let clients = connect(target, opts, connections, &base).await?;
+    let clients = connect(target, opts, connections, &base, true).await?;
 
     // Watchers first, so they see every write.
     let acks = (opts.watchers > 0).then(|| Arc::new(AckRing::new(1 << 20)));
     let watchers = match &acks {
-        Some(a) => Some(watch::start(&clients[0], &base, opts.watchers, a.clone()).await?),
+        Some(a) => Some(watch::start(&clients.clients[0], &base, opts.watchers, a.clone()).await?),
         None => None,
     };
     let shared = new_shared(acks);
@@ -573,10 +649,9 @@ async fn stress_here(
     // A JoinSet aborts every worker if this future is dropped (Ctrl-C, step timeout).
     let mut set = tokio::task::JoinSet::new();
     for id in 0..opts.clients {
-        let kv = clients[(id % connections) as usize].kv_client();
         set.spawn(worker::run(
             id,
-            kv,
+            clients.worker(id),
             plan.clone(),
             shared.clone(),
             pool.clone(),
@@ -594,6 +669,7 @@ async fn stress_here(
         elapsed,
         clients: opts.clients,
         connections,
+        transport: clients.transport(),
         schedule: schedule.as_ref(),
         cpu,
         server_cpu,

@@ -75,6 +75,8 @@ pub struct StressRecord {
     pub clients: u64,
     /// gRPC connections.
     pub connections: u64,
+    /// The client path: `lean` (scen's own HTTP/2 calls for put/get/range/delete) or `etcd-client`.
+    pub transport: String,
     /// Requests sent.
     pub ops: u64,
     /// Successful requests.
@@ -118,6 +120,7 @@ pub struct Inputs<'a> {
     pub elapsed: Duration,
     pub clients: u64,
     pub connections: u64,
+    pub transport: &'a str,
     pub schedule: Option<&'a Schedule>,
     pub cpu: Duration,
     pub server_cpu: Option<Duration>,
@@ -216,6 +219,7 @@ pub fn build(i: Inputs<'_>) -> StressRecord {
         .into(),
         clients: i.clients,
         connections: i.connections,
+        transport: i.transport.to_string(),
         ops,
         ok,
         errors,

@@ -14,6 +14,7 @@ use rand::{Rng, SeedableRng};
 
 use super::keys::{KeyModel, ValueModel};
 use super::schedule::Schedule;
+use super::wire::{RangeArgs, Wire};
 use crate::actions::latency::Recorder;
 
 /// The operations a worker can issue.
@@ -236,10 +237,18 @@ pub(crate) fn is_unavailable(e: &etcd_client::Error) -> bool {
     }
 }
 
+/// A worker's way to etcd: etcd-client for transactions, the lean wire (when open) for the rest.
+pub struct Conn {
+    /// etcd-client's KV handle.
+    pub kv: KvClient,
+    /// The lean HTTP/2 path for put, get, range and delete.
+    pub wire: Option<Wire>,
+}
+
 /// Runs one worker until the plan's bounds are reached or `shared.stop` is set.
 pub async fn run(
     id: u64,
-    mut kv: KvClient,
+    Conn { mut kv, wire }: Conn,
     plan: Arc<Plan>,
     shared: Arc<Shared>,
     value_pool: Arc<Vec<u8>>,
@@ -295,10 +304,37 @@ pub async fn run(
 
         // Each arm yields the write's revision (for watch delay) and the keys it changed.
         let result: Result<(Option<i64>, u64), etcd_client::Error> = match op {
-            Op::Put => kv
-                .put(key.clone(), value.to_vec(), None)
-                .await
-                .map(|r| (r.header().map(|h| h.revision()), 1)),
+            Op::Put => match &wire {
+                Some(w) => w.put(&key, value).await.map(|a| (a.revision, 1)),
+                None => kv
+                    .put(key.clone(), value.to_vec(), None)
+                    .await
+                    .map(|r| (r.header().map(|h| h.revision()), 1)),
+            },
+            Op::Get if wire.is_some() => {
+                let args = RangeArgs {
+                    end: &[],
+                    limit: 0,
+                    serializable: plan.serializable,
+                };
+                let w = wire.as_ref().expect("checked");
+                w.range(&key, &args).await.map(|_| (None, 0))
+            }
+            Op::Range if wire.is_some() => {
+                let args = RangeArgs {
+                    end: &plan.range_end,
+                    limit: plan.range_limit,
+                    serializable: plan.serializable,
+                };
+                let w = wire.as_ref().expect("checked");
+                w.range(&key, &args).await.map(|_| (None, 0))
+            }
+            Op::Delete if wire.is_some() => {
+                let w = wire.as_ref().expect("checked");
+                w.delete(&key)
+                    .await
+                    .map(|a| (a.revision, a.deleted.max(0) as u64))
+            }
             Op::Get => {
                 let o = if plan.serializable {
                     Some(GetOptions::new().with_serializable())
