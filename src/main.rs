@@ -136,6 +136,9 @@ struct RunArgs {
     /// Allow compaction, defragmentation and disarming alarms on an etcd scen did not start.
     #[arg(long)]
     allow_maintenance: bool,
+    /// Let cluster::simulate write the real /registry of an etcd scen did not start (default: under the run prefix).
+    #[arg(long)]
+    allow_registry_writes: bool,
     /// A previous JSON report: thresholds can compare with its figures (`p99 < baseline * 1.1`).
     #[arg(long, value_name = "FILE")]
     baseline: Option<PathBuf>,
@@ -477,6 +480,7 @@ fn run(args: RunArgs, quiet: bool) -> i32 {
         connect,
         keep_keys: args.keep_keys,
         allow_maintenance: args.allow_maintenance,
+        allow_registry_writes: args.allow_registry_writes,
         artifacts: args.artifacts.clone(),
         metrics_urls: args.metrics_urls.clone(),
         baseline: args.baseline.clone(),

@@ -39,6 +39,8 @@ pub struct RunConfig {
     pub keep_keys: bool,
     /// Allow compaction, defragmentation and disarming on an etcd scen did not start.
     pub allow_maintenance: bool,
+    /// `--allow-registry-writes`: `cluster::simulate` may write the real `/registry` of an etcd scen did not start.
+    pub allow_registry_writes: bool,
     /// Where files a run produces (snapshots) go; default `scen-artifacts/<run-id>`.
     pub artifacts: Option<PathBuf>,
     /// A previous report whose figures `baseline` in thresholds refers to.
@@ -279,6 +281,7 @@ async fn execute(
     };
     target.server_pid = embedded.as_ref().and_then(EmbeddedEtcd::pid);
     target.allow_maintenance = cfg.allow_maintenance;
+    target.allow_registry_writes = cfg.allow_registry_writes;
     let metrics: Arc<Vec<String>> = Arc::new(if !cfg.metrics_urls.is_empty() {
         cfg.metrics_urls.clone()
     } else if let Some(e) = &embedded {

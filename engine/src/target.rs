@@ -166,6 +166,11 @@ pub struct Target {
     pub server_pid: Option<u32>,
     /// `--allow-maintenance`: compaction, defragmentation and disarming on an etcd scen did not start.
     pub allow_maintenance: bool,
+    /// `--allow-registry-writes`: simulated objects go to the real `/registry` of an etcd scen did
+    /// not start (otherwise under the run prefix).
+    pub allow_registry_writes: bool,
+    /// What `cluster::simulate` wrote in this run, so `cluster::cleanup` removes exactly that.
+    pub simulated: crate::actions::cluster::Ledger,
 }
 
 impl Target {
@@ -193,6 +198,8 @@ impl Target {
             info,
             server_pid: None,
             allow_maintenance: false,
+            allow_registry_writes: false,
+            simulated: Default::default(),
         })
     }
 

@@ -4,6 +4,7 @@
 
 pub mod api;
 mod bridge;
+mod cluster;
 mod dsl;
 mod etcd;
 mod fields;
@@ -192,7 +193,7 @@ pub(crate) fn build_engine(
     engine.set_max_map_size(100_000);
     engine.set_strict_variables(true);
     engine.disable_symbol("eval");
-    engine.set_module_resolver(resolver::Resolver::new(base_dir, resolved.clone()));
+    engine.set_module_resolver(resolver::Resolver::new(base_dir.clone(), resolved.clone()));
     engine.on_print(|s| tracing::info!(target: "scen::script", "{s}"));
     engine.on_debug(
         |s, src, pos| tracing::debug!(target: "scen::script", "{}:{pos}: {s}", src.unwrap_or("")),
@@ -214,6 +215,7 @@ pub(crate) fn build_engine(
         .register_fn("to_string", |e: &mut ActionError| e.message.clone());
     dsl::register(&mut engine, &state);
     etcd::register(&mut engine, &state);
+    cluster::register(&mut engine, &state, &base_dir);
     metrics::register(&mut engine, &state);
     (engine, resolved)
 }
@@ -442,6 +444,7 @@ fn finish_plan(
             let schema = match ns.as_str() {
                 "etcd" => etcd::record_schema(&func),
                 "metrics" => metrics::record_schema(&func),
+                "cluster" => cluster::record_schema(&func),
                 _ => None,
             };
             let Some(schema) = schema else { continue };

@@ -1,0 +1,418 @@
+//! `cluster::`: a KWOK-style simulated cluster written straight into etcd where kube-apiserver
+//! keeps it (`/registry/...`), what is stored there (`inventory`), and removing exactly what a run
+//! wrote (`cleanup`).
+
+mod inventory;
+mod objects;
+mod templates;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+use serde::{Deserialize, Serialize};
+
+pub use inventory::{cleanup, inventory, CleanupRecord, InventoryOptions, InventoryRecord};
+pub use objects::{CustomSpec, Kind, Shape};
+
+use super::latency::{LatencySummary, Recorder};
+use super::{Error, Result, SizeValue};
+use crate::target::Target;
+
+/// What this run's `simulate` calls wrote: enough to regenerate every key without keeping them.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The storage root written under (`/registry` or `<run prefix>registry`).
+    pub root: String,
+    /// The shape written.
+    pub shape: Shape,
+    /// Keys created at revisions in this range belong to the run.
+    pub revisions: (i64, i64),
+}
+
+/// The run's record of simulated objects, shared by every clone of the target.
+pub type Ledger = Arc<Mutex<Vec<Written>>>;
+
+/// Options of `cluster::simulate`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulateOptions {
+    /// Fake nodes (each with a lease in kube-node-lease).
+    #[serde(default)]
+    pub nodes: u64,
+    /// Pods per node (default 0); or give `pods`.
+    #[serde(default)]
+    pub pods_per_node: u64,
+    /// Total pods (instead of `pods_per_node`).
+    pub pods: Option<u64>,
+    /// Namespaces the namespaced objects spread over (default 10).
+    #[serde(default = "ten")]
+    pub namespaces: u64,
+    /// Deployments, each with a replicaset owning its share of the pods (default 0: bare pods).
+    #[serde(default)]
+    pub deployments: u64,
+    /// Services.
+    #[serde(default)]
+    pub services: u64,
+    /// Configmaps.
+    #[serde(default)]
+    pub configmaps: u64,
+    /// Secrets.
+    #[serde(default)]
+    pub secrets: u64,
+    /// Size of each configmap's and secret's data (default `"1KiB"`).
+    pub value_size: Option<SizeValue>,
+    /// Events.
+    #[serde(default)]
+    pub events: u64,
+    /// Images each node reports (default 20: a node object of about 8 KB, as in real clusters).
+    #[serde(default = "twenty")]
+    pub node_images: u64,
+    /// Custom resources: `[#{ group, plural, count, template, namespaced, vars }]`.
+    #[serde(default)]
+    pub custom: Vec<CustomSpec>,
+    /// Template files replacing the stdlib's (`#{ pod: "templates/pod.yaml.j2" }`), or naming new ones.
+    #[serde(default)]
+    pub templates: BTreeMap<String, String>,
+    /// Extra variables for every template.
+    #[serde(default)]
+    pub vars: serde_json::Map<String, serde_json::Value>,
+    /// Name prefix of namespaces, nodes... (default `"scen-"`).
+    pub name_prefix: Option<String>,
+    /// Storage root (default `/registry`; under the run prefix on an etcd scen did not start
+    /// unless `--allow-registry-writes`).
+    pub root: Option<String>,
+    /// Concurrent writers (default 8).
+    #[serde(default = "eight")]
+    pub concurrency: u64,
+    /// Objects per transaction (default 32; etcd allows 128 operations).
+    #[serde(default = "thirty_two")]
+    pub batch: u64,
+    /// Set by the binding: the scenario's directory, for relative template paths.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+fn ten() -> u64 {
+    10
+}
+fn twenty() -> u64 {
+    20
+}
+fn eight() -> u64 {
+    8
+}
+fn thirty_two() -> u64 {
+    32
+}
+
+/// Per kind, in a simulate record.
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
+pub struct KindRecord {
+    /// Objects written.
+    pub count: u64,
+    /// Value bytes written.
+    pub bytes: u64,
+    /// Mean value size.
+    pub avg_size: f64,
+}
+
+/// The record of `cluster::simulate`.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct SimulateRecord {
+    /// The storage root written under.
+    pub root: String,
+    /// How values are encoded (`json`).
+    pub encoding: String,
+    /// Objects written.
+    pub objects: u64,
+    /// Objects skipped because their key already existed (never overwritten).
+    pub existing: u64,
+    /// Value bytes written.
+    pub bytes: u64,
+    /// Wall time, ms.
+    pub duration_ms: f64,
+    /// Objects written per second.
+    pub objects_per_s: f64,
+    /// Value bytes written per second.
+    pub bytes_per_s: f64,
+    /// By kind (`node`, `pod`... and `group/plural` for custom resources).
+    pub by_kind: BTreeMap<String, KindRecord>,
+    /// Latency of each write transaction.
+    pub txn_latency: LatencySummary,
+    /// Revision after the first and the last write.
+    pub revisions: (i64, i64),
+}
+
+/// The root simulated objects go under: the real one on an etcd scen started (or with
+/// `--allow-registry-writes`), otherwise the same path under the run prefix.
+pub fn effective_root(target: &Target, root: Option<&str>) -> String {
+    let root = root.unwrap_or("/registry").trim_end_matches('/');
+    if target.info.embedded || target.allow_registry_writes || root.starts_with(&target.info.prefix)
+    {
+        root.to_string()
+    } else {
+        format!("{}{}", target.info.prefix, root.trim_start_matches('/'))
+    }
+}
+
+/// Per-writer tallies, merged at the end.
+#[derive(Default)]
+struct Tally {
+    objects: u64,
+    existing: u64,
+    by_kind: BTreeMap<String, KindRecord>,
+    latency: Recorder,
+    first_rev: Option<i64>,
+    last_rev: i64,
+}
+
+/// Writes the objects `opts` describe, create-only, with bounded concurrency and batching.
+pub async fn simulate(target: &Target, opts: &SimulateOptions) -> Result<SimulateRecord> {
+    if opts.batch == 0 || opts.batch > 128 || opts.concurrency == 0 || opts.concurrency > 256 {
+        return Err(Error::Options(
+            "batch must be 1..=128 (etcd's --max-txn-ops) and concurrency 1..=256".into(),
+        ));
+    }
+    let pods = opts.pods.unwrap_or(opts.nodes * opts.pods_per_node);
+    if pods > 0 && opts.nodes == 0 {
+        return Err(Error::Options(
+            "pods need nodes to run on: set `nodes`".into(),
+        ));
+    }
+    let shape = Shape {
+        namespaces: opts.namespaces.max(1),
+        nodes: opts.nodes,
+        pods,
+        deployments: opts.deployments,
+        services: opts.services,
+        configmaps: opts.configmaps,
+        secrets: opts.secrets,
+        events: opts.events,
+        custom: opts.custom.clone(),
+        name_prefix: opts.name_prefix.clone().unwrap_or_else(|| "scen-".into()),
+    };
+    let tpl = templates::Templates::new(&opts.templates, &opts.base_dir)?;
+    for c in &shape.custom {
+        if !tpl.has(&c.template) {
+            return Err(Error::Options(format!(
+                "custom {}/{}: no template `{}`; name a stdlib one ({}) or add it under `templates`",
+                c.group,
+                c.plural,
+                c.template,
+                templates::STDLIB.iter().map(|t| t.0).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    let root = effective_root(target, opts.root.as_deref());
+    let common = common_vars(opts)?;
+    let total = shape.total();
+    let next = Arc::new(AtomicU64::new(0));
+    let shared = Arc::new((shape.clone(), tpl, common, root.clone()));
+    let started = Instant::now();
+    let mut set: tokio::task::JoinSet<Result<Tally>> = tokio::task::JoinSet::new();
+    for _ in 0..opts.concurrency.min(total.div_ceil(opts.batch).max(1)) {
+        let (next, shared, batch) = (next.clone(), shared.clone(), opts.batch);
+        let mut kv = target.client.kv_client();
+        set.spawn(async move {
+            let (shape, tpl, common, root) = &*shared;
+            let mut tally = Tally::default();
+            loop {
+                let start = next.fetch_add(batch, Ordering::Relaxed);
+                if start >= total {
+                    return Ok(tally);
+                }
+                let end = (start + batch).min(total);
+                let mut items = Vec::with_capacity((end - start) as usize);
+                for i in start..end {
+                    let o = shape.object(i);
+                    let mut vars = common.clone();
+                    vars.extend(o.vars.clone());
+                    let name = match o.kind {
+                        Kind::Custom => shape.custom[o.custom].template.clone(),
+                        k => k.name().to_string(),
+                    };
+                    let value = serde_json::to_vec(&tpl.render(&name, &vars)?)
+                        .map_err(|e| Error::Options(e.to_string()))?;
+                    items.push((
+                        shape.kind_label(o.kind, o.custom),
+                        format!("{root}/{}", o.key),
+                        value,
+                    ));
+                }
+                write_batch(&mut kv, items, &mut tally).await?;
+            }
+        });
+    }
+    let mut all = Tally::default();
+    while let Some(r) = set.join_next().await {
+        let t: Tally = r.map_err(|e| Error::Options(format!("a writer panicked: {e}")))??;
+        all.objects += t.objects;
+        all.existing += t.existing;
+        all.latency.merge(&t.latency);
+        for (k, v) in t.by_kind {
+            let e = all.by_kind.entry(k).or_default();
+            e.count += v.count;
+            e.bytes += v.bytes;
+        }
+        all.first_rev = match (all.first_rev, t.first_rev) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        all.last_rev = all.last_rev.max(t.last_rev);
+    }
+    for v in all.by_kind.values_mut() {
+        v.avg_size = if v.count > 0 {
+            v.bytes as f64 / v.count as f64
+        } else {
+            0.0
+        };
+    }
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    let bytes: u64 = all.by_kind.values().map(|k| k.bytes).sum();
+    let revisions = (all.first_rev.unwrap_or(0), all.last_rev);
+    target.simulated.lock().expect("ledger lock").push(Written {
+        root: root.clone(),
+        shape,
+        revisions,
+    });
+    Ok(SimulateRecord {
+        root,
+        encoding: "json".into(),
+        objects: all.objects,
+        existing: all.existing,
+        bytes,
+        duration_ms: secs * 1e3,
+        objects_per_s: all.objects as f64 / secs,
+        bytes_per_s: bytes as f64 / secs,
+        by_kind: all.by_kind,
+        txn_latency: all.latency.summary(),
+        revisions,
+    })
+}
+
+/// Variables every template sees: times, payloads, node images and the scenario's own `vars`.
+fn common_vars(opts: &SimulateOptions) -> Result<serde_json::Map<String, serde_json::Value>> {
+    use serde_json::json;
+    let now = chrono::Utc::now();
+    let size = opts
+        .value_size
+        .as_ref()
+        .map_or(Ok(1024), SizeValue::bytes)? as usize;
+    if size > 1 << 20 {
+        return Err(Error::Options("value_size must be at most 1MiB".into()));
+    }
+    // Secret data is base64 in the API: `size` bytes of data.
+    let raw: Vec<u8> = (0..size)
+        .map(|i| (objects::splitmix(i as u64) & 0xff) as u8)
+        .collect();
+    let mut m = serde_json::Map::new();
+    m.insert(
+        "created".into(),
+        json!(now.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+    );
+    m.insert(
+        "now".into(),
+        json!(now.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+    );
+    m.insert(
+        "now_micro".into(),
+        json!(now.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()),
+    );
+    m.insert("images".into(), json!(opts.node_images));
+    m.insert("results".into(), json!(10));
+    m.insert("payload".into(), json!("x".repeat(size)));
+    m.insert("payload_base64".into(), json!(base64(&raw)));
+    m.extend(opts.vars.clone());
+    Ok(m)
+}
+
+fn base64(data: &[u8]) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for k in 0..4 {
+            if k <= c.len() {
+                out.push(T[(n >> (18 - 6 * k) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// One transaction creating every key that does not exist yet; when one does, each key alone.
+async fn write_batch(
+    kv: &mut etcd_client::KvClient,
+    items: Vec<(String, String, Vec<u8>)>,
+    tally: &mut Tally,
+) -> Result<()> {
+    let etcd = |source| Error::Etcd { op: "txn", source };
+    let txn = Txn::new()
+        .when(
+            items
+                .iter()
+                .map(|(_, k, _)| Compare::create_revision(k.as_str(), CompareOp::Equal, 0))
+                .collect::<Vec<_>>(),
+        )
+        .and_then(
+            items
+                .iter()
+                .map(|(_, k, v)| TxnOp::put(k.as_str(), v.clone(), None))
+                .collect::<Vec<_>>(),
+        );
+    let t0 = Instant::now();
+    let r = kv.txn(txn).await.map_err(etcd)?;
+    tally.latency.record(t0.elapsed());
+    let note = |rev: i64, label: &str, bytes: usize, tally: &mut Tally| {
+        tally.objects += 1;
+        let e = tally.by_kind.entry(label.to_string()).or_default();
+        e.count += 1;
+        e.bytes += bytes as u64;
+        tally.first_rev = Some(tally.first_rev.map_or(rev, |f| f.min(rev)));
+        tally.last_rev = tally.last_rev.max(rev);
+    };
+    if r.succeeded() {
+        let rev = r.header().map_or(0, |h| h.revision());
+        for (label, _, v) in &items {
+            note(rev, label, v.len(), tally);
+        }
+        return Ok(());
+    }
+    for (label, k, v) in items {
+        let one = Txn::new()
+            .when([Compare::create_revision(k.as_str(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(k.as_str(), v.clone(), None)]);
+        let t0 = Instant::now();
+        let r = kv.txn(one).await.map_err(etcd)?;
+        tally.latency.record(t0.elapsed());
+        if r.succeeded() {
+            note(
+                r.header().map_or(0, |h| h.revision()),
+                &label,
+                v.len(),
+                tally,
+            );
+        } else {
+            tally.existing += 1;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_the_standard_alphabet() {
+        assert_eq!(super::base64(b"Man"), "TWFu");
+        assert_eq!(super::base64(b"Ma"), "TWE=");
+        assert_eq!(super::base64(b"M"), "TQ==");
+    }
+}

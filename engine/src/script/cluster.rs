@@ -1,0 +1,78 @@
+//! The `cluster::` namespace: bindings that decode arguments and call [`crate::actions::cluster`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rhai::{Dynamic, Engine, FnNamespace, FuncRegistration, Map, Module, NativeCallContext};
+
+use super::bridge::{action, options};
+use super::State;
+use crate::actions::cluster::{self as act, InventoryOptions, SimulateOptions};
+
+type R = Result<Dynamic, Box<rhai::EvalAltResult>>;
+
+/// The JSON Schema of the record a `cluster::` function returns, for plan-time field checks.
+pub(crate) fn record_schema(name: &str) -> Option<serde_json::Value> {
+    match name {
+        "simulate" => serde_json::to_value(schemars::schema_for!(act::SimulateRecord)).ok(),
+        "inventory" => serde_json::to_value(schemars::schema_for!(act::InventoryRecord)).ok(),
+        "cleanup" => serde_json::to_value(schemars::schema_for!(act::CleanupRecord)).ok(),
+        _ => None,
+    }
+}
+
+/// Registers `cluster::` as a static module; template paths are relative to `base_dir`.
+pub(crate) fn register(engine: &mut Engine, state: &Arc<State>, base_dir: &std::path::Path) {
+    let mut m = Module::new();
+    m.set_doc("/// A KWOK-style simulated cluster written where kube-apiserver stores it (`/registry/...`).");
+    let s = state.clone();
+    let base: PathBuf = base_dir.to_path_buf();
+    FuncRegistration::new("simulate")
+        .with_namespace(FnNamespace::Internal)
+        .with_params_info(["options: Map", "Map"])
+        .with_comments(["/// Writes fake nodes (with leases), pods, deployments/replicasets, services, configmaps,\n\
+                         /// secrets, events and custom resources, create-only, rendered from templates:\n\
+                         /// `#{ nodes, pods_per_node | pods, namespaces, deployments, services, configmaps, secrets,\n\
+                         /// value_size, events, node_images, custom: [#{ group, plural, count, template, namespaced,\n\
+                         /// vars }], templates: #{ kind: \"file.yaml.j2\" }, vars, name_prefix, root, concurrency,\n\
+                         /// batch }`. Returns `#{ root, encoding, objects, existing, bytes, duration_ms, objects_per_s,\n\
+                         /// bytes_per_s, by_kind, txn_latency, revisions }`."])
+        .set_into_module(&mut m, move |ctx: NativeCallContext, o: Map| -> R {
+            let mut o: SimulateOptions = options(&ctx, "cluster::simulate", Dynamic::from_map(o))?;
+            o.base_dir = base.clone();
+            action(&s, &ctx, "cluster", |t| async move { act::simulate(&t, &o).await })
+        });
+    let s = state.clone();
+    FuncRegistration::new("inventory")
+        .with_namespace(FnNamespace::Internal)
+        .with_params_info(["Map"])
+        .with_comments(["/// Keys, value bytes, revisions and bytes with history per resource type under the\n\
+                         /// storage root: `#{ root, keys, bytes, resources: #{ pods: #{ keys, bytes, revisions,\n\
+                         /// bytes_with_history } } }`."])
+        .set_into_module(&mut m, move |ctx: NativeCallContext| -> R {
+            action(&s, &ctx, "cluster", |t| async move {
+                act::inventory(&t, &InventoryOptions::default()).await
+            })
+        });
+    let s = state.clone();
+    FuncRegistration::new("inventory")
+        .with_namespace(FnNamespace::Internal)
+        .with_params_info(["options: Map", "Map"])
+        .with_comments(["/// `inventory` of another root: `#{ root: \"/registry\" }`."])
+        .set_into_module(&mut m, move |ctx: NativeCallContext, o: Map| -> R {
+            let o: InventoryOptions = options(&ctx, "cluster::inventory", Dynamic::from_map(o))?;
+            action(&s, &ctx, "cluster", |t| async move {
+                act::inventory(&t, &o).await
+            })
+        });
+    let s = state.clone();
+    FuncRegistration::new("cleanup")
+        .with_namespace(FnNamespace::Internal)
+        .with_params_info(["Map"])
+        .with_comments(["/// Deletes exactly the keys this run's `simulate` calls created (by create revision), and\n\
+                         /// nothing else: `#{ deleted, kept }`."])
+        .set_into_module(&mut m, move |ctx: NativeCallContext| -> R {
+            action(&s, &ctx, "cluster", |t| async move { act::cleanup(&t).await })
+        });
+    engine.register_static_module("cluster", m.into());
+}
