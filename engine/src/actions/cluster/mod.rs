@@ -229,13 +229,13 @@ pub async fn simulate(target: &Target, opts: &SimulateOptions) -> Result<Simulat
                 let mut items = Vec::with_capacity((end - start) as usize);
                 for i in start..end {
                     let o = shape.object(i);
-                    let mut vars = common.clone();
-                    vars.extend(o.vars.clone());
                     let name = match o.kind {
-                        Kind::Custom => shape.custom[o.custom].template.clone(),
-                        k => k.name().to_string(),
+                        Kind::Custom => shape.custom[o.custom].template.as_str(),
+                        k => k.name(),
                     };
-                    let value = serde_json::to_vec(&tpl.render(&name, &vars)?)
+                    let mut vars = common.clone();
+                    vars.extend(o.vars);
+                    let value = serde_json::to_vec(&tpl.render(name, &vars)?)
                         .map_err(|e| Error::Options(e.to_string()))?;
                     items.push((
                         shape.kind_label(o.kind, o.custom),

@@ -361,11 +361,10 @@ pub fn uid(kind: &str, ns: &str, name: &str) -> String {
     )
 }
 
-/// Kubernetes-style pod-template-hash (10 characters of its alphabet).
-fn pod_template_hash(app: &str) -> String {
+/// `len` characters of Kubernetes' name-suffix alphabet (no vowels), derived from `h`.
+fn k8s_chars(mut h: u64, len: usize) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut h = hash_str(app);
-    (0..10)
+    (0..len)
         .map(|_| {
             let c = ALPHABET[(h % ALPHABET.len() as u64) as usize] as char;
             h /= ALPHABET.len() as u64;
@@ -374,17 +373,14 @@ fn pod_template_hash(app: &str) -> String {
         .collect()
 }
 
+/// Kubernetes-style pod-template-hash (10 characters).
+fn pod_template_hash(app: &str) -> String {
+    k8s_chars(hash_str(app), 10)
+}
+
 /// The 5-character random-looking suffix of a replicaset's pod.
 fn suffix(i: u64) -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut h = splitmix(i);
-    (0..5)
-        .map(|_| {
-            let c = ALPHABET[(h % ALPHABET.len() as u64) as usize] as char;
-            h /= ALPHABET.len() as u64;
-            c
-        })
-        .collect()
+    k8s_chars(splitmix(i), 5)
 }
 
 fn ip(first: u64, i: u64) -> String {
