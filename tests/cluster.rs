@@ -13,6 +13,37 @@ fn count(url: &str, prefix: &str) -> u64 {
         .count() as u64
 }
 
+/// The value of the first key under `prefix`, read with `etcdctl -w json` (values may be binary).
+fn first(url: &str, prefix: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let out: Value = serde_json::from_str(&etcdctl(
+        url,
+        &["get", prefix, "--prefix", "--limit", "1", "-w", "json"],
+    ))
+    .unwrap();
+    let value = out["kvs"][0]["value"]
+        .as_str()
+        .expect("a key under the prefix");
+    base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .unwrap()
+}
+
+/// Decodes a value kube-apiserver's way: `k8s\0` + runtime.Unknown{typeMeta, raw}, raw as `T`.
+fn decode<T: prost::Message + Default>(value: &[u8], api_version: &str, kind: &str) -> T {
+    use prost::Message as _;
+    let body = value
+        .strip_prefix(b"k8s\0")
+        .expect("the protobuf magic prefix");
+    let unknown = k8s_pb::apimachinery::pkg::runtime::Unknown::decode(body).unwrap();
+    let type_meta = unknown.type_meta.as_ref().unwrap();
+    assert_eq!(
+        (type_meta.api_version(), type_meta.kind()),
+        (api_version, kind)
+    );
+    T::decode(unknown.raw()).unwrap()
+}
+
 #[test]
 fn a_simulated_cluster_lands_in_the_apiserver_layout_under_the_run_prefix() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -53,63 +84,56 @@ fn a_simulated_cluster_lands_in_the_apiserver_layout_under_the_run_prefix() {
     }
     assert_eq!(sim["objects"], 36);
 
-    // A pod decodes back into the pod its replicaset owns, on a fake node.
-    let pods = etcdctl(
-        &url,
-        &[
-            "get",
-            &format!("{root}/pods/"),
-            "--prefix",
-            "--print-value-only",
-            "--limit",
-            "1",
-        ],
-    );
-    let pod: Value = serde_json::from_str(pods.lines().next().unwrap()).unwrap();
-    assert_eq!(pod["kind"], "Pod");
-    assert!(pod["spec"]["nodeName"]
-        .as_str()
+    // Built-in kinds are protobuf in kube-apiserver's envelope and decode with k8s-pb into the
+    // right objects; custom resources are JSON.
+    let pod: k8s_pb::api::core::v1::Pod =
+        decode(&first(&url, &format!("{root}/pods/")), "v1", "Pod");
+    let meta = pod.metadata.unwrap();
+    assert!(meta.namespace().starts_with("scen-ns-"));
+    assert_eq!(meta.owner_references[0].kind(), "ReplicaSet");
+    assert!(pod
+        .spec
+        .as_ref()
         .unwrap()
+        .node_name()
         .starts_with("scen-node-"));
-    assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
-    assert_eq!(pod["status"]["phase"], "Running");
-    let node: Value = serde_json::from_str(
-        etcdctl(
-            &url,
-            &[
-                "get",
-                &format!("{root}/minions/scen-node-0"),
-                "--print-value-only",
-            ],
-        )
-        .trim(),
-    )
-    .unwrap();
-    assert_eq!(
-        node["metadata"]["annotations"]["kwok.x-k8s.io/node"],
-        "fake"
+    let status = pod.status.unwrap();
+    assert_eq!(status.phase(), "Running");
+    assert!(status.start_time.unwrap().seconds.unwrap() > 1_700_000_000);
+    let node: k8s_pb::api::core::v1::Node = decode(
+        &first(&url, &format!("{root}/minions/scen-node-0")),
+        "v1",
+        "Node",
     );
-    let secret: Value = serde_json::from_str(
-        etcdctl(
-            &url,
-            &[
-                "get",
-                &format!("{root}/secrets/"),
-                "--prefix",
-                "--print-value-only",
-                "--limit",
-                "1",
-            ],
-        )
-        .lines()
-        .next()
-        .unwrap(),
-    )
-    .unwrap();
+    let meta = node.metadata.unwrap();
+    assert_eq!(meta.name(), "scen-node-0");
+    assert_eq!(meta.annotations["kwok.x-k8s.io/node"], "fake");
+    let status = node.status.unwrap();
+    assert_eq!(status.capacity["cpu"].string(), "32");
+    assert_eq!(status.images.len(), 5);
+    assert!(status
+        .conditions
+        .iter()
+        .any(|c| c.r#type() == "Ready" && c.status() == "True"));
+    let lease: k8s_pb::api::coordination::v1::Lease = decode(
+        &first(&url, &format!("{root}/leases/kube-node-lease/scen-node-0")),
+        "coordination.k8s.io/v1",
+        "Lease",
+    );
+    let spec = lease.spec.unwrap();
+    assert_eq!(spec.holder_identity(), "scen-node-0");
+    assert!(spec.renew_time.unwrap().seconds.unwrap() > 1_700_000_000);
+    let secret: k8s_pb::api::core::v1::Secret =
+        decode(&first(&url, &format!("{root}/secrets/")), "v1", "Secret");
+    assert_eq!(secret.data["token"].len(), 100, "value_size bytes of data");
+    let report_json = first(&url, &format!("{root}/wgpolicyk8s.io/policyreports/"));
+    let report_obj: Value = serde_json::from_slice(&report_json).unwrap();
+    assert_eq!(report_obj["kind"], "PolicyReport");
+    assert_eq!(report_obj["results"].as_array().unwrap().len(), 5);
+    assert_eq!(sim["by_kind"]["pod"]["encoding"], "protobuf");
     assert_eq!(
-        secret["data"]["token"].as_str().unwrap().len(),
-        136,
-        "100 bytes, base64"
+        sim["by_kind"]["wgpolicyk8s.io/policyreports"]["encoding"],
+        "json"
     );
 
     // Inventory agrees with what etcdctl sees.
@@ -192,4 +216,38 @@ fn the_embedded_etcd_gets_the_real_registry_layout() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let report = r.report.unwrap();
     assert_eq!(step(&report, "sim")["record"]["root"], "/registry");
+}
+
+#[test]
+fn json_encoding_stores_built_in_kinds_as_json_too() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let etcd = external_etcd(&rt);
+    let url = etcd.client_url().to_string();
+    let r = run(
+        &fixture("cluster.rhai"),
+        &[
+            "--endpoints",
+            &url,
+            "--keep-keys",
+            "--set",
+            "encoding=json",
+            "--set",
+            "nodes=1",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let sim = &step(&report, "sim")["record"];
+    let root = sim["root"].as_str().unwrap();
+    let pod: Value = serde_json::from_slice(&first(&url, &format!("{root}/pods/"))).unwrap();
+    assert_eq!(pod["kind"], "Pod");
+    assert_eq!(pod["spec"]["nodeName"], "scen-node-0");
+    assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
+    let node: Value =
+        serde_json::from_slice(&first(&url, &format!("{root}/minions/scen-node-0"))).unwrap();
+    assert_eq!(
+        node["metadata"]["annotations"]["kwok.x-k8s.io/node"],
+        "fake"
+    );
+    assert_eq!(sim["by_kind"]["node"]["encoding"], "json");
 }

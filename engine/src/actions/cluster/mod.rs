@@ -4,6 +4,7 @@
 
 mod inventory;
 mod objects;
+pub mod protobuf;
 mod templates;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use base64::Engine as _;
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 
@@ -85,6 +87,10 @@ pub struct SimulateOptions {
     /// Storage root (default `/registry`; under the run prefix on an etcd scen did not start
     /// unless `--allow-registry-writes`).
     pub root: Option<String>,
+    /// How values are stored: `"protobuf"` (default: built-in kinds as kube-apiserver stores them,
+    /// custom resources as JSON) or `"json"` (everything as JSON).
+    #[serde(default)]
+    pub encoding: Encoding,
     /// Concurrent writers (default 8).
     #[serde(default = "eight")]
     pub concurrency: u64,
@@ -94,6 +100,38 @@ pub struct SimulateOptions {
     /// Set by the binding: the scenario's directory, for relative template paths.
     #[serde(skip)]
     pub base_dir: PathBuf,
+}
+
+/// How simulated objects are stored.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// Built-in kinds as protobuf in the `k8s\0` envelope, custom resources as JSON (kube-apiserver's default).
+    #[default]
+    Protobuf,
+    /// Everything as JSON.
+    Json,
+}
+
+impl Encoding {
+    /// The stored bytes of `object` (rendered from template `template`), and how they are encoded.
+    pub fn encode(self, object: &serde_json::Value, template: &str) -> Result<(Vec<u8>, Encoding)> {
+        if self == Encoding::Protobuf {
+            if let Some(r) = protobuf::schema().encode(object) {
+                return r.map(|v| (v, Encoding::Protobuf)).map_err(|e| {
+                    Error::Options(format!(
+                        "template `{template}`: {e}; fix the template or use encoding: \"json\""
+                    ))
+                });
+            }
+        }
+        // kube-apiserver's JSON serializer ends each object with a newline.
+        let mut v = serde_json::to_vec(object).map_err(|e| Error::Options(e.to_string()))?;
+        v.push(b'\n');
+        Ok((v, Encoding::Json))
+    }
 }
 
 fn ten() -> u64 {
@@ -118,6 +156,8 @@ pub struct KindRecord {
     pub bytes: u64,
     /// Mean value size.
     pub avg_size: f64,
+    /// How the values are stored.
+    pub encoding: Option<Encoding>,
 }
 
 /// The record of `cluster::simulate`.
@@ -125,8 +165,8 @@ pub struct KindRecord {
 pub struct SimulateRecord {
     /// The storage root written under.
     pub root: String,
-    /// How values are encoded (`json`).
-    pub encoding: String,
+    /// The requested encoding (custom resources are JSON either way; see `by_kind`).
+    pub encoding: Encoding,
     /// Objects written.
     pub objects: u64,
     /// Objects skipped because their key already existed (never overwritten).
@@ -215,7 +255,8 @@ pub async fn simulate(target: &Target, opts: &SimulateOptions) -> Result<Simulat
     let started = Instant::now();
     let mut set: tokio::task::JoinSet<Result<Tally>> = tokio::task::JoinSet::new();
     for _ in 0..opts.concurrency.min(total.div_ceil(opts.batch).max(1)) {
-        let (next, shared, batch) = (next.clone(), shared.clone(), opts.batch);
+        let (next, shared, batch, encoding) =
+            (next.clone(), shared.clone(), opts.batch, opts.encoding);
         let mut kv = target.client.kv_client();
         set.spawn(async move {
             let (shape, tpl, common, root) = &*shared;
@@ -235,13 +276,13 @@ pub async fn simulate(target: &Target, opts: &SimulateOptions) -> Result<Simulat
                     };
                     let mut vars = common.clone();
                     vars.extend(o.vars);
-                    let value = serde_json::to_vec(&tpl.render(name, &vars)?)
-                        .map_err(|e| Error::Options(e.to_string()))?;
-                    items.push((
-                        shape.kind_label(o.kind, o.custom),
-                        format!("{root}/{}", o.key),
+                    let (value, stored) = encoding.encode(&tpl.render(name, &vars)?, name)?;
+                    items.push(Item {
+                        label: shape.kind_label(o.kind, o.custom),
+                        key: format!("{root}/{}", o.key),
                         value,
-                    ));
+                        encoding: stored,
+                    });
                 }
                 write_batch(&mut kv, items, &mut tally).await?;
             }
@@ -257,6 +298,7 @@ pub async fn simulate(target: &Target, opts: &SimulateOptions) -> Result<Simulat
             let e = all.by_kind.entry(k).or_default();
             e.count += v.count;
             e.bytes += v.bytes;
+            e.encoding = e.encoding.or(v.encoding);
         }
         all.first_rev = match (all.first_rev, t.first_rev) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -281,7 +323,7 @@ pub async fn simulate(target: &Target, opts: &SimulateOptions) -> Result<Simulat
     });
     Ok(SimulateRecord {
         root,
-        encoding: "json".into(),
+        encoding: opts.encoding,
         objects: all.objects,
         existing: all.existing,
         bytes,
@@ -325,81 +367,60 @@ fn common_vars(opts: &SimulateOptions) -> Result<serde_json::Map<String, serde_j
     m.insert("images".into(), json!(opts.node_images));
     m.insert("results".into(), json!(10));
     m.insert("payload".into(), json!("x".repeat(size)));
-    m.insert("payload_base64".into(), json!(base64(&raw)));
+    m.insert(
+        "payload_base64".into(),
+        json!(base64::engine::general_purpose::STANDARD.encode(&raw)),
+    );
     m.extend(opts.vars.clone());
     Ok(m)
 }
 
-fn base64(data: &[u8]) -> String {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for k in 0..4 {
-            if k <= c.len() {
-                out.push(T[(n >> (18 - 6 * k) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+/// One object ready to write.
+struct Item {
+    label: String,
+    key: String,
+    value: Vec<u8>,
+    encoding: Encoding,
 }
 
 /// One transaction creating every key that does not exist yet; when one does, each key alone.
 async fn write_batch(
     kv: &mut etcd_client::KvClient,
-    items: Vec<(String, String, Vec<u8>)>,
+    items: Vec<Item>,
     tally: &mut Tally,
 ) -> Result<()> {
     let etcd = |source| Error::Etcd { op: "txn", source };
-    let txn = Txn::new()
-        .when(
-            items
-                .iter()
-                .map(|(_, k, _)| Compare::create_revision(k.as_str(), CompareOp::Equal, 0))
-                .collect::<Vec<_>>(),
-        )
-        .and_then(
-            items
-                .iter()
-                .map(|(_, k, v)| TxnOp::put(k.as_str(), v.clone(), None))
-                .collect::<Vec<_>>(),
-        );
-    let t0 = Instant::now();
-    let r = kv.txn(txn).await.map_err(etcd)?;
-    tally.latency.record(t0.elapsed());
-    let note = |rev: i64, label: &str, bytes: usize, tally: &mut Tally| {
-        tally.objects += 1;
-        let e = tally.by_kind.entry(label.to_string()).or_default();
-        e.count += 1;
-        e.bytes += bytes as u64;
-        tally.first_rev = Some(tally.first_rev.map_or(rev, |f| f.min(rev)));
-        tally.last_rev = tally.last_rev.max(rev);
+    let create = |items: &[Item]| {
+        Txn::new()
+            .when(
+                items
+                    .iter()
+                    .map(|i| Compare::create_revision(i.key.as_str(), CompareOp::Equal, 0))
+                    .collect::<Vec<_>>(),
+            )
+            .and_then(
+                items
+                    .iter()
+                    .map(|i| TxnOp::put(i.key.as_str(), i.value.clone(), None))
+                    .collect::<Vec<_>>(),
+            )
     };
+    let t0 = Instant::now();
+    let r = kv.txn(create(&items)).await.map_err(etcd)?;
+    tally.latency.record(t0.elapsed());
     if r.succeeded() {
         let rev = r.header().map_or(0, |h| h.revision());
-        for (label, _, v) in &items {
-            note(rev, label, v.len(), tally);
+        for item in &items {
+            tally.note(rev, item);
         }
         return Ok(());
     }
-    for (label, k, v) in items {
-        let one = Txn::new()
-            .when([Compare::create_revision(k.as_str(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(k.as_str(), v.clone(), None)]);
+    for item in items.chunks(1) {
         let t0 = Instant::now();
-        let r = kv.txn(one).await.map_err(etcd)?;
+        let r = kv.txn(create(item)).await.map_err(etcd)?;
         tally.latency.record(t0.elapsed());
         if r.succeeded() {
-            note(
-                r.header().map_or(0, |h| h.revision()),
-                &label,
-                v.len(),
-                tally,
-            );
+            tally.note(r.header().map_or(0, |h| h.revision()), &item[0]);
         } else {
             tally.existing += 1;
         }
@@ -407,12 +428,15 @@ async fn write_batch(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn base64_matches_the_standard_alphabet() {
-        assert_eq!(super::base64(b"Man"), "TWFu");
-        assert_eq!(super::base64(b"Ma"), "TWE=");
-        assert_eq!(super::base64(b"M"), "TQ==");
+impl Tally {
+    /// Counts one object written at revision `rev`.
+    fn note(&mut self, rev: i64, item: &Item) {
+        self.objects += 1;
+        let e = self.by_kind.entry(item.label.clone()).or_default();
+        e.count += 1;
+        e.bytes += item.value.len() as u64;
+        e.encoding = Some(item.encoding);
+        self.first_rev = Some(self.first_rev.map_or(rev, |f| f.min(rev)));
+        self.last_rev = self.last_rev.max(rev);
     }
 }
