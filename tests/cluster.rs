@@ -251,3 +251,113 @@ fn json_encoding_stores_built_in_kinds_as_json_too() {
     );
     assert_eq!(sim["by_kind"]["node"]["encoding"], "json");
 }
+
+/// `etcdctl get KEY -w json`: the key's first kv (version, create/mod revision, value).
+fn kv(url: &str, key: &str) -> Value {
+    let out: Value = serde_json::from_str(&etcdctl(url, &["get", key, "-w", "json"])).unwrap();
+    out["kvs"][0].clone()
+}
+
+#[test]
+fn heartbeats_renew_leases_update_nodes_and_churn_pods_as_the_apiserver_writes() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let etcd = external_etcd(&rt);
+    let url = etcd.client_url().to_string();
+    let r = run(
+        &fixture("heartbeat.rhai"),
+        &["--endpoints", &url, "--keep-keys"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_schema_valid(&report);
+    let sim = &step(&report, "sim")["record"];
+    let hb = &step(&report, "hb")["record"];
+    let root = sim["root"].as_str().unwrap();
+    let sim_last = sim["revisions"][1].as_i64().unwrap();
+
+    // 20 nodes, every second for 3 s: 60 renewals and 60 status writes; 50% of 40 pods a second:
+    // 60 pods churned. The first write of each lease and node finds its revision unknown and
+    // retries once, as kube-apiserver does on a stale resourceVersion.
+    for (flow, intended, conflicts) in [("leases", 60, 20), ("node_status", 60, 20)] {
+        assert_eq!(hb[flow]["intended"], intended, "{flow}");
+        assert_eq!(hb[flow]["ok"], intended, "{flow}");
+        assert_eq!(hb[flow]["errors"], 0, "{flow}");
+        assert_eq!(hb[flow]["conflicts"], conflicts, "{flow}");
+        let rate = hb[flow]["achieved_per_s"].as_f64().unwrap();
+        assert!((15.0..=21.0).contains(&rate), "{flow}: {rate}/s");
+    }
+    assert_eq!(hb["pod_churn"]["intended"], 60);
+    assert_eq!(hb["pod_churn"]["ok"], 60);
+    assert!((hb["intended_writes_per_s"].as_f64().unwrap() - 80.0).abs() < 1e-6);
+    let series = hb["series"].as_array().unwrap();
+    assert_eq!(series.len(), 3);
+    assert_eq!(
+        series
+            .iter()
+            .map(|s| s["ok"].as_u64().unwrap())
+            .sum::<u64>(),
+        180
+    );
+
+    // From outside: each lease was written 1 + 3 times and renewed after the simulation, and
+    // decodes with a fresh renewTime; churned pods were created again after it.
+    let lease_key = format!("{root}/leases/kube-node-lease/scen-node-7");
+    let lease = kv(&url, &lease_key);
+    assert_eq!(lease["version"], 4);
+    assert!(lease["mod_revision"].as_i64().unwrap() > sim_last);
+    let renewed: k8s_pb::api::coordination::v1::Lease =
+        decode(&first(&url, &lease_key), "coordination.k8s.io/v1", "Lease");
+    let sim_started = report["started_at"].as_str().unwrap();
+    let started = chrono_seconds(sim_started);
+    assert!(renewed.spec.unwrap().renew_time.unwrap().seconds.unwrap() >= started);
+    assert_eq!(
+        kv(&url, &format!("{root}/minions/scen-node-7"))["version"],
+        4
+    );
+    let pods = etcdctl(
+        &url,
+        &["get", &format!("{root}/pods/"), "--prefix", "-w", "json"],
+    );
+    let pods: Value = serde_json::from_str(&pods).unwrap();
+    let pods = pods["kvs"].as_array().unwrap();
+    assert_eq!(pods.len(), 40, "every churned pod exists again");
+    let recreated = pods
+        .iter()
+        .filter(|p| p["create_revision"].as_i64().unwrap() > sim_last)
+        .count();
+    assert_eq!(recreated, 40, "60 churn events over 40 pods touch each one");
+}
+
+/// Seconds since the epoch of an RFC 3339 time, truncated.
+fn chrono_seconds(rfc3339: &str) -> i64 {
+    let out = std::process::Command::new("date")
+        .args(["-d", rfc3339, "+%s"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn cleanup_after_churn_removes_the_pods_created_again() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let etcd = external_etcd(&rt);
+    let url = etcd.client_url().to_string();
+    let r = run(
+        &fixture("heartbeat.rhai"),
+        &[
+            "--endpoints",
+            &url,
+            "--set",
+            "cleanup=true",
+            "--set",
+            "duration=2s",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let sim = &step(&report, "sim")["record"];
+    let clean = &step(&report, "clean")["record"];
+    assert_eq!(clean["deleted"], sim["objects"]);
+    assert_eq!(clean["kept"], 0);
+    assert_eq!(count(&url, sim["root"].as_str().unwrap()), 0);
+}

@@ -131,6 +131,18 @@ pub(crate) fn de_opt_f64<'de, D: serde::Deserializer<'de>>(
     de_f64(d).map(Some)
 }
 
+/// A live progress line sink, called about once a second by long actions.
+pub type ProgressFn = std::sync::Arc<dyn Fn(String) + Send + Sync>;
+
+/// The gRPC status code of an etcd error (`Unavailable`...), `Transport` or `Other`.
+pub(crate) fn grpc_code(e: &etcd_client::Error) -> String {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => format!("{:?}", s.code()),
+        etcd_client::Error::TransportError(_) => "Transport".into(),
+        _ => "Other".into(),
+    }
+}
+
 /// Milliseconds as a float, the report's unit for durations.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, FnNamespace, FuncRegistration, Map, Module, NativeCallContext};
 
-use super::bridge::{action, options};
+use super::bridge::{action, options, progress};
 use super::State;
-use crate::actions::cluster::{self as act, InventoryOptions, SimulateOptions};
+use crate::actions::cluster::{self as act, HeartbeatOptions, InventoryOptions, SimulateOptions};
 
 type R = Result<Dynamic, Box<rhai::EvalAltResult>>;
 
@@ -17,6 +17,7 @@ pub(crate) fn record_schema(name: &str) -> Option<serde_json::Value> {
         "simulate" => serde_json::to_value(schemars::schema_for!(act::SimulateRecord)).ok(),
         "inventory" => serde_json::to_value(schemars::schema_for!(act::InventoryRecord)).ok(),
         "cleanup" => serde_json::to_value(schemars::schema_for!(act::CleanupRecord)).ok(),
+        "heartbeat" => serde_json::to_value(schemars::schema_for!(act::HeartbeatRecord)).ok(),
         _ => None,
     }
 }
@@ -40,7 +41,8 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>, base_dir: &std::
         .set_into_module(&mut m, move |ctx: NativeCallContext, o: Map| -> R {
             let mut o: SimulateOptions = options(&ctx, "cluster::simulate", Dynamic::from_map(o))?;
             o.base_dir = base.clone();
-            action(&s, &ctx, "cluster", |t| async move { act::simulate(&t, &o).await })
+            let p = progress(&s);
+            action(&s, &ctx, "cluster", |t| async move { act::simulate(&t, &o, p).await })
         });
     let s = state.clone();
     FuncRegistration::new("inventory")
@@ -73,6 +75,24 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>, base_dir: &std::
                          /// nothing else: `#{ deleted, kept }`."])
         .set_into_module(&mut m, move |ctx: NativeCallContext| -> R {
             action(&s, &ctx, "cluster", |t| async move { act::cleanup(&t).await })
+        });
+    let s = state.clone();
+    FuncRegistration::new("heartbeat")
+        .with_namespace(FnNamespace::Internal)
+        .with_params_info(["options: Map", "Map"])
+        .with_comments(["/// Keeps the simulated cluster alive for `duration` (run it as a background step): every node\n\
+                         /// renews its lease each `lease_interval` (10s) and writes its status each `status_interval`\n\
+                         /// (1m), and `pod_churn` percent of the pods are deleted and created again each `churn_interval`\n\
+                         /// (1m), as compare-and-swap writes like kube-apiserver's: `#{ duration, lease_interval,\n\
+                         /// status_interval, pod_churn, churn_interval, concurrency, request_timeout, nodes, pods,\n\
+                         /// name_prefix, root }`. Returns `#{ root, nodes, pods, duration_ms, leases, node_status,\n\
+                         /// pod_churn, intended_writes_per_s, writes_per_s, bytes, errors_by_code, error_messages,\n\
+                         /// series }`; each flow has `intended, ok, errors, conflicts, intended_per_s, achieved_per_s,\n\
+                         /// shortfall_pct, latency`."])
+        .set_into_module(&mut m, move |ctx: NativeCallContext, o: Map| -> R {
+            let o: HeartbeatOptions = options(&ctx, "cluster::heartbeat", Dynamic::from_map(o))?;
+            let p = progress(&s);
+            action(&s, &ctx, "cluster", |t| async move { act::heartbeat(&t, &o, p).await })
         });
     engine.register_static_module("cluster", m.into());
 }

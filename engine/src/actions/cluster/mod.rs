@@ -2,6 +2,7 @@
 //! keeps it (`/registry/...`), what is stored there (`inventory`), and removing exactly what a run
 //! wrote (`cleanup`).
 
+mod heartbeat;
 mod inventory;
 mod objects;
 pub mod protobuf;
@@ -17,11 +18,12 @@ use base64::Engine as _;
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 
+pub use heartbeat::{heartbeat, FlowRecord, HeartbeatOptions, HeartbeatRecord, HeartbeatSecond};
 pub use inventory::{cleanup, inventory, CleanupRecord, InventoryOptions, InventoryRecord};
 pub use objects::{CustomSpec, Kind, Shape};
 
 use super::latency::{LatencySummary, Recorder};
-use super::{Error, Result, SizeValue};
+use super::{Error, ProgressFn, Result, SizeValue};
 use crate::target::Target;
 
 /// What this run's `simulate` calls wrote: enough to regenerate every key without keeping them.
@@ -31,8 +33,10 @@ pub struct Written {
     pub root: String,
     /// The shape written.
     pub shape: Shape,
-    /// Keys created at revisions in this range belong to the run.
+    /// Keys created at revisions in this range belong to the run (heartbeat churn extends it).
     pub revisions: (i64, i64),
+    /// The options it was simulated with (templates, variables, encoding), for heartbeats.
+    pub options: SimulateOptions,
 }
 
 /// The run's record of simulated objects, shared by every clone of the target.
@@ -211,7 +215,11 @@ struct Tally {
 }
 
 /// Writes the objects `opts` describe, create-only, with bounded concurrency and batching.
-pub async fn simulate(target: &Target, opts: &SimulateOptions) -> Result<SimulateRecord> {
+pub async fn simulate(
+    target: &Target,
+    opts: &SimulateOptions,
+    progress: Option<ProgressFn>,
+) -> Result<SimulateRecord> {
     if opts.batch == 0 || opts.batch > 128 || opts.concurrency == 0 || opts.concurrency > 256 {
         return Err(Error::Options(
             "batch must be 1..=128 (etcd's --max-txn-ops) and concurrency 1..=256".into(),
@@ -253,10 +261,32 @@ pub async fn simulate(target: &Target, opts: &SimulateOptions) -> Result<Simulat
     let next = Arc::new(AtomicU64::new(0));
     let shared = Arc::new((shape.clone(), tpl, common, root.clone()));
     let started = Instant::now();
+    let done = Arc::new(AtomicU64::new(0));
+    let _ticker = progress.map(|p| {
+        let done = done.clone();
+        let ticker = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            tick.tick().await;
+            let mut last = (0u64, Instant::now());
+            loop {
+                tick.tick().await;
+                let n = done.load(Ordering::Relaxed);
+                let rate = (n - last.0) as f64 / last.1.elapsed().as_secs_f64().max(1e-3);
+                last = (n, Instant::now());
+                p(format!("{n}/{total} objects, {rate:.0}/s"));
+            }
+        });
+        AbortOnDrop(ticker)
+    });
     let mut set: tokio::task::JoinSet<Result<Tally>> = tokio::task::JoinSet::new();
     for _ in 0..opts.concurrency.min(total.div_ceil(opts.batch).max(1)) {
-        let (next, shared, batch, encoding) =
-            (next.clone(), shared.clone(), opts.batch, opts.encoding);
+        let (next, shared, batch, encoding, done) = (
+            next.clone(),
+            shared.clone(),
+            opts.batch,
+            opts.encoding,
+            done.clone(),
+        );
         let mut kv = target.client.kv_client();
         set.spawn(async move {
             let (shape, tpl, common, root) = &*shared;
@@ -285,6 +315,7 @@ pub async fn simulate(target: &Target, opts: &SimulateOptions) -> Result<Simulat
                     });
                 }
                 write_batch(&mut kv, items, &mut tally).await?;
+                done.fetch_add(end - start, Ordering::Relaxed);
             }
         });
     }
@@ -320,6 +351,7 @@ pub async fn simulate(target: &Target, opts: &SimulateOptions) -> Result<Simulat
         root: root.clone(),
         shape,
         revisions,
+        options: opts.clone(),
     });
     Ok(SimulateRecord {
         root,
@@ -334,6 +366,15 @@ pub async fn simulate(target: &Target, opts: &SimulateOptions) -> Result<Simulat
         txn_latency: all.latency.summary(),
         revisions,
     })
+}
+
+/// Aborts a background task when dropped (the progress ticker of a step that ended or failed).
+pub(crate) struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Variables every template sees: times, payloads, node images and the scenario's own `vars`.

@@ -199,6 +199,11 @@ impl Shape {
         panic!("object index out of range")
     }
 
+    /// The `i`-th object of a built-in kind (`i` < that kind's count).
+    pub fn object_of(&self, kind: Kind, i: u64) -> Object {
+        self.build(kind, 0, i)
+    }
+
     fn build(&self, kind: Kind, custom: usize, i: u64) -> Object {
         use serde_json::json;
         let mut vars = serde_json::Map::new();

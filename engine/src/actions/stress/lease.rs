@@ -11,7 +11,7 @@ use etcd_client::{LeaseClient, LeaseKeepAliveStream, LeaseKeeper};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::worker::{code_of, flush, is_unavailable, Op, Shared, Slot, WorkerResult};
+use super::worker::{flush, is_unavailable, Op, Shared, Slot, WorkerResult};
 use crate::actions::latency::Recorder;
 
 /// What one lease worker does.
@@ -80,7 +80,7 @@ impl Acc {
             Err(e) => {
                 self.errors[op.index()] += 1;
                 self.slot.errors += 1;
-                *self.codes.entry(code_of(&e)).or_default() += 1;
+                *self.codes.entry(crate::actions::grpc_code(&e)).or_default() += 1;
                 if self.samples.len() < 3 {
                     self.samples.push(format!("{}: {e}", op.name()));
                 }

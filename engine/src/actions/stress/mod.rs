@@ -184,8 +184,7 @@ fn op_from(name: &str) -> Result<Op> {
         })
 }
 
-/// Live figures for a progress line, about once a second.
-pub type ProgressFn = Arc<dyn Fn(String) + Send + Sync>;
+pub use crate::actions::ProgressFn;
 
 /// The step's connections: etcd-client channels (leases, watches, transactions) and, for plaintext
 /// connections without auth, the lean wire for put/range/delete.

@@ -218,14 +218,6 @@ impl Plan {
     }
 }
 
-pub(crate) fn code_of(e: &etcd_client::Error) -> String {
-    match e {
-        etcd_client::Error::GRpcStatus(s) => format!("{:?}", s.code()),
-        etcd_client::Error::TransportError(_) => "Transport".into(),
-        _ => "Other".into(),
-    }
-}
-
 pub(crate) fn is_unavailable(e: &etcd_client::Error) -> bool {
     match e {
         etcd_client::Error::GRpcStatus(s) => matches!(
@@ -440,7 +432,7 @@ pub async fn run(
             Err(e) => {
                 errors[op.index()] += 1;
                 slot.errors += 1;
-                *codes.entry(code_of(&e)).or_default() += 1;
+                *codes.entry(crate::actions::grpc_code(&e)).or_default() += 1;
                 if samples.len() < 3 {
                     samples.push(format!("{}: {e}", op.name()));
                 }

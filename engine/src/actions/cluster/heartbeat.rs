@@ -1,0 +1,663 @@
+//! `cluster::heartbeat`: the steady-state writes of a live cluster replayed against the simulated
+//! one at their intended rates — node lease renewals, node status updates and pod churn — written
+//! the way kube-apiserver writes them (compare-and-swap on the key's mod revision).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Compare, CompareOp, KvClient, Txn, TxnOp, TxnOpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::objects::{Kind, Shape};
+use super::templates::Templates;
+use super::{common_vars, effective_root, AbortOnDrop, Encoding, SimulateOptions, Written};
+use crate::actions::latency::{LatencySummary, Recorder};
+use crate::actions::{grpc_code, ms, Error, ProgressFn, Result};
+use crate::target::Target;
+use crate::units;
+
+/// Options of `cluster::heartbeat`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatOptions {
+    /// How long to keep the cluster alive (`"60s"`).
+    pub duration: String,
+    /// Each node renews its lease this often (default `"10s"`, kubelet's).
+    pub lease_interval: Option<String>,
+    /// Each node writes its status this often (default `"1m"`; `"0s"`: never).
+    pub status_interval: Option<String>,
+    /// Percent of the pods deleted and created again per `churn_interval` (default 0).
+    #[serde(default, deserialize_with = "crate::actions::de_f64")]
+    pub pod_churn: f64,
+    /// The churn period (default `"1m"`).
+    pub churn_interval: Option<String>,
+    /// Writes in flight at most (default 64).
+    #[serde(default = "sixty_four")]
+    pub concurrency: u64,
+    /// Per-write timeout (default `"5s"`).
+    pub request_timeout: Option<String>,
+    /// Nodes to keep alive: default all the nodes this run simulated; with no simulation in this
+    /// run, the nodes an earlier run left (with `name_prefix` and `root`).
+    pub nodes: Option<u64>,
+    /// Pods of that earlier cluster (for churn).
+    pub pods: Option<u64>,
+    /// Name prefix of that earlier cluster (default `"scen-"`).
+    pub name_prefix: Option<String>,
+    /// Storage root of that earlier cluster (default as `simulate`).
+    pub root: Option<String>,
+}
+
+fn sixty_four() -> u64 {
+    64
+}
+
+/// One kind of heartbeat write.
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
+pub struct FlowRecord {
+    /// Writes scheduled in the step.
+    pub intended: u64,
+    /// Writes that succeeded.
+    pub ok: u64,
+    /// Writes that failed.
+    pub errors: u64,
+    /// Writes retried because the stored object had changed (a stale resourceVersion).
+    pub conflicts: u64,
+    /// The intended rate, writes/s.
+    pub intended_per_s: f64,
+    /// The achieved rate, successful writes/s.
+    pub achieved_per_s: f64,
+    /// How far the achieved rate fell short of the intended one, percent.
+    pub shortfall_pct: f64,
+    /// Latency from the moment each write was due (ms).
+    pub latency: LatencySummary,
+}
+
+/// One second of heartbeats.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct HeartbeatSecond {
+    /// Seconds since the start.
+    pub t: u64,
+    /// Successful writes due in this second.
+    pub ok: u64,
+    /// Failed writes due in this second.
+    pub errors: u64,
+    /// 99th percentile latency of this second's writes (ms).
+    pub p99: f64,
+}
+
+/// The record of `cluster::heartbeat`.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct HeartbeatRecord {
+    /// The storage root written under.
+    pub root: String,
+    /// Nodes kept alive.
+    pub nodes: u64,
+    /// Pods (churned ones among them).
+    pub pods: u64,
+    /// Wall time, ms.
+    pub duration_ms: f64,
+    /// Node lease renewals (`/registry/leases/kube-node-lease/<node>`).
+    pub leases: FlowRecord,
+    /// Node status updates (`/registry/minions/<node>`).
+    pub node_status: FlowRecord,
+    /// Pods deleted and created again (each counts once, for its two writes).
+    pub pod_churn: FlowRecord,
+    /// All heartbeat writes intended per second.
+    pub intended_writes_per_s: f64,
+    /// All successful heartbeat writes per second.
+    pub writes_per_s: f64,
+    /// Value bytes written.
+    pub bytes: u64,
+    /// Failed writes by gRPC status code.
+    pub errors_by_code: BTreeMap<String, u64>,
+    /// The first few error messages.
+    pub error_messages: Vec<String>,
+    /// Per second: writes and p99 latency.
+    pub series: Vec<HeartbeatSecond>,
+}
+
+/// The three periodic flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Lease = 0,
+    Status = 1,
+    Churn = 2,
+}
+
+/// A flow's schedule: `n` writes per `period`, spread evenly, walking round robin through
+/// `population` objects (churn: `n` of the pods per period, the next ones each time).
+#[derive(Debug, Clone, Copy)]
+struct Periodic {
+    flow: Flow,
+    n: u64,
+    period: Duration,
+    population: u64,
+}
+
+impl Periodic {
+    /// When the `k`-th event is due, from the start.
+    fn due(&self, k: u64) -> Duration {
+        Duration::from_secs_f64(self.period.as_secs_f64() * k as f64 / self.n as f64)
+    }
+
+    /// Events due before `length`.
+    fn count(&self, length: Duration) -> u64 {
+        if self.n == 0 || self.period.is_zero() {
+            return 0;
+        }
+        (length.as_secs_f64() * self.n as f64 / self.period.as_secs_f64()).ceil() as u64
+    }
+}
+
+/// Tallies shared by the writes in flight.
+#[derive(Default)]
+struct Stats {
+    flows: [FlowTally; 3],
+    bytes: u64,
+    codes: BTreeMap<String, u64>,
+    messages: Vec<String>,
+    /// Seconds still receiving results, folded into `series` once they cannot change.
+    open: BTreeMap<u64, (u64, u64, Recorder)>,
+    series: Vec<HeartbeatSecond>,
+    last_rev: i64,
+}
+
+#[derive(Default)]
+struct FlowTally {
+    ok: u64,
+    errors: u64,
+    conflicts: u64,
+    latency: Recorder,
+}
+
+impl Stats {
+    fn done(&mut self, flow: Flow, sec: u64, outcome: &Outcome, latency: Duration) {
+        let f = &mut self.flows[flow as usize];
+        let slot = self
+            .open
+            .entry(sec)
+            .or_insert_with(|| (0, 0, Recorder::default()));
+        f.conflicts += outcome.conflicts;
+        match &outcome.error {
+            None => {
+                f.ok += 1;
+                f.latency.record(latency);
+                slot.0 += 1;
+                slot.2.record(latency);
+                self.bytes += outcome.bytes;
+                self.last_rev = self.last_rev.max(outcome.revision);
+            }
+            Some((code, message)) => {
+                f.errors += 1;
+                slot.1 += 1;
+                *self.codes.entry(code.clone()).or_default() += 1;
+                if self.messages.len() < 5 {
+                    self.messages.push(message.clone());
+                }
+            }
+        }
+    }
+
+    /// Folds seconds before `before` into the series.
+    fn fold(&mut self, before: u64) {
+        while let Some(entry) = self.open.first_entry() {
+            if *entry.key() >= before {
+                break;
+            }
+            let (t, (ok, errors, rec)) = entry.remove_entry();
+            self.series.push(HeartbeatSecond {
+                t,
+                ok,
+                errors,
+                p99: rec.summary().p99,
+            });
+        }
+    }
+}
+
+/// How one heartbeat write went.
+#[derive(Default)]
+struct Outcome {
+    error: Option<(String, String)>,
+    conflicts: u64,
+    bytes: u64,
+    revision: i64,
+}
+
+/// What every write needs.
+struct Ctx {
+    root: String,
+    shape: Shape,
+    templates: Templates,
+    common: serde_json::Map<String, serde_json::Value>,
+    encoding: Encoding,
+    timeout: Duration,
+    /// Last known mod revision of each node's lease, node and pod key (0: unknown).
+    lease_revs: Vec<AtomicI64>,
+    node_revs: Vec<AtomicI64>,
+    pod_revs: Vec<AtomicI64>,
+}
+
+fn duration(text: Option<&str>, default: &str, what: &str) -> Result<Duration> {
+    units::parse_duration(text.unwrap_or(default))
+        .map_err(|e| Error::Options(format!("{what}: {e}")))
+}
+
+/// Keeps the simulated cluster alive for `duration`: lease renewals, node status and pod churn.
+pub async fn heartbeat(
+    target: &Target,
+    opts: &HeartbeatOptions,
+    progress: Option<ProgressFn>,
+) -> Result<HeartbeatRecord> {
+    let length = duration(Some(&opts.duration), "", "duration")?;
+    let lease_interval = duration(opts.lease_interval.as_deref(), "10s", "lease_interval")?;
+    let status_interval = duration(opts.status_interval.as_deref(), "1m", "status_interval")?;
+    let churn_interval = duration(opts.churn_interval.as_deref(), "1m", "churn_interval")?;
+    let timeout = duration(opts.request_timeout.as_deref(), "5s", "request_timeout")?;
+    if lease_interval.is_zero() || churn_interval.is_zero() {
+        return Err(Error::Options(
+            "lease_interval and churn_interval must be longer than 0s".into(),
+        ));
+    }
+    if !(0.0..=100.0).contains(&opts.pod_churn) {
+        return Err(Error::Options("pod_churn is a percentage: 0 to 100".into()));
+    }
+    if opts.concurrency == 0 || opts.concurrency > 4096 {
+        return Err(Error::Options("concurrency must be 1..=4096".into()));
+    }
+    let (root, mut shape, sim) = cluster_of(target, opts)?;
+    if let Some(n) = opts.nodes {
+        shape.nodes = shape.nodes.min(n);
+    }
+    if shape.nodes == 0 {
+        return Err(Error::Options(
+            "no nodes to keep alive: run cluster::simulate first, or give `nodes`".into(),
+        ));
+    }
+    let churned = (shape.pods as f64 * opts.pod_churn / 100.0).round() as u64;
+    let flows = [
+        Periodic {
+            flow: Flow::Lease,
+            n: shape.nodes,
+            period: lease_interval,
+            population: shape.nodes,
+        },
+        Periodic {
+            flow: Flow::Status,
+            n: if status_interval.is_zero() {
+                0
+            } else {
+                shape.nodes
+            },
+            period: status_interval,
+            population: shape.nodes,
+        },
+        Periodic {
+            flow: Flow::Churn,
+            n: churned,
+            period: churn_interval,
+            population: shape.pods,
+        },
+    ];
+    let revs = |n: u64| (0..n).map(|_| AtomicI64::new(0)).collect::<Vec<_>>();
+    let ctx = Arc::new(Ctx {
+        templates: Templates::new(&sim.templates, &sim.base_dir)?,
+        common: common_vars(&sim)?,
+        encoding: sim.encoding,
+        timeout,
+        lease_revs: revs(shape.nodes),
+        node_revs: revs(shape.nodes),
+        pod_revs: revs(if churned > 0 { shape.pods } else { 0 }),
+        root: root.clone(),
+        shape: shape.clone(),
+    });
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    let permits = Arc::new(tokio::sync::Semaphore::new(opts.concurrency as usize));
+    let start = Instant::now();
+    let _ticker = progress.map(|p| {
+        let (stats, intended) = (stats.clone(), intended_rate(&flows));
+        AbortOnDrop(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            let mut last = (0u64, Instant::now());
+            loop {
+                tick.tick().await;
+                let s = stats.lock().expect("stats lock");
+                let ok: u64 = s.flows.iter().map(|f| f.ok).sum();
+                let errors: u64 = s.flows.iter().map(|f| f.errors).sum();
+                let rate = (ok - last.0) as f64 / last.1.elapsed().as_secs_f64().max(1e-3);
+                let p99 = s.series.last().map_or(0.0, |x| x.p99);
+                drop(s);
+                last = (ok, Instant::now());
+                p(format!(
+                    "{rate:.0} writes/s of {intended:.0}/s, p99 {p99:.2}ms, errors {errors}"
+                ));
+            }
+        }))
+    });
+    // Merge the three schedules by due time.
+    let mut next = [0u64; 3];
+    let mut set = tokio::task::JoinSet::new();
+    loop {
+        let pick = flows
+            .iter()
+            .filter(|f| f.n > 0)
+            .map(|f| (f.due(next[f.flow as usize]), *f))
+            .filter(|(due, _)| *due < length)
+            .min_by_key(|(due, _)| *due);
+        let Some((due, flow)) = pick else { break };
+        let k = next[flow.flow as usize];
+        next[flow.flow as usize] += 1;
+        tokio::time::sleep_until((start + due).into()).await;
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let (ctx, stats, mut kv) = (ctx.clone(), stats.clone(), target.client.kv_client());
+        set.spawn(async move {
+            let item = k % flow.population;
+            let outcome = match tokio::time::timeout(
+                ctx.timeout,
+                write(&ctx, &mut kv, flow.flow, item),
+            )
+            .await
+            {
+                Ok(o) => o,
+                Err(_) => Outcome {
+                    error: Some((
+                        "DeadlineExceeded".into(),
+                        format!("no answer in {:?}", ctx.timeout),
+                    )),
+                    ..Outcome::default()
+                },
+            };
+            let latency = (start + due).elapsed();
+            let mut s = stats.lock().expect("stats lock");
+            s.done(flow.flow, due.as_secs(), &outcome, latency);
+            let now = start.elapsed().as_secs();
+            s.fold(now.saturating_sub(ctx.timeout.as_secs() + 2));
+            drop(permit);
+        });
+        while set.try_join_next().is_some() {}
+    }
+    while set.join_next().await.is_some() {}
+    let elapsed = start.elapsed().max(length);
+    let mut s = std::mem::take(&mut *stats.lock().expect("stats lock"));
+    s.fold(u64::MAX);
+    let secs = elapsed.as_secs_f64();
+    let flow_record = |i: usize| {
+        let f = &s.flows[i];
+        let intended = flows[i].count(length);
+        let intended_per_s = intended as f64 / length.as_secs_f64().max(1e-9);
+        let achieved_per_s = f.ok as f64 / secs;
+        FlowRecord {
+            intended,
+            ok: f.ok,
+            errors: f.errors,
+            conflicts: f.conflicts,
+            intended_per_s,
+            achieved_per_s,
+            shortfall_pct: if intended_per_s > 0.0 {
+                (100.0 * (1.0 - achieved_per_s / intended_per_s)).max(0.0)
+            } else {
+                0.0
+            },
+            latency: f.latency.summary(),
+        }
+    };
+    let (leases, node_status, pod_churn) = (flow_record(0), flow_record(1), flow_record(2));
+    let ok: u64 = s.flows.iter().map(|f| f.ok).sum();
+    let errors: u64 = s.flows.iter().map(|f| f.errors).sum();
+    if ok == 0 && errors > 0 {
+        return Err(Error::Options(format!(
+            "every heartbeat write failed: {}",
+            s.messages.first().cloned().unwrap_or_default()
+        )));
+    }
+    if churned > 0 {
+        extend_ledger(target, &root, s.last_rev);
+    }
+    Ok(HeartbeatRecord {
+        root,
+        nodes: shape.nodes,
+        pods: shape.pods,
+        duration_ms: ms(elapsed),
+        intended_writes_per_s: intended_rate(&flows),
+        writes_per_s: (leases.ok + node_status.ok + 2 * pod_churn.ok) as f64 / secs,
+        leases,
+        node_status,
+        pod_churn,
+        bytes: s.bytes,
+        errors_by_code: s.codes,
+        error_messages: s.messages,
+        series: s.series,
+    })
+}
+
+/// Writes per second the flows intend (churn: a delete and a create per pod).
+fn intended_rate(flows: &[Periodic; 3]) -> f64 {
+    flows
+        .iter()
+        .filter(|f| f.n > 0 && !f.period.is_zero())
+        .map(|f| {
+            let per = if f.flow == Flow::Churn { 2.0 } else { 1.0 };
+            per * f.n as f64 / f.period.as_secs_f64()
+        })
+        .sum()
+}
+
+/// The cluster to keep alive: the last one this run simulated, or the one the options describe.
+fn cluster_of(
+    target: &Target,
+    opts: &HeartbeatOptions,
+) -> Result<(String, Shape, SimulateOptions)> {
+    let last = target
+        .simulated
+        .lock()
+        .expect("ledger lock")
+        .iter()
+        .rev()
+        .find(|w| w.shape.nodes > 0)
+        .cloned();
+    match last {
+        Some(w) if opts.root.is_none() && opts.name_prefix.is_none() => {
+            Ok((w.root, w.shape, w.options))
+        }
+        _ => {
+            let sim: SimulateOptions = serde_json::from_value(serde_json::json!({}))
+                .map_err(|e| Error::Options(e.to_string()))?;
+            let shape = Shape {
+                namespaces: sim.namespaces,
+                nodes: opts.nodes.unwrap_or(0),
+                pods: opts.pods.unwrap_or(0),
+                deployments: 0,
+                services: 0,
+                configmaps: 0,
+                secrets: 0,
+                events: 0,
+                custom: Vec::new(),
+                name_prefix: opts.name_prefix.clone().unwrap_or_else(|| "scen-".into()),
+            };
+            Ok((effective_root(target, opts.root.as_deref()), shape, sim))
+        }
+    }
+}
+
+/// Lets `cleanup` find the pods churn created again.
+fn extend_ledger(target: &Target, root: &str, last_rev: i64) {
+    let mut ledger = target.simulated.lock().expect("ledger lock");
+    if let Some(w) = ledger
+        .iter_mut()
+        .rev()
+        .find(|w: &&mut Written| w.root == root)
+    {
+        w.revisions.1 = w.revisions.1.max(last_rev);
+    }
+}
+
+/// One heartbeat write: render, encode, and write it as kube-apiserver would.
+async fn write(ctx: &Ctx, kv: &mut KvClient, flow: Flow, item: u64) -> Outcome {
+    let r = async {
+        match flow {
+            Flow::Lease => {
+                let (key, value) = render(ctx, Kind::Lease, item)?;
+                update(kv, &key, value, &ctx.lease_revs[item as usize]).await
+            }
+            Flow::Status => {
+                let (key, value) = render(ctx, Kind::Node, item)?;
+                update(kv, &key, value, &ctx.node_revs[item as usize]).await
+            }
+            Flow::Churn => {
+                let (key, value) = render(ctx, Kind::Pod, item)?;
+                let known = &ctx.pod_revs[item as usize];
+                // Delete (compare-and-swap like the apiserver's), then create the pod again.
+                let mut o = Outcome::default();
+                let del = Txn::new()
+                    .when([Compare::create_revision(
+                        key.as_str(),
+                        CompareOp::Greater,
+                        0,
+                    )])
+                    .and_then([TxnOp::delete(key.as_str(), None)]);
+                kv.txn(del).await.map_err(etcd)?;
+                let create = Txn::new()
+                    .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(key.as_str(), value.clone(), None)]);
+                let r = kv.txn(create).await.map_err(etcd)?;
+                o.conflicts = u64::from(!r.succeeded());
+                o.revision = r.header().map_or(0, |h| h.revision());
+                o.bytes = value.len() as u64;
+                known.store(o.revision, Ordering::Relaxed);
+                Ok(o)
+            }
+        }
+    }
+    .await;
+    r.unwrap_or_else(|e: Error| Outcome {
+        error: Some((
+            match &e {
+                Error::Etcd { source, .. } => grpc_code(source),
+                _ => "Other".into(),
+            },
+            e.to_string(),
+        )),
+        ..Outcome::default()
+    })
+}
+
+fn etcd(source: etcd_client::Error) -> Error {
+    Error::Etcd { op: "txn", source }
+}
+
+/// The key and the freshly rendered value of the `item`-th object of `kind`.
+fn render(ctx: &Ctx, kind: Kind, item: u64) -> Result<(String, Vec<u8>)> {
+    let o = ctx.shape.object_of(kind, item);
+    let now = chrono::Utc::now();
+    let mut vars = ctx.common.clone();
+    let stamp = serde_json::Value::from(now.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+    vars.insert("now".into(), stamp.clone());
+    vars.insert(
+        "now_micro".into(),
+        now.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string().into(),
+    );
+    if kind == Kind::Pod {
+        vars.insert("created".into(), stamp);
+    }
+    vars.extend(o.vars);
+    let object = ctx.templates.render(kind.name(), &vars)?;
+    let (value, _) = ctx.encoding.encode(&object, kind.name())?;
+    Ok((format!("{}/{}", ctx.root, o.key), value))
+}
+
+/// kube-apiserver's GuaranteedUpdate: put if the key is still at the revision we last saw,
+/// otherwise learn its revision from the same transaction and try again.
+async fn update(
+    kv: &mut KvClient,
+    key: &str,
+    value: Vec<u8>,
+    known: &AtomicI64,
+) -> Result<Outcome> {
+    let mut o = Outcome {
+        bytes: value.len() as u64,
+        ..Outcome::default()
+    };
+    for _ in 0..3 {
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                key,
+                CompareOp::Equal,
+                known.load(Ordering::Relaxed),
+            )])
+            .and_then([TxnOp::put(key, value.clone(), None)])
+            .or_else([TxnOp::get(key, None)]);
+        let r = kv.txn(txn).await.map_err(etcd)?;
+        if r.succeeded() {
+            o.revision = r.header().map_or(0, |h| h.revision());
+            known.store(o.revision, Ordering::Relaxed);
+            return Ok(o);
+        }
+        let current = r.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Get(g) => Some(g.kvs().first().map(|kv| kv.mod_revision())),
+            _ => None,
+        });
+        match current.flatten() {
+            Some(rev) => known.store(rev, Ordering::Relaxed),
+            None => {
+                o.error = Some(("NotFound".into(), format!("{key} does not exist")));
+                return Ok(o);
+            }
+        }
+        o.conflicts += 1;
+    }
+    o.error = Some((
+        "Conflict".into(),
+        format!("{key} kept changing under the update"),
+    ));
+    Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flow_spreads_its_items_evenly_over_the_period() {
+        let f = Periodic {
+            flow: Flow::Lease,
+            n: 4,
+            period: Duration::from_secs(10),
+            population: 4,
+        };
+        assert_eq!(f.due(0), Duration::ZERO);
+        assert_eq!(f.due(1), Duration::from_millis(2500));
+        assert_eq!(f.due(4), Duration::from_secs(10));
+        // 60 s of 10,000 nodes renewing every 10 s: 60,000 renewals, 1,000/s.
+        let big = Periodic {
+            flow: Flow::Lease,
+            n: 10_000,
+            period: Duration::from_secs(10),
+            population: 10_000,
+        };
+        assert_eq!(big.count(Duration::from_secs(60)), 60_000);
+        let status = Periodic {
+            flow: Flow::Status,
+            n: 10_000,
+            period: Duration::from_secs(60),
+            population: 10_000,
+        };
+        let churn = Periodic {
+            flow: Flow::Churn,
+            n: 300,
+            period: Duration::from_secs(60),
+            population: 30_000,
+        };
+        let rate = intended_rate(&[big, status, churn]);
+        assert!(
+            (rate - (1000.0 + 10_000.0 / 60.0 + 10.0)).abs() < 1e-6,
+            "{rate}"
+        );
+    }
+}
