@@ -152,6 +152,10 @@ struct RunArgs {
     /// The etcd binary for the embedded cluster.
     #[arg(long, env = "SCEN_ETCD_BIN", value_name = "PATH")]
     etcd_bin: Option<PathBuf>,
+    /// The embedded etcd's space quota (`--quota-backend-bytes`), e.g. 8GiB for big simulations
+    /// [default: etcd's, 2GiB].
+    #[arg(long, value_name = "SIZE")]
+    etcd_quota: Option<String>,
     /// Script operation limit per step (sandbox).
     #[arg(long, default_value_t = Limits::default().max_operations)]
     max_operations: u64,
@@ -492,6 +496,15 @@ fn run(args: RunArgs, quiet: bool) -> i32 {
     };
     if let Some(bin) = &args.etcd_bin {
         cfg.embedded.etcd_bin = bin.clone();
+    }
+    if let Some(q) = &args.etcd_quota {
+        match scen_engine::units::parse_size(q) {
+            Ok(bytes) => cfg.embedded.quota_backend_bytes = Some(bytes),
+            Err(e) => {
+                eprintln!("error: --etcd-quota {q}: {e} (write a size such as 8GiB)");
+                return 2;
+            }
+        }
     }
     let progress = Arc::new(Progress::new(quiet));
     // block_on runs this future on the main thread, which outlives the embedded etcd.
