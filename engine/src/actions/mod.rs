@@ -60,6 +60,18 @@ pub enum Error {
         /// Prometheus's error type and message.
         message: String,
     },
+    /// No usable kubeconfig for `backend: "kube"`.
+    #[error("kubeconfig: {0}")]
+    KubeConfig(String),
+    /// A Kubernetes API request failed.
+    #[error("Kubernetes API: {op} failed: {source}")]
+    Kube {
+        /// What was being done (`create pod ns/name`).
+        op: String,
+        /// kube-rs's error.
+        #[source]
+        source: kube::Error,
+    },
     /// A failure that still has a record worth keeping (what a load step measured before etcd died).
     #[error("{source}")]
     WithRecord {
@@ -79,6 +91,8 @@ impl Error {
             | Error::Connect(_)
             | Error::Unavailable(_)
             | Error::PrometheusUnavailable { .. } => true,
+            // The API server answering 4xx is the scenario's doing (a bad object, no permission).
+            Error::Kube { source, .. } => !matches!(source, kube::Error::Api(s) if s.code < 500),
             Error::WithRecord { source, .. } => source.is_infrastructure(),
             _ => false,
         }

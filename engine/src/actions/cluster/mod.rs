@@ -2,6 +2,7 @@
 //! keeps it (`/registry/...`), what is stored there (`inventory`), and removing exactly what a run
 //! wrote (`cleanup`).
 
+pub mod apiserver;
 mod heartbeat;
 mod inventory;
 mod objects;
@@ -101,6 +102,21 @@ pub struct SimulateOptions {
     /// Objects per transaction (default 32; etcd allows 128 operations).
     #[serde(default = "thirty_two")]
     pub batch: u64,
+    /// Where to write: `"etcd"` (default: straight into etcd) or `"kube"` (through the API server of
+    /// the kubeconfig, with kube-rs).
+    #[serde(default)]
+    pub backend: Backend,
+    /// `backend: "kube"`: the kubeconfig file (default `$KUBECONFIG`, then `~/.kube/config`).
+    pub kubeconfig: Option<String>,
+    /// `backend: "kube"`: the kubeconfig context (default: the current one).
+    pub context: Option<String>,
+    /// `backend: "kube"`: `"auto"` (default: look for the kwok-controller deployment), `"present"`
+    /// or `"absent"` (scen creates node leases and sets node and pod status itself).
+    #[serde(default)]
+    pub kwok: apiserver::Kwok,
+    /// `backend: "kube"`: after creating, time GETs and namespaced and cluster-wide LISTs (default true).
+    #[serde(default = "yes")]
+    pub probe: bool,
     /// Set by the binding: the scenario's directory, for relative template paths.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -138,6 +154,23 @@ impl Encoding {
     }
 }
 
+/// Where `cluster::simulate` writes.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Straight into etcd, where kube-apiserver stores objects.
+    #[default]
+    Etcd,
+    /// Through a Kubernetes API server, with kube-rs.
+    Kube,
+}
+
+fn yes() -> bool {
+    true
+}
+
 fn ten() -> u64 {
     10
 }
@@ -167,7 +200,9 @@ pub struct KindRecord {
 /// The record of `cluster::simulate`.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SimulateRecord {
-    /// The storage root written under.
+    /// Where the objects went: `etcd` or `kube`.
+    pub backend: Backend,
+    /// The storage root written under (etcd backend), or the API server's URL (kube backend).
     pub root: String,
     /// The requested encoding (custom resources are JSON either way; see `by_kind`).
     pub encoding: Encoding,
@@ -187,8 +222,15 @@ pub struct SimulateRecord {
     pub by_kind: BTreeMap<String, KindRecord>,
     /// Latency of each write transaction.
     pub txn_latency: LatencySummary,
-    /// Revision after the first and the last write.
+    /// Revision after the first and the last write (etcd backend).
     pub revisions: (i64, i64),
+    /// Kube backend: whether a KWOK controller kept the objects alive (else scen set their status).
+    pub kwok_controller: Option<bool>,
+    /// Kube backend: API calls by resource and verb (`create`, `patch_status`, `get`, `list` in a
+    /// namespace, `list_all` cluster-wide).
+    pub api: BTreeMap<String, BTreeMap<String, apiserver::ApiCallRecord>>,
+    /// Kube backend: the worst p99 of each ClusterLoader2 SLO class.
+    pub api_slo: apiserver::ApiSloRecord,
 }
 
 /// The root simulated objects go under: the real one on an etcd scen started (or with
@@ -220,29 +262,12 @@ pub async fn simulate(
     opts: &SimulateOptions,
     progress: Option<ProgressFn>,
 ) -> Result<SimulateRecord> {
-    if opts.batch == 0 || opts.batch > 128 || opts.concurrency == 0 || opts.concurrency > 256 {
-        return Err(Error::Options(
-            "batch must be 1..=128 (etcd's --max-txn-ops) and concurrency 1..=256".into(),
-        ));
+    let shape = shape_of(opts)?;
+    if opts.backend == Backend::Kube {
+        let (client, server) =
+            apiserver::connect(opts.kubeconfig.as_deref(), opts.context.as_deref()).await?;
+        return apiserver::simulate(client, &server, opts, shape, progress).await;
     }
-    let pods = opts.pods.unwrap_or(opts.nodes * opts.pods_per_node);
-    if pods > 0 && opts.nodes == 0 {
-        return Err(Error::Options(
-            "pods need nodes to run on: set `nodes`".into(),
-        ));
-    }
-    let shape = Shape {
-        namespaces: opts.namespaces.max(1),
-        nodes: opts.nodes,
-        pods,
-        deployments: opts.deployments,
-        services: opts.services,
-        configmaps: opts.configmaps,
-        secrets: opts.secrets,
-        events: opts.events,
-        custom: opts.custom.clone(),
-        name_prefix: opts.name_prefix.clone().unwrap_or_else(|| "scen-".into()),
-    };
     let tpl = templates::Templates::new(&opts.templates, &opts.base_dir)?;
     for c in &shape.custom {
         if !tpl.has(&c.template) {
@@ -354,6 +379,7 @@ pub async fn simulate(
         options: opts.clone(),
     });
     Ok(SimulateRecord {
+        backend: Backend::Etcd,
         root,
         encoding: opts.encoding,
         objects: all.objects,
@@ -365,6 +391,46 @@ pub async fn simulate(
         by_kind: all.by_kind,
         txn_latency: all.latency.summary(),
         revisions,
+        kwok_controller: None,
+        api: BTreeMap::new(),
+        api_slo: apiserver::ApiSloRecord::default(),
+    })
+}
+
+/// `simulate` with `backend: "kube"` through a client of your own (a `tower-test` mock in tests).
+pub async fn simulate_through(
+    client: kube::Client,
+    server: &str,
+    opts: &SimulateOptions,
+    progress: Option<ProgressFn>,
+) -> Result<SimulateRecord> {
+    apiserver::simulate(client, server, opts, shape_of(opts)?, progress).await
+}
+
+/// The cluster `opts` describe, after checking the options.
+fn shape_of(opts: &SimulateOptions) -> Result<Shape> {
+    if opts.batch == 0 || opts.batch > 128 || opts.concurrency == 0 || opts.concurrency > 256 {
+        return Err(Error::Options(
+            "batch must be 1..=128 (etcd's --max-txn-ops) and concurrency 1..=256".into(),
+        ));
+    }
+    let pods = opts.pods.unwrap_or(opts.nodes * opts.pods_per_node);
+    if pods > 0 && opts.nodes == 0 {
+        return Err(Error::Options(
+            "pods need nodes to run on: set `nodes`".into(),
+        ));
+    }
+    Ok(Shape {
+        namespaces: opts.namespaces.max(1),
+        nodes: opts.nodes,
+        pods,
+        deployments: opts.deployments,
+        services: opts.services,
+        configmaps: opts.configmaps,
+        secrets: opts.secrets,
+        events: opts.events,
+        custom: opts.custom.clone(),
+        name_prefix: opts.name_prefix.clone().unwrap_or_else(|| "scen-".into()),
     })
 }
 

@@ -132,7 +132,7 @@ pub struct Object {
 
 impl Shape {
     /// Objects per kind, in write order (`custom` entries last, one per spec).
-    fn segments(&self) -> Vec<(Kind, usize, u64)> {
+    pub fn segments(&self) -> Vec<(Kind, usize, u64)> {
         let mut s = vec![
             (
                 Kind::Namespace,
