@@ -361,3 +361,28 @@ fn cleanup_after_churn_removes_the_pods_created_again() {
     assert_eq!(clean["kept"], 0);
     assert_eq!(count(&url, sim["root"].as_str().unwrap()), 0);
 }
+
+#[test]
+fn the_kube_backend_checks_its_thresholds_and_names_a_missing_kubeconfig() {
+    // The ClusterLoader2 SLO thresholds of `slo::api` refer to fields the kube record has.
+    let out = scen()
+        .args(["check", fixture("kube-sim.rhai").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No kube-apiserver can run here: the step fails with the kubeconfig problem and what to do.
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-kubeconfig");
+    let r = run(
+        &fixture("kube-sim.rhai"),
+        &["--set", &format!("kubeconfig={}", missing.display())],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("kubeconfig: "), "{}", r.stderr);
+    assert!(r.stderr.contains("no-such-kubeconfig"), "{}", r.stderr);
+    assert!(r.report.is_some(), "a failed run still writes its report");
+}

@@ -4,7 +4,9 @@
 
 use http::{Request, Response, StatusCode};
 use kube::client::Body;
-use scen_engine::actions::cluster::{simulate_through, SimulateOptions};
+use scen_engine::actions::cluster::{
+    apiserver, heartbeat_through, simulate_through, HeartbeatOptions, SimulateOptions, Written,
+};
 use serde_json::{json, Value};
 use tower_test::mock;
 
@@ -88,6 +90,13 @@ async fn serve(
                     "Pod \"x\" is invalid: spec.containers: Required value",
                 ),
             ),
+            ("DELETE", _) => {
+                let name = path.rsplit('/').next().unwrap().to_string();
+                (
+                    200,
+                    json!({ "apiVersion": "v1", "kind": "Object", "metadata": { "name": name } }),
+                )
+            }
             ("POST", _) => {
                 let mut created = body.clone();
                 created["metadata"]["uid"] = json!("00000000-0000-4000-8000-000000000000");
@@ -136,11 +145,23 @@ async fn serve(
     seen
 }
 
+/// What to do after the simulation, with the same client.
+enum Then {
+    Nothing,
+    Cleanup,
+    Heartbeat(Value),
+}
+
+type Outcome = Result<Value, scen_engine::actions::Error>;
+
 /// Runs a kube-backend simulation of 2 nodes and 3 pods against the mock.
-async fn simulate(
-    server: Server,
-    extra: Value,
-) -> (Result<Value, scen_engine::actions::Error>, Vec<Seen>) {
+async fn simulate(server: Server, extra: Value) -> (Outcome, Vec<Seen>) {
+    let (r, _, seen) = simulate_then(server, extra, Then::Nothing).await;
+    (r, seen)
+}
+
+/// `simulate`, then `then` with the same client: both results and every request.
+async fn simulate_then(server: Server, extra: Value, then: Then) -> (Outcome, Outcome, Vec<Seen>) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let served = tokio::spawn(serve(handle, server));
     let client = kube::Client::new(service, "default");
@@ -149,10 +170,25 @@ async fn simulate(
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
     let opts: SimulateOptions = serde_json::from_value(o).unwrap();
-    let r = simulate_through(client, "https://mock:6443", &opts, None)
-        .await
-        .map(|r| serde_json::to_value(r).unwrap());
-    (r, served.await.unwrap())
+    let r = simulate_through(client, "https://mock:6443", &opts, None).await;
+    let after = match (&r, then) {
+        (Ok((_, written)), Then::Cleanup) => cleanup(written).await,
+        (Ok((_, written)), Then::Heartbeat(o)) => {
+            let o: HeartbeatOptions = serde_json::from_value(o).unwrap();
+            heartbeat_through(written, &o, None)
+                .await
+                .map(|r| serde_json::to_value(r).unwrap())
+        }
+        _ => Ok(Value::Null),
+    };
+    let r = r.map(|(r, _)| serde_json::to_value(r).unwrap());
+    (r, after, served.await.unwrap())
+}
+
+async fn cleanup(w: &Written) -> Result<Value, scen_engine::actions::Error> {
+    let (deleted, kept) =
+        apiserver::cleanup(w.kube.as_ref().unwrap(), &w.options, &w.shape).await?;
+    Ok(json!({ "deleted": deleted, "kept": kept }))
 }
 
 fn requests<'a>(seen: &'a [Seen], method: &str, path: &str) -> Vec<&'a Seen> {
@@ -336,7 +372,7 @@ async fn a_rejected_object_fails_the_step_naming_it_as_the_scenarios_fault() {
     .await;
     let e = r.unwrap_err();
     let text = e.to_string();
-    assert!(text.contains("create Pod scen-ns-0/"), "{text}");
+    assert!(text.contains("create pods scen-ns-0/pod-"), "{text}");
     assert!(text.contains("spec.containers: Required value"), "{text}");
     assert!(
         !e.is_infrastructure(),
@@ -357,4 +393,105 @@ async fn deployments_are_refused_with_the_reason() {
     let text = r.unwrap_err().to_string();
     assert!(text.contains("deployments: 0"), "{text}");
     assert!(seen.is_empty(), "nothing was sent");
+}
+
+#[tokio::test]
+async fn cleanup_deletes_what_the_simulation_created_through_the_api_and_keeps_what_existed() {
+    let (r, after, seen) = simulate_then(
+        Server {
+            kwok: false,
+            reject_pods: false,
+        },
+        json!({ "probe": false }),
+        Then::Cleanup,
+    )
+    .await;
+    r.unwrap();
+    let counts = after.unwrap();
+    // 3 pods, 2 leases, 2 nodes, namespace scen-ns-0; kube-node-lease existed before (409): kept.
+    assert_eq!(counts, json!({ "deleted": 8, "kept": 1 }));
+    let deletes: Vec<&Seen> = seen.iter().filter(|s| s.method == "DELETE").collect();
+    assert_eq!(deletes.len(), 8);
+    assert!(deletes
+        .iter()
+        .all(|d| d.path != "/api/v1/namespaces/kube-node-lease"));
+    let at = |p: &str| deletes.iter().position(|d| d.path.starts_with(p)).unwrap();
+    assert!(
+        at("/api/v1/namespaces/scen-ns-0/pods/") < at("/api/v1/nodes/"),
+        "pods before their nodes"
+    );
+    assert!(
+        at("/api/v1/nodes/")
+            < deletes
+                .iter()
+                .position(|d| d.path == "/api/v1/namespaces/scen-ns-0")
+                .unwrap(),
+        "namespaces last"
+    );
+    assert_eq!(
+        deletes
+            .iter()
+            .filter(|d| d
+                .path
+                .starts_with("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/"))
+            .count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn heartbeats_through_the_api_renew_leases_post_node_status_and_churn_pods() {
+    let hb = json!({ "duration": "1s", "lease_interval": "500ms", "status_interval": "1s",
+                     "pod_churn": 50, "churn_interval": "1s" });
+    let (r, after, seen) = simulate_then(
+        Server {
+            kwok: false,
+            reject_pods: false,
+        },
+        json!({ "probe": false }),
+        Then::Heartbeat(hb),
+    )
+    .await;
+    r.unwrap();
+    let rec = after.unwrap();
+    let lease_patches: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| {
+            s.method == "PATCH"
+                && s.path
+                    .starts_with("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/")
+        })
+        .collect();
+    // 2 nodes every 500 ms for 1 s.
+    assert_eq!(lease_patches.len(), 4);
+    assert_eq!(
+        lease_patches[0].content_type,
+        "application/merge-patch+json"
+    );
+    assert!(lease_patches[0].body["spec"]["renewTime"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+    assert_eq!(rec["leases"]["ok"], 4);
+    let status: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| {
+            s.method == "PATCH"
+                && s.path.starts_with("/api/v1/nodes/")
+                && s.content_type.contains("strategic")
+        })
+        .collect();
+    assert_eq!(status.len(), 2, "2 nodes once a second");
+    assert_eq!(status[0].body["status"]["conditions"][0]["type"], "Ready");
+    assert_eq!(rec["node_status"]["ok"], 2);
+    // 50% of 3 pods a second: 2 pods deleted and created again, then marked Running.
+    let deleted: Vec<&Seen> = seen.iter().filter(|s| s.method == "DELETE").collect();
+    assert_eq!(deleted.len(), 2);
+    assert!(deleted[0]
+        .path
+        .starts_with("/api/v1/namespaces/scen-ns-0/pods/"));
+    assert_eq!(deleted[0].query, "", "grace period 0 goes in the body");
+    assert_eq!(deleted[0].body["gracePeriodSeconds"], 0);
+    assert_eq!(rec["pod_churn"]["ok"], 2);
+    assert_eq!(rec["errors_by_code"], json!({}));
 }

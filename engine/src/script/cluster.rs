@@ -35,9 +35,10 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>, base_dir: &std::
                          /// secrets, events and custom resources, create-only, rendered from templates:\n\
                          /// `#{ nodes, pods_per_node | pods, namespaces, deployments, services, configmaps, secrets,\n\
                          /// value_size, events, node_images, custom: [#{ group, plural, count, template, namespaced,\n\
-                         /// vars }], templates: #{ kind: \"file.yaml.j2\" }, vars, name_prefix, root, concurrency,\n\
-                         /// batch }`. Returns `#{ root, encoding, objects, existing, bytes, duration_ms, objects_per_s,\n\
-                         /// bytes_per_s, by_kind, txn_latency, revisions }`."])
+                         /// vars }], templates: #{ kind: \"file.yaml.j2\" }, vars, name_prefix, root, encoding,\n\
+                         /// concurrency, batch, backend: \"etcd\" | \"kube\", kubeconfig, context, kwok, probe }`.\n\
+                         /// Returns `#{ backend, root, encoding, objects, existing, bytes, duration_ms, objects_per_s,\n\
+                         /// bytes_per_s, by_kind, txn_latency, revisions, kwok_controller, api, api_slo }`."])
         .set_into_module(&mut m, move |ctx: NativeCallContext, o: Map| -> R {
             let mut o: SimulateOptions = options(&ctx, "cluster::simulate", Dynamic::from_map(o))?;
             o.base_dir = base.clone();

@@ -4,12 +4,12 @@
 //! resource and verb, with ClusterLoader2's SLO classes (single object, namespaced list,
 //! cluster-wide list).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde::{Deserialize, Serialize};
@@ -55,6 +55,26 @@ pub struct ApiSloRecord {
     pub cluster_list_p99: f64,
 }
 
+/// What a kube-backend simulation leaves for heartbeats and cleanup.
+#[derive(Clone)]
+pub struct Created {
+    /// The client it used.
+    pub client: kube::Client,
+    /// Whether a KWOK controller looks after the objects.
+    pub kwok: bool,
+    /// Objects that already existed (`<resource>/<namespace>/<name>`): never deleted.
+    pub existing: HashSet<String>,
+}
+
+impl std::fmt::Debug for Created {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Created")
+            .field("kwok", &self.kwok)
+            .field("existing", &self.existing)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A kube-rs client from the kubeconfig: `path` (default `$KUBECONFIG`, then `~/.kube/config`)
 /// and `context` (default: the current one), and the API server's URL.
 pub async fn connect(path: Option<&str>, context: Option<&str>) -> Result<(kube::Client, String)> {
@@ -62,7 +82,7 @@ pub async fn connect(path: Option<&str>, context: Option<&str>) -> Result<(kube:
         context: context.map(String::from),
         ..KubeConfigOptions::default()
     };
-    let config = match path {
+    let config = match path.filter(|p| !p.is_empty()) {
         Some(p) => {
             let kc =
                 Kubeconfig::read_from(p).map_err(|e| Error::KubeConfig(format!("{p}: {e}")))?;
@@ -82,7 +102,10 @@ pub async fn connect(path: Option<&str>, context: Option<&str>) -> Result<(kube:
 
 /// Latencies by (resource, verb), shared by the workers.
 #[derive(Default)]
-struct Calls(Mutex<BTreeMap<(String, String), (u64, u64, Recorder)>>);
+struct Calls(Mutex<BTreeMap<(String, String), CallTally>>);
+
+/// Calls, failed calls and the latency of answered ones.
+type CallTally = (u64, u64, Recorder);
 
 impl Calls {
     /// Times `f` as one `verb` call on `resource`.
@@ -161,24 +184,6 @@ fn plural(kind: Kind) -> &'static str {
     }
 }
 
-/// The API handle for an object of `resource` in `ns` (cluster-scoped when `None`).
-fn api_for(
-    client: &kube::Client,
-    object: &serde_json::Value,
-    resource: &str,
-    ns: Option<&str>,
-) -> Result<Api<DynamicObject>> {
-    let api_version = object["apiVersion"].as_str().unwrap_or_default();
-    let kind = object["kind"].as_str().unwrap_or_default();
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    let ar =
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), resource);
-    Ok(match ns {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-        None => Api::all_with(client.clone(), &ar),
-    })
-}
-
 /// What the API server sets itself, or would act on wrongly for fake objects: dropped from the
 /// create request. Owner references are dropped too: the owners do not exist through this path,
 /// and the garbage collector would delete the objects.
@@ -231,6 +236,289 @@ async fn kwok_present(client: &kube::Client, calls: &Calls) -> Result<bool> {
     }
 }
 
+/// Renders objects for the API server: the template, minus what the server owns.
+pub(crate) struct Renderer {
+    tpl: Templates,
+    common: serde_json::Map<String, serde_json::Value>,
+    /// The simulated cluster.
+    pub shape: Shape,
+}
+
+/// One object ready for a request.
+pub(crate) struct Prepared {
+    /// The create body (no status, no server-owned metadata).
+    pub body: serde_json::Value,
+    /// The rendered status, set through the status subresource.
+    pub status: Option<serde_json::Value>,
+    /// The API plural (`pods`).
+    pub resource: String,
+    /// Its namespace, for namespaced resources.
+    pub ns: Option<String>,
+    /// Its name.
+    pub name: String,
+    /// The template it came from.
+    pub template: String,
+}
+
+impl Renderer {
+    /// Templates and variables as `opts` give them.
+    pub fn new(opts: &SimulateOptions, shape: Shape) -> Result<Self> {
+        Ok(Renderer {
+            tpl: Templates::new(&opts.templates, &opts.base_dir)?,
+            common: common_vars(opts)?,
+            shape,
+        })
+    }
+
+    /// The object at global index `i`, of `kind` (`custom`: its index among custom kinds).
+    pub fn prepare(&self, kind: Kind, custom: usize, i: u64) -> Result<Prepared> {
+        let o = self.shape.object(i);
+        self.prepare_object(kind, custom, o.vars, None)
+    }
+
+    /// The `i`-th object of a built-in `kind`, rendered now (a heartbeat's fresh copy).
+    pub fn prepare_now(&self, kind: Kind, i: u64) -> Result<Prepared> {
+        let o = self.shape.object_of(kind, i);
+        self.prepare_object(kind, 0, o.vars, Some(chrono::Utc::now()))
+    }
+
+    fn prepare_object(
+        &self,
+        kind: Kind,
+        custom: usize,
+        own: serde_json::Map<String, serde_json::Value>,
+        now: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Prepared> {
+        let template = match kind {
+            Kind::Custom => self.shape.custom[custom].template.clone(),
+            k => k.name().to_string(),
+        };
+        let mut vars = self.common.clone();
+        if let Some(now) = now {
+            let stamp = serde_json::Value::from(now.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+            vars.insert("now".into(), stamp.clone());
+            vars.insert("created".into(), stamp);
+            vars.insert(
+                "now_micro".into(),
+                now.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string().into(),
+            );
+        }
+        vars.extend(own);
+        let (body, status) = for_create(self.tpl.render(&template, &vars)?);
+        let (resource, namespaced) = match kind {
+            Kind::Custom => {
+                let c = &self.shape.custom[custom];
+                (c.plural.clone(), c.namespaced)
+            }
+            Kind::Namespace | Kind::Node => (plural(kind).to_string(), false),
+            k => (plural(k).to_string(), true),
+        };
+        let ns = body["metadata"]["namespace"]
+            .as_str()
+            .filter(|_| namespaced)
+            .map(String::from);
+        let name = body["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        Ok(Prepared {
+            body,
+            status,
+            resource,
+            ns,
+            name,
+            template,
+        })
+    }
+}
+
+impl Prepared {
+    /// The API handle for this object's resource and namespace.
+    pub fn api(&self, client: &kube::Client) -> Api<DynamicObject> {
+        let api_version = self.body["apiVersion"].as_str().unwrap_or_default();
+        let kind = self.body["kind"].as_str().unwrap_or_default();
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(group, version, kind),
+            &self.resource,
+        );
+        match &self.ns {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+            None => Api::all_with(client.clone(), &ar),
+        }
+    }
+
+    /// `<resource>/<namespace>/<name>`, as `Created::existing` keeps it.
+    pub fn identity(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.resource,
+            self.ns.as_deref().unwrap_or(""),
+            self.name
+        )
+    }
+
+    /// `pods scen-ns-0/pod-1`, for error messages.
+    pub fn describe(&self) -> String {
+        match &self.ns {
+            Some(ns) => format!("{} {ns}/{}", self.resource, self.name),
+            None => format!("{} {}", self.resource, self.name),
+        }
+    }
+
+    /// The create body as kube-rs sends it.
+    pub fn object(&self) -> Result<DynamicObject> {
+        serde_json::from_value(self.body.clone())
+            .map_err(|e| Error::Options(format!("template `{}`: {e}", self.template)))
+    }
+}
+
+/// What happened to one object.
+enum Did {
+    Created(u64),
+    Existed(String),
+    Deleted,
+    Kept,
+}
+
+/// Per-task tallies of [`Did`], merged.
+#[derive(Default)]
+struct Tally {
+    created: u64,
+    bytes: u64,
+    existing: Vec<String>,
+    deleted: u64,
+    kept: u64,
+}
+
+impl Tally {
+    fn add(&mut self, did: Did) {
+        match did {
+            Did::Created(bytes) => {
+                self.created += 1;
+                self.bytes += bytes;
+            }
+            Did::Existed(id) => self.existing.push(id),
+            Did::Deleted => self.deleted += 1,
+            Did::Kept => self.kept += 1,
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.created += other.created;
+        self.bytes += other.bytes;
+        self.existing.extend(other.existing);
+        self.deleted += other.deleted;
+        self.kept += other.kept;
+    }
+}
+
+/// Runs `f` on every index in `start..start + n`, `concurrency` at a time.
+async fn each_object<F, Fut>(
+    start: u64,
+    n: u64,
+    concurrency: u64,
+    done: &Arc<AtomicU64>,
+    f: F,
+) -> Result<Tally>
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<Did>> + Send,
+{
+    let next = Arc::new(AtomicU64::new(start));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..concurrency.clamp(1, n.max(1)) {
+        let (next, done, f) = (next.clone(), done.clone(), f.clone());
+        set.spawn(async move {
+            let mut tally = Tally::default();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= start + n {
+                    return Ok::<_, Error>(tally);
+                }
+                tally.add(f(i).await?);
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    let mut all = Tally::default();
+    while let Some(r) = set.join_next().await {
+        all.merge(r.map_err(|e| Error::Options(format!("a worker panicked: {e}")))??);
+    }
+    Ok(all)
+}
+
+/// Creates one object and, without KWOK, sets its status as kubelet would.
+async fn create_one(
+    client: &kube::Client,
+    calls: &Calls,
+    r: &Renderer,
+    kind: Kind,
+    custom: usize,
+    i: u64,
+    kwok: bool,
+) -> Result<Did> {
+    let p = r.prepare(kind, custom, i)?;
+    let api = p.api(client);
+    let bytes = serde_json::to_vec(&p.body).map_or(0, |v| v.len() as u64);
+    match calls
+        .time(
+            &p.resource,
+            "create",
+            api.create(&PostParams::default(), &p.object()?),
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => return Ok(Did::Existed(p.identity())),
+        Err(source) => {
+            return Err(Error::Kube {
+                op: format!("create {}", p.describe()),
+                source,
+            })
+        }
+    }
+    // Without KWOK, nothing else makes the node Ready or the pod Running.
+    if let (false, Some(status), Kind::Node | Kind::Pod) = (kwok, &p.status, kind) {
+        let patch = serde_json::json!({ "status": status });
+        calls
+            .time(
+                &p.resource,
+                "patch_status",
+                api.patch_status(&p.name, &PatchParams::default(), &Patch::Merge(&patch)),
+            )
+            .await
+            .map_err(|source| Error::Kube {
+                op: format!("set the status of {}", p.describe()),
+                source,
+            })?;
+    }
+    Ok(Did::Created(bytes))
+}
+
+/// A progress line a second: `done` of `total`.
+fn ticker(
+    progress: Option<ProgressFn>,
+    done: &Arc<AtomicU64>,
+    total: u64,
+    what: &'static str,
+) -> Option<AbortOnDrop> {
+    progress.map(|p| {
+        let done = done.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                p(format!(
+                    "{}/{total} objects {what}",
+                    done.load(Ordering::Relaxed)
+                ));
+            }
+        }))
+    })
+}
+
 /// Creates the objects `opts` describe through the API server `client` talks to.
 pub async fn simulate(
     client: kube::Client,
@@ -238,7 +526,7 @@ pub async fn simulate(
     opts: &SimulateOptions,
     shape: Shape,
     progress: Option<ProgressFn>,
-) -> Result<SimulateRecord> {
+) -> Result<(SimulateRecord, Created)> {
     if shape.deployments > 0 {
         return Err(Error::Options(
             "backend \"kube\" creates bare pods placed on the fake nodes; deployments need a scheduler and \
@@ -252,171 +540,115 @@ pub async fn simulate(
         Kwok::Present => true,
         Kwok::Absent => false,
     };
-    let tpl = Arc::new(Templates::new(&opts.templates, &opts.base_dir)?);
-    let common = Arc::new(common_vars(opts)?);
-    let shape = Arc::new(shape);
+    let r = Arc::new(Renderer::new(opts, shape)?);
     let started = Instant::now();
     let done = Arc::new(AtomicU64::new(0));
-    let total = shape.total();
-    let _ticker = progress.map(|p| {
-        let done = done.clone();
-        AbortOnDrop(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                p(format!(
-                    "{}/{total} objects through the API server",
-                    done.load(Ordering::Relaxed)
-                ));
-            }
-        }))
-    });
+    let _ticker = ticker(
+        progress,
+        &done,
+        r.shape.total(),
+        "created through the API server",
+    );
     let mut by_kind: BTreeMap<String, KindRecord> = BTreeMap::new();
-    let (mut objects, mut existing) = (0u64, 0u64);
+    let mut all = Tally::default();
     // Kind by kind, so namespaces exist before what lives in them.
     let mut offset = 0;
-    for (kind, custom, n) in shape.segments() {
+    for (kind, custom, n) in r.shape.segments() {
         let start = offset;
         offset += n;
         if n == 0 || (kind == Kind::Lease && kwok) {
             continue;
         }
-        let next = Arc::new(AtomicU64::new(start));
-        let mut set = tokio::task::JoinSet::new();
-        for _ in 0..opts.concurrency.min(n) {
-            let (client, calls, tpl, common, shape, next, done) = (
-                client.clone(),
-                calls.clone(),
-                tpl.clone(),
-                common.clone(),
-                shape.clone(),
-                next.clone(),
-                done.clone(),
-            );
-            let end = start + n;
-            set.spawn(async move {
-                let mut tally = (KindRecord::default(), 0u64);
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= end {
-                        return Ok::<_, Error>(tally);
-                    }
-                    let o = shape.object(i);
-                    let template = match kind {
-                        Kind::Custom => shape.custom[custom].template.as_str(),
-                        k => k.name(),
-                    };
-                    let mut vars = (*common).clone();
-                    vars.extend(o.vars);
-                    let (body, status) = for_create(tpl.render(template, &vars)?);
-                    let ns = body["metadata"]["namespace"].as_str().map(String::from);
-                    let name = body["metadata"]["name"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
-                    let (resource, namespaced) = match kind {
-                        Kind::Custom => (
-                            shape.custom[custom].plural.as_str(),
-                            shape.custom[custom].namespaced,
-                        ),
-                        Kind::Namespace | Kind::Node => (plural(kind), false),
-                        k => (plural(k), true),
-                    };
-                    let api = api_for(
-                        &client,
-                        &body,
-                        resource,
-                        if namespaced { ns.as_deref() } else { None },
-                    )?;
-                    let bytes = serde_json::to_vec(&body).map_or(0, |v| v.len() as u64);
-                    let obj: DynamicObject = serde_json::from_value(body)
-                        .map_err(|e| Error::Options(format!("template `{template}`: {e}")))?;
-                    let what = || {
-                        format!(
-                            "create {kind:?} {}{name}",
-                            ns.as_deref().map_or(String::new(), |n| format!("{n}/"))
-                        )
-                    };
-                    match calls
-                        .time(resource, "create", api.create(&PostParams::default(), &obj))
-                        .await
-                    {
-                        Ok(_) => {
-                            tally.0.count += 1;
-                            tally.0.bytes += bytes;
-                        }
-                        Err(kube::Error::Api(s)) if s.code == 409 => {
-                            tally.1 += 1;
-                            done.fetch_add(1, Ordering::Relaxed);
-                            continue;
-                        }
-                        Err(source) => return Err(Error::Kube { op: what(), source }),
-                    }
-                    // Without KWOK, nothing else makes the node Ready or the pod Running.
-                    if let (false, Some(status), Kind::Node | Kind::Pod) = (kwok, status, kind) {
-                        let patch = serde_json::json!({ "status": status });
-                        calls
-                            .time(
-                                resource,
-                                "patch_status",
-                                api.patch_status(
-                                    &name,
-                                    &PatchParams::default(),
-                                    &Patch::Merge(&patch),
-                                ),
-                            )
-                            .await
-                            .map_err(|source| Error::Kube {
-                                op: format!("set the status of {name}"),
-                                source,
-                            })?;
-                    }
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-        }
-        let label = shape.kind_label(kind, custom);
-        while let Some(r) = set.join_next().await {
-            let (k, e) = r.map_err(|e| Error::Options(format!("a writer panicked: {e}")))??;
-            let entry = by_kind.entry(label.clone()).or_default();
-            entry.count += k.count;
-            entry.bytes += k.bytes;
-            entry.encoding = Some(super::Encoding::Json);
-            objects += k.count;
-            existing += e;
-        }
-    }
-    for v in by_kind.values_mut() {
-        v.avg_size = if v.count > 0 {
-            v.bytes as f64 / v.count as f64
+        let (c, k, rr) = (client.clone(), calls.clone(), r.clone());
+        let t = each_object(start, n, opts.concurrency, &done, move |i| {
+            let (c, k, rr) = (c.clone(), k.clone(), rr.clone());
+            async move { create_one(&c, &k, &rr, kind, custom, i, kwok).await }
+        })
+        .await?;
+        let entry = by_kind.entry(r.shape.kind_label(kind, custom)).or_default();
+        entry.count += t.created;
+        entry.bytes += t.bytes;
+        entry.avg_size = if entry.count > 0 {
+            entry.bytes as f64 / entry.count as f64
         } else {
             0.0
         };
+        entry.encoding = Some(super::Encoding::Json);
+        all.merge(t);
     }
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     if opts.probe {
-        probe(&client, &shape, &calls).await?;
+        probe(&client, &r.shape, &calls).await?;
     }
     let (api, api_slo) = calls.records();
-    let bytes = by_kind.values().map(|k| k.bytes).sum();
-    Ok(SimulateRecord {
+    let record = SimulateRecord {
         backend: super::Backend::Kube,
         root: server.to_string(),
         encoding: super::Encoding::Json,
-        objects,
-        existing,
-        bytes,
+        objects: all.created,
+        existing: all.existing.len() as u64,
+        bytes: all.bytes,
         duration_ms: ms(started.elapsed()),
-        objects_per_s: objects as f64 / secs,
-        bytes_per_s: bytes as f64 / secs,
+        objects_per_s: all.created as f64 / secs,
+        bytes_per_s: all.bytes as f64 / secs,
         by_kind,
         txn_latency: Recorder::default().summary(),
         revisions: (0, 0),
         kwok_controller: Some(kwok),
         api,
         api_slo,
-    })
+    };
+    let created = Created {
+        client,
+        kwok,
+        existing: all.existing.into_iter().collect(),
+    };
+    Ok((record, created))
+}
+
+/// Deletes what a kube-backend simulation created — last kind first, namespaces last — and never
+/// an object that already existed. Returns (deleted, kept).
+pub async fn cleanup(
+    created: &Created,
+    opts: &SimulateOptions,
+    shape: &Shape,
+) -> Result<(u64, u64)> {
+    let r = Arc::new(Renderer::new(opts, shape.clone())?);
+    let existing = Arc::new(created.existing.clone());
+    let done = Arc::new(AtomicU64::new(0));
+    let mut all = Tally::default();
+    let mut segments = Vec::new();
+    let mut offset = 0;
+    for (kind, custom, n) in shape.segments() {
+        segments.push((kind, custom, offset, n));
+        offset += n;
+    }
+    for (kind, custom, start, n) in segments.into_iter().rev() {
+        if n == 0 || (kind == Kind::Lease && created.kwok) {
+            continue;
+        }
+        let (c, rr, ex) = (created.client.clone(), r.clone(), existing.clone());
+        let t = each_object(start, n, opts.concurrency, &done, move |i| {
+            let (c, rr, ex) = (c.clone(), rr.clone(), ex.clone());
+            async move {
+                let p = rr.prepare(kind, custom, i)?;
+                if ex.contains(&p.identity()) {
+                    return Ok(Did::Kept);
+                }
+                match p.api(&c).delete(&p.name, &DeleteParams::default()).await {
+                    Ok(_) => Ok(Did::Deleted),
+                    Err(kube::Error::Api(s)) if s.code == 404 => Ok(Did::Kept),
+                    Err(source) => Err(Error::Kube {
+                        op: format!("delete {}", p.describe()),
+                        source,
+                    }),
+                }
+            }
+        })
+        .await?;
+        all.merge(t);
+    }
+    Ok((all.deleted, all.kept))
 }
 
 /// ClusterLoader2-style read calls on what was created: single GETs of a sample of nodes and pods,

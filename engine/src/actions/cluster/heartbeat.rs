@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use etcd_client::{Compare, CompareOp, KvClient, Txn, TxnOp, TxnOpResponse};
 use serde::{Deserialize, Serialize};
 
+use super::apiserver::Renderer;
 use super::objects::{Kind, Shape};
 use super::templates::Templates;
 use super::{common_vars, effective_root, AbortOnDrop, Encoding, SimulateOptions, Written};
@@ -226,8 +227,22 @@ struct Outcome {
     revision: i64,
 }
 
+/// Where heartbeat writes go.
+#[allow(clippy::large_enum_variant)] // one per step, in an Arc
+enum Sink {
+    /// Straight into etcd.
+    Etcd(etcd_client::Client),
+    /// Through the API server, as kubelet and controllers write.
+    Kube {
+        client: kube::Client,
+        renderer: Renderer,
+        kwok: bool,
+    },
+}
+
 /// What every write needs.
 struct Ctx {
+    sink: Sink,
     root: String,
     shape: Shape,
     templates: Templates,
@@ -251,6 +266,32 @@ pub async fn heartbeat(
     opts: &HeartbeatOptions,
     progress: Option<ProgressFn>,
 ) -> Result<HeartbeatRecord> {
+    let w = cluster_of(target, opts)?;
+    let (record, last_rev) = keep_alive(&w, Some(target.client.clone()), opts, progress).await?;
+    if record.pod_churn.ok > 0 && w.kube.is_none() {
+        extend_ledger(target, &w.root, last_rev);
+    }
+    Ok(record)
+}
+
+/// `heartbeat` for a kube-backend simulation (`simulate_through`'s ledger entry): through the API
+/// server, tested with a `tower-test` mock.
+pub async fn heartbeat_through(
+    written: &Written,
+    opts: &HeartbeatOptions,
+    progress: Option<ProgressFn>,
+) -> Result<HeartbeatRecord> {
+    Ok(keep_alive(written, None, opts, progress).await?.0)
+}
+
+/// Runs the flows against `w` (through its API server, or `etcd`); the record and the last
+/// revision written.
+async fn keep_alive(
+    w: &Written,
+    etcd: Option<etcd_client::Client>,
+    opts: &HeartbeatOptions,
+    progress: Option<ProgressFn>,
+) -> Result<(HeartbeatRecord, i64)> {
     let length = duration(Some(&opts.duration), "", "duration")?;
     let lease_interval = duration(opts.lease_interval.as_deref(), "10s", "lease_interval")?;
     let status_interval = duration(opts.status_interval.as_deref(), "1m", "status_interval")?;
@@ -267,7 +308,7 @@ pub async fn heartbeat(
     if opts.concurrency == 0 || opts.concurrency > 4096 {
         return Err(Error::Options("concurrency must be 1..=4096".into()));
     }
-    let (root, mut shape, sim) = cluster_of(target, opts)?;
+    let (root, mut shape, sim) = (w.root.clone(), w.shape.clone(), &w.options);
     if let Some(n) = opts.nodes {
         shape.nodes = shape.nodes.min(n);
     }
@@ -302,9 +343,23 @@ pub async fn heartbeat(
         },
     ];
     let revs = |n: u64| (0..n).map(|_| AtomicI64::new(0)).collect::<Vec<_>>();
+    let sink = match (&w.kube, etcd) {
+        (Some(k), _) => Sink::Kube {
+            client: k.client.clone(),
+            renderer: Renderer::new(sim, shape.clone())?,
+            kwok: k.kwok,
+        },
+        (None, Some(etcd)) => Sink::Etcd(etcd),
+        (None, None) => {
+            return Err(Error::Options(
+                "no etcd and no API server to send heartbeats to".into(),
+            ))
+        }
+    };
     let ctx = Arc::new(Ctx {
+        sink,
         templates: Templates::new(&sim.templates, &sim.base_dir)?,
-        common: common_vars(&sim)?,
+        common: common_vars(sim)?,
         encoding: sim.encoding,
         timeout,
         lease_revs: revs(shape.nodes),
@@ -356,24 +411,20 @@ pub async fn heartbeat(
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
-        let (ctx, stats, mut kv) = (ctx.clone(), stats.clone(), target.client.kv_client());
+        let (ctx, stats) = (ctx.clone(), stats.clone());
         set.spawn(async move {
             let item = k % flow.population;
-            let outcome = match tokio::time::timeout(
-                ctx.timeout,
-                write(&ctx, &mut kv, flow.flow, item),
-            )
-            .await
-            {
-                Ok(o) => o,
-                Err(_) => Outcome {
-                    error: Some((
-                        "DeadlineExceeded".into(),
-                        format!("no answer in {:?}", ctx.timeout),
-                    )),
-                    ..Outcome::default()
-                },
-            };
+            let outcome =
+                match tokio::time::timeout(ctx.timeout, write(&ctx, flow.flow, item)).await {
+                    Ok(o) => o,
+                    Err(_) => Outcome {
+                        error: Some((
+                            "DeadlineExceeded".into(),
+                            format!("no answer in {:?}", ctx.timeout),
+                        )),
+                        ..Outcome::default()
+                    },
+                };
             let latency = (start + due).elapsed();
             let mut s = stats.lock().expect("stats lock");
             s.done(flow.flow, due.as_secs(), &outcome, latency);
@@ -417,10 +468,8 @@ pub async fn heartbeat(
             s.messages.first().cloned().unwrap_or_default()
         )));
     }
-    if churned > 0 {
-        extend_ledger(target, &root, s.last_rev);
-    }
-    Ok(HeartbeatRecord {
+    let last_rev = s.last_rev;
+    let record = HeartbeatRecord {
         root,
         nodes: shape.nodes,
         pods: shape.pods,
@@ -434,7 +483,8 @@ pub async fn heartbeat(
         errors_by_code: s.codes,
         error_messages: s.messages,
         series: s.series,
-    })
+    };
+    Ok((record, last_rev))
 }
 
 /// Writes per second the flows intend (churn: a delete and a create per pod).
@@ -450,10 +500,7 @@ fn intended_rate(flows: &[Periodic; 3]) -> f64 {
 }
 
 /// The cluster to keep alive: the last one this run simulated, or the one the options describe.
-fn cluster_of(
-    target: &Target,
-    opts: &HeartbeatOptions,
-) -> Result<(String, Shape, SimulateOptions)> {
+fn cluster_of(target: &Target, opts: &HeartbeatOptions) -> Result<Written> {
     let last = target
         .simulated
         .lock()
@@ -463,14 +510,12 @@ fn cluster_of(
         .find(|w| w.shape.nodes > 0)
         .cloned();
     match last {
-        Some(w) if opts.root.is_none() && opts.name_prefix.is_none() => {
-            Ok((w.root, w.shape, w.options))
-        }
+        Some(w) if opts.root.is_none() && opts.name_prefix.is_none() => Ok(w),
         _ => {
-            let sim: SimulateOptions = serde_json::from_value(serde_json::json!({}))
+            let options: SimulateOptions = serde_json::from_value(serde_json::json!({}))
                 .map_err(|e| Error::Options(e.to_string()))?;
             let shape = Shape {
-                namespaces: sim.namespaces,
+                namespaces: options.namespaces,
                 nodes: opts.nodes.unwrap_or(0),
                 pods: opts.pods.unwrap_or(0),
                 deployments: 0,
@@ -481,7 +526,13 @@ fn cluster_of(
                 custom: Vec::new(),
                 name_prefix: opts.name_prefix.clone().unwrap_or_else(|| "scen-".into()),
             };
-            Ok((effective_root(target, opts.root.as_deref()), shape, sim))
+            Ok(Written {
+                root: effective_root(target, opts.root.as_deref()),
+                shape,
+                revisions: (0, 0),
+                options,
+                kube: None,
+            })
         }
     }
 }
@@ -498,9 +549,35 @@ fn extend_ledger(target: &Target, root: &str, last_rev: i64) {
     }
 }
 
-/// One heartbeat write: render, encode, and write it as kube-apiserver would.
-async fn write(ctx: &Ctx, kv: &mut KvClient, flow: Flow, item: u64) -> Outcome {
-    let r = async {
+/// One heartbeat write, as kube-apiserver writes it to etcd, or through the API server.
+async fn write(ctx: &Ctx, flow: Flow, item: u64) -> Outcome {
+    let r = match &ctx.sink {
+        Sink::Etcd(client) => write_etcd(ctx, &mut client.kv_client(), flow, item).await,
+        Sink::Kube {
+            client,
+            renderer,
+            kwok,
+        } => write_kube(client, renderer, *kwok, flow, item).await,
+    };
+    r.unwrap_or_else(|e: Error| Outcome {
+        error: Some((
+            match &e {
+                Error::Etcd { source, .. } => grpc_code(source),
+                Error::Kube {
+                    source: kube::Error::Api(s),
+                    ..
+                } => s.reason.clone(),
+                _ => "Other".into(),
+            },
+            e.to_string(),
+        )),
+        ..Outcome::default()
+    })
+}
+
+/// A heartbeat write straight into etcd: render, encode, compare-and-swap.
+async fn write_etcd(ctx: &Ctx, kv: &mut KvClient, flow: Flow, item: u64) -> Result<Outcome> {
+    {
         match flow {
             Flow::Lease => {
                 let (key, value) = render(ctx, Kind::Lease, item)?;
@@ -535,17 +612,73 @@ async fn write(ctx: &Ctx, kv: &mut KvClient, flow: Flow, item: u64) -> Outcome {
             }
         }
     }
-    .await;
-    r.unwrap_or_else(|e: Error| Outcome {
-        error: Some((
-            match &e {
-                Error::Etcd { source, .. } => grpc_code(source),
-                _ => "Other".into(),
-            },
-            e.to_string(),
-        )),
-        ..Outcome::default()
-    })
+}
+
+/// A heartbeat write through the API server: what kubelet sends (lease renewal, node status), or
+/// a controller's pod churn (delete, create, and the status KWOK would set).
+async fn write_kube(
+    client: &kube::Client,
+    renderer: &Renderer,
+    kwok: bool,
+    flow: Flow,
+    item: u64,
+) -> Result<Outcome> {
+    use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+    let now = chrono::Utc::now();
+    let fail = |what: String| move |source| Error::Kube { op: what, source };
+    let mut o = Outcome::default();
+    match flow {
+        Flow::Lease => {
+            let p = renderer.prepare_now(Kind::Lease, item)?;
+            let patch = serde_json::json!({ "spec": {
+                "holderIdentity": p.name, "renewTime": now.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+            } });
+            o.bytes = patch.to_string().len() as u64;
+            p.api(client)
+                .patch(&p.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(fail(format!("renew lease {}", p.describe())))?;
+        }
+        Flow::Status => {
+            let p = renderer.prepare_now(Kind::Node, item)?;
+            let stamp = now.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+            // Strategic merge: conditions merge by type, as kubelet's status patch does.
+            let patch = serde_json::json!({ "status": { "conditions": [{
+                "type": "Ready", "status": "True", "reason": "KubeletReady",
+                "message": "kubelet is posting ready status", "lastHeartbeatTime": stamp,
+            }] } });
+            o.bytes = patch.to_string().len() as u64;
+            p.api(client)
+                .patch_status(&p.name, &PatchParams::default(), &Patch::Strategic(&patch))
+                .await
+                .map_err(fail(format!("update the status of {}", p.describe())))?;
+        }
+        Flow::Churn => {
+            let p = renderer.prepare_now(Kind::Pod, item)?;
+            let api = p.api(client);
+            match api
+                .delete(&p.name, &DeleteParams::default().grace_period(0))
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => o.conflicts += 1,
+                Err(e) => return Err(fail(format!("delete {}", p.describe()))(e)),
+            }
+            o.bytes = p.body.to_string().len() as u64;
+            match api.create(&PostParams::default(), &p.object()?).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 409 => o.conflicts += 1,
+                Err(e) => return Err(fail(format!("create {}", p.describe()))(e)),
+            }
+            if let (false, Some(status)) = (kwok, &p.status) {
+                let patch = serde_json::json!({ "status": status });
+                api.patch_status(&p.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(fail(format!("set the status of {}", p.describe())))?;
+            }
+        }
+    }
+    Ok(o)
 }
 
 fn etcd(source: etcd_client::Error) -> Error {

@@ -128,6 +128,12 @@ pub async fn cleanup(target: &Target) -> Result<CleanupRecord> {
         kept: 0,
     };
     for w in &written {
+        if let Some(created) = &w.kube {
+            let (deleted, kept) = super::apiserver::cleanup(created, &w.options, &w.shape).await?;
+            rec.deleted += deleted;
+            rec.kept += kept;
+            continue;
+        }
         let (first, last) = w.revisions;
         for i in 0..w.shape.total() {
             let key = format!("{}/{}", w.root, w.shape.object(i).key);

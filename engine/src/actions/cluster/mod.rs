@@ -19,7 +19,9 @@ use base64::Engine as _;
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 
-pub use heartbeat::{heartbeat, FlowRecord, HeartbeatOptions, HeartbeatRecord, HeartbeatSecond};
+pub use heartbeat::{
+    heartbeat, heartbeat_through, FlowRecord, HeartbeatOptions, HeartbeatRecord, HeartbeatSecond,
+};
 pub use inventory::{cleanup, inventory, CleanupRecord, InventoryOptions, InventoryRecord};
 pub use objects::{CustomSpec, Kind, Shape};
 
@@ -38,6 +40,8 @@ pub struct Written {
     pub revisions: (i64, i64),
     /// The options it was simulated with (templates, variables, encoding), for heartbeats.
     pub options: SimulateOptions,
+    /// Kube backend: the API server the objects went through.
+    pub kube: Option<apiserver::Created>,
 }
 
 /// The run's record of simulated objects, shared by every clone of the target.
@@ -262,12 +266,14 @@ pub async fn simulate(
     opts: &SimulateOptions,
     progress: Option<ProgressFn>,
 ) -> Result<SimulateRecord> {
-    let shape = shape_of(opts)?;
     if opts.backend == Backend::Kube {
         let (client, server) =
             apiserver::connect(opts.kubeconfig.as_deref(), opts.context.as_deref()).await?;
-        return apiserver::simulate(client, &server, opts, shape, progress).await;
+        let (record, written) = simulate_through(client, &server, opts, progress).await?;
+        target.simulated.lock().expect("ledger lock").push(written);
+        return Ok(record);
     }
+    let shape = shape_of(opts)?;
     let tpl = templates::Templates::new(&opts.templates, &opts.base_dir)?;
     for c in &shape.custom {
         if !tpl.has(&c.template) {
@@ -377,6 +383,7 @@ pub async fn simulate(
         shape,
         revisions,
         options: opts.clone(),
+        kube: None,
     });
     Ok(SimulateRecord {
         backend: Backend::Etcd,
@@ -397,14 +404,27 @@ pub async fn simulate(
     })
 }
 
-/// `simulate` with `backend: "kube"` through a client of your own (a `tower-test` mock in tests).
+/// `simulate` with `backend: "kube"` through a client of your own (a `tower-test` mock in tests);
+/// the ledger entry of what it created, for `cleanup` and `heartbeat`.
 pub async fn simulate_through(
     client: kube::Client,
     server: &str,
     opts: &SimulateOptions,
     progress: Option<ProgressFn>,
-) -> Result<SimulateRecord> {
-    apiserver::simulate(client, server, opts, shape_of(opts)?, progress).await
+) -> Result<(SimulateRecord, Written)> {
+    let shape = shape_of(opts)?;
+    let (record, created) =
+        apiserver::simulate(client, server, opts, shape.clone(), progress).await?;
+    Ok((
+        record,
+        Written {
+            root: server.to_string(),
+            shape,
+            revisions: (0, 0),
+            options: opts.clone(),
+            kube: Some(created),
+        },
+    ))
 }
 
 /// The cluster `opts` describe, after checking the options.
