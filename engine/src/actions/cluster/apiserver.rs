@@ -15,8 +15,8 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde::{Deserialize, Serialize};
 
 use super::objects::{Kind, Shape};
-use super::templates::Templates;
-use super::{common_vars, AbortOnDrop, KindRecord, SimulateOptions, SimulateRecord};
+use super::templates::{Rendered, Renderer};
+use super::{AbortOnDrop, KindRecord, SimulateOptions, SimulateRecord};
 use crate::actions::latency::{LatencySummary, Recorder};
 use crate::actions::{ms, Error, ProgressFn, Result};
 
@@ -236,14 +236,6 @@ async fn kwok_present(client: &kube::Client, calls: &Calls) -> Result<bool> {
     }
 }
 
-/// Renders objects for the API server: the template, minus what the server owns.
-pub(crate) struct Renderer {
-    tpl: Templates,
-    common: serde_json::Map<String, serde_json::Value>,
-    /// The simulated cluster.
-    pub shape: Shape,
-}
-
 /// One object ready for a request.
 pub(crate) struct Prepared {
     /// The create body (no status, no server-owned metadata).
@@ -260,57 +252,25 @@ pub(crate) struct Prepared {
     pub template: String,
 }
 
-impl Renderer {
-    /// Templates and variables as `opts` give them.
-    pub fn new(opts: &SimulateOptions, shape: Shape) -> Result<Self> {
-        Ok(Renderer {
-            tpl: Templates::new(&opts.templates, &opts.base_dir)?,
-            common: common_vars(opts)?,
-            shape,
-        })
-    }
-
-    /// The object at global index `i`, of `kind` (`custom`: its index among custom kinds).
-    pub fn prepare(&self, kind: Kind, custom: usize, i: u64) -> Result<Prepared> {
-        let o = self.shape.object(i);
-        self.prepare_object(kind, custom, o.vars, None)
+impl Prepared {
+    /// The object at global index `i` as a create request.
+    pub fn at(r: &Renderer, i: u64) -> Result<Prepared> {
+        Ok(Prepared::from(r, r.render(i)?))
     }
 
     /// The `i`-th object of a built-in `kind`, rendered now (a heartbeat's fresh copy).
-    pub fn prepare_now(&self, kind: Kind, i: u64) -> Result<Prepared> {
-        let o = self.shape.object_of(kind, i);
-        self.prepare_object(kind, 0, o.vars, Some(chrono::Utc::now()))
+    pub fn now(r: &Renderer, kind: Kind, i: u64) -> Result<Prepared> {
+        Ok(Prepared::from(r, r.render_now(kind, i)?))
     }
 
-    fn prepare_object(
-        &self,
-        kind: Kind,
-        custom: usize,
-        own: serde_json::Map<String, serde_json::Value>,
-        now: Option<chrono::DateTime<chrono::Utc>>,
-    ) -> Result<Prepared> {
-        let template = match kind {
-            Kind::Custom => self.shape.custom[custom].template.clone(),
-            k => k.name().to_string(),
-        };
-        let mut vars = self.common.clone();
-        if let Some(now) = now {
-            let stamp = serde_json::Value::from(now.format("%Y-%m-%dT%H:%M:%SZ").to_string());
-            vars.insert("now".into(), stamp.clone());
-            vars.insert("created".into(), stamp);
-            vars.insert(
-                "now_micro".into(),
-                now.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string().into(),
-            );
-        }
-        vars.extend(own);
-        let (body, status) = for_create(self.tpl.render(&template, &vars)?);
-        let (resource, namespaced) = match kind {
+    fn from(r: &Renderer, o: Rendered) -> Prepared {
+        let (body, status) = for_create(o.value);
+        let (resource, namespaced) = match o.kind {
             Kind::Custom => {
-                let c = &self.shape.custom[custom];
+                let c = &r.shape.custom[o.custom];
                 (c.plural.clone(), c.namespaced)
             }
-            Kind::Namespace | Kind::Node => (plural(kind).to_string(), false),
+            Kind::Namespace | Kind::Node => (plural(o.kind).to_string(), false),
             k => (plural(k).to_string(), true),
         };
         let ns = body["metadata"]["namespace"]
@@ -321,18 +281,16 @@ impl Renderer {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        Ok(Prepared {
+        Prepared {
             body,
             status,
             resource,
             ns,
             name,
-            template,
-        })
+            template: o.template,
+        }
     }
-}
 
-impl Prepared {
     /// The API handle for this object's resource and namespace.
     pub fn api(&self, client: &kube::Client) -> Api<DynamicObject> {
         let api_version = self.body["apiVersion"].as_str().unwrap_or_default();
@@ -453,12 +411,10 @@ async fn create_one(
     client: &kube::Client,
     calls: &Calls,
     r: &Renderer,
-    kind: Kind,
-    custom: usize,
     i: u64,
     kwok: bool,
 ) -> Result<Did> {
-    let p = r.prepare(kind, custom, i)?;
+    let p = Prepared::at(r, i)?;
     let api = p.api(client);
     let bytes = serde_json::to_vec(&p.body).map_or(0, |v| v.len() as u64);
     match calls
@@ -479,7 +435,7 @@ async fn create_one(
         }
     }
     // Without KWOK, nothing else makes the node Ready or the pod Running.
-    if let (false, Some(status), Kind::Node | Kind::Pod) = (kwok, &p.status, kind) {
+    if let (false, Some(status), "nodes" | "pods") = (kwok, &p.status, p.resource.as_str()) {
         let patch = serde_json::json!({ "status": status });
         calls
             .time(
@@ -562,7 +518,7 @@ pub async fn simulate(
         let (c, k, rr) = (client.clone(), calls.clone(), r.clone());
         let t = each_object(start, n, opts.concurrency, &done, move |i| {
             let (c, k, rr) = (c.clone(), k.clone(), rr.clone());
-            async move { create_one(&c, &k, &rr, kind, custom, i, kwok).await }
+            async move { create_one(&c, &k, &rr, i, kwok).await }
         })
         .await?;
         let entry = by_kind.entry(r.shape.kind_label(kind, custom)).or_default();
@@ -619,11 +575,11 @@ pub async fn cleanup(
     let mut all = Tally::default();
     let mut segments = Vec::new();
     let mut offset = 0;
-    for (kind, custom, n) in shape.segments() {
-        segments.push((kind, custom, offset, n));
+    for (kind, _, n) in shape.segments() {
+        segments.push((kind, offset, n));
         offset += n;
     }
-    for (kind, custom, start, n) in segments.into_iter().rev() {
+    for (kind, start, n) in segments.into_iter().rev() {
         if n == 0 || (kind == Kind::Lease && created.kwok) {
             continue;
         }
@@ -631,7 +587,7 @@ pub async fn cleanup(
         let t = each_object(start, n, opts.concurrency, &done, move |i| {
             let (c, rr, ex) = (c.clone(), rr.clone(), ex.clone());
             async move {
-                let p = rr.prepare(kind, custom, i)?;
+                let p = Prepared::at(&rr, i)?;
                 if ex.contains(&p.identity()) {
                     return Ok(Did::Kept);
                 }

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use etcd_client::{Compare, CompareOp, KvClient, Txn, TxnOp, TxnOpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::apiserver::Renderer;
+use super::apiserver::Prepared;
 use super::objects::{Kind, Shape};
-use super::templates::Templates;
-use super::{common_vars, effective_root, AbortOnDrop, Encoding, SimulateOptions, Written};
+use super::templates::Renderer;
+use super::{effective_root, AbortOnDrop, Encoding, SimulateOptions, Written};
 use crate::actions::latency::{LatencySummary, Recorder};
 use crate::actions::{grpc_code, ms, Error, ProgressFn, Result};
 use crate::target::Target;
@@ -233,20 +233,14 @@ enum Sink {
     /// Straight into etcd.
     Etcd(etcd_client::Client),
     /// Through the API server, as kubelet and controllers write.
-    Kube {
-        client: kube::Client,
-        renderer: Renderer,
-        kwok: bool,
-    },
+    Kube { client: kube::Client, kwok: bool },
 }
 
 /// What every write needs.
 struct Ctx {
     sink: Sink,
     root: String,
-    shape: Shape,
-    templates: Templates,
-    common: serde_json::Map<String, serde_json::Value>,
+    renderer: Renderer,
     encoding: Encoding,
     timeout: Duration,
     /// Last known mod revision of each node's lease, node and pod key (0: unknown).
@@ -346,7 +340,6 @@ async fn keep_alive(
     let sink = match (&w.kube, etcd) {
         (Some(k), _) => Sink::Kube {
             client: k.client.clone(),
-            renderer: Renderer::new(sim, shape.clone())?,
             kwok: k.kwok,
         },
         (None, Some(etcd)) => Sink::Etcd(etcd),
@@ -358,15 +351,14 @@ async fn keep_alive(
     };
     let ctx = Arc::new(Ctx {
         sink,
-        templates: Templates::new(&sim.templates, &sim.base_dir)?,
-        common: common_vars(sim)?,
+        // The full shape: pods render on the nodes they were created on.
+        renderer: Renderer::new(sim, w.shape.clone())?,
         encoding: sim.encoding,
         timeout,
         lease_revs: revs(shape.nodes),
         node_revs: revs(shape.nodes),
         pod_revs: revs(if churned > 0 { shape.pods } else { 0 }),
         root: root.clone(),
-        shape: shape.clone(),
     });
     let stats = Arc::new(Mutex::new(Stats::default()));
     let permits = Arc::new(tokio::sync::Semaphore::new(opts.concurrency as usize));
@@ -553,11 +545,7 @@ fn extend_ledger(target: &Target, root: &str, last_rev: i64) {
 async fn write(ctx: &Ctx, flow: Flow, item: u64) -> Outcome {
     let r = match &ctx.sink {
         Sink::Etcd(client) => write_etcd(ctx, &mut client.kv_client(), flow, item).await,
-        Sink::Kube {
-            client,
-            renderer,
-            kwok,
-        } => write_kube(client, renderer, *kwok, flow, item).await,
+        Sink::Kube { client, kwok } => write_kube(client, &ctx.renderer, *kwok, flow, item).await,
     };
     r.unwrap_or_else(|e: Error| Outcome {
         error: Some((
@@ -629,7 +617,7 @@ async fn write_kube(
     let mut o = Outcome::default();
     match flow {
         Flow::Lease => {
-            let p = renderer.prepare_now(Kind::Lease, item)?;
+            let p = Prepared::now(renderer, Kind::Lease, item)?;
             let patch = serde_json::json!({ "spec": {
                 "holderIdentity": p.name, "renewTime": now.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
             } });
@@ -640,7 +628,7 @@ async fn write_kube(
                 .map_err(fail(format!("renew lease {}", p.describe())))?;
         }
         Flow::Status => {
-            let p = renderer.prepare_now(Kind::Node, item)?;
+            let p = Prepared::now(renderer, Kind::Node, item)?;
             let stamp = now.format("%Y-%m-%dT%H:%M:%SZ").to_string();
             // Strategic merge: conditions merge by type, as kubelet's status patch does.
             let patch = serde_json::json!({ "status": { "conditions": [{
@@ -654,7 +642,7 @@ async fn write_kube(
                 .map_err(fail(format!("update the status of {}", p.describe())))?;
         }
         Flow::Churn => {
-            let p = renderer.prepare_now(Kind::Pod, item)?;
+            let p = Prepared::now(renderer, Kind::Pod, item)?;
             let api = p.api(client);
             match api
                 .delete(&p.name, &DeleteParams::default().grace_period(0))
@@ -687,21 +675,8 @@ fn etcd(source: etcd_client::Error) -> Error {
 
 /// The key and the freshly rendered value of the `item`-th object of `kind`.
 fn render(ctx: &Ctx, kind: Kind, item: u64) -> Result<(String, Vec<u8>)> {
-    let o = ctx.shape.object_of(kind, item);
-    let now = chrono::Utc::now();
-    let mut vars = ctx.common.clone();
-    let stamp = serde_json::Value::from(now.format("%Y-%m-%dT%H:%M:%SZ").to_string());
-    vars.insert("now".into(), stamp.clone());
-    vars.insert(
-        "now_micro".into(),
-        now.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string().into(),
-    );
-    if kind == Kind::Pod {
-        vars.insert("created".into(), stamp);
-    }
-    vars.extend(o.vars);
-    let object = ctx.templates.render(kind.name(), &vars)?;
-    let (value, _) = ctx.encoding.encode(&object, kind.name())?;
+    let o = ctx.renderer.render_now(kind, item)?;
+    let (value, _) = ctx.encoding.encode(&o.value, &o.template)?;
     Ok((format!("{}/{}", ctx.root, o.key), value))
 }
 

@@ -274,23 +274,11 @@ pub async fn simulate(
         return Ok(record);
     }
     let shape = shape_of(opts)?;
-    let tpl = templates::Templates::new(&opts.templates, &opts.base_dir)?;
-    for c in &shape.custom {
-        if !tpl.has(&c.template) {
-            return Err(Error::Options(format!(
-                "custom {}/{}: no template `{}`; name a stdlib one ({}) or add it under `templates`",
-                c.group,
-                c.plural,
-                c.template,
-                templates::STDLIB.iter().map(|t| t.0).collect::<Vec<_>>().join(", ")
-            )));
-        }
-    }
+    let renderer = templates::Renderer::new(opts, shape.clone())?;
     let root = effective_root(target, opts.root.as_deref());
-    let common = common_vars(opts)?;
     let total = shape.total();
     let next = Arc::new(AtomicU64::new(0));
-    let shared = Arc::new((shape.clone(), tpl, common, root.clone()));
+    let shared = Arc::new((renderer, root.clone()));
     let started = Instant::now();
     let done = Arc::new(AtomicU64::new(0));
     let _ticker = progress.map(|p| {
@@ -320,7 +308,7 @@ pub async fn simulate(
         );
         let mut kv = target.client.kv_client();
         set.spawn(async move {
-            let (shape, tpl, common, root) = &*shared;
+            let (renderer, root) = &*shared;
             let mut tally = Tally::default();
             loop {
                 let start = next.fetch_add(batch, Ordering::Relaxed);
@@ -330,16 +318,10 @@ pub async fn simulate(
                 let end = (start + batch).min(total);
                 let mut items = Vec::with_capacity((end - start) as usize);
                 for i in start..end {
-                    let o = shape.object(i);
-                    let name = match o.kind {
-                        Kind::Custom => shape.custom[o.custom].template.as_str(),
-                        k => k.name(),
-                    };
-                    let mut vars = common.clone();
-                    vars.extend(o.vars);
-                    let (value, stored) = encoding.encode(&tpl.render(name, &vars)?, name)?;
+                    let o = renderer.render(i)?;
+                    let (value, stored) = encoding.encode(&o.value, &o.template)?;
                     items.push(Item {
-                        label: shape.kind_label(o.kind, o.custom),
+                        label: renderer.shape.kind_label(o.kind, o.custom),
                         key: format!("{root}/{}", o.key),
                         value,
                         encoding: stored,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::super::{Error, Result};
+use super::objects::{Kind, Shape};
 
 /// The stdlib templates, by name.
 pub const STDLIB: &[(&str, &str)] = &[
@@ -115,6 +116,96 @@ impl Templates {
         }
         Ok(value)
     }
+}
+
+/// Renders the objects of one simulated cluster: its templates, the variables every template
+/// sees, and its shape.
+pub struct Renderer {
+    tpl: Templates,
+    common: serde_json::Map<String, serde_json::Value>,
+    /// The simulated cluster.
+    pub shape: Shape,
+}
+
+impl Renderer {
+    /// Templates and variables as `opts` give them; every custom kind's template must exist.
+    pub fn new(opts: &super::SimulateOptions, shape: Shape) -> Result<Self> {
+        let tpl = Templates::new(&opts.templates, &opts.base_dir)?;
+        for c in &shape.custom {
+            if !tpl.has(&c.template) {
+                return Err(Error::Options(format!(
+                    "custom {}/{}: no template `{}`; name a stdlib one ({}) or add it under `templates`",
+                    c.group,
+                    c.plural,
+                    c.template,
+                    STDLIB.iter().map(|t| t.0).collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        Ok(Renderer {
+            tpl,
+            common: super::common_vars(opts)?,
+            shape,
+        })
+    }
+
+    /// The object at global index `i`: its kind, custom index, key under the root, template
+    /// name and rendered value.
+    pub fn render(&self, i: u64) -> Result<Rendered> {
+        let o = self.shape.object(i);
+        self.finish(o, None)
+    }
+
+    /// The `i`-th object of a built-in `kind`, rendered afresh: `now`, `now_micro` and
+    /// `created` are the current time (a heartbeat's update, a churned pod).
+    pub fn render_now(&self, kind: Kind, i: u64) -> Result<Rendered> {
+        let o = self.shape.object_of(kind, i);
+        self.finish(o, Some(chrono::Utc::now()))
+    }
+
+    fn finish(
+        &self,
+        o: super::objects::Object,
+        now: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Rendered> {
+        let template = match o.kind {
+            Kind::Custom => self.shape.custom[o.custom].template.clone(),
+            k => k.name().to_string(),
+        };
+        let mut vars = self.common.clone();
+        if let Some(now) = now {
+            let stamp = serde_json::Value::from(now.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+            vars.insert("now".into(), stamp.clone());
+            vars.insert("created".into(), stamp);
+            vars.insert(
+                "now_micro".into(),
+                now.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string().into(),
+            );
+        }
+        vars.extend(o.vars);
+        let value = self.tpl.render(&template, &vars)?;
+        Ok(Rendered {
+            kind: o.kind,
+            custom: o.custom,
+            key: o.key,
+            template,
+            value,
+        })
+    }
+}
+
+/// One rendered object.
+pub struct Rendered {
+    /// Its kind.
+    pub kind: Kind,
+    /// Index among custom kinds (for `Kind::Custom`).
+    pub custom: usize,
+    /// Its key under the storage root (no leading slash).
+    pub key: String,
+    /// The template it came from.
+    pub template: String,
+    /// The object.
+    pub value: serde_json::Value,
 }
 
 #[cfg(test)]
