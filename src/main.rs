@@ -156,6 +156,9 @@ struct RunArgs {
     /// [default: etcd's, 2GiB].
     #[arg(long, value_name = "SIZE")]
     etcd_quota: Option<String>,
+    /// Members of the embedded etcd cluster: 1, 3 or 5 [default: the scenario's embedded_etcd(), else 1].
+    #[arg(long, value_name = "N", value_parser = ["1", "3", "5"])]
+    members: Option<String>,
     /// Script operation limit per step (sandbox).
     #[arg(long, default_value_t = Limits::default().max_operations)]
     max_operations: u64,
@@ -474,6 +477,10 @@ fn run(args: RunArgs, quiet: bool) -> i32 {
         user: args.user.clone(),
         ..Default::default()
     });
+    if connect.is_some() && (args.members.is_some() || args.etcd_quota.is_some()) {
+        eprintln!("error: --members and --etcd-quota set up the embedded etcd; they cannot go with --endpoints");
+        return 2;
+    }
     if connect.is_none() && (args.cacert.is_some() || args.cert.is_some() || args.user.is_some()) {
         eprintln!("error: --cacert/--cert/--key/--user need --endpoints (the embedded etcd uses plain loopback)");
         return 2;
@@ -497,9 +504,10 @@ fn run(args: RunArgs, quiet: bool) -> i32 {
     if let Some(bin) = &args.etcd_bin {
         cfg.embedded.etcd_bin = bin.clone();
     }
+    cfg.embedded_overrides.members = args.members.as_deref().and_then(|m| m.parse().ok());
     if let Some(q) = &args.etcd_quota {
         match scen_engine::units::parse_size(q) {
-            Ok(bytes) => cfg.embedded.quota_backend_bytes = Some(bytes),
+            Ok(bytes) => cfg.embedded_overrides.quota_backend_bytes = Some(bytes),
             Err(e) => {
                 eprintln!("error: --etcd-quota {q}: {e} (write a size such as 8GiB)");
                 return 2;

@@ -184,7 +184,10 @@ fn the_slo_module_holds_api_latencies_to_cluster_loader2s_limits() {
     let r = run(&fixture("slo-api.rhai"), &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let report = r.report.unwrap();
-    assert_eq!(threshold(&report, "sim.api_slo.cluster_list_p99 <= 30s")["status"], "passed");
+    assert_eq!(
+        threshold(&report, "sim.api_slo.cluster_list_p99 <= 30s")["status"],
+        "passed"
+    );
     // 1.5 s for a single-object call breaks the 1 s SLO; 31 s for a cluster list breaks 30 s.
     let r = run(
         &fixture("slo-api.rhai"),
@@ -192,7 +195,16 @@ fn the_slo_module_holds_api_latencies_to_cluster_loader2s_limits() {
     );
     assert_eq!(r.code, 1, "{}", r.stderr);
     let report = r.report.unwrap();
-    assert_eq!(threshold(&report, "sim.api_slo.single_object_p99 <= 1s")["status"], "failed");
-    assert_eq!(threshold(&report, "sim.api_slo.namespaced_list_p99 <= 5s")["status"], "passed");
-    assert_eq!(threshold(&report, "sim.api_slo.cluster_list_p99 <= 30s")["status"], "failed");
+    assert_eq!(
+        threshold(&report, "sim.api_slo.single_object_p99 <= 1s")["status"],
+        "failed"
+    );
+    assert_eq!(
+        threshold(&report, "sim.api_slo.namespaced_list_p99 <= 5s")["status"],
+        "passed"
+    );
+    assert_eq!(
+        threshold(&report, "sim.api_slo.cluster_list_p99 <= 30s")["status"],
+        "failed"
+    );
 }

@@ -85,6 +85,8 @@ pub struct Plan {
     pub items: Vec<Item>,
     /// Thresholds, in order.
     pub thresholds: Vec<PlannedThreshold>,
+    /// Settings for the embedded etcd (`embedded_etcd(...)`), when the run starts one.
+    pub embedded: crate::embedded::EmbeddedSpec,
 }
 
 impl Plan {

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::actions::metrics::{scrape_all, server_step, ProcessStep};
 use crate::actions::process;
-use crate::embedded::{EmbeddedConfig, EmbeddedEtcd};
+use crate::embedded::{EmbeddedConfig, EmbeddedEtcd, EmbeddedSpec};
 use crate::params::Overrides;
 use crate::plan::{Item, Plan, StepSpec};
 use crate::report::{
@@ -35,6 +35,8 @@ pub struct RunConfig {
     pub connect: Option<ConnectSettings>,
     /// Settings for the embedded etcd.
     pub embedded: EmbeddedConfig,
+    /// Command-line settings for the embedded etcd (`--members`...), over the scenario's own.
+    pub embedded_overrides: EmbeddedSpec,
     /// Keep the run's keys on an external cluster instead of deleting its prefix at the end.
     pub keep_keys: bool,
     /// Allow compaction, defragmentation and disarming on an etcd scen did not start.
@@ -228,8 +230,11 @@ async fn execute(
     let (embedded, settings) = match &cfg.connect {
         Some(s) => (None, s.clone()),
         None => {
+            let mut settings = cfg.embedded.clone();
+            plan.embedded.apply_to(&mut settings);
+            cfg.embedded_overrides.apply_to(&mut settings);
             let started = tokio::select! {
-                r = EmbeddedEtcd::start(&cfg.embedded) => r,
+                r = EmbeddedEtcd::start(&settings) => r,
                 _ = cancel.cancelled() => {
                     report.stopped_early = Some(StoppedEarly { step: None, reason: "interrupted while starting etcd".into() });
                     return Outcome::Interrupted;
@@ -238,10 +243,10 @@ async fn execute(
             match started {
                 Ok(e) => {
                     let s = ConnectSettings {
-                        endpoints: vec![e.client_url().to_string()],
+                        endpoints: e.client_urls(),
                         ..Default::default()
                     };
-                    (Some(e), s)
+                    (Some(Arc::new(std::sync::Mutex::new(e))), s)
                 }
                 Err(e) => {
                     report.error = Some(ErrorInfo {
@@ -279,13 +284,16 @@ async fn execute(
             return outcome;
         }
     };
-    target.server_pid = embedded.as_ref().and_then(EmbeddedEtcd::pid);
+    target.server_pid = embedded
+        .as_ref()
+        .and_then(|e| e.lock().expect("embedded lock").pid());
+    target.embedded = embedded.clone();
     target.allow_maintenance = cfg.allow_maintenance;
     target.allow_registry_writes = cfg.allow_registry_writes;
     let metrics: Arc<Vec<String>> = Arc::new(if !cfg.metrics_urls.is_empty() {
         cfg.metrics_urls.clone()
     } else if let Some(e) = &embedded {
-        vec![e.metrics_url().to_string()]
+        e.lock().expect("embedded lock").metrics_urls()
     } else {
         target
             .info
@@ -360,7 +368,10 @@ async fn execute(
             Err(_) => tracing::warn!("deleting the run prefix timed out"),
         }
     }
-    drop(embedded);
+    // Stop the members now: clones of the target may outlive this function.
+    if let Some(e) = embedded {
+        e.lock().expect("embedded lock").stop();
+    }
     outcome
 }
 

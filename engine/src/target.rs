@@ -171,6 +171,8 @@ pub struct Target {
     pub allow_registry_writes: bool,
     /// What `cluster::simulate` wrote in this run, so `cluster::cleanup` removes exactly that.
     pub simulated: crate::actions::cluster::Ledger,
+    /// The embedded cluster, when scen started it: what `fault::` acts on.
+    pub embedded: Option<crate::embedded::Shared>,
 }
 
 impl Target {
@@ -200,6 +202,7 @@ impl Target {
             allow_maintenance: false,
             allow_registry_writes: false,
             simulated: Default::default(),
+            embedded: None,
         })
     }
 

@@ -23,6 +23,7 @@ pub(crate) struct Builder {
     pub params: Vec<ParamSpec>,
     pub items: Vec<Item>,
     pub thresholds: Vec<PlannedThreshold>,
+    pub embedded: crate::embedded::EmbeddedSpec,
 }
 
 #[derive(Deserialize)]
@@ -46,6 +47,54 @@ struct StepOptions {
     /// Run concurrently with the following steps.
     #[serde(default)]
     background: bool,
+}
+
+/// `embedded_etcd(...)`: the embedded cluster's settings.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmbeddedOptions {
+    members: Option<usize>,
+    quota_backend_bytes: Option<crate::actions::SizeValue>,
+    snapshot_count: Option<u64>,
+    auto_compaction_mode: Option<String>,
+    auto_compaction_retention: Option<String>,
+    heartbeat_interval: Option<String>,
+    election_timeout: Option<String>,
+}
+
+impl EmbeddedOptions {
+    fn spec(self) -> Result<crate::embedded::EmbeddedSpec, String> {
+        let ms = |d: Option<String>, what: &str| -> Result<Option<u64>, String> {
+            d.map(|d| {
+                crate::units::parse_duration(&d)
+                    .map(|d| d.as_millis() as u64)
+                    .map_err(|e| format!("{what}: {e}"))
+            })
+            .transpose()
+        };
+        if let Some(m) = self.members {
+            if ![1, 3, 5].contains(&m) {
+                return Err(format!("members: {m}: use 1, 3 or 5"));
+            }
+        }
+        if let Some(mode) = &self.auto_compaction_mode {
+            if mode != "periodic" && mode != "revision" {
+                return Err(format!("auto_compaction_mode `{mode}`: use \"periodic\" or \"revision\""));
+            }
+        }
+        Ok(crate::embedded::EmbeddedSpec {
+            members: self.members,
+            quota_backend_bytes: self
+                .quota_backend_bytes
+                .map(|q| q.bytes().map_err(|e| format!("quota_backend_bytes: {e}")))
+                .transpose()?,
+            snapshot_count: self.snapshot_count,
+            auto_compaction_mode: self.auto_compaction_mode,
+            auto_compaction_retention: self.auto_compaction_retention,
+            heartbeat_interval_ms: ms(self.heartbeat_interval, "heartbeat_interval")?,
+            election_timeout_ms: ms(self.election_timeout, "election_timeout")?,
+        })
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -303,6 +352,24 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
         .register_into_engine(engine, move |ctx: NativeCallContext, expr: &str, opts: Map| {
             let o: ThresholdOptions = bridge::options(&ctx, "threshold", Dynamic::from_map(opts))?;
             thr(&ctx, expr, o)
+        });
+
+    let s = state.clone();
+    FuncRegistration::new("embedded_etcd")
+        .with_params_info(["settings: Map", "()"])
+        .with_comments([
+            "/// Settings for the etcd scen starts when the run has no `--endpoints` (ignored otherwise;\n\
+             /// `--members` on the command line wins): `#{ members: 1 | 3 | 5, quota_backend_bytes: \"64MiB\",\n\
+             /// snapshot_count, auto_compaction_mode: \"periodic\" | \"revision\", auto_compaction_retention,\n\
+             /// heartbeat_interval: \"100ms\", election_timeout: \"1s\" }`.\n\
+             /// ```rhai\n/// embedded_etcd(#{ members: 3, election_timeout: \"500ms\" });\n/// ```",
+        ])
+        .register_into_engine(engine, move |ctx: NativeCallContext, m: Map| -> RhaiResult<()> {
+            declaring(&s, &ctx)?;
+            let o: EmbeddedOptions = bridge::options(&ctx, "embedded_etcd", Dynamic::from_map(m))?;
+            let spec = o.spec().map_err(|e| usage(&ctx, format!("embedded_etcd: {e}")))?;
+            s.builder.lock().expect("builder lock").embedded = spec;
+            Ok(())
         });
 
     let s = state.clone();

@@ -486,6 +486,7 @@ fn finish_plan(
         resolved,
         items: b.items,
         thresholds: b.thresholds,
+        embedded: b.embedded,
     })
 }
 

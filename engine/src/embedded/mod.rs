@@ -1,0 +1,544 @@
+//! The throwaway etcd that `scen run` starts when no `--endpoints` are given: one, three or five
+//! members on 127.0.0.1 with free ports and a temporary data directory, stopped and removed on
+//! drop — whatever way the run ends (success, error, Ctrl-C, panic). On Linux every member also
+//! gets `PR_SET_PDEATHSIG` (from one long-lived spawning thread), so even a `kill -9` of scen takes
+//! etcd down with it. Members can be killed, restarted, paused and slowed (`fault::`).
+
+mod member;
+mod spawner;
+
+pub use member::Member;
+pub use spawner::Spawner;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Settings for an embedded member.
+#[derive(Debug, Clone)]
+pub struct EmbeddedConfig {
+    /// The etcd binary (default: `$SCEN_ETCD_BIN`, else `etcd` on `PATH`).
+    pub etcd_bin: PathBuf,
+    /// How long to wait for the member to answer.
+    pub start_timeout: Duration,
+    /// Members: 1 (default), 3 or 5.
+    pub members: usize,
+    /// `--quota-backend-bytes`, when set.
+    pub quota_backend_bytes: Option<u64>,
+    /// `--snapshot-count`, when set.
+    pub snapshot_count: Option<u64>,
+    /// `--auto-compaction-mode` (`periodic` or `revision`), when set.
+    pub auto_compaction_mode: Option<String>,
+    /// `--auto-compaction-retention` (`1h`, `1000`), when set.
+    pub auto_compaction_retention: Option<String>,
+    /// `--heartbeat-interval` in ms, when set.
+    pub heartbeat_interval_ms: Option<u64>,
+    /// `--election-timeout` in ms, when set.
+    pub election_timeout_ms: Option<u64>,
+    /// Serve clients over TLS with these files (the metrics/health URL stays plain HTTP).
+    pub client_tls: Option<ServerTls>,
+    /// Start from this snapshot (restored with `etcdutl snapshot restore`) instead of empty.
+    pub restore_from: Option<PathBuf>,
+}
+
+/// Server-side TLS files for the client port.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// `--cert-file`.
+    pub cert: PathBuf,
+    /// `--key-file`.
+    pub key: PathBuf,
+    /// `--trusted-ca-file`; when set, clients must present a certificate it signed.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        EmbeddedConfig {
+            etcd_bin: std::env::var_os("SCEN_ETCD_BIN")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("etcd")),
+            start_timeout: Duration::from_secs(30),
+            members: 1,
+            quota_backend_bytes: None,
+            snapshot_count: None,
+            auto_compaction_mode: None,
+            auto_compaction_retention: None,
+            heartbeat_interval_ms: None,
+            election_timeout_ms: None,
+            client_tls: None,
+            restore_from: None,
+        }
+    }
+}
+
+/// Why an embedded member could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The binary could not be executed.
+    #[error("cannot start `{bin}`: {source} (run scripts/setup.sh to install etcd, or set SCEN_ETCD_BIN)")]
+    Spawn {
+        /// The binary tried.
+        bin: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Temporary directory or port allocation failed.
+    #[error("cannot prepare the embedded etcd: {0}")]
+    Prepare(#[source] std::io::Error),
+    /// `etcdutl snapshot restore` failed.
+    #[error("cannot restore the snapshot {path}: {reason}")]
+    Restore {
+        /// The snapshot.
+        path: String,
+        /// What etcdutl said.
+        reason: String,
+    },
+    /// The process exited before it was ready.
+    #[error("embedded etcd exited during start-up ({status}); last log lines:\n{log_tail}")]
+    Exited {
+        /// Its exit status.
+        status: String,
+        /// The end of its log.
+        log_tail: String,
+    },
+    /// The member did not become ready in time.
+    #[error("embedded etcd did not become ready within {0:?}")]
+    Timeout(Duration),
+    /// Settings etcd would refuse.
+    #[error("embedded etcd: {0}")]
+    Config(String),
+    /// A fault could not be applied.
+    #[error("{0}")]
+    Fault(String),
+}
+
+/// Result type of this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Embedded cluster settings a scenario declares (`embedded_etcd(#{ members: 3, ... })`) or the
+/// command line gives (`--members`); unset fields keep the defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EmbeddedSpec {
+    /// Members: 1, 3 or 5.
+    pub members: Option<usize>,
+    /// `--quota-backend-bytes`.
+    pub quota_backend_bytes: Option<u64>,
+    /// `--snapshot-count`.
+    pub snapshot_count: Option<u64>,
+    /// `--auto-compaction-mode`.
+    pub auto_compaction_mode: Option<String>,
+    /// `--auto-compaction-retention`.
+    pub auto_compaction_retention: Option<String>,
+    /// `--heartbeat-interval`, ms.
+    pub heartbeat_interval_ms: Option<u64>,
+    /// `--election-timeout`, ms.
+    pub election_timeout_ms: Option<u64>,
+}
+
+impl EmbeddedSpec {
+    /// Sets what this spec sets.
+    pub fn apply_to(&self, cfg: &mut EmbeddedConfig) {
+        if let Some(m) = self.members {
+            cfg.members = m;
+        }
+        if self.quota_backend_bytes.is_some() {
+            cfg.quota_backend_bytes = self.quota_backend_bytes;
+        }
+        if self.snapshot_count.is_some() {
+            cfg.snapshot_count = self.snapshot_count;
+        }
+        if self.auto_compaction_mode.is_some() {
+            cfg.auto_compaction_mode.clone_from(&self.auto_compaction_mode);
+        }
+        if self.auto_compaction_retention.is_some() {
+            cfg.auto_compaction_retention
+                .clone_from(&self.auto_compaction_retention);
+        }
+        if self.heartbeat_interval_ms.is_some() {
+            cfg.heartbeat_interval_ms = self.heartbeat_interval_ms;
+        }
+        if self.election_timeout_ms.is_some() {
+            cfg.election_timeout_ms = self.election_timeout_ms;
+        }
+    }
+}
+
+/// The embedded cluster as a run shares it (faults lock it briefly; waits happen outside the lock).
+pub type Shared = std::sync::Arc<std::sync::Mutex<EmbeddedEtcd>>;
+
+/// A running embedded etcd cluster. Dropping it stops every member and deletes their data.
+#[derive(Debug)]
+pub struct EmbeddedEtcd {
+    members: Vec<Member>,
+    dir: Option<tempfile::TempDir>,
+    start_timeout: Duration,
+    // Declared last: dropped after the members are stopped.
+    spawner: Spawner,
+}
+
+impl EmbeddedEtcd {
+    /// Starts the members and waits until every one answers `/health`.
+    pub async fn start(config: &EmbeddedConfig) -> Result<Self> {
+        if ![1, 3, 5].contains(&config.members) {
+            return Err(Error::Config(format!(
+                "{} members: use 1, 3 or 5 (an even count adds no fault tolerance)",
+                config.members
+            )));
+        }
+        if config.restore_from.is_some() && config.members != 1 {
+            return Err(Error::Config(
+                "restoring a snapshot needs a 1-member cluster".into(),
+            ));
+        }
+        // A port picked by binding :0 can be taken by someone else before etcd binds it; retry.
+        let mut last = None;
+        for _ in 0..3 {
+            match Self::try_start(config).await {
+                Ok(e) => return Ok(e),
+                Err(e @ Error::Exited { .. }) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    async fn try_start(config: &EmbeddedConfig) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("scen-etcd-")
+            .tempdir()
+            .map_err(Error::Prepare)?;
+        let n = config.members;
+        let ports = free_ports(3 * n)?;
+        let scheme = if config.client_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let names: Vec<String> = (0..n)
+            .map(|i| {
+                if n == 1 {
+                    "scen".to_string()
+                } else {
+                    format!("scen-{i}")
+                }
+            })
+            .collect();
+        let peer = |i: usize| format!("http://127.0.0.1:{}", ports[3 * i + 1]);
+        let initial_cluster = (0..n)
+            .map(|i| format!("{}={}", names[i], peer(i)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members = Vec::with_capacity(n);
+        for (i, name) in names.iter().enumerate() {
+            let base = if n == 1 {
+                dir.path().to_path_buf()
+            } else {
+                dir.path().join(name)
+            };
+            std::fs::create_dir_all(&base).map_err(Error::Prepare)?;
+            let client_url = format!("{scheme}://127.0.0.1:{}", ports[3 * i]);
+            let metrics_url = format!("http://127.0.0.1:{}", ports[3 * i + 2]);
+            let data_dir = base.join("data");
+            if let Some(snapshot) = &config.restore_from {
+                restore(snapshot, &data_dir, &peer(i))?;
+            }
+            let mut args = vec![
+                format!("--name={name}"),
+                format!("--data-dir={}", data_dir.display()),
+                format!("--listen-client-urls={client_url}"),
+                format!("--advertise-client-urls={client_url}"),
+                format!("--listen-peer-urls={}", peer(i)),
+                format!("--initial-advertise-peer-urls={}", peer(i)),
+                format!("--initial-cluster={initial_cluster}"),
+                format!("--listen-metrics-urls={metrics_url}"),
+                "--initial-cluster-state=new".into(),
+                "--initial-cluster-token=scen".into(),
+                "--log-level=warn".into(),
+                // gRPC handling-time histograms, for the per-step server view.
+                "--metrics=extensive".into(),
+            ];
+            args.extend(member_flags(config));
+            members.push(Member::new(
+                name.clone(),
+                [client_url, peer(i), metrics_url],
+                data_dir,
+                base.join("etcd.log"),
+                config.etcd_bin.clone(),
+                args,
+            ));
+        }
+        let mut me = EmbeddedEtcd {
+            members,
+            dir: Some(dir),
+            start_timeout: config.start_timeout,
+            spawner: Spawner::new().map_err(Error::Prepare)?,
+        };
+        for i in 0..n {
+            let (m, spawner) = (&mut me.members[i], &me.spawner);
+            m.spawn(spawner)?;
+        }
+        for i in 0..n {
+            me.wait_ready(i).await?;
+        }
+        tracing::info!(url = %me.client_url(), members = n, "embedded etcd ready");
+        Ok(me)
+    }
+
+    /// Waits until member `i` answers `/health` (it has a leader), or fails if it exits.
+    pub async fn wait_ready(&mut self, i: usize) -> Result<()> {
+        let deadline = Instant::now() + self.start_timeout;
+        let health = format!("{}/health", self.members[i].metrics_url);
+        loop {
+            if let Some(status) = self.members[i].exited() {
+                return Err(Error::Exited {
+                    status,
+                    log_tail: self.members[i].log_tail(5),
+                });
+            }
+            if http_get_ok(&health).await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Timeout(self.start_timeout));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The first member's client URL (`http://127.0.0.1:PORT`).
+    pub fn client_url(&self) -> &str {
+        &self.members[0].client_url
+    }
+
+    /// The first member's URL serving `/metrics` and `/health`.
+    pub fn metrics_url(&self) -> &str {
+        &self.members[0].metrics_url
+    }
+
+    /// Every member's client URL.
+    pub fn client_urls(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.client_url.clone()).collect()
+    }
+
+    /// Every member's metrics URL.
+    pub fn metrics_urls(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.metrics_url.clone()).collect()
+    }
+
+    /// The first member's data directory (removed on drop).
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        self.dir.as_ref().map(|_| self.members[0].data_dir.clone())
+    }
+
+    /// The first member's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.members[0].pid()
+    }
+
+    /// The members.
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// Member `i`, and the spawner its restarts and helpers go through.
+    pub fn member_mut(&mut self, i: usize) -> (&mut Member, &Spawner) {
+        (&mut self.members[i], &self.spawner)
+    }
+
+    /// Stops every member (SIGTERM, then SIGKILL after 5 s) and removes the data.
+    pub fn stop(&mut self) {
+        for m in &mut self.members {
+            m.terminate();
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = dir.close();
+        }
+    }
+}
+
+impl Drop for EmbeddedEtcd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The tunable member flags of `config`.
+fn member_flags(config: &EmbeddedConfig) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(q) = config.quota_backend_bytes {
+        args.push(format!("--quota-backend-bytes={q}"));
+    }
+    if let Some(c) = config.snapshot_count {
+        args.push(format!("--snapshot-count={c}"));
+    }
+    if let Some(m) = &config.auto_compaction_mode {
+        args.push(format!("--auto-compaction-mode={m}"));
+    }
+    if let Some(r) = &config.auto_compaction_retention {
+        args.push(format!("--auto-compaction-retention={r}"));
+    }
+    if let Some(h) = config.heartbeat_interval_ms {
+        args.push(format!("--heartbeat-interval={h}"));
+    }
+    if let Some(e) = config.election_timeout_ms {
+        args.push(format!("--election-timeout={e}"));
+    }
+    if let Some(tls) = &config.client_tls {
+        args.push(format!("--cert-file={}", tls.cert.display()));
+        args.push(format!("--key-file={}", tls.key.display()));
+        if let Some(ca) = &tls.client_ca {
+            args.push(format!("--trusted-ca-file={}", ca.display()));
+            args.push("--client-cert-auth".into());
+        }
+    }
+    args
+}
+
+/// Restores `snapshot` into `data_dir` as member `scen` with `peer_url` (what the member is started with).
+fn restore(snapshot: &Path, data_dir: &Path, peer_url: &str) -> Result<()> {
+    let bin = std::env::var("SCEN_ETCDUTL_BIN").unwrap_or_else(|_| "etcdutl".into());
+    let out = Command::new(&bin)
+        .args(["snapshot", "restore"])
+        .arg(snapshot)
+        .arg(format!("--data-dir={}", data_dir.display()))
+        .arg("--name=scen")
+        .arg(format!("--initial-cluster=scen={peer_url}"))
+        .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+        .output()
+        .map_err(|e| Error::Restore {
+            path: snapshot.display().to_string(),
+            reason: format!("cannot run {bin}: {e}"),
+        })?;
+    if !out.status.success() {
+        return Err(Error::Restore {
+            path: snapshot.display().to_string(),
+            reason: String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+                .to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn free_ports(n: usize) -> Result<Vec<u16>> {
+    // Hold every listener at once so the ports are distinct.
+    let ls: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()
+        .map_err(Error::Prepare)?;
+    ls.iter()
+        .map(|l| Ok(l.local_addr().map_err(Error::Prepare)?.port()))
+        .collect()
+}
+
+/// A minimal HTTP/1.0 GET over loopback: true on a 200 answer. Enough for etcd's `/health`.
+async fn http_get_ok(url: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let attempt = async {
+        let mut s = tokio::net::TcpStream::connect(host).await.ok()?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+            .await
+            .ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        let text = String::from_utf8_lossy(&buf);
+        Some(text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"))
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), attempt).await,
+        Ok(Some(true))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn starts_answers_and_cleans_up() {
+        let mut e = EmbeddedEtcd::start(&EmbeddedConfig::default())
+            .await
+            .expect("etcd starts (run scripts/setup.sh)");
+        let pid = e.pid().unwrap();
+        let data = e.data_dir().unwrap();
+        assert!(data.exists());
+        assert!(http_get_ok(&format!("{}/health", e.metrics_url())).await);
+        e.stop();
+        assert!(!data.exists(), "data dir removed");
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists() || proc_is_zombie(pid),
+            "process gone"
+        );
+    }
+
+    fn proc_is_zombie(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.contains(") Z"))
+            .unwrap_or(true)
+    }
+
+    #[tokio::test]
+    async fn three_members_form_a_cluster_survive_a_kill_and_leave_nothing_behind() {
+        let mut e = EmbeddedEtcd::start(&EmbeddedConfig {
+            members: 3,
+            ..Default::default()
+        })
+        .await
+        .expect("3 members start");
+        assert_eq!(e.client_urls().len(), 3);
+        let pids: Vec<u32> = e.members().iter().map(|m| m.pid().unwrap()).collect();
+        let data = e.data_dir().unwrap();
+        // Kill one, restart it on the same ports and data: it answers again.
+        let (m, _) = e.member_mut(1);
+        m.kill();
+        assert!(!m.is_running());
+        assert!(proc_is_zombie(pids[1]) || !Path::new(&format!("/proc/{}", pids[1])).exists());
+        {
+            let (m, spawner) = e.member_mut(1);
+            m.spawn(spawner).unwrap();
+        }
+        e.wait_ready(1).await.expect("the restarted member rejoins");
+        assert!(http_get_ok(&format!("{}/health", e.members()[1].metrics_url)).await);
+        let pids: Vec<u32> = e.members().iter().map(|m| m.pid().unwrap()).collect();
+        e.stop();
+        assert!(!data.exists());
+        for pid in pids {
+            assert!(
+                !Path::new(&format!("/proc/{pid}")).exists() || proc_is_zombie(pid),
+                "{pid} gone"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_even_member_count_is_refused() {
+        let e = EmbeddedEtcd::start(&EmbeddedConfig {
+            members: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("1, 3 or 5"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_binary_is_a_clear_error() {
+        let cfg = EmbeddedConfig {
+            etcd_bin: "/nonexistent/etcd".into(),
+            ..Default::default()
+        };
+        let e = EmbeddedEtcd::start(&cfg).await.unwrap_err();
+        assert!(e.to_string().contains("scripts/setup.sh"), "{e}");
+    }
+}
