@@ -219,9 +219,15 @@ fn start_slow_run(json: &std::path::Path) -> (std::process::Child, u32) {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let etcd_pid = loop {
-        let kids =
-            std::fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
-                .unwrap_or_default();
+        // Children of any of scen's threads (members are spawned from one spawner thread).
+        let kids: String = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+            .map(|tasks| {
+                tasks
+                    .flatten()
+                    .map(|t| std::fs::read_to_string(t.path().join("children")).unwrap_or_default())
+                    .collect()
+            })
+            .unwrap_or_default();
         if let Some(pid) = kids.split_whitespace().next() {
             break pid.parse::<u32>().unwrap();
         }

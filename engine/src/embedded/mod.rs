@@ -151,7 +151,8 @@ impl EmbeddedSpec {
             cfg.snapshot_count = self.snapshot_count;
         }
         if self.auto_compaction_mode.is_some() {
-            cfg.auto_compaction_mode.clone_from(&self.auto_compaction_mode);
+            cfg.auto_compaction_mode
+                .clone_from(&self.auto_compaction_mode);
         }
         if self.auto_compaction_retention.is_some() {
             cfg.auto_compaction_retention

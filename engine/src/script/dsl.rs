@@ -79,7 +79,9 @@ impl EmbeddedOptions {
         }
         if let Some(mode) = &self.auto_compaction_mode {
             if mode != "periodic" && mode != "revision" {
-                return Err(format!("auto_compaction_mode `{mode}`: use \"periodic\" or \"revision\""));
+                return Err(format!(
+                    "auto_compaction_mode `{mode}`: use \"periodic\" or \"revision\""
+                ));
             }
         }
         Ok(crate::embedded::EmbeddedSpec {
