@@ -46,6 +46,28 @@ pub struct KeyOptions {
     /// For `delete`: delete every key with this prefix.
     #[serde(default)]
     pub prefix: bool,
+    /// For `put`: give up after this long (`"2s"`; default: the connection's request timeout).
+    pub timeout: Option<String>,
+}
+
+impl KeyOptions {
+    /// Runs `f` within the `timeout` option, if given.
+    async fn bounded<T>(
+        &self,
+        op: &'static str,
+        f: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let Some(t) = &self.timeout else {
+            return f.await;
+        };
+        let d =
+            crate::units::parse_duration(t).map_err(|e| Error::Options(format!("timeout: {e}")))?;
+        tokio::time::timeout(d, f).await.unwrap_or_else(|_| {
+            Err(Error::Unavailable(format!(
+                "etcd {op}: no answer within {t} (is there a leader? a quorum?)"
+            )))
+        })
+    }
 }
 
 /// The record of a put.
@@ -68,12 +90,22 @@ pub async fn put(
 ) -> Result<PutRecord> {
     let key = full_key(target, key, opts.absolute, true)?;
     let start = Instant::now();
-    let resp = target
-        .client
-        .kv_client()
-        .put(key.clone(), value, None)
-        .await
-        .map_err(etcd("put"))?;
+    let resp = opts
+        .bounded("put", async {
+            let mut kv = target.client.kv_client();
+            // A dead member's endpoint fails before sending: try the others, as etcd's client does.
+            let mut tries = 0;
+            loop {
+                match kv.put(key.clone(), value.clone(), None).await {
+                    Err(e) if super::not_sent(&e) && tries < 20 => {
+                        tries += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                    r => break r.map_err(etcd("put")),
+                }
+            }
+        })
+        .await?;
     Ok(PutRecord {
         key,
         revision: resp.header().map_or(0, |h| h.revision()),

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod etcd;
+pub mod fault;
 pub mod latency;
 pub mod maintenance;
 pub mod metrics;
@@ -60,6 +61,9 @@ pub enum Error {
         /// Prometheus's error type and message.
         message: String,
     },
+    /// A fault could not be applied to an embedded member.
+    #[error("fault: {0}")]
+    Fault(String),
     /// No usable kubeconfig for `backend: "kube"`.
     #[error("kubeconfig: {0}")]
     KubeConfig(String),
@@ -154,6 +158,19 @@ pub(crate) fn grpc_code(e: &etcd_client::Error) -> String {
         etcd_client::Error::GRpcStatus(s) => format!("{:?}", s.code()),
         etcd_client::Error::TransportError(_) => "Transport".into(),
         _ => "Other".into(),
+    }
+}
+
+/// Whether the request failed before it reached etcd (connecting to a dead endpoint), so trying
+/// it again cannot apply it twice.
+pub(crate) fn not_sent(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            s.code() == tonic::Code::Unavailable
+                && (s.message().contains("tcp connect error")
+                    || s.message().contains("Connection refused"))
+        }
+        _ => false,
     }
 }
 

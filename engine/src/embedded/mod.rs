@@ -438,7 +438,7 @@ fn free_ports(n: usize) -> Result<Vec<u16>> {
 }
 
 /// A minimal HTTP/1.0 GET over loopback: true on a 200 answer. Enough for etcd's `/health`.
-async fn http_get_ok(url: &str) -> bool {
+pub(crate) async fn http_get_ok(url: &str) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Some(rest) = url.strip_prefix("http://") else {
         return false;

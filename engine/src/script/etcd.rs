@@ -59,7 +59,7 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
     reg(
         "put",
         &["key: &str", "value: Dynamic", "options: Map", "Map"],
-        "/// `put` with options: `absolute` (only on an etcd scen started).",
+        "/// `put` with options: `absolute` (only on an etcd scen started), `timeout` (`\"2s\"`: fail instead of waiting for a quorum that is gone).",
     )
     .set_into_module(
         &mut m,

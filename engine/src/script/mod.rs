@@ -7,6 +7,7 @@ mod bridge;
 mod cluster;
 mod dsl;
 mod etcd;
+mod fault;
 mod fields;
 mod metrics;
 mod resolver;
@@ -217,6 +218,7 @@ pub(crate) fn build_engine(
     etcd::register(&mut engine, &state);
     cluster::register(&mut engine, &state, &base_dir);
     metrics::register(&mut engine, &state);
+    fault::register(&mut engine, &state);
     (engine, resolved)
 }
 
@@ -445,6 +447,7 @@ fn finish_plan(
                 "etcd" => etcd::record_schema(&func),
                 "metrics" => metrics::record_schema(&func),
                 "cluster" => cluster::record_schema(&func),
+                "fault" => fault::record_schema(&func),
                 _ => None,
             };
             let Some(schema) = schema else { continue };

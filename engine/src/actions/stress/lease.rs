@@ -75,7 +75,12 @@ impl Acc {
                 self.slot
                     .hist
                     .saturating_record((took.as_micros() as u64).max(1));
-                shared.last_ok_ns.fetch_max(ns, Ordering::Relaxed);
+                let before = shared.last_ok_ns.fetch_max(ns, Ordering::Relaxed);
+                if ns > before {
+                    shared
+                        .longest_gap_ns
+                        .fetch_max(ns - before, Ordering::Relaxed);
+                }
             }
             Err(e) => {
                 self.errors[op.index()] += 1;

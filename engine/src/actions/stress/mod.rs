@@ -291,6 +291,7 @@ fn new_shared(acks: Option<Arc<AckRing>>) -> Arc<Shared> {
         completed: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         last_ok_ns: AtomicU64::new(0),
+        longest_gap_ns: AtomicU64::new(0),
         fatal: Mutex::new(None),
         series: Mutex::new(Vec::new()),
         acks,

@@ -111,6 +111,9 @@ pub struct StressRecord {
     pub cpu: CpuRecord,
     /// Watch delay and missed events, when `watchers` were set.
     pub watch: Option<WatchRecord>,
+    /// The longest time no request succeeded (ms): an outage or a stall as the clients saw it,
+    /// including one still going on when the load ended.
+    pub longest_gap_ms: f64,
 }
 
 /// Everything [`build`] needs.
@@ -246,6 +249,12 @@ pub fn build(i: Inputs<'_>) -> StressRecord {
             server_per_op_us: i.server_cpu.map(per_op),
         },
         watch: i.watch,
+        longest_gap_ms: {
+            use std::sync::atomic::Ordering;
+            let last = i.shared.last_ok_ns.load(Ordering::Relaxed);
+            let tail = (i.elapsed.as_nanos() as u64).saturating_sub(last);
+            i.shared.longest_gap_ns.load(Ordering::Relaxed).max(tail) as f64 / 1e6
+        },
     }
 }
 

@@ -89,6 +89,8 @@ pub struct Shared {
     pub stop: AtomicBool,
     /// Nanoseconds after `start` of the latest successful request.
     pub last_ok_ns: AtomicU64,
+    /// The longest time between two successes (or from the start to the first), ns.
+    pub longest_gap_ns: AtomicU64,
     /// Why the step ended early, if it did.
     pub fatal: Mutex<Option<String>>,
     /// Per-second slots, merged from workers once per second each.
@@ -240,7 +242,7 @@ pub struct Conn {
 /// Runs one worker until the plan's bounds are reached or `shared.stop` is set.
 pub async fn run(
     id: u64,
-    Conn { mut kv, wire }: Conn,
+    Conn { mut kv, mut wire }: Conn,
     plan: Arc<Plan>,
     shared: Arc<Shared>,
     value_pool: Arc<Vec<u8>>,
@@ -295,117 +297,126 @@ pub async fn run(
         let value = &value_pool[..vlen];
 
         // Each arm yields the write's revision (for watch delay) and the keys it changed.
-        let result: Result<(Option<i64>, u64), etcd_client::Error> = match op {
-            Op::Put => match &wire {
-                Some(w) => w.put(&key, value).await.map(|a| (a.revision, 1)),
-                None => kv
-                    .put(key.clone(), value.to_vec(), None)
-                    .await
-                    .map(|r| (r.header().map(|h| h.revision()), 1)),
-            },
-            Op::Get if wire.is_some() => {
-                let args = RangeArgs {
-                    end: &[],
-                    limit: 0,
-                    serializable: plan.serializable,
-                };
-                let w = wire.as_ref().expect("checked");
-                w.range(&key, &args).await.map(|_| (None, 0))
-            }
-            Op::Range if wire.is_some() => {
-                let args = RangeArgs {
-                    end: &plan.range_end,
-                    limit: plan.range_limit,
-                    serializable: plan.serializable,
-                };
-                let w = wire.as_ref().expect("checked");
-                w.range(&key, &args).await.map(|_| (None, 0))
-            }
-            Op::Delete if wire.is_some() => {
-                let w = wire.as_ref().expect("checked");
-                w.delete(&key)
-                    .await
-                    .map(|a| (a.revision, a.deleted.max(0) as u64))
-            }
-            Op::Get => {
-                let o = if plan.serializable {
-                    Some(GetOptions::new().with_serializable())
-                } else {
-                    None
-                };
-                kv.get(key.clone(), o).await.map(|_| (None, 0))
-            }
-            Op::Range => {
-                let mut o = GetOptions::new()
-                    .with_range(plan.range_end.clone())
-                    .with_limit(plan.range_limit);
-                if plan.serializable {
-                    o = o.with_serializable();
+        // A request that never left (a dead endpoint: etcd-client's balancer still picks it) is
+        // tried again at once, as etcd's Go client does; its latency counts from the first try.
+        let mut tries = 0;
+        let result = loop {
+            let r: Result<(Option<i64>, u64), etcd_client::Error> = match op {
+                Op::Put => match &wire {
+                    Some(w) => w.put(&key, value).await.map(|a| (a.revision, 1)),
+                    None => kv
+                        .put(key.clone(), value.to_vec(), None)
+                        .await
+                        .map(|r| (r.header().map(|h| h.revision()), 1)),
+                },
+                Op::Get if wire.is_some() => {
+                    let args = RangeArgs {
+                        end: &[],
+                        limit: 0,
+                        serializable: plan.serializable,
+                    };
+                    let w = wire.as_ref().expect("checked");
+                    w.range(&key, &args).await.map(|_| (None, 0))
                 }
-                kv.get(key.clone(), Some(o)).await.map(|_| (None, 0))
-            }
-            Op::Delete => kv
-                .delete(key.clone(), None)
-                .await
-                .map(|r| (r.header().map(|h| h.revision()), r.deleted().max(0) as u64)),
-            Op::TxnCas => {
-                let seen = revisions.get(&k).copied().unwrap_or(0);
-                let txn = Txn::new()
-                    .when([Compare::mod_revision(key.clone(), CompareOp::Equal, seen)])
-                    .and_then([TxnOp::put(key.clone(), value.to_vec(), None)])
-                    .or_else([TxnOp::get(key.clone(), None)]);
-                kv.txn(txn).await.map(|r| {
-                    let rev = r.header().map(|h| h.revision());
-                    if r.succeeded() {
-                        revisions.insert(k, rev.unwrap_or(0));
-                        (rev, 1)
+                Op::Range if wire.is_some() => {
+                    let args = RangeArgs {
+                        end: &plan.range_end,
+                        limit: plan.range_limit,
+                        serializable: plan.serializable,
+                    };
+                    let w = wire.as_ref().expect("checked");
+                    w.range(&key, &args).await.map(|_| (None, 0))
+                }
+                Op::Delete if wire.is_some() => {
+                    let w = wire.as_ref().expect("checked");
+                    w.delete(&key)
+                        .await
+                        .map(|a| (a.revision, a.deleted.max(0) as u64))
+                }
+                Op::Get => {
+                    let o = if plan.serializable {
+                        Some(GetOptions::new().with_serializable())
                     } else {
-                        conflicts += 1;
-                        let current = r.op_responses().into_iter().find_map(|o| match o {
-                            TxnOpResponse::Get(g) => {
-                                Some(g.kvs().first().map_or(0, |kv| kv.mod_revision()))
-                            }
-                            _ => None,
-                        });
-                        revisions.insert(k, current.unwrap_or(0));
-                        (None, 0)
-                    }
-                })
-            }
-            Op::LeaseGrant | Op::LeaseKeepAlive | Op::LeaseRevoke => {
-                unreachable!("leases run in lease::run")
-            }
-            Op::TxnMixed => {
-                // Distinct keys: etcd rejects a transaction that writes one key twice.
-                let mut picked: Vec<u64> = Vec::with_capacity(plan.txn_ops);
-                for _ in 0..plan.txn_ops * 4 {
-                    let k2 = plan
-                        .keys
-                        .pick(seq.wrapping_add(picked.len() as u64), &mut rng);
-                    if !picked.contains(&k2) {
-                        picked.push(k2);
-                    }
-                    if picked.len() == plan.txn_ops {
-                        break;
-                    }
+                        None
+                    };
+                    kv.get(key.clone(), o).await.map(|_| (None, 0))
                 }
-                let mut writes = 0;
-                let ops: Vec<TxnOp> = picked
-                    .iter()
-                    .map(|k2| {
-                        let mut kb = Vec::new();
-                        plan.keys.key(*k2, &mut kb);
-                        if rng.random_bool(plan.read_ratio.clamp(0.0, 1.0)) {
-                            TxnOp::get(kb, None)
+                Op::Range => {
+                    let mut o = GetOptions::new()
+                        .with_range(plan.range_end.clone())
+                        .with_limit(plan.range_limit);
+                    if plan.serializable {
+                        o = o.with_serializable();
+                    }
+                    kv.get(key.clone(), Some(o)).await.map(|_| (None, 0))
+                }
+                Op::Delete => kv
+                    .delete(key.clone(), None)
+                    .await
+                    .map(|r| (r.header().map(|h| h.revision()), r.deleted().max(0) as u64)),
+                Op::TxnCas => {
+                    let seen = revisions.get(&k).copied().unwrap_or(0);
+                    let txn = Txn::new()
+                        .when([Compare::mod_revision(key.clone(), CompareOp::Equal, seen)])
+                        .and_then([TxnOp::put(key.clone(), value.to_vec(), None)])
+                        .or_else([TxnOp::get(key.clone(), None)]);
+                    kv.txn(txn).await.map(|r| {
+                        let rev = r.header().map(|h| h.revision());
+                        if r.succeeded() {
+                            revisions.insert(k, rev.unwrap_or(0));
+                            (rev, 1)
                         } else {
-                            writes += 1;
-                            TxnOp::put(kb, value.to_vec(), None)
+                            conflicts += 1;
+                            let current = r.op_responses().into_iter().find_map(|o| match o {
+                                TxnOpResponse::Get(g) => {
+                                    Some(g.kvs().first().map_or(0, |kv| kv.mod_revision()))
+                                }
+                                _ => None,
+                            });
+                            revisions.insert(k, current.unwrap_or(0));
+                            (None, 0)
                         }
                     })
-                    .collect();
-                kv.txn(Txn::new().and_then(ops))
-                    .await
-                    .map(|r| (r.header().map(|h| h.revision()), writes))
+                }
+                Op::LeaseGrant | Op::LeaseKeepAlive | Op::LeaseRevoke => {
+                    unreachable!("leases run in lease::run")
+                }
+                Op::TxnMixed => {
+                    // Distinct keys: etcd rejects a transaction that writes one key twice.
+                    let mut picked: Vec<u64> = Vec::with_capacity(plan.txn_ops);
+                    for _ in 0..plan.txn_ops * 4 {
+                        let k2 = plan
+                            .keys
+                            .pick(seq.wrapping_add(picked.len() as u64), &mut rng);
+                        if !picked.contains(&k2) {
+                            picked.push(k2);
+                        }
+                        if picked.len() == plan.txn_ops {
+                            break;
+                        }
+                    }
+                    let mut writes = 0;
+                    let ops: Vec<TxnOp> = picked
+                        .iter()
+                        .map(|k2| {
+                            let mut kb = Vec::new();
+                            plan.keys.key(*k2, &mut kb);
+                            if rng.random_bool(plan.read_ratio.clamp(0.0, 1.0)) {
+                                TxnOp::get(kb, None)
+                            } else {
+                                writes += 1;
+                                TxnOp::put(kb, value.to_vec(), None)
+                            }
+                        })
+                        .collect();
+                    kv.txn(Txn::new().and_then(ops))
+                        .await
+                        .map(|r| (r.header().map(|h| h.revision()), writes))
+                }
+            };
+            match &r {
+                Err(e) if crate::actions::not_sent(e) && tries < 3 => tries += 1,
+                _ => break r,
             }
         };
         let done = Instant::now();
@@ -424,7 +435,12 @@ pub async fn run(
                 slot.ok += 1;
                 slot.hist
                     .saturating_record((took.as_micros() as u64).max(1));
-                shared.last_ok_ns.fetch_max(ns, Ordering::Relaxed);
+                let before = shared.last_ok_ns.fetch_max(ns, Ordering::Relaxed);
+                if ns > before {
+                    shared
+                        .longest_gap_ns
+                        .fetch_max(ns - before, Ordering::Relaxed);
+                }
                 if let (Some(acks), Some(rev), true) = (&shared.acks, rev, changed > 0) {
                     acks.record(rev, done.duration_since(acks.epoch).as_nanos() as u64);
                 }
@@ -435,6 +451,15 @@ pub async fn run(
                 *codes.entry(crate::actions::grpc_code(&e)).or_default() += 1;
                 if samples.len() < 3 {
                     samples.push(format!("{}: {e}", op.name()));
+                }
+                // A lean connection to a member that died stays dead: carry on through
+                // etcd-client, which fails over to the other endpoints, as clients do.
+                if matches!(
+                    e,
+                    etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_)
+                ) || is_unavailable(&e)
+                {
+                    wire = None;
                 }
                 let since_ok = ns.saturating_sub(shared.last_ok_ns.load(Ordering::Relaxed));
                 if is_unavailable(&e) && since_ok > plan.abort_after.as_nanos() as u64 {

@@ -1,0 +1,313 @@
+//! `fault::`: what goes wrong with etcd members, done to the members scen started — kill, restart,
+//! pause, resume, slow fsync — and measured: who led before and after, how long the election took,
+//! whether the cluster kept quorum, how long a member took to answer again.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::{ms, Error, Result};
+use crate::embedded::Shared;
+use crate::target::Target;
+
+/// What a fault did.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct FaultRecord {
+    /// `kill`, `restart`, `pause`, `resume` or `slow_disk`.
+    pub action: String,
+    /// The member acted on.
+    pub member: String,
+    /// Whether it led the cluster before the fault.
+    pub was_leader: bool,
+    /// The leader before the fault (`null`: none).
+    pub leader_before: Option<String>,
+    /// The leader once the fault settled (`null`: none, e.g. quorum lost).
+    pub leader_after: Option<String>,
+    /// Killing or pausing the leader: ms until another member was leader (`null` otherwise, or when
+    /// no leader could be elected).
+    pub election_ms: Option<f64>,
+    /// Restart or resume: ms until the member answered `/health` again.
+    pub ready_ms: Option<f64>,
+    /// `slow_disk`: the added fsync delay, ms (0: removed).
+    pub delay_ms: Option<f64>,
+    /// Members in the cluster.
+    pub members: u64,
+    /// Members running and not paused, after the fault.
+    pub alive: u64,
+    /// Whether the alive members still form a majority.
+    pub quorum: bool,
+    /// Wall time of the action, ms.
+    pub duration_ms: f64,
+}
+
+/// One member, as `fault::members()` reports it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct MemberState {
+    /// Name.
+    pub name: String,
+    /// Client URL.
+    pub client_url: String,
+    /// Process id, while running.
+    pub pid: Option<u32>,
+    /// Running (paused counts).
+    pub running: bool,
+    /// Stopped with SIGSTOP.
+    pub paused: bool,
+    /// fsyncs are slowed.
+    pub slowed: bool,
+    /// Leads the cluster.
+    pub leader: bool,
+}
+
+/// The record of `fault::members()`.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct MembersRecord {
+    /// Every member.
+    pub members: Vec<MemberState>,
+    /// The leader's name (`null`: none).
+    pub leader: Option<String>,
+    /// Members running and not paused.
+    pub alive: u64,
+    /// Whether they form a majority.
+    pub quorum: bool,
+}
+
+/// The embedded cluster, or why faults cannot run here.
+fn cluster(target: &Target) -> Result<&Shared> {
+    target.embedded.as_ref().ok_or_else(|| {
+        Error::Options(
+            "fault:: acts only on members scen started: run without --endpoints (scen never injects faults into a cluster it did not start)"
+                .into(),
+        )
+    })
+}
+
+/// (name, client URL, alive) of every member.
+fn snapshot(c: &Shared) -> Vec<(String, String, bool)> {
+    let mut e = c.lock().expect("embedded lock");
+    (0..e.members().len())
+        .map(|i| {
+            let (m, _) = e.member_mut(i);
+            let alive = m.is_running() && !m.is_paused();
+            (m.name.clone(), m.client_url.clone(), alive)
+        })
+        .collect()
+}
+
+/// Asks every alive member who leads: (leader name, whether all answering members agree).
+async fn leader(target: &Target, members: &[(String, String, bool)]) -> Option<String> {
+    let mut ids = Vec::new();
+    let mut leader_id = None;
+    for (name, url, alive) in members {
+        if !*alive {
+            continue;
+        }
+        let mut settings = target.settings.clone();
+        settings.dial_timeout = Some(Duration::from_millis(500));
+        settings.request_timeout = Some(Duration::from_millis(500));
+        let Ok(mut c) = settings.connect_to(std::slice::from_ref(url)).await else {
+            continue;
+        };
+        let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(700), c.status()).await else {
+            continue;
+        };
+        if let Some(h) = s.header() {
+            ids.push((h.member_id(), name.clone()));
+        }
+        if s.leader() != 0 {
+            leader_id = Some(s.leader());
+        }
+    }
+    let id = leader_id?;
+    ids.into_iter().find(|(i, _)| *i == id).map(|(_, n)| n)
+}
+
+/// The index of the member `which` names: a name, `"leader"`, `"follower"`, `"stopped"` (not
+/// running) or `"paused"`.
+async fn pick(target: &Target, c: &Shared, which: &str) -> Result<usize> {
+    let members = snapshot(c);
+    let names: Vec<&str> = members.iter().map(|m| m.0.as_str()).collect();
+    let found = match which {
+        "leader" | "follower" => {
+            let l = leader(target, &members).await;
+            let Some(l) = l else {
+                return Err(Error::Fault(format!(
+                    "no member leads the cluster now, so `{which}` names none; name a member ({})",
+                    names.join(", ")
+                )));
+            };
+            members.iter().position(|(n, _, alive)| {
+                if which == "leader" {
+                    *n == l
+                } else {
+                    *n != l && *alive
+                }
+            })
+        }
+        "stopped" => {
+            let mut e = c.lock().expect("embedded lock");
+            (0..members.len()).find(|&i| !e.member_mut(i).0.is_running())
+        }
+        "paused" => {
+            let e = c.lock().expect("embedded lock");
+            e.members().iter().position(|m| m.is_paused())
+        }
+        name => members.iter().position(|m| m.0 == name),
+    };
+    found.ok_or_else(|| {
+        Error::Fault(format!(
+            "no member matches `{which}`: use a member name ({}), \"leader\", \"follower\", \"stopped\" or \"paused\"",
+            names.join(", ")
+        ))
+    })
+}
+
+/// Polls until a member other than `old` leads (`None` after `limit`).
+async fn wait_new_leader(
+    target: &Target,
+    c: &Shared,
+    old: Option<&str>,
+    limit: Duration,
+) -> Option<(String, Duration)> {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        let members = snapshot(c);
+        if let Some(l) = leader(target, &members).await {
+            if Some(l.as_str()) != old {
+                return Some((l, t0.elapsed()));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
+/// Polls member `i`'s `/health` until it answers 200.
+async fn wait_healthy(c: &Shared, i: usize, limit: Duration) -> Result<Duration> {
+    let url = format!(
+        "{}/health",
+        c.lock().expect("embedded lock").members()[i].metrics_url
+    );
+    let t0 = Instant::now();
+    loop {
+        if crate::embedded::http_get_ok(&url).await {
+            return Ok(t0.elapsed());
+        }
+        let exited = {
+            let mut e = c.lock().expect("embedded lock");
+            let (m, _) = e.member_mut(i);
+            (!m.is_running()).then(|| m.log_tail(5))
+        };
+        if let Some(log) = exited {
+            return Err(Error::Fault(format!(
+                "member {i} exited while coming back; its log ends:\n{log}"
+            )));
+        }
+        if t0.elapsed() > limit {
+            return Err(Error::Fault(format!(
+                "member {i} did not answer /health within {limit:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The fault `action` on the member `which` names.
+pub async fn fault(
+    target: &Target,
+    action: &str,
+    which: &str,
+    delay: Option<Duration>,
+) -> Result<FaultRecord> {
+    let c = cluster(target)?;
+    let t0 = Instant::now();
+    let i = pick(target, c, which).await?;
+    let before = snapshot(c);
+    let name = before[i].0.clone();
+    let leader_before = leader(target, &before).await;
+    let was_leader = leader_before.as_deref() == Some(name.as_str());
+    {
+        let mut e = c.lock().expect("embedded lock");
+        let (m, spawner) = e.member_mut(i);
+        match action {
+            "kill" => m.kill(),
+            "pause" => m.pause(),
+            "resume" => m.resume(),
+            "restart" => m.spawn(spawner).map_err(|e| Error::Fault(e.to_string()))?,
+            "slow_disk" => match delay {
+                Some(d) if !d.is_zero() => m
+                    .slow_fsync(spawner, d)
+                    .map_err(|e| Error::Fault(e.to_string()))?,
+                _ => m.fast_fsync(),
+            },
+            other => return Err(Error::Options(format!("unknown fault `{other}`"))),
+        }
+    }
+    let after = snapshot(c);
+    let n = after.len() as u64;
+    let alive = after.iter().filter(|m| m.2).count() as u64;
+    let quorum = alive > n / 2;
+    let mut rec = FaultRecord {
+        action: action.into(),
+        member: name,
+        was_leader,
+        leader_before: leader_before.clone(),
+        leader_after: None,
+        election_ms: None,
+        ready_ms: None,
+        delay_ms: (action == "slow_disk").then(|| ms(delay.unwrap_or_default())),
+        members: n,
+        alive,
+        quorum,
+        duration_ms: 0.0,
+    };
+    match action {
+        "kill" | "pause" if was_leader && quorum => {
+            if let Some((l, took)) =
+                wait_new_leader(target, c, leader_before.as_deref(), Duration::from_secs(30)).await
+            {
+                rec.leader_after = Some(l);
+                rec.election_ms = Some(ms(took));
+            }
+        }
+        "restart" | "resume" => {
+            rec.ready_ms = Some(ms(wait_healthy(c, i, Duration::from_secs(30)).await?));
+            rec.leader_after = leader(target, &snapshot(c)).await;
+        }
+        _ if quorum => rec.leader_after = leader(target, &after).await,
+        _ => {}
+    }
+    rec.duration_ms = ms(t0.elapsed());
+    Ok(rec)
+}
+
+/// Every member's state and the leader.
+pub async fn members(target: &Target) -> Result<MembersRecord> {
+    let c = cluster(target)?;
+    let snap = snapshot(c);
+    let leader = leader(target, &snap).await;
+    let members = {
+        let mut e = c.lock().expect("embedded lock");
+        (0..snap.len())
+            .map(|i| {
+                let (m, _) = e.member_mut(i);
+                MemberState {
+                    name: m.name.clone(),
+                    client_url: m.client_url.clone(),
+                    pid: m.pid(),
+                    running: m.is_running(),
+                    paused: m.is_paused(),
+                    slowed: m.is_slowed(),
+                    leader: leader.as_deref() == Some(m.name.as_str()),
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    let alive = snap.iter().filter(|m| m.2).count() as u64;
+    Ok(MembersRecord {
+        quorum: alive > snap.len() as u64 / 2,
+        members,
+        leader,
+        alive,
+    })
+}

@@ -1,0 +1,80 @@
+//! The `fault::` namespace: bindings that decode arguments and call [`crate::actions::fault`].
+
+use std::sync::Arc;
+
+use rhai::{Dynamic, Engine, FnNamespace, FuncRegistration, Module, NativeCallContext};
+
+use super::bridge::action;
+use super::State;
+use crate::actions::fault::{self as act, FaultRecord, MembersRecord};
+use crate::actions::Error;
+
+type R = Result<Dynamic, Box<rhai::EvalAltResult>>;
+
+/// The JSON Schema of the record a `fault::` function returns, for plan-time field checks.
+pub(crate) fn record_schema(name: &str) -> Option<serde_json::Value> {
+    match name {
+        "members" => serde_json::to_value(schemars::schema_for!(MembersRecord)).ok(),
+        _ => serde_json::to_value(schemars::schema_for!(FaultRecord)).ok(),
+    }
+}
+
+const TARGETS: &str = "`target`: a member name (\"scen-1\"), \"leader\", \"follower\", \"stopped\" (a killed member) or \"paused\".";
+
+/// Registers `fault::` as a static module.
+pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
+    let mut m = Module::new();
+    m.set_doc(
+        "/// Faults on the members of the etcd scen started (never on a cluster it did not start).",
+    );
+    let simple: [(&str, &str); 4] = [
+        ("kill", "SIGKILL the member, as a crash would. When it led: waits for the new leader and records `election_ms`."),
+        ("restart", "Starts a killed member again (same ports and data); records `ready_ms` until it answers /health."),
+        ("pause", "SIGSTOP the member: a hung process whose connections stay open. When it led: records `election_ms`."),
+        ("resume", "SIGCONT a paused member; records `ready_ms` until it answers /health."),
+    ];
+    for (name, doc) in simple {
+        let s = state.clone();
+        FuncRegistration::new(name)
+            .with_namespace(FnNamespace::Internal)
+            .with_params_info(["target: &str", "Map"])
+            .with_comments([format!(
+                "/// {doc}\n/// {TARGETS} Returns `#{{ action, member, was_leader, leader_before, leader_after,\n\
+                 /// election_ms, ready_ms, members, alive, quorum, duration_ms }}`."
+            )
+            .as_str()])
+            .set_into_module(&mut m, move |ctx: NativeCallContext, target: &str| -> R {
+                let which = target.to_string();
+                action(&s, &ctx, "fault", |t| async move { act::fault(&t, name, &which, None).await })
+            });
+    }
+    let s = state.clone();
+    FuncRegistration::new("slow_disk")
+        .with_namespace(FnNamespace::Internal)
+        .with_params_info(["target: &str", "delay: &str", "Map"])
+        .with_comments([format!(
+            "/// Delays every fdatasync/fsync of the member by `delay` (`\"20ms\"`; `\"0ms\"` removes it):\n\
+             /// strace attached to the running member injects the delay, and etcd's own\n\
+             /// `etcd_disk_wal_fsync_duration_seconds` shows it. {TARGETS}"
+        )
+        .as_str()])
+        .set_into_module(&mut m, move |ctx: NativeCallContext, target: &str, delay: &str| -> R {
+            let which = target.to_string();
+            let d = crate::units::parse_duration(delay).map_err(|e| {
+                super::bridge::action_error(&Error::Options(format!("delay: {e}")), ctx.call_position())
+            })?;
+            action(&s, &ctx, "fault", |t| async move {
+                act::fault(&t, "slow_disk", &which, Some(d)).await
+            })
+        });
+    let s = state.clone();
+    FuncRegistration::new("members")
+        .with_namespace(FnNamespace::Internal)
+        .with_params_info(["Map"])
+        .with_comments(["/// Every member's state: `#{ members: [#{ name, client_url, pid, running, paused, slowed,\n\
+                         /// leader }], leader, alive, quorum }`."])
+        .set_into_module(&mut m, move |ctx: NativeCallContext| -> R {
+            action(&s, &ctx, "fault", |t| async move { act::members(&t).await })
+        });
+    engine.register_static_module("fault", m.into());
+}

@@ -1,0 +1,233 @@
+//! End-to-end: multi-member embedded clusters and `fault::` — the shipped fault scenarios at small
+//! scale against real etcd members, and no process left behind however the run ends.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+fn record<'a>(report: &'a Value, name: &str) -> &'a Value {
+    &step(report, name)["record"]
+}
+
+#[test]
+fn quorum_loss_fails_writes_without_a_majority_and_recovers() {
+    let r = run(
+        &root().join("scenarios/quorum-loss.rhai"),
+        &["--set", "load_duration=10s", "--set", "rate=100"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_schema_valid(&report);
+    assert_eq!(report["target"]["endpoints"].as_array().unwrap().len(), 3);
+    assert_eq!(record(&report, "kill_one")["alive"], 2);
+    assert_eq!(record(&report, "kill_one")["quorum"], true);
+    let two = record(&report, "kill_two");
+    assert_eq!(
+        (two["alive"].as_u64(), two["quorum"].as_bool()),
+        (Some(1), Some(false))
+    );
+    assert!(two["leader_after"].is_null());
+    let lost = record(&report, "no_quorum");
+    assert_eq!(lost["write_ok"], false);
+    assert!(
+        lost["error"]
+            .as_str()
+            .unwrap()
+            .contains("no answer within 2s"),
+        "{lost}"
+    );
+    assert_eq!(record(&report, "restart")["quorum"], true);
+    assert!(record(&report, "restart")["ready_ms"].as_f64().unwrap() > 0.0);
+    assert!(record(&report, "recovered")["revision"].as_i64().unwrap() > 0);
+    // The background load saw the outage, and succeeded before and after it.
+    let load = record(&report, "load");
+    assert!(load["errors"].as_u64().unwrap() > 0 && load["ok"].as_u64().unwrap() > 0);
+    assert!(
+        load["longest_gap_ms"].as_f64().unwrap() > 1000.0,
+        "{}",
+        load["longest_gap_ms"]
+    );
+}
+
+#[test]
+fn killing_the_leader_elects_another_and_the_load_sees_the_window() {
+    let r = run(
+        &root().join("scenarios/leader-kill.rhai"),
+        &[
+            "--set",
+            "load_duration=8s",
+            "--set",
+            "rate=200",
+            "--set",
+            "before=2s",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let kill = record(&report, "kill");
+    assert_eq!(kill["was_leader"], true);
+    assert_ne!(kill["leader_after"], kill["leader_before"]);
+    assert!(!kill["leader_after"].is_null());
+    let election = kill["election_ms"].as_f64().unwrap();
+    assert!(election > 0.0 && election < 3000.0, "{election}");
+    // etcd's own counter agrees: the leader changed while the load ran.
+    assert!(
+        record(&report, "load")["server"]["leader_changes"]
+            .as_f64()
+            .unwrap()
+            >= 1.0
+    );
+    assert_eq!(record(&report, "members")["alive"], 3);
+    assert!(record(&report, "load")["longest_gap_ms"].as_f64().unwrap() < 5000.0);
+}
+
+#[test]
+fn a_slow_disk_shows_in_etcds_own_fsync_latency_and_the_clients_p99() {
+    let r = run(
+        &root().join("scenarios/slow-disk.rhai"),
+        &["--set", "each=2s", "--set", "delay=20ms"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let healthy = record(&report, "healthy")["server"]["wal_fsync"]["p99"]
+        .as_f64()
+        .unwrap();
+    let slowed = record(&report, "slowed")["server"]["wal_fsync"]["p99"]
+        .as_f64()
+        .unwrap();
+    assert!(slowed >= 20.0, "fsync p99 with a 20 ms delay: {slowed} ms");
+    assert!(healthy < 20.0, "healthy fsync p99: {healthy} ms");
+    assert_eq!(record(&report, "slow_on")["delay_ms"], 20.0);
+    assert_eq!(record(&report, "slow_off")["delay_ms"], 0.0);
+}
+
+#[test]
+fn nospace_is_raised_then_cleared_by_the_documented_recovery() {
+    let r = run(&root().join("scenarios/nospace-recovery.rhai"), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_eq!(record(&report, "full")["nospace"], true);
+    let refused = record(&report, "refused");
+    assert_eq!(refused["write_ok"], false);
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("database space exceeded"),
+        "{refused}"
+    );
+    assert!(record(&report, "defrag")["freed_bytes"].as_i64().unwrap() > 0);
+    assert_eq!(record(&report, "after")["count"], 0);
+    assert!(record(&report, "write_again")["revision"].as_i64().unwrap() > 0);
+}
+
+#[test]
+fn faults_are_refused_on_a_cluster_scen_did_not_start() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let etcd = external_etcd(&rt);
+    let r = run(
+        &fixture("fault-external.rhai"),
+        &["--endpoints", etcd.client_url()],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("acts only on members scen started"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("without --endpoints"), "{}", r.stderr);
+}
+
+/// Every etcd process among the children of any of `pid`'s threads.
+fn etcd_children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let kids = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        for k in kids
+            .split_whitespace()
+            .filter_map(|k| k.parse::<u32>().ok())
+        {
+            let comm = std::fs::read_to_string(format!("/proc/{k}/comm")).unwrap_or_default();
+            if comm.trim() == "etcd" {
+                out.push(k);
+            }
+        }
+    }
+    out
+}
+
+fn gone(pids: &[u32]) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|p| alive(*p)) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+#[test]
+fn no_member_survives_the_run_however_it_ends_even_a_restarted_one() {
+    for how in [
+        Some(libc::SIGINT),
+        Some(libc::SIGTERM),
+        Some(libc::SIGKILL),
+        None,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("r.json");
+        let fixture = if how.is_some() {
+            fixture("three-members-restarted.rhai")
+        } else {
+            root().join("scenarios/nospace-recovery.rhai")
+        };
+        let mut child = scen()
+            .args([
+                "run",
+                fixture.to_str().unwrap(),
+                "--report",
+                json.to_str().unwrap(),
+                "-q",
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait for the members (and, with three, for the restart to have happened).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            for p in etcd_children(child.id()) {
+                if !seen.contains(&p) {
+                    seen.push(p);
+                }
+            }
+            let want = if how.is_some() { 4 } else { 1 };
+            if seen.len() >= want {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Some(sig) = how {
+            assert_eq!(seen.len(), 4, "3 members and the restarted one: {seen:?}");
+            std::thread::sleep(Duration::from_millis(300));
+            unsafe { libc::kill(child.id() as i32, sig) };
+        }
+        let status = child.wait().unwrap();
+        if how.is_none() {
+            assert_eq!(status.code(), Some(0), "a run that ends normally");
+        }
+        assert!(gone(&seen), "{how:?}: etcd members left running: {seen:?}");
+    }
+}
