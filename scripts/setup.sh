@@ -4,6 +4,7 @@
 #     machine runs bookworm, whose own packages are 3.4, unpacked with dpkg-deb -x)
 #   - protoc (Debian's protobuf-compiler), needed to build the etcd-client crate
 #   - openssl, which the tests use to mint throwaway TLS certificates
+#   - strace, with which fault::slow_disk delays a member's fsyncs
 #   - prometheus (Debian's package, unpacked with dpkg-deb -x so no service is started), which the
 #     tests start against the embedded etcd to check metrics::query
 #   - cargo-nextest when missing (the test runner)
@@ -103,7 +104,7 @@ install_prometheus() {
 }
 
 main() {
-  install_debs ca-certificates protobuf-compiler openssl
+  install_debs ca-certificates protobuf-compiler openssl strace
   install_etcd
   install_prometheus
   if ! command -v cargo-nextest >/dev/null && ! cargo nextest --version >/dev/null 2>&1; then
