@@ -501,9 +501,8 @@ fn run(args: RunArgs, quiet: bool) -> i32 {
         },
         ..Default::default()
     };
-    if let Some(bin) = &args.etcd_bin {
-        cfg.embedded.etcd_bin = bin.clone();
-    }
+    // Command-line settings win over the scenario's embedded_etcd().
+    cfg.embedded_overrides.etcd_bin = args.etcd_bin.clone();
     cfg.embedded_overrides.members = args.members.as_deref().and_then(|m| m.parse().ok());
     if let Some(q) = &args.etcd_quota {
         match scen_engine::units::parse_size(q) {

@@ -177,18 +177,20 @@ fn gone(pids: &[u32]) -> bool {
 
 #[test]
 fn no_member_survives_the_run_however_it_ends_even_a_restarted_one() {
-    for how in [
-        Some(libc::SIGINT),
-        Some(libc::SIGTERM),
-        Some(libc::SIGKILL),
-        None,
+    // A signal (None: the run ends by itself; `failed`: a step fails).
+    for (how, failed) in [
+        (Some(libc::SIGINT), false),
+        (Some(libc::SIGTERM), false),
+        (Some(libc::SIGKILL), false),
+        (None, false),
+        (None, true),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let json = dir.path().join("r.json");
-        let fixture = if how.is_some() {
-            fixture("three-members-restarted.rhai")
-        } else {
-            root().join("scenarios/nospace-recovery.rhai")
+        let fixture = match (how, failed) {
+            (Some(_), _) => fixture("three-members-restarted.rhai"),
+            (None, true) => fixture("three-members-fail.rhai"),
+            (None, false) => root().join("scenarios/nospace-recovery.rhai"),
         };
         let mut child = scen()
             .args([
@@ -213,7 +215,11 @@ fn no_member_survives_the_run_however_it_ends_even_a_restarted_one() {
                     seen.push(p);
                 }
             }
-            let want = if how.is_some() { 4 } else { 1 };
+            let want = match (how, failed) {
+                (Some(_), _) => 4,
+                (None, true) => 3,
+                (None, false) => 1,
+            };
             if seen.len() >= want {
                 break;
             }
@@ -225,9 +231,66 @@ fn no_member_survives_the_run_however_it_ends_even_a_restarted_one() {
             unsafe { libc::kill(child.id() as i32, sig) };
         }
         let status = child.wait().unwrap();
-        if how.is_none() {
-            assert_eq!(status.code(), Some(0), "a run that ends normally");
+        match (how, failed) {
+            (None, false) => assert_eq!(status.code(), Some(0), "a run that passes"),
+            (None, true) => assert_eq!(status.code(), Some(2), "a run whose step fails"),
+            _ => {}
         }
         assert!(gone(&seen), "{how:?}: etcd members left running: {seen:?}");
     }
+}
+
+#[test]
+fn member_settings_reach_etcd_and_a_paused_leader_is_replaced_then_rejoins() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let mut child = scen()
+        .args([
+            "run",
+            fixture("member-settings.rhai").to_str().unwrap(),
+            "--report",
+            json.to_str().unwrap(),
+            "-q",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // While it runs: the members' command lines carry the scenario's settings.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut cmdline = String::new();
+    while Instant::now() < deadline && cmdline.is_empty() {
+        if let Some(pid) = etcd_children(child.id()).first() {
+            cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .unwrap_or_default()
+                .replace('\0', " ");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for flag in [
+        "--snapshot-count=1234",
+        "--heartbeat-interval=150",
+        "--election-timeout=1500",
+        "--auto-compaction-mode=revision",
+        "--auto-compaction-retention=100",
+        "--quota-backend-bytes=33554432",
+    ] {
+        assert!(cmdline.contains(flag), "{flag} in {cmdline}");
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let pause = record(&report, "pause");
+    assert_eq!(pause["was_leader"], true);
+    assert_eq!(pause["alive"], 2);
+    assert!(pause["election_ms"].as_f64().unwrap() > 0.0);
+    assert_ne!(pause["leader_after"], pause["leader_before"]);
+    let resume = record(&report, "resume");
+    assert_eq!(resume["member"], pause["member"]);
+    assert!(resume["ready_ms"].as_f64().is_some());
+    let members = record(&report, "members");
+    assert_eq!(members["alive"], 3);
+    assert!(members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["paused"] == false));
 }

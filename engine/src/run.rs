@@ -227,14 +227,15 @@ async fn execute(
 
     // 2. etcd: embedded (dropped, hence stopped and removed, when this function returns) or external.
     let prefix = format!("/scen/{run_id}/");
+    // The embedded etcd's settings: defaults, then the scenario's embedded_etcd(), then the command line.
+    let mut embedded_cfg = cfg.embedded.clone();
+    plan.embedded.apply_to(&mut embedded_cfg);
+    cfg.embedded_overrides.apply_to(&mut embedded_cfg);
     let (embedded, settings) = match &cfg.connect {
         Some(s) => (None, s.clone()),
         None => {
-            let mut settings = cfg.embedded.clone();
-            plan.embedded.apply_to(&mut settings);
-            cfg.embedded_overrides.apply_to(&mut settings);
             let started = tokio::select! {
-                r = EmbeddedEtcd::start(&settings) => r,
+                r = EmbeddedEtcd::start(&embedded_cfg) => r,
                 _ = cancel.cancelled() => {
                     report.stopped_early = Some(StoppedEarly { step: None, reason: "interrupted while starting etcd".into() });
                     return Outcome::Interrupted;
@@ -325,7 +326,7 @@ async fn execute(
         progress: Some(progress),
         artifacts,
         metrics: metrics.to_vec(),
-        etcd_bin: cfg.embedded.etcd_bin.clone(),
+        etcd_bin: embedded_cfg.etcd_bin.clone(),
     });
 
     // 3. Steps.

@@ -50,16 +50,34 @@ async fn fetch(base: &str) -> Result<String, String> {
         }
         Ok(body.to_string())
     };
-    tokio::time::timeout(Duration::from_secs(5), get)
+    // Loopback or a LAN: a member that cannot answer in 2 s is hung (or paused by a fault).
+    tokio::time::timeout(Duration::from_secs(2), get)
         .await
-        .map_err(|_| "timed out after 5s".to_string())?
+        .map_err(|_| "timed out after 2s".to_string())?
 }
 
 /// Scrapes every URL (each a member's client or metrics URL).
 pub async fn scrape_all(urls: &[String]) -> ClusterScrape {
     let mut out = ClusterScrape::default();
-    for url in urls {
-        match fetch(url).await {
+    // All members at once: one hung member costs one timeout, not one per member.
+    let fetched = {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, url) in urls.iter().enumerate() {
+            let url = url.clone();
+            set.spawn(async move { (i, fetch(&url).await) });
+        }
+        let mut all = Vec::with_capacity(urls.len());
+        while let Some(r) = set.join_next().await {
+            if let Ok(r) = r {
+                all.push(r);
+            }
+        }
+        all.sort_by_key(|r| r.0);
+        all
+    };
+    for (i, result) in fetched {
+        let url = &urls[i];
+        match result {
             Ok(text) => match Scrape::parse(text.lines().map(|l| Ok(l.to_string()))) {
                 Ok(scrape) => out.members.push(MemberScrape {
                     url: url.clone(),

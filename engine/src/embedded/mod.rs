@@ -136,6 +136,8 @@ pub struct EmbeddedSpec {
     pub heartbeat_interval_ms: Option<u64>,
     /// `--election-timeout`, ms.
     pub election_timeout_ms: Option<u64>,
+    /// The etcd binary.
+    pub etcd_bin: Option<PathBuf>,
 }
 
 impl EmbeddedSpec {
@@ -163,6 +165,9 @@ impl EmbeddedSpec {
         }
         if self.election_timeout_ms.is_some() {
             cfg.election_timeout_ms = self.election_timeout_ms;
+        }
+        if let Some(bin) = &self.etcd_bin {
+            cfg.etcd_bin.clone_from(bin);
         }
     }
 }

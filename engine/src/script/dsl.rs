@@ -60,6 +60,7 @@ struct EmbeddedOptions {
     auto_compaction_retention: Option<String>,
     heartbeat_interval: Option<String>,
     election_timeout: Option<String>,
+    etcd_bin: Option<String>,
 }
 
 impl EmbeddedOptions {
@@ -95,6 +96,7 @@ impl EmbeddedOptions {
             auto_compaction_retention: self.auto_compaction_retention,
             heartbeat_interval_ms: ms(self.heartbeat_interval, "heartbeat_interval")?,
             election_timeout_ms: ms(self.election_timeout, "election_timeout")?,
+            etcd_bin: self.etcd_bin.map(std::path::PathBuf::from),
         })
     }
 }
@@ -363,7 +365,7 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
             "/// Settings for the etcd scen starts when the run has no `--endpoints` (ignored otherwise;\n\
              /// `--members` on the command line wins): `#{ members: 1 | 3 | 5, quota_backend_bytes: \"64MiB\",\n\
              /// snapshot_count, auto_compaction_mode: \"periodic\" | \"revision\", auto_compaction_retention,\n\
-             /// heartbeat_interval: \"100ms\", election_timeout: \"1s\" }`.\n\
+             /// heartbeat_interval: \"100ms\", election_timeout: \"1s\", etcd_bin: \"/opt/etcd-3.6/etcd\" }`.\n\
              /// ```rhai\n/// embedded_etcd(#{ members: 3, election_timeout: \"500ms\" });\n/// ```",
         ])
         .register_into_engine(engine, move |ctx: NativeCallContext, m: Map| -> RhaiResult<()> {
