@@ -55,7 +55,7 @@ fn check_prints_the_plan_and_rejects_bad_thresholds() {
         (nodes["default"].as_i64(), nodes["value"].as_i64()),
         (Some(100), Some(5000))
     );
-    assert_eq!(plan["steps"][1]["name"], "nodes");
+    assert_eq!(plan["steps"][1]["name"], "cluster");
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.rhai");

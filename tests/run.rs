@@ -35,7 +35,7 @@ fn flagship_passes_with_valid_reports() {
     assert_eq!(report["params"]["nodes"], 30);
     assert_eq!(report["param_sources"]["nodes"], "set");
     assert_eq!(
-        report["params"]["pod_size"], 2048,
+        report["params"]["secret_size"], 2048,
         "sizes reach scripts as bytes"
     );
     assert_eq!(report["scenario"]["sha256"].as_str().unwrap().len(), 64);
@@ -44,12 +44,17 @@ fn flagship_passes_with_valid_reports() {
         .as_str()
         .unwrap()
         .starts_with('3'));
-    let pods = step(report, "pods");
-    assert_eq!(pods["status"], "passed");
-    assert_eq!(pods["record"]["ok"], 300);
-    assert_eq!(pods["record"]["bytes"], 300 * 2048);
-    assert!(pods["record"]["latency"]["p99"].as_f64().unwrap() > 0.0);
+    let cluster = &step(report, "cluster")["record"];
+    assert_eq!(cluster["root"], "/registry", "the real layout on an etcd scen started");
+    assert_eq!(cluster["by_kind"]["pod"]["count"], 300);
+    assert_eq!(cluster["by_kind"]["node"]["count"], 30);
+    assert_eq!(cluster["by_kind"]["secret"]["count"], 200);
+    assert!(cluster["txn_latency"]["p99"].as_f64().unwrap() > 0.0);
     assert_eq!(step(report, "list_pods")["record"]["count"], 300);
+    assert_eq!(step(report, "inventory")["record"]["resources"]["minions"]["keys"], 30);
+    let beats = &step(report, "heartbeats")["record"];
+    assert!(beats["leases"]["ok"].as_u64().unwrap() > 0, "{beats}");
+    assert!(step(report, "defrag")["record"]["db_size_after"].as_i64().unwrap() > 0);
     let load = &step(report, "load")["record"];
     let proc_view = &load["server"]["process"];
     assert!(
@@ -91,7 +96,7 @@ fn flagship_passes_with_valid_reports() {
     );
     let md = r.markdown.as_ref().unwrap();
     assert!(
-        md.contains("PASSED") && md.contains("`list_pods.count == pods.ok`"),
+        md.contains("PASSED") && md.contains("`list_pods.count == cluster.by_kind.pod.count`"),
         "{md}"
     );
 }
@@ -120,7 +125,7 @@ fn a_failed_threshold_exits_1_with_observed_and_limit() {
     let report = r.report.unwrap();
     assert_schema_valid(&report);
     assert_eq!(report["outcome"], "thresholds_failed");
-    let t = threshold(&report, "pods.latency.p99 < 1us");
+    let t = threshold(&report, "cluster.txn_latency.p99 < 1us");
     assert_eq!(t["status"], "failed");
     assert!(t["observed"].as_f64().unwrap() > t["limit"].as_f64().unwrap());
     assert!(
@@ -137,10 +142,7 @@ fn a_failed_threshold_exits_1_with_observed_and_limit() {
         .collect();
     assert_eq!(
         failed,
-        vec![
-            "nodes.latency.p99 < 1us".to_string(),
-            "pods.latency.p99 < 1us".to_string()
-        ]
+        vec!["cluster.txn_latency.p99 < 1us".to_string()]
     );
 }
 
