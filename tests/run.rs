@@ -45,16 +45,27 @@ fn flagship_passes_with_valid_reports() {
         .unwrap()
         .starts_with('3'));
     let cluster = &step(report, "cluster")["record"];
-    assert_eq!(cluster["root"], "/registry", "the real layout on an etcd scen started");
+    assert_eq!(
+        cluster["root"], "/registry",
+        "the real layout on an etcd scen started"
+    );
     assert_eq!(cluster["by_kind"]["pod"]["count"], 300);
     assert_eq!(cluster["by_kind"]["node"]["count"], 30);
     assert_eq!(cluster["by_kind"]["secret"]["count"], 200);
     assert!(cluster["txn_latency"]["p99"].as_f64().unwrap() > 0.0);
     assert_eq!(step(report, "list_pods")["record"]["count"], 300);
-    assert_eq!(step(report, "inventory")["record"]["resources"]["minions"]["keys"], 30);
+    assert_eq!(
+        step(report, "inventory")["record"]["resources"]["minions"]["keys"],
+        30
+    );
     let beats = &step(report, "heartbeats")["record"];
     assert!(beats["leases"]["ok"].as_u64().unwrap() > 0, "{beats}");
-    assert!(step(report, "defrag")["record"]["db_size_after"].as_i64().unwrap() > 0);
+    assert!(
+        step(report, "defrag")["record"]["db_size_after"]
+            .as_i64()
+            .unwrap()
+            > 0
+    );
     let load = &step(report, "load")["record"];
     let proc_view = &load["server"]["process"];
     assert!(
@@ -140,10 +151,7 @@ fn a_failed_threshold_exits_1_with_observed_and_limit() {
         .filter(|n| n.has_tag_name("testcase") && n.children().any(|c| c.has_tag_name("failure")))
         .map(|n| n.attribute("name").unwrap().to_string())
         .collect();
-    assert_eq!(
-        failed,
-        vec!["cluster.txn_latency.p99 < 1us".to_string()]
-    );
+    assert_eq!(failed, vec!["cluster.txn_latency.p99 < 1us".to_string()]);
 }
 
 #[test]

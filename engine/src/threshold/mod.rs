@@ -45,6 +45,10 @@ impl fmt::Display for FieldPath {
         for (i, s) in self.0.iter().enumerate() {
             match s {
                 Segment::Key(k) if i == 0 => write!(f, "{k}")?,
+                // Keys that are not plain names (`wgpolicyk8s.io/policyreports`) print quoted.
+                Segment::Key(k) if !k.chars().all(|c| c.is_alphanumeric() || c == '_') => {
+                    write!(f, "['{k}']")?
+                }
                 Segment::Key(k) => write!(f, ".{k}")?,
                 Segment::Index(n) => write!(f, "[{n}]")?,
                 Segment::All => write!(f, "[*]")?,
@@ -498,8 +502,27 @@ mod tests {
     fn root() -> Value {
         json!({
             "write": { "latency": { "p99": 31.5, "p50": 2.0 }, "errors": 0, "ok": true, "duration_ms": 1200.0 },
-            "status": { "db_size": 1048576, "members": [ { "db_size": 10 }, { "db_size": 30 } ] }
+            "status": { "db_size": 1048576, "members": [ { "db_size": 10 }, { "db_size": 30 } ] },
+            "inv": { "resources": { "wgpolicyk8s.io/policyreports": { "keys": 7 } } }
         })
+    }
+
+    #[test]
+    fn quoted_keys_reach_map_keys_that_are_not_names() {
+        assert!(eval("inv.resources['wgpolicyk8s.io/policyreports'].keys == 7").passed);
+        assert!(eval("inv.resources[\"wgpolicyk8s.io/policyreports\"].keys > 6").passed);
+        let t = Threshold::parse(
+            "inv.resources['wgpolicyk8s.io/policyreports'].keys == 7",
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            t.paths()[0].to_string(),
+            "inv.resources['wgpolicyk8s.io/policyreports'].keys",
+            "printed back the way it is written"
+        );
+        let e = Threshold::parse("inv.resources['oops].keys == 1", false).unwrap_err();
+        assert!(e.to_string().contains("unterminated"), "{e}");
     }
 
     fn eval(s: &str) -> Verdict {

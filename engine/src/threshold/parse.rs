@@ -18,6 +18,8 @@ pub struct ParseError {
 enum Tok {
     Num(Quantity),
     Ident(String),
+    /// A quoted map key: `['wgpolicyk8s.io/policyreports']` or `["..."]`.
+    Str(String),
     Op(&'static str),
 }
 
@@ -67,6 +69,21 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
                 column: col(pos),
             })?;
             out.push((Tok::Num(q), col(pos)));
+            i = chars
+                .iter()
+                .position(|(p, _)| *p >= end)
+                .unwrap_or(chars.len());
+            continue;
+        }
+        if c == '\'' || c == '"' {
+            let Some(len) = src[pos + 1..].find(c) else {
+                return Err(ParseError {
+                    message: format!("unterminated {c}...{c}: close the quoted key"),
+                    column: col(pos),
+                });
+            };
+            out.push((Tok::Str(src[pos + 1..pos + 1 + len].to_string()), col(pos)));
+            let end = pos + 1 + len + 1;
             i = chars
                 .iter()
                 .position(|(p, _)| *p >= end)
@@ -278,6 +295,9 @@ impl Parser {
                 Ok(Expr::Field(path))
             }
             Some(Tok::Op(o)) => self.err(format!("expected a value or a field, found `{o}`")),
+            Some(Tok::Str(k)) => self.err(format!(
+                "a quoted key (`'{k}'`) belongs inside a field path: `step.field['{k}']`"
+            )),
             None => self.err("expected a value or a field, found the end of the threshold"),
         }
     }
@@ -313,7 +333,8 @@ impl Parser {
                     {
                         Segment::Index(q.value as usize)
                     }
-                    _ => return self.err("expected an index or `*` inside `[ ]`"),
+                    Some(Tok::Str(k)) => Segment::Key(k),
+                    _ => return self.err("expected an index, `*` or a quoted key inside `[ ]`"),
                 };
                 self.pos += 1;
                 if !self.eat("]") {

@@ -79,13 +79,17 @@ impl std::fmt::Debug for Created {
 /// and `context` (default: the current one), and the API server's URL.
 pub async fn connect(path: Option<&str>, context: Option<&str>) -> Result<(kube::Client, String)> {
     let options = KubeConfigOptions {
-        context: context.map(String::from),
+        context: context.filter(|c| !c.is_empty()).map(String::from),
         ..KubeConfigOptions::default()
     };
     let config = match path.filter(|p| !p.is_empty()) {
         Some(p) => {
             let kc =
-                Kubeconfig::read_from(p).map_err(|e| Error::KubeConfig(format!("{p}: {e}")))?;
+                Kubeconfig::read_from(p).map_err(|e| {
+                    Error::KubeConfig(format!(
+                        "{p}: {e}; check the path, or leave `kubeconfig` empty to use $KUBECONFIG or ~/.kube/config"
+                    ))
+                })?;
             kube::Config::from_custom_kubeconfig(kc, &options).await
         }
         None => kube::Config::from_kubeconfig(&options).await,
@@ -483,6 +487,11 @@ pub async fn simulate(
     shape: Shape,
     progress: Option<ProgressFn>,
 ) -> Result<(SimulateRecord, Created)> {
+    if opts.rewrite {
+        return Err(Error::Options(
+            "rewrite is for the etcd backend; through the API server, updates go through heartbeats".into(),
+        ));
+    }
     if shape.deployments > 0 {
         return Err(Error::Options(
             "backend \"kube\" creates bare pods placed on the fake nodes; deployments need a scheduler and \
@@ -543,6 +552,7 @@ pub async fn simulate(
         encoding: super::Encoding::Json,
         objects: all.created,
         existing: all.existing.len() as u64,
+        rewrite: false,
         bytes: all.bytes,
         duration_ms: ms(started.elapsed()),
         objects_per_s: all.created as f64 / secs,

@@ -106,6 +106,11 @@ pub struct SimulateOptions {
     /// Objects per transaction (default 32; etcd allows 128 operations).
     #[serde(default = "thirty_two")]
     pub batch: u64,
+    /// Write every object again instead of creating it: a controller's update (a background scan
+    /// rewriting its reports). Only objects this run created are rewritten; each rewrite is a new
+    /// revision kept in etcd's history until compaction.
+    #[serde(default)]
+    pub rewrite: bool,
     /// Where to write: `"etcd"` (default: straight into etcd) or `"kube"` (through the API server of
     /// the kubeconfig, with kube-rs).
     #[serde(default)]
@@ -212,8 +217,11 @@ pub struct SimulateRecord {
     pub encoding: Encoding,
     /// Objects written.
     pub objects: u64,
-    /// Objects skipped because their key already existed (never overwritten).
+    /// Objects skipped: their key already existed (never overwritten); with `rewrite`, keys this
+    /// run did not create.
     pub existing: u64,
+    /// Whether the objects were rewritten (`rewrite: true`) rather than created.
+    pub rewrite: bool,
     /// Value bytes written.
     pub bytes: u64,
     /// Wall time, ms.
@@ -276,6 +284,27 @@ pub async fn simulate(
     let shape = shape_of(opts)?;
     let renderer = templates::Renderer::new(opts, shape.clone())?;
     let root = effective_root(target, opts.root.as_deref());
+    // A rewrite touches only what this run created under this root.
+    let rewrite_from = if opts.rewrite {
+        let first = target
+            .simulated
+            .lock()
+            .expect("ledger lock")
+            .iter()
+            .filter(|w| w.root == root && w.kube.is_none())
+            .map(|w| w.revisions.0)
+            .min();
+        match first {
+            Some(f) if f > 0 => Some(f),
+            _ => {
+                return Err(Error::Options(
+                    "rewrite: true rewrites objects this run created: call cluster::simulate without it first".into(),
+                ))
+            }
+        }
+    } else {
+        None
+    };
     let total = shape.total();
     let next = Arc::new(AtomicU64::new(0));
     let shared = Arc::new((renderer, root.clone()));
@@ -299,12 +328,13 @@ pub async fn simulate(
     });
     let mut set: tokio::task::JoinSet<Result<Tally>> = tokio::task::JoinSet::new();
     for _ in 0..opts.concurrency.min(total.div_ceil(opts.batch).max(1)) {
-        let (next, shared, batch, encoding, done) = (
+        let (next, shared, batch, encoding, done, rewrite_from) = (
             next.clone(),
             shared.clone(),
             opts.batch,
             opts.encoding,
             done.clone(),
+            rewrite_from,
         );
         let mut kv = target.client.kv_client();
         set.spawn(async move {
@@ -327,7 +357,7 @@ pub async fn simulate(
                         encoding: stored,
                     });
                 }
-                write_batch(&mut kv, items, &mut tally).await?;
+                write_batch(&mut kv, items, &mut tally, rewrite_from).await?;
                 done.fetch_add(end - start, Ordering::Relaxed);
             }
         });
@@ -360,19 +390,30 @@ pub async fn simulate(
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     let bytes: u64 = all.by_kind.values().map(|k| k.bytes).sum();
     let revisions = (all.first_rev.unwrap_or(0), all.last_rev);
-    target.simulated.lock().expect("ledger lock").push(Written {
-        root: root.clone(),
-        shape,
-        revisions,
-        options: opts.clone(),
-        kube: None,
-    });
+    {
+        let mut ledger = target.simulated.lock().expect("ledger lock");
+        match ledger
+            .iter_mut()
+            .find(|w| opts.rewrite && w.root == root && w.kube.is_none())
+        {
+            // Rewritten keys keep their create revision: the first entry still finds them.
+            Some(w) => w.revisions.1 = w.revisions.1.max(revisions.1),
+            None => ledger.push(Written {
+                root: root.clone(),
+                shape,
+                revisions,
+                options: opts.clone(),
+                kube: None,
+            }),
+        }
+    }
     Ok(SimulateRecord {
         backend: Backend::Etcd,
         root,
         encoding: opts.encoding,
         objects: all.objects,
         existing: all.existing,
+        rewrite: opts.rewrite,
         bytes,
         duration_ms: secs * 1e3,
         objects_per_s: all.objects as f64 / secs,
@@ -493,20 +534,23 @@ struct Item {
 }
 
 /// One transaction creating every key that does not exist yet; when one does, each key alone.
+///
+/// With `rewrite_from`, the transaction instead rewrites keys created at or after that revision
+/// (by this run), and leaves every other key alone.
 async fn write_batch(
     kv: &mut etcd_client::KvClient,
     items: Vec<Item>,
     tally: &mut Tally,
+    rewrite_from: Option<i64>,
 ) -> Result<()> {
     let etcd = |source| Error::Etcd { op: "txn", source };
+    let guard = |key: &str| match rewrite_from {
+        None => Compare::create_revision(key, CompareOp::Equal, 0),
+        Some(first) => Compare::create_revision(key, CompareOp::Greater, first - 1),
+    };
     let create = |items: &[Item]| {
         Txn::new()
-            .when(
-                items
-                    .iter()
-                    .map(|i| Compare::create_revision(i.key.as_str(), CompareOp::Equal, 0))
-                    .collect::<Vec<_>>(),
-            )
+            .when(items.iter().map(|i| guard(&i.key)).collect::<Vec<_>>())
             .and_then(
                 items
                     .iter()

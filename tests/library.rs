@@ -1,0 +1,253 @@
+//! End-to-end: the scenario library — every shipped scenario is documented the same way, and the
+//! ones not run by other test files run here at small scale against real etcd.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn record<'a>(report: &'a Value, name: &str) -> &'a Value {
+    &step(report, name)["record"]
+}
+
+#[test]
+fn every_scenario_has_a_header_and_documented_parameters() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(root().join("scenarios")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "rhai") {
+            continue;
+        }
+        seen += 1;
+        let text = std::fs::read_to_string(&path).unwrap();
+        let stem = path.file_stem().unwrap().to_str().unwrap();
+        assert!(
+            text.starts_with(&format!("// {stem}:")),
+            "{stem}: the first line names it"
+        );
+        for part in ["Purpose:", "Needs:", "Asserts:"] {
+            assert!(
+                text.contains(&format!("// {part}")),
+                "{stem}: header lacks {part}"
+            );
+        }
+        let out = scen()
+            .args(["check", path.to_str().unwrap(), "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{stem}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+        for p in plan["params"].as_array().unwrap() {
+            assert!(
+                !p["doc"].as_str().unwrap_or("").is_empty(),
+                "{stem}: parameter {} has no doc",
+                p["name"]
+            );
+        }
+    }
+    assert!(seen >= 12, "{seen} scenarios");
+}
+
+#[test]
+fn kyverno_reports_measure_storage_with_history_and_compaction_gives_it_back() {
+    let r = run(
+        &root().join("scenarios/kyverno-reports.rhai"),
+        &[
+            "--set",
+            "reports=60",
+            "--set",
+            "results=5",
+            "--set",
+            "scans=2",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_schema_valid(&report);
+    let key = "wgpolicyk8s.io/policyreports";
+    let stored = &record(&report, "stored")["resources"][key];
+    let scanned = &record(&report, "scanned")["resources"][key];
+    assert_eq!(stored["keys"], 60);
+    assert_eq!(scanned["keys"], 60);
+    assert_eq!(
+        scanned["revisions"], 180,
+        "created, then rewritten by 2 scans"
+    );
+    assert_eq!(record(&report, "scans")["rewrite"], true);
+    assert_eq!(
+        record(&report, "scans")["objects"],
+        60 + 10,
+        "the reports and their namespaces"
+    );
+    assert!(
+        scanned["bytes_with_history"].as_u64().unwrap() >= 3 * stored["bytes"].as_u64().unwrap()
+    );
+    let before = record(&report, "status_before")["db_size"]
+        .as_i64()
+        .unwrap();
+    let after = record(&report, "status_after")["db_size"].as_i64().unwrap();
+    assert!(
+        after < before,
+        "compaction and defrag shrink the db: {before} -> {after}"
+    );
+}
+
+#[test]
+fn a_rewrite_never_touches_what_the_run_did_not_create() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let etcd = external_etcd(&rt);
+    let url = etcd.client_url().to_string();
+    // A report that exists before the run, at a name the scenario will use.
+    let r = run(
+        &fixture("rewrite-guard.rhai"),
+        &[
+            "--endpoints",
+            &url,
+            "--allow-registry-writes",
+            "--keep-keys",
+        ],
+    );
+    assert_eq!(
+        r.code, 2,
+        "a rewrite with nothing created first is refused: {}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("call cluster::simulate without it first"),
+        "{}",
+        r.stderr
+    );
+    etcdctl(
+        &url,
+        &[
+            "put",
+            "/registry/wgpolicyk8s.io/policyreports/scen-ns-0/policyreport-0",
+            "theirs",
+        ],
+    );
+    let r = run(
+        &root().join("scenarios/kyverno-reports.rhai"),
+        &[
+            "--endpoints",
+            &url,
+            "--allow-registry-writes",
+            "--set",
+            "reports=4",
+            "--set",
+            "scans=1",
+            "--set",
+            "namespaces=1",
+            "--set",
+            "maintenance=false",
+        ],
+    );
+    // The pre-existing report is neither created nor rewritten: one short of the count.
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_eq!(record(&report, "created")["existing"], 1);
+    assert_eq!(record(&report, "scans")["existing"], 1);
+    assert_eq!(
+        etcdctl(
+            &url,
+            &[
+                "get",
+                "/registry/wgpolicyk8s.io/policyreports/scen-ns-0/policyreport-0",
+                "--print-value-only"
+            ]
+        )
+        .trim(),
+        "theirs"
+    );
+}
+
+#[test]
+fn large_cluster_heartbeats_at_the_intended_rate_beside_reads() {
+    let r = run(
+        &root().join("scenarios/large-cluster.rhai"),
+        &[
+            "--set",
+            "nodes=200",
+            "--set",
+            "pods_per_node=2",
+            "--set",
+            "duration=3s",
+            // The pipeline, not this machine's disk.
+            "--set",
+            "fsync_p99=1s",
+            "--set",
+            "commit_p99=1s",
+            "--set",
+            "lease_p99=1s",
+            "--set",
+            "max_shortfall=10.0",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let hb = record(&report, "heartbeats");
+    // 200 nodes every 10 s for 3 s: 60 renewals at 20/s.
+    assert_eq!(hb["leases"]["intended"], 60);
+    assert_eq!(hb["leases"]["ok"], 60);
+    assert!((hb["leases"]["intended_per_s"].as_f64().unwrap() - 20.0).abs() < 1e-9);
+    assert!(record(&report, "reads")["ok"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn the_health_lab_records_every_step_of_the_lab() {
+    let artifacts = tempfile::tempdir().unwrap();
+    let r = run(
+        &root().join("scenarios/etcd-health-lab.rhai"),
+        &[
+            "--set",
+            "secrets=200",
+            "--set",
+            "samples=50",
+            "--set",
+            "write_p99=1s",
+            "--set",
+            "read_p99=1s",
+            "--artifacts",
+            artifacts.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_schema_valid(&report);
+    assert_eq!(
+        record(&report, "secrets")["by_kind"]["secret"]["count"],
+        200
+    );
+    assert_eq!(record(&report, "keys")["resources"]["minions"]["keys"], 20);
+    assert_eq!(record(&report, "write_latency")["ok"], 50);
+    assert_eq!(record(&report, "read_latency")["ok"], 50);
+    let snap = record(&report, "snapshot");
+    assert_eq!(snap["verified"], true);
+    assert!(artifacts.path().join("etcd-health-lab.db").exists());
+    let metrics = &record(&report, "metrics")["members"][0]["metrics"];
+    assert!(
+        metrics["etcd_disk_wal_fsync_duration_seconds"][0]["value"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert_eq!(metrics["etcd_server_has_leader"][0]["value"], 1.0);
+}
+
+#[test]
+fn api_latency_needs_a_kubeconfig_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("kubeconfig");
+    let r = run(
+        &root().join("scenarios/api-latency.rhai"),
+        &["--set", &format!("kubeconfig={}", missing.display())],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("check the path"), "{}", r.stderr);
+    assert!(r.stderr.contains(missing.to_str().unwrap()), "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_eq!(step(&report, "cluster")["status"], "failed");
+}
