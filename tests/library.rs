@@ -251,3 +251,33 @@ fn api_latency_needs_a_kubeconfig_and_says_so() {
     let report = r.report.unwrap();
     assert_eq!(step(&report, "cluster")["status"], "failed");
 }
+
+#[test]
+fn the_measure_module_declares_steps_around_an_action_with_load_through_it() {
+    let r = run(&fixture("measure.rhai"), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let names: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    for n in [
+        "compact_load",
+        "compact_before",
+        "compact",
+        "compact_after",
+        "defrag_before",
+        "defrag",
+        "defrag_after",
+    ] {
+        assert!(names.contains(&n), "{n} in {names:?}");
+    }
+    // The module's closure captured the merged options: the caller's rate wins over the default.
+    assert_eq!(record(&report, "compact_load")["target_rate"], 100.0);
+    assert!(
+        record(&report, "defrag_after")["db_size"].as_i64()
+            < record(&report, "defrag_before")["db_size"].as_i64()
+    );
+}

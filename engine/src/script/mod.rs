@@ -239,6 +239,20 @@ fn expose_imports(engine: &mut Engine, ast: &AST, resolved: &resolver::Resolved)
     }
 }
 
+/// The scenario's AST plus the closures defined inside imported modules (a stdlib helper that
+/// declares steps, a team's common module), so a step whose closure came from a module can be
+/// called. Only closures (`anon$...`) are added: a module's named functions never shadow the
+/// scenario's own.
+fn with_module_closures(mut ast: AST, resolved: &resolver::Resolved) -> AST {
+    let resolved = resolved.lock().expect("resolved lock");
+    for m in resolved.values() {
+        ast.combine_filtered(AST::new_from_module(m.clone()), |_, _, _, name, _| {
+            name.starts_with("anon$")
+        });
+    }
+    ast
+}
+
 impl Host {
     /// Reads and plans a scenario file: compiles it, runs its top level (which only declares),
     /// applies the overrides and checks the plan. Touches no etcd.
@@ -272,6 +286,7 @@ impl Host {
             .run_ast(&ast)
             .map_err(|e| to_script_error(&e, path))?;
         expose_imports(&mut engine, &ast, &resolved);
+        let ast = with_module_closures(ast, &resolved);
 
         let b = std::mem::take(&mut *state.builder.lock().expect("builder lock"));
         for item in &b.items {

@@ -14,6 +14,7 @@ type SharedModule = Arc<Module>;
 pub const STDLIB: &[(&str, &str)] = &[
     ("slo", include_str!("../../../stdlib/slo.rhai")),
     ("tiers", include_str!("../../../stdlib/tiers.rhai")),
+    ("measure", include_str!("../../../stdlib/measure.rhai")),
 ];
 
 /// The source of a stdlib module by import name (`tiers` or `stdlib/tiers`, with or without `.rhai`).
