@@ -281,3 +281,60 @@ fn the_measure_module_declares_steps_around_an_action_with_load_through_it() {
             < record(&report, "defrag_before")["db_size"].as_i64()
     );
 }
+
+#[test]
+fn the_team_example_imports_its_common_module_and_takes_values_files() {
+    let r = run(
+        &root().join("examples/team/scenarios/control-plane.rhai"),
+        &[
+            "--values",
+            root()
+                .join("examples/team/values/ci.yaml")
+                .to_str()
+                .unwrap(),
+            "--set",
+            "load_duration=2s",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_eq!(report["param_sources"]["env"], "values");
+    assert_eq!(
+        record(&report, "cluster")["by_kind"]["node"]["count"],
+        50,
+        "the ci shape from common/team.rhai"
+    );
+    assert!(report["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["expression"] == "load.server.leader_changes == 0"));
+    // The staging values pick the other shape (checked without running it).
+    let out = scen()
+        .args([
+            "check",
+            root()
+                .join("examples/team/scenarios/control-plane.rhai")
+                .to_str()
+                .unwrap(),
+            "--values",
+            root()
+                .join("examples/team/values/staging.yaml")
+                .to_str()
+                .unwrap(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(plan["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["expression"] == "cluster.by_kind.node.count == 400"));
+}
