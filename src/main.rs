@@ -506,7 +506,7 @@ fn run(args: RunArgs, quiet: bool) -> i32 {
     cfg.embedded_overrides.members = args.members.as_deref().and_then(|m| m.parse().ok());
     if let Some(q) = &args.etcd_quota {
         match scen_engine::units::parse_size(q) {
-            Ok(bytes) => cfg.embedded_overrides.quota_backend_bytes = Some(bytes),
+            Ok(bytes) => cfg.embedded_overrides.settings.quota_backend_bytes = Some(bytes),
             Err(e) => {
                 eprintln!("error: --etcd-quota {q}: {e} (write a size such as 8GiB)");
                 return 2;

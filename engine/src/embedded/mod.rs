@@ -24,18 +24,8 @@ pub struct EmbeddedConfig {
     pub start_timeout: Duration,
     /// Members: 1 (default), 3 or 5.
     pub members: usize,
-    /// `--quota-backend-bytes`, when set.
-    pub quota_backend_bytes: Option<u64>,
-    /// `--snapshot-count`, when set.
-    pub snapshot_count: Option<u64>,
-    /// `--auto-compaction-mode` (`periodic` or `revision`), when set.
-    pub auto_compaction_mode: Option<String>,
-    /// `--auto-compaction-retention` (`1h`, `1000`), when set.
-    pub auto_compaction_retention: Option<String>,
-    /// `--heartbeat-interval` in ms, when set.
-    pub heartbeat_interval_ms: Option<u64>,
-    /// `--election-timeout` in ms, when set.
-    pub election_timeout_ms: Option<u64>,
+    /// etcd flags for every member.
+    pub settings: MemberSettings,
     /// Serve clients over TLS with these files (the metrics/health URL stays plain HTTP).
     pub client_tls: Option<ServerTls>,
     /// Start from this snapshot (restored with `etcdutl snapshot restore`) instead of empty.
@@ -61,12 +51,7 @@ impl Default for EmbeddedConfig {
                 .unwrap_or_else(|| PathBuf::from("etcd")),
             start_timeout: Duration::from_secs(30),
             members: 1,
-            quota_backend_bytes: None,
-            snapshot_count: None,
-            auto_compaction_mode: None,
-            auto_compaction_retention: None,
-            heartbeat_interval_ms: None,
-            election_timeout_ms: None,
+            settings: MemberSettings::default(),
             client_tls: None,
             restore_from: None,
         }
@@ -118,24 +103,83 @@ pub enum Error {
 /// Result type of this module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The etcd flags a scenario or the command line may set on every member; unset ones keep etcd's
+/// defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberSettings {
+    /// `--quota-backend-bytes`.
+    pub quota_backend_bytes: Option<u64>,
+    /// `--snapshot-count`.
+    pub snapshot_count: Option<u64>,
+    /// `--auto-compaction-mode` (`periodic` or `revision`).
+    pub auto_compaction_mode: Option<String>,
+    /// `--auto-compaction-retention` (`1h`, `1000`).
+    pub auto_compaction_retention: Option<String>,
+    /// `--heartbeat-interval`, ms.
+    pub heartbeat_interval_ms: Option<u64>,
+    /// `--election-timeout`, ms.
+    pub election_timeout_ms: Option<u64>,
+}
+
+impl MemberSettings {
+    /// Takes every setting `other` sets.
+    pub fn overlay(&mut self, other: &MemberSettings) {
+        fn take<T: Clone>(mine: &mut Option<T>, theirs: &Option<T>) {
+            if theirs.is_some() {
+                mine.clone_from(theirs);
+            }
+        }
+        take(&mut self.quota_backend_bytes, &other.quota_backend_bytes);
+        take(&mut self.snapshot_count, &other.snapshot_count);
+        take(&mut self.auto_compaction_mode, &other.auto_compaction_mode);
+        take(
+            &mut self.auto_compaction_retention,
+            &other.auto_compaction_retention,
+        );
+        take(
+            &mut self.heartbeat_interval_ms,
+            &other.heartbeat_interval_ms,
+        );
+        take(&mut self.election_timeout_ms, &other.election_timeout_ms);
+    }
+
+    /// The etcd command-line flags.
+    fn flags(&self) -> Vec<String> {
+        let named: [(&str, Option<String>); 6] = [
+            (
+                "quota-backend-bytes",
+                self.quota_backend_bytes.map(|v| v.to_string()),
+            ),
+            ("snapshot-count", self.snapshot_count.map(|v| v.to_string())),
+            ("auto-compaction-mode", self.auto_compaction_mode.clone()),
+            (
+                "auto-compaction-retention",
+                self.auto_compaction_retention.clone(),
+            ),
+            (
+                "heartbeat-interval",
+                self.heartbeat_interval_ms.map(|v| v.to_string()),
+            ),
+            (
+                "election-timeout",
+                self.election_timeout_ms.map(|v| v.to_string()),
+            ),
+        ];
+        named
+            .into_iter()
+            .filter_map(|(flag, v)| v.map(|v| format!("--{flag}={v}")))
+            .collect()
+    }
+}
+
 /// Embedded cluster settings a scenario declares (`embedded_etcd(#{ members: 3, ... })`) or the
 /// command line gives (`--members`); unset fields keep the defaults.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EmbeddedSpec {
     /// Members: 1, 3 or 5.
     pub members: Option<usize>,
-    /// `--quota-backend-bytes`.
-    pub quota_backend_bytes: Option<u64>,
-    /// `--snapshot-count`.
-    pub snapshot_count: Option<u64>,
-    /// `--auto-compaction-mode`.
-    pub auto_compaction_mode: Option<String>,
-    /// `--auto-compaction-retention`.
-    pub auto_compaction_retention: Option<String>,
-    /// `--heartbeat-interval`, ms.
-    pub heartbeat_interval_ms: Option<u64>,
-    /// `--election-timeout`, ms.
-    pub election_timeout_ms: Option<u64>,
+    /// etcd flags for every member.
+    pub settings: MemberSettings,
     /// The etcd binary.
     pub etcd_bin: Option<PathBuf>,
 }
@@ -146,26 +190,7 @@ impl EmbeddedSpec {
         if let Some(m) = self.members {
             cfg.members = m;
         }
-        if self.quota_backend_bytes.is_some() {
-            cfg.quota_backend_bytes = self.quota_backend_bytes;
-        }
-        if self.snapshot_count.is_some() {
-            cfg.snapshot_count = self.snapshot_count;
-        }
-        if self.auto_compaction_mode.is_some() {
-            cfg.auto_compaction_mode
-                .clone_from(&self.auto_compaction_mode);
-        }
-        if self.auto_compaction_retention.is_some() {
-            cfg.auto_compaction_retention
-                .clone_from(&self.auto_compaction_retention);
-        }
-        if self.heartbeat_interval_ms.is_some() {
-            cfg.heartbeat_interval_ms = self.heartbeat_interval_ms;
-        }
-        if self.election_timeout_ms.is_some() {
-            cfg.election_timeout_ms = self.election_timeout_ms;
-        }
+        cfg.settings.overlay(&self.settings);
         if let Some(bin) = &self.etcd_bin {
             cfg.etcd_bin.clone_from(bin);
         }
@@ -373,25 +398,7 @@ impl Drop for EmbeddedEtcd {
 
 /// The tunable member flags of `config`.
 fn member_flags(config: &EmbeddedConfig) -> Vec<String> {
-    let mut args = Vec::new();
-    if let Some(q) = config.quota_backend_bytes {
-        args.push(format!("--quota-backend-bytes={q}"));
-    }
-    if let Some(c) = config.snapshot_count {
-        args.push(format!("--snapshot-count={c}"));
-    }
-    if let Some(m) = &config.auto_compaction_mode {
-        args.push(format!("--auto-compaction-mode={m}"));
-    }
-    if let Some(r) = &config.auto_compaction_retention {
-        args.push(format!("--auto-compaction-retention={r}"));
-    }
-    if let Some(h) = config.heartbeat_interval_ms {
-        args.push(format!("--heartbeat-interval={h}"));
-    }
-    if let Some(e) = config.election_timeout_ms {
-        args.push(format!("--election-timeout={e}"));
-    }
+    let mut args = config.settings.flags();
     if let Some(tls) = &config.client_tls {
         args.push(format!("--cert-file={}", tls.cert.display()));
         args.push(format!("--key-file={}", tls.key.display()));

@@ -85,8 +85,7 @@ impl EmbeddedOptions {
                 ));
             }
         }
-        Ok(crate::embedded::EmbeddedSpec {
-            members: self.members,
+        let settings = crate::embedded::MemberSettings {
             quota_backend_bytes: self
                 .quota_backend_bytes
                 .map(|q| q.bytes().map_err(|e| format!("quota_backend_bytes: {e}")))
@@ -96,6 +95,10 @@ impl EmbeddedOptions {
             auto_compaction_retention: self.auto_compaction_retention,
             heartbeat_interval_ms: ms(self.heartbeat_interval, "heartbeat_interval")?,
             election_timeout_ms: ms(self.election_timeout, "election_timeout")?,
+        };
+        Ok(crate::embedded::EmbeddedSpec {
+            members: self.members,
+            settings,
             etcd_bin: self.etcd_bin.map(std::path::PathBuf::from),
         })
     }
