@@ -75,6 +75,11 @@ enum Command {
     Api,
     /// Print the JSON Schema of the JSON report.
     Schema,
+    /// Render a JSON report again, in other formats.
+    Report {
+        #[command(subcommand)]
+        cmd: ReportCmd,
+    },
     /// Compare two JSON reports figure by figure; exit 1 when a figure regressed beyond tolerance.
     Compare {
         /// The earlier report (the baseline).
@@ -87,6 +92,24 @@ enum Command {
         /// Show every shared figure, not only those with a direction.
         #[arg(long)]
         all: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCmd {
+    /// Render `report.json` as HTML, Markdown or JUnit.
+    Render {
+        /// A JSON report written by `scen run --report`.
+        report: PathBuf,
+        /// Write the self-contained HTML report here.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Write the Markdown summary here.
+        #[arg(long, value_name = "FILE")]
+        markdown: Option<PathBuf>,
+        /// Write JUnit XML here.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
     },
 }
 
@@ -130,6 +153,9 @@ struct RunArgs {
     /// Write a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY).
     #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
+    /// Write a self-contained HTML report with charts here.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     /// On an external cluster, keep the run's keys instead of deleting its prefix at the end.
     #[arg(long)]
     keep_keys: bool,
@@ -180,6 +206,38 @@ fn main() -> ExitCode {
         Command::Schema => {
             print!("{}", report::json_schema());
             0
+        }
+        Command::Report {
+            cmd:
+                ReportCmd::Render {
+                    report: path,
+                    html,
+                    markdown,
+                    junit,
+                },
+        } => {
+            match report::from_json(&path) {
+                Ok(r) => {
+                    if html.is_none() && markdown.is_none() && junit.is_none() {
+                        eprintln!("error: say what to render: --html FILE, --markdown FILE or --junit FILE");
+                        return ExitCode::from(2);
+                    }
+                    let written = [
+                        write_report(&html, || report::to_html(&r)),
+                        write_report(&markdown, || report::to_markdown(&r)),
+                        write_report(&junit, || report::to_junit(&r)),
+                    ];
+                    if written.iter().all(|ok| *ok) {
+                        0
+                    } else {
+                        2
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    2
+                }
+            }
         }
         Command::Api => {
             print!("{}", scen_engine::script::api::reference());
@@ -543,6 +601,7 @@ fn run(args: RunArgs, quiet: bool) -> i32 {
         write_report(&args.report, || Ok(report::to_json(&report))),
         write_report(&args.junit, || report::to_junit(&report)),
         write_report(&args.markdown, || report::to_markdown(&report)),
+        write_report(&args.html, || report::to_html(&report)),
     ];
     if written.iter().any(|ok| !ok) {
         code = code.max(2);

@@ -1,14 +1,17 @@
 //! The report model and its renderers. Renderers only read a [`Report`]; none talks to etcd.
 
 pub mod compare;
+mod html;
 mod json;
 mod junit;
 mod markdown;
 pub mod model;
+mod svg;
 
 use std::io::Write;
 use std::path::Path;
 
+pub use html::to_html;
 pub use json::{from_json, to_json};
 pub use junit::to_junit;
 pub use markdown::to_markdown;

@@ -1,0 +1,241 @@
+//! A self-contained HTML report: verdict, thresholds, and per step the charts a table hides —
+//! throughput and p99 over time with the other steps' moments marked (a fault, a defrag), latency
+//! percentiles, etcd's own view — plus database size across the run. Inline CSS and SVG only: no
+//! network fetches, so it works offline and as a CI artifact.
+
+use minijinja::{AutoEscape, Environment, Value};
+use serde_json::Value as Json;
+
+use super::svg::{self, Line, Mark};
+use super::{Error, Report, Result, StepReport};
+use crate::units::{format_number, format_quantity, Dimension};
+
+const TEMPLATE: &str = include_str!("templates/report.html.j2");
+
+/// Renders the report as one HTML page.
+pub fn to_html(report: &Report) -> Result<String> {
+    let mut env = Environment::new();
+    env.set_auto_escape_callback(|_| AutoEscape::Html);
+    env.add_filter("ms", |v: f64| format_quantity(v, Dimension::Duration));
+    env.add_template("report", TEMPLATE)
+        .map_err(|e| render_err(&e))?;
+    let tmpl = env.get_template("report").map_err(|e| render_err(&e))?;
+    let (passed, failed) = report.threshold_counts();
+    let steps: Vec<Value> = report.steps.iter().map(|s| step_view(report, s)).collect();
+    tmpl.render(minijinja::context! {
+        r => Value::from_serialize(report),
+        passed => passed,
+        failed => failed,
+        verdict => match report.outcome {
+            super::Outcome::Passed => "PASSED",
+            super::Outcome::ThresholdsFailed => "THRESHOLDS FAILED",
+            super::Outcome::ScriptError => "SCENARIO ERROR",
+            super::Outcome::InfrastructureError => "INFRASTRUCTURE ERROR",
+            super::Outcome::Interrupted => "INTERRUPTED",
+        },
+        steps => steps,
+        overview => overview(report),
+    })
+    .map_err(|e| render_err(&e))
+}
+
+fn render_err(e: &minijinja::Error) -> Error {
+    Error::Render {
+        format: "html",
+        reason: e.to_string(),
+    }
+}
+
+/// Seconds from the run's start to a step's start.
+fn offset_s(report: &Report, s: &StepReport) -> Option<f64> {
+    let start = s.started_at?;
+    Some((start - report.started_at).num_milliseconds() as f64 / 1e3)
+}
+
+fn step_view(report: &Report, s: &StepReport) -> Value {
+    let rec = &s.record;
+    let mut charts: Vec<Value> = Vec::new();
+    if let Some(series) = rec
+        .get("series")
+        .and_then(Json::as_array)
+        .filter(|a| !a.is_empty())
+    {
+        // The other steps' starts within this one: the moments to mark.
+        let me = offset_s(report, s).unwrap_or(0.0);
+        let marks: Vec<Mark> = report
+            .steps
+            .iter()
+            .filter(|o| o.name != s.name)
+            .filter_map(|o| {
+                let x = offset_s(report, o)? - me;
+                (x > 0.0 && x < s.duration_ms / 1e3).then(|| Mark {
+                    x,
+                    label: o.name.clone(),
+                })
+            })
+            .collect();
+        let point = |field: &str| -> Vec<(f64, f64)> {
+            series
+                .iter()
+                .filter_map(|p| Some((p.get("t")?.as_f64()?, p.get(field)?.as_f64()?)))
+                .collect()
+        };
+        charts.push(safe(svg::lines(
+            &format!("{}: requests per second", s.name),
+            "seconds",
+            "per second",
+            &[
+                Line {
+                    label: "ok",
+                    color: "#1e88e5",
+                    points: point("ok"),
+                },
+                Line {
+                    label: "errors",
+                    color: "#e53935",
+                    points: point("errors"),
+                },
+            ],
+            &marks,
+        )));
+        charts.push(safe(svg::lines(
+            &format!("{}: latency per second", s.name),
+            "seconds",
+            "ms",
+            &[
+                Line {
+                    label: "p99",
+                    color: "#8e24aa",
+                    points: point("p99"),
+                },
+                Line {
+                    label: "max",
+                    color: "#fb8c00",
+                    points: point("max"),
+                },
+            ],
+            &marks,
+        )));
+    }
+    for (key, title) in [
+        ("latency", "latency percentiles"),
+        ("txn_latency", "transaction latency percentiles"),
+    ] {
+        if let Some(l) = rec
+            .get(key)
+            .filter(|l| l.get("count").and_then(Json::as_f64).unwrap_or(0.0) > 0.0)
+        {
+            let values: Vec<(String, f64)> = ["p50", "p90", "p99", "p999", "max"]
+                .iter()
+                .filter_map(|q| Some((q.to_string(), l.get(*q)?.as_f64()?)))
+                .collect();
+            charts.push(safe(svg::bars(
+                &format!("{}: {title}", s.name),
+                "ms",
+                &values,
+                "#43a047",
+            )));
+        }
+    }
+    let mut figures: Vec<(String, String)> = Vec::new();
+    if let Some(obj) = rec.as_object() {
+        for (k, v) in obj {
+            if let Some(n) = v.as_f64() {
+                figures.push((k.clone(), figure(k, n)));
+            } else if let Some(b) = v.as_bool() {
+                figures.push((k.clone(), b.to_string()));
+            } else if let Some(t) = v.as_str().filter(|t| t.len() < 80) {
+                figures.push((k.clone(), t.to_string()));
+            }
+        }
+    }
+    if let Some(server) = rec.get("server") {
+        for (path, label) in [
+            (["wal_fsync", "p99"], "server: WAL fsync p99"),
+            (["backend_commit", "p99"], "server: backend commit p99"),
+            (["peer_rtt", "p99"], "server: peer round trip p99"),
+        ] {
+            if let Some(v) = server
+                .get(path[0])
+                .and_then(|x| x.get(path[1]))
+                .and_then(Json::as_f64)
+            {
+                figures.push((label.into(), format_quantity(v, Dimension::Duration)));
+            }
+        }
+        for (key, label) in [
+            ("leader_changes", "server: leader changes"),
+            ("proposals_failed", "server: failed proposals"),
+        ] {
+            if let Some(v) = server.get(key).and_then(Json::as_f64) {
+                figures.push((label.into(), format_number(v)));
+            }
+        }
+    }
+    minijinja::context! {
+        name => s.name,
+        background => s.background,
+        status => Value::from_serialize(s.status),
+        offset => offset_s(report, s).map_or(String::new(), |o| format!("+{o:.1}s")),
+        duration => format_quantity(s.duration_ms, Dimension::Duration),
+        error => s.error.as_ref().map(|e| e.message.clone()),
+        charts => charts,
+        figures => figures,
+    }
+}
+
+/// A record figure with its unit guessed from the name, as thresholds see it.
+fn figure(name: &str, v: f64) -> String {
+    if name.ends_with("_ms") || name == "p99" {
+        format_quantity(v, Dimension::Duration)
+    } else if name.contains("size") || name.contains("bytes") {
+        format_quantity(v, Dimension::Size)
+    } else {
+        format_number(v)
+    }
+}
+
+/// Database size across the run: every status step's size and in-use size, and each
+/// defragmentation's before and after.
+fn overview(report: &Report) -> Vec<Value> {
+    let mib = |v: &Json| v.as_f64().map(|b| b / (1024.0 * 1024.0));
+    let mut sizes = Vec::new();
+    let mut in_use = Vec::new();
+    for s in &report.steps {
+        let r = &s.record;
+        if let (Some(a), Some(b)) = (
+            r.get("db_size_before").and_then(mib),
+            r.get("db_size_after").and_then(mib),
+        ) {
+            sizes.push((format!("{} before", s.name), a));
+            sizes.push((format!("{} after", s.name), b));
+        } else if let Some(v) = r.get("db_size").and_then(mib) {
+            sizes.push((s.name.clone(), v));
+            if let Some(u) = r.get("db_size_in_use").and_then(mib) {
+                in_use.push((s.name.clone(), u));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if !sizes.is_empty() {
+        out.push(safe(svg::bars(
+            "database size by step (MiB)",
+            "MiB",
+            &sizes,
+            "#3949ab",
+        )));
+    }
+    if !in_use.is_empty() {
+        out.push(safe(svg::bars(
+            "database size in use (MiB)",
+            "MiB",
+            &in_use,
+            "#00897b",
+        )));
+    }
+    out
+}
+
+fn safe(s: String) -> Value {
+    Value::from_safe_string(s)
+}

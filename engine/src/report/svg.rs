@@ -1,0 +1,256 @@
+//! Small, dependency-free SVG charts for the HTML report: lines over time with marked moments, and
+//! bars. Output is XML-safe text meant to be inlined into the page.
+
+use std::fmt::Write as _;
+
+/// One line of a chart.
+pub struct Line<'a> {
+    /// Legend label.
+    pub label: &'a str,
+    /// CSS colour.
+    pub color: &'a str,
+    /// (x, y) points, x ascending.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A moment to mark on the x axis (a fault, a defragmentation).
+pub struct Mark {
+    /// Where, in x units.
+    pub x: f64,
+    /// Its label.
+    pub label: String,
+}
+
+const W: f64 = 640.0;
+const H: f64 = 220.0;
+const LEFT: f64 = 56.0;
+const RIGHT: f64 = 12.0;
+const TOP: f64 = 24.0;
+const BOTTOM: f64 = 34.0;
+
+/// Escapes text for XML.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A readable number for an axis tick.
+fn tick(v: f64) -> String {
+    if v.abs() >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if v.abs() >= 1e4 {
+        format!("{:.0}k", v / 1e3)
+    } else if v.abs() >= 100.0 || v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// A line chart: `title`, axis labels, lines and marks. Empty lines give a "no data" chart.
+pub fn lines(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    lines: &[Line<'_>],
+    marks: &[Mark],
+) -> String {
+    let pts = lines.iter().flat_map(|l| l.points.iter());
+    let (mut x0, mut x1, mut y1) = (f64::MAX, f64::MIN, 0.0f64);
+    for &(x, y) in pts {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y1 = y1.max(y);
+    }
+    for m in marks {
+        x0 = x0.min(m.x);
+        x1 = x1.max(m.x);
+    }
+    if x0 > x1 {
+        (x0, x1) = (0.0, 1.0);
+    }
+    if x1 - x0 < 1e-9 {
+        x1 = x0 + 1.0;
+    }
+    if y1 <= 0.0 {
+        y1 = 1.0;
+    }
+    y1 *= 1.1;
+    let px = |x: f64| LEFT + (x - x0) / (x1 - x0) * (W - LEFT - RIGHT);
+    let py = |y: f64| TOP + (1.0 - y / y1) * (H - TOP - BOTTOM);
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{t}"><title>{t}</title>"#,
+        t = esc(title)
+    );
+    let _ = write!(
+        s,
+        r#"<text x="{LEFT}" y="15" class="ct">{}</text>"#,
+        esc(title)
+    );
+    // Axes and ticks.
+    for k in 0..=4 {
+        let y = y1 * f64::from(k) / 4.0;
+        let _ = write!(
+            s,
+            r#"<line x1="{LEFT}" x2="{}" y1="{py:.1}" y2="{py:.1}" class="grid"/><text x="{}" y="{:.1}" class="tk" text-anchor="end">{}</text>"#,
+            W - RIGHT,
+            LEFT - 4.0,
+            py(y) + 4.0,
+            tick(y),
+            py = py(y)
+        );
+    }
+    for k in 0..=4 {
+        let x = x0 + (x1 - x0) * f64::from(k) / 4.0;
+        let _ = write!(
+            s,
+            r#"<text x="{:.1}" y="{}" class="tk" text-anchor="middle">{}</text>"#,
+            px(x),
+            H - BOTTOM + 14.0,
+            tick(x)
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="{}" class="tk" text-anchor="middle">{}</text><text x="12" y="{}" class="tk" transform="rotate(-90 12 {})" text-anchor="middle">{}</text>"#,
+        (LEFT + W - RIGHT) / 2.0,
+        H - 4.0,
+        esc(x_label),
+        (TOP + H - BOTTOM) / 2.0,
+        (TOP + H - BOTTOM) / 2.0,
+        esc(y_label)
+    );
+    for m in marks {
+        let _ = write!(
+            s,
+            r#"<line x1="{x:.1}" x2="{x:.1}" y1="{TOP}" y2="{}" class="mark"/><text x="{:.1}" y="{}" class="mk">{}</text>"#,
+            H - BOTTOM,
+            px(m.x) + 3.0,
+            TOP + 10.0,
+            esc(&m.label),
+            x = px(m.x)
+        );
+    }
+    for (i, l) in lines.iter().enumerate() {
+        if !l.points.is_empty() {
+            let d: Vec<String> = l
+                .points
+                .iter()
+                .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
+                .collect();
+            let _ = write!(
+                s,
+                r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="1.6"/>"#,
+                d.join(" "),
+                esc(l.color)
+            );
+        }
+        let lx = LEFT + 8.0 + 150.0 * i as f64;
+        let _ = write!(
+            s,
+            r#"<rect x="{lx}" y="{}" width="10" height="3" fill="{}"/><text x="{}" y="{}" class="tk">{}</text>"#,
+            TOP + 2.0,
+            esc(l.color),
+            lx + 14.0,
+            TOP + 6.0,
+            esc(l.label)
+        );
+    }
+    if lines.iter().all(|l| l.points.is_empty()) {
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}" class="tk" text-anchor="middle">no data</text>"#,
+            W / 2.0,
+            H / 2.0
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// A bar chart of labelled values (percentiles, sizes per step).
+pub fn bars(title: &str, y_label: &str, values: &[(String, f64)], color: &str) -> String {
+    let y1 = values.iter().map(|v| v.1).fold(0.0f64, f64::max).max(1e-9) * 1.1;
+    let n = values.len().max(1) as f64;
+    let slot = (W - LEFT - RIGHT) / n;
+    let py = |y: f64| TOP + (1.0 - y / y1) * (H - TOP - BOTTOM);
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{t}"><title>{t}</title><text x="{LEFT}" y="15" class="ct">{t}</text>"#,
+        t = esc(title)
+    );
+    for k in 0..=4 {
+        let y = y1 * f64::from(k) / 4.0;
+        let _ = write!(
+            s,
+            r#"<line x1="{LEFT}" x2="{}" y1="{p:.1}" y2="{p:.1}" class="grid"/><text x="{}" y="{:.1}" class="tk" text-anchor="end">{}</text>"#,
+            W - RIGHT,
+            LEFT - 4.0,
+            py(y) + 4.0,
+            tick(y),
+            p = py(y)
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<text x="12" y="{c}" class="tk" transform="rotate(-90 12 {c})" text-anchor="middle">{}</text>"#,
+        esc(y_label),
+        c = (TOP + H - BOTTOM) / 2.0
+    );
+    for (i, (label, v)) in values.iter().enumerate() {
+        let x = LEFT + slot * i as f64 + slot * 0.15;
+        let _ = write!(
+            s,
+            r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{}: {}</title></rect><text x="{:.1}" y="{}" class="tk" text-anchor="middle">{}</text>"#,
+            py(*v),
+            slot * 0.7,
+            (H - BOTTOM) - py(*v),
+            esc(color),
+            esc(label),
+            tick(*v),
+            x + slot * 0.35,
+            H - BOTTOM + 14.0,
+            esc(label)
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charts_are_well_formed_xml_with_escaped_text() {
+        let svg = lines(
+            "p99 <ms>",
+            "s",
+            "ms",
+            &[Line {
+                label: "p99 & max",
+                color: "#c33",
+                points: vec![(0.0, 1.0), (1.0, 3.0)],
+            }],
+            &[Mark {
+                x: 0.5,
+                label: "kill \"leader\"".into(),
+            }],
+        );
+        assert!(svg.contains("p99 &lt;ms&gt;") && svg.contains("kill &quot;leader&quot;"));
+        assert!(svg.contains("<polyline"));
+        let b = bars(
+            "sizes",
+            "MiB",
+            &[("before".into(), 2.0), ("after".into(), 1.0)],
+            "#36c",
+        );
+        assert_eq!(b.matches("<rect").count(), 2);
+        assert!(lines("empty", "s", "", &[], &[]).contains("no data"));
+    }
+}

@@ -1,0 +1,104 @@
+//! End-to-end: the self-contained HTML report, from `scen run --html` and `scen report render`.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn the_html_report_is_self_contained_and_marks_maintenance_on_the_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("r.html");
+    let json = dir.path().join("r.json");
+    let out = scen()
+        .args([
+            "run",
+            fixture("html.rhai").to_str().unwrap(),
+            "-q",
+            "--report",
+        ])
+        .arg(&json)
+        .arg("--html")
+        .arg(&html)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&html).unwrap();
+    let doc = roxmltree::Document::parse_with_options(
+        &text,
+        roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..Default::default()
+        },
+    )
+    .expect("the page is well-formed markup");
+
+    // Nothing is fetched: no script, stylesheet or image from anywhere.
+    assert!(doc.descendants().all(|n| n.attribute("src").is_none()));
+    assert!(!doc
+        .descendants()
+        .any(|n| n.has_tag_name("script") || n.has_tag_name("link")));
+    assert!(!text.contains("url("));
+
+    // Verdict and every threshold with its observed value.
+    assert!(text.contains("PASSED"));
+    for t in ["load.errors == 0", "status.db_size &lt; 1GiB"] {
+        assert!(text.contains(t), "{t}");
+    }
+    // The load's per-second charts mark the maintenance steps that ran during it.
+    let svg_ns = "http://www.w3.org/2000/svg";
+    let charts: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.tag_name().name() == "svg" && n.tag_name().namespace() == Some(svg_ns))
+        .collect();
+    let load_charts: Vec<_> = charts
+        .iter()
+        .filter(|c| {
+            c.attribute("aria-label")
+                .is_some_and(|l| l.starts_with("load: ") && l.ends_with("per second"))
+        })
+        .collect();
+    assert_eq!(load_charts.len(), 2, "throughput and latency per second");
+    let marks: Vec<&str> = load_charts[0]
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("mk"))
+        .filter_map(|n| n.text())
+        .collect();
+    for m in ["compact", "defrag"] {
+        assert!(marks.contains(&m), "{m} marked: {marks:?}");
+    }
+    let lines = load_charts[0]
+        .descendants()
+        .filter(|n| n.has_tag_name((svg_ns, "polyline")))
+        .count();
+    assert!(lines >= 1, "the throughput line is drawn");
+    // Database size before and after the defragmentation.
+    assert!(charts
+        .iter()
+        .any(|c| c.attribute("aria-label") == Some("database size by step (MiB)")));
+
+    // `scen report render` gives the same page from the JSON report.
+    let again = dir.path().join("again.html");
+    let out = scen()
+        .args(["report", "render"])
+        .arg(&json)
+        .arg("--html")
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), text);
+    let out = scen()
+        .args(["report", "render"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "nothing asked for");
+}
