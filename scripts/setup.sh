@@ -5,6 +5,7 @@
 #   - protoc (Debian's protobuf-compiler), needed to build the etcd-client crate
 #   - openssl, which the tests use to mint throwaway TLS certificates
 #   - strace, with which fault::slow_disk delays a member's fsyncs
+#   - chromium (headless), in which the tests load the HTML report
 #   - prometheus (Debian's package, unpacked with dpkg-deb -x so no service is started), which the
 #     tests start against the embedded etcd to check metrics::query
 #   - cargo-nextest when missing (the test runner)
@@ -104,7 +105,7 @@ install_prometheus() {
 }
 
 main() {
-  install_debs ca-certificates protobuf-compiler openssl strace
+  install_debs ca-certificates protobuf-compiler openssl strace chromium
   install_etcd
   install_prometheus
   if ! command -v cargo-nextest >/dev/null && ! cargo nextest --version >/dev/null 2>&1; then

@@ -92,6 +92,9 @@ enum Command {
         /// Show every shared figure, not only those with a direction.
         #[arg(long)]
         all: bool,
+        /// Also write the comparison as an HTML page, the two runs' series overlaid.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
 }
 
@@ -202,7 +205,8 @@ fn main() -> ExitCode {
             new,
             tolerance,
             all,
-        } => compare(&old, &new, &tolerance, all),
+            html,
+        } => compare(&old, &new, &tolerance, all, html.as_deref()),
         Command::Schema => {
             print!("{}", report::json_schema());
             0
@@ -318,7 +322,7 @@ fn check(file: &Path, params: &ParamArgs, json: bool) -> i32 {
     }
 }
 
-fn compare(old: &Path, new: &Path, tolerance: &str, all: bool) -> i32 {
+fn compare(old: &Path, new: &Path, tolerance: &str, all: bool, html: Option<&Path>) -> i32 {
     let tol = match scen_engine::units::parse_quantity(tolerance) {
         Ok(q)
             if matches!(
@@ -342,6 +346,10 @@ fn compare(old: &Path, new: &Path, tolerance: &str, all: bool) -> i32 {
     };
     use report::compare::Direction;
     let rows = report::compare::compare(&a, &b, tol);
+    let html = html.map(Path::to_path_buf);
+    if !write_report(&html, || report::to_compare_html(&a, &b, &rows, tolerance)) {
+        return 2;
+    }
     println!(
         "{:<44} {:>14} {:>14} {:>9}  verdict",
         "figure", "old", "new", "change"

@@ -102,3 +102,74 @@ fn the_html_report_is_self_contained_and_marks_maintenance_on_the_load() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "nothing asked for");
 }
+
+#[test]
+fn compare_writes_the_two_runs_overlaid() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut reports = Vec::new();
+    for name in ["old.json", "new.json"] {
+        let json = dir.path().join(name);
+        let out = scen()
+            .args([
+                "run",
+                fixture("html.rhai").to_str().unwrap(),
+                "-q",
+                "--report",
+            ])
+            .arg(&json)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        reports.push(json);
+    }
+    let page = dir.path().join("compare.html");
+    let out = scen()
+        .arg("compare")
+        .args(&reports)
+        .args(["--tolerance", "1000%", "--html"])
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&page).unwrap();
+    let doc = roxmltree::Document::parse_with_options(
+        &text,
+        roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let overlays: Vec<_> = doc
+        .descendants()
+        .filter(|n| {
+            n.attribute("aria-label")
+                .is_some_and(|l| l.ends_with("old and new"))
+        })
+        .collect();
+    assert_eq!(
+        overlays.len(),
+        2,
+        "throughput and p99 of the load, both runs"
+    );
+    let legend: Vec<&str> = overlays[0].descendants().filter_map(|n| n.text()).collect();
+    assert!(legend.contains(&"old") && legend.contains(&"new"));
+    assert_eq!(
+        overlays[0]
+            .descendants()
+            .filter(|n| n.tag_name().name() == "polyline")
+            .count(),
+        2
+    );
+    assert!(text.contains("NO REGRESSION"));
+    assert!(text.contains("load.latency.p99"));
+}

@@ -6,11 +6,26 @@
 use minijinja::{AutoEscape, Environment, Value};
 use serde_json::Value as Json;
 
+use super::compare::{Direction, Row};
 use super::svg::{self, Line, Mark};
 use super::{Error, Report, Result, StepReport};
 use crate::units::{format_number, format_quantity, Dimension};
 
 const TEMPLATE: &str = include_str!("templates/report.html.j2");
+const COMPARE: &str = include_str!("templates/compare.html.j2");
+const CSS: &str = include_str!("templates/report.css");
+
+/// The template environment both pages use.
+fn environment() -> Result<Environment<'static>> {
+    let mut env = Environment::new();
+    env.set_auto_escape_callback(|_| AutoEscape::Html);
+    env.add_filter("ms", |v: f64| format_quantity(v, Dimension::Duration));
+    env.add_template("report", TEMPLATE)
+        .map_err(|e| render_err(&e))?;
+    env.add_template("compare", COMPARE)
+        .map_err(|e| render_err(&e))?;
+    Ok(env)
+}
 
 /// Renders the report as one HTML page.
 pub fn to_html(report: &Report) -> Result<String> {
@@ -23,6 +38,7 @@ pub fn to_html(report: &Report) -> Result<String> {
     let (passed, failed) = report.threshold_counts();
     let steps: Vec<Value> = report.steps.iter().map(|s| step_view(report, s)).collect();
     tmpl.render(minijinja::context! {
+        css => safe(CSS.to_string()),
         r => Value::from_serialize(report),
         passed => passed,
         failed => failed,
@@ -35,6 +51,92 @@ pub fn to_html(report: &Report) -> Result<String> {
         },
         steps => steps,
         overview => overview(report),
+    })
+    .map_err(|e| render_err(&e))
+}
+
+/// `scen compare` as a page: the figures table and, for every step both runs have a per-second
+/// series for, the two runs overlaid.
+pub fn to_compare_html(
+    old: &Report,
+    new: &Report,
+    rows: &[Row],
+    tolerance: &str,
+) -> Result<String> {
+    let env = environment()?;
+    let tmpl = env.get_template("compare").map_err(|e| render_err(&e))?;
+    let regressed = rows.iter().filter(|r| r.regressed).count();
+    let series = |r: &Report, step: &str, field: &str| -> Vec<(f64, f64)> {
+        r.steps
+            .iter()
+            .find(|s| s.name == step)
+            .and_then(|s| s.record.get("series"))
+            .and_then(Json::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| Some((p.get("t")?.as_f64()?, p.get(field)?.as_f64()?)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut charts = Vec::new();
+    for s in &new.steps {
+        for (field, what, unit) in [
+            ("ok", "requests per second", "per second"),
+            ("p99", "p99 per second", "ms"),
+        ] {
+            let (a, b) = (series(old, &s.name, field), series(new, &s.name, field));
+            if a.is_empty() || b.is_empty() {
+                continue;
+            }
+            charts.push(safe(svg::lines(
+                &format!("{}: {what}, old and new", s.name),
+                "seconds",
+                unit,
+                &[
+                    Line {
+                        label: "old",
+                        color: "#9e9e9e",
+                        points: a,
+                    },
+                    Line {
+                        label: "new",
+                        color: "#1e88e5",
+                        points: b,
+                    },
+                ],
+                &[],
+            )));
+        }
+    }
+    let view: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let (verdict, class) = match (r.direction, r.regressed) {
+                (_, true) => ("REGRESSED", "st-failed"),
+                (Direction::Info, _) => ("", ""),
+                _ => ("ok", "st-passed"),
+            };
+            minijinja::context! {
+                path => r.path,
+                old => format_number(r.old),
+                new => format_number(r.new),
+                change => if r.change.is_infinite() { "new".to_string() } else { format!("{:+.1}%", r.change * 100.0) },
+                verdict => verdict,
+                class => class,
+            }
+        })
+        .collect();
+    tmpl.render(minijinja::context! {
+        css => safe(CSS.to_string()),
+        old => Value::from_serialize(old),
+        new => Value::from_serialize(new),
+        rows => view,
+        regressed => regressed,
+        tolerance => tolerance,
+        charts => charts,
+        outcome => if regressed > 0 { "thresholds_failed" } else { "passed" },
+        verdict => if regressed > 0 { format!("{regressed} REGRESSED") } else { "NO REGRESSION".to_string() },
     })
     .map_err(|e| render_err(&e))
 }

@@ -11,7 +11,7 @@ mod svg;
 use std::io::Write;
 use std::path::Path;
 
-pub use html::to_html;
+pub use html::{to_compare_html, to_html};
 pub use json::{from_json, to_json};
 pub use junit::to_junit;
 pub use markdown::to_markdown;

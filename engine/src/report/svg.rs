@@ -130,7 +130,7 @@ pub fn lines(
             r#"<line x1="{x:.1}" x2="{x:.1}" y1="{TOP}" y2="{}" class="mark"/><text x="{:.1}" y="{}" class="mk">{}</text>"#,
             H - BOTTOM,
             px(m.x) + 3.0,
-            TOP + 10.0,
+            TOP + 20.0,
             esc(&m.label),
             x = px(m.x)
         );
