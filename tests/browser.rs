@@ -42,21 +42,13 @@ fn chromium(
 fn chromium_renders_the_html_report_without_console_messages() {
     let dir = tempfile::tempdir().unwrap();
     let html = dir.path().join("report.html");
-    let out = scen()
-        .args([
-            "run",
-            fixture("html.rhai").to_str().unwrap(),
-            "-q",
-            "--html",
-        ])
-        .arg(&html)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    scen_ok(&[
+        "run".as_ref(),
+        fixture("html.rhai").as_os_str(),
+        "-q".as_ref(),
+        "--html".as_ref(),
+        html.as_os_str(),
+    ]);
 
     // The DOM the browser built: the page parsed, with its charts.
     let (ok, dom, stderr) = chromium(&html, &dir.path().join("p1"), &["--dump-dom"]);

@@ -9,32 +9,17 @@ fn the_html_report_is_self_contained_and_marks_maintenance_on_the_load() {
     let dir = tempfile::tempdir().unwrap();
     let html = dir.path().join("r.html");
     let json = dir.path().join("r.json");
-    let out = scen()
-        .args([
-            "run",
-            fixture("html.rhai").to_str().unwrap(),
-            "-q",
-            "--report",
-        ])
-        .arg(&json)
-        .arg("--html")
-        .arg(&html)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    scen_ok(&[
+        "run".as_ref(),
+        fixture("html.rhai").as_os_str(),
+        "-q".as_ref(),
+        "--report".as_ref(),
+        json.as_os_str(),
+        "--html".as_ref(),
+        html.as_os_str(),
+    ]);
     let text = std::fs::read_to_string(&html).unwrap();
-    let doc = roxmltree::Document::parse_with_options(
-        &text,
-        roxmltree::ParsingOptions {
-            allow_dtd: true,
-            ..Default::default()
-        },
-    )
-    .expect("the page is well-formed markup");
+    let doc = html_doc(&text);
 
     // Nothing is fetched: no script, stylesheet or image from anywhere.
     assert!(doc.descendants().all(|n| n.attribute("src").is_none()));
@@ -109,21 +94,13 @@ fn compare_writes_the_two_runs_overlaid() {
     let mut reports = Vec::new();
     for name in ["old.json", "new.json"] {
         let json = dir.path().join(name);
-        let out = scen()
-            .args([
-                "run",
-                fixture("html.rhai").to_str().unwrap(),
-                "-q",
-                "--report",
-            ])
-            .arg(&json)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        scen_ok(&[
+            "run".as_ref(),
+            fixture("html.rhai").as_os_str(),
+            "-q".as_ref(),
+            "--report".as_ref(),
+            json.as_os_str(),
+        ]);
         reports.push(json);
     }
     let page = dir.path().join("compare.html");
@@ -141,14 +118,7 @@ fn compare_writes_the_two_runs_overlaid() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = std::fs::read_to_string(&page).unwrap();
-    let doc = roxmltree::Document::parse_with_options(
-        &text,
-        roxmltree::ParsingOptions {
-            allow_dtd: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let doc = html_doc(&text);
     let overlays: Vec<_> = doc
         .descendants()
         .filter(|n| {

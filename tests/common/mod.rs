@@ -138,3 +138,29 @@ pub fn alive(pid: u32) -> bool {
         .map(|s| !s.contains(") Z "))
         .unwrap_or(false)
 }
+
+/// `scen ARGS...`, which must succeed; its output.
+pub fn scen_ok<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    let out = scen().args(args).output().expect("scen runs");
+    assert!(
+        out.status.success(),
+        "scen {:?}: {}",
+        args.iter()
+            .map(|a| a.as_ref().to_owned())
+            .collect::<Vec<_>>(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// An HTML page scen wrote, parsed as the well-formed markup it must be.
+pub fn html_doc(text: &str) -> roxmltree::Document<'_> {
+    roxmltree::Document::parse_with_options(
+        text,
+        roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..Default::default()
+        },
+    )
+    .expect("the page is well-formed markup")
+}

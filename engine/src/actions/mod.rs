@@ -161,6 +161,12 @@ pub(crate) fn grpc_code(e: &etcd_client::Error) -> String {
     }
 }
 
+/// A duration option (`"5s"`), or `default` when absent; errors name the option.
+pub(crate) fn duration_option(text: Option<&str>, default: &str, what: &str) -> Result<Duration> {
+    crate::units::parse_duration(text.unwrap_or(default))
+        .map_err(|e| Error::Options(format!("{what}: {e}")))
+}
+
 /// Whether the request failed before it reached etcd (connecting to a dead endpoint), so trying
 /// it again cannot apply it twice.
 pub(crate) fn not_sent(e: &etcd_client::Error) -> bool {

@@ -139,10 +139,10 @@ impl Member {
         if self.paused {
             self.signal(libc::SIGCONT);
         }
+        self.signal(libc::SIGTERM);
         let Some(mut child) = self.child.take() else {
             return;
         };
-        self.signal_child(&child, libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             match child.try_wait() {
@@ -158,13 +158,6 @@ impl Member {
             }
         }
         self.paused = false;
-    }
-
-    fn signal_child(&self, child: &Child, sig: libc::c_int) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(child.id() as libc::pid_t, sig);
-        }
     }
 
     /// SIGSTOP: a hung member (its connections stay open, nothing answers).

@@ -72,12 +72,7 @@ pub fn to_compare_html(
             .find(|s| s.name == step)
             .and_then(|s| s.record.get("series"))
             .and_then(Json::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|p| Some((p.get("t")?.as_f64()?, p.get(field)?.as_f64()?)))
-                    .collect()
-            })
-            .unwrap_or_default()
+            .map_or_else(Vec::new, |a| points(a, field))
     };
     let mut charts = Vec::new();
     for s in &new.steps {
@@ -176,12 +171,7 @@ fn step_view(report: &Report, s: &StepReport) -> Value {
                 })
             })
             .collect();
-        let point = |field: &str| -> Vec<(f64, f64)> {
-            series
-                .iter()
-                .filter_map(|p| Some((p.get("t")?.as_f64()?, p.get(field)?.as_f64()?)))
-                .collect()
-        };
+        let point = |field: &str| points(series, field);
         charts.push(safe(svg::lines(
             &format!("{}: requests per second", s.name),
             "seconds",
@@ -336,6 +326,14 @@ fn overview(report: &Report) -> Vec<Value> {
         )));
     }
     out
+}
+
+/// (t, field) of each second of a per-second series.
+fn points(series: &[Json], field: &str) -> Vec<(f64, f64)> {
+    series
+        .iter()
+        .filter_map(|p| Some((p.get("t")?.as_f64()?, p.get(field)?.as_f64()?)))
+        .collect()
 }
 
 fn safe(s: String) -> Value {

@@ -49,6 +49,27 @@ fn tick(v: f64) -> String {
     }
 }
 
+/// The y position of `y` on a chart whose axis tops out at `y1`.
+fn y_pos(y: f64, y1: f64) -> f64 {
+    TOP + (1.0 - y / y1) * (H - TOP - BOTTOM)
+}
+
+/// Horizontal grid lines and y tick labels at quarters of `y1`.
+fn y_grid(s: &mut String, y1: f64) {
+    for k in 0..=4 {
+        let y = y1 * f64::from(k) / 4.0;
+        let _ = write!(
+            s,
+            r#"<line x1="{LEFT}" x2="{}" y1="{p:.1}" y2="{p:.1}" class="grid"/><text x="{}" y="{:.1}" class="tk" text-anchor="end">{}</text>"#,
+            W - RIGHT,
+            LEFT - 4.0,
+            y_pos(y, y1) + 4.0,
+            tick(y),
+            p = y_pos(y, y1)
+        );
+    }
+}
+
 /// A line chart: `title`, axis labels, lines and marks. Empty lines give a "no data" chart.
 pub fn lines(
     title: &str,
@@ -79,7 +100,7 @@ pub fn lines(
     }
     y1 *= 1.1;
     let px = |x: f64| LEFT + (x - x0) / (x1 - x0) * (W - LEFT - RIGHT);
-    let py = |y: f64| TOP + (1.0 - y / y1) * (H - TOP - BOTTOM);
+    let py = |y: f64| y_pos(y, y1);
     let mut s = String::new();
     let _ = write!(
         s,
@@ -91,19 +112,7 @@ pub fn lines(
         r#"<text x="{LEFT}" y="15" class="ct">{}</text>"#,
         esc(title)
     );
-    // Axes and ticks.
-    for k in 0..=4 {
-        let y = y1 * f64::from(k) / 4.0;
-        let _ = write!(
-            s,
-            r#"<line x1="{LEFT}" x2="{}" y1="{py:.1}" y2="{py:.1}" class="grid"/><text x="{}" y="{:.1}" class="tk" text-anchor="end">{}</text>"#,
-            W - RIGHT,
-            LEFT - 4.0,
-            py(y) + 4.0,
-            tick(y),
-            py = py(y)
-        );
-    }
+    y_grid(&mut s, y1);
     for k in 0..=4 {
         let x = x0 + (x1 - x0) * f64::from(k) / 4.0;
         let _ = write!(
@@ -177,25 +186,14 @@ pub fn bars(title: &str, y_label: &str, values: &[(String, f64)], color: &str) -
     let y1 = values.iter().map(|v| v.1).fold(0.0f64, f64::max).max(1e-9) * 1.1;
     let n = values.len().max(1) as f64;
     let slot = (W - LEFT - RIGHT) / n;
-    let py = |y: f64| TOP + (1.0 - y / y1) * (H - TOP - BOTTOM);
+    let py = |y: f64| y_pos(y, y1);
     let mut s = String::new();
     let _ = write!(
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{t}"><title>{t}</title><text x="{LEFT}" y="15" class="ct">{t}</text>"#,
         t = esc(title)
     );
-    for k in 0..=4 {
-        let y = y1 * f64::from(k) / 4.0;
-        let _ = write!(
-            s,
-            r#"<line x1="{LEFT}" x2="{}" y1="{p:.1}" y2="{p:.1}" class="grid"/><text x="{}" y="{:.1}" class="tk" text-anchor="end">{}</text>"#,
-            W - RIGHT,
-            LEFT - 4.0,
-            py(y) + 4.0,
-            tick(y),
-            p = py(y)
-        );
-    }
+    y_grid(&mut s, y1);
     let _ = write!(
         s,
         r#"<text x="12" y="{c}" class="tk" transform="rotate(-90 12 {c})" text-anchor="middle">{}</text>"#,

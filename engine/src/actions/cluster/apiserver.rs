@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::objects::{Kind, Shape};
 use super::templates::{Rendered, Renderer};
-use super::{AbortOnDrop, KindRecord, SimulateOptions, SimulateRecord};
+use super::{progress_ticker, KindRecord, SimulateOptions, SimulateRecord};
 use crate::actions::latency::{LatencySummary, Recorder};
 use crate::actions::{ms, Error, ProgressFn, Result};
 
@@ -456,29 +456,6 @@ async fn create_one(
     Ok(Did::Created(bytes))
 }
 
-/// A progress line a second: `done` of `total`.
-fn ticker(
-    progress: Option<ProgressFn>,
-    done: &Arc<AtomicU64>,
-    total: u64,
-    what: &'static str,
-) -> Option<AbortOnDrop> {
-    progress.map(|p| {
-        let done = done.clone();
-        AbortOnDrop(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                p(format!(
-                    "{}/{total} objects {what}",
-                    done.load(Ordering::Relaxed)
-                ));
-            }
-        }))
-    })
-}
-
 /// Creates the objects `opts` describe through the API server `client` talks to.
 pub async fn simulate(
     client: kube::Client,
@@ -508,7 +485,7 @@ pub async fn simulate(
     let r = Arc::new(Renderer::new(opts, shape)?);
     let started = Instant::now();
     let done = Arc::new(AtomicU64::new(0));
-    let _ticker = ticker(
+    let _ticker = progress_ticker(
         progress,
         &done,
         r.shape.total(),

@@ -13,11 +13,10 @@ use serde::{Deserialize, Serialize};
 use super::apiserver::Prepared;
 use super::objects::{Kind, Shape};
 use super::templates::Renderer;
-use super::{effective_root, AbortOnDrop, Encoding, SimulateOptions, Written};
+use super::{effective_root, Encoding, SimulateOptions, Written};
 use crate::actions::latency::{LatencySummary, Recorder};
-use crate::actions::{grpc_code, ms, Error, ProgressFn, Result};
+use crate::actions::{duration_option as duration, grpc_code, ms, Error, ProgressFn, Result};
 use crate::target::Target;
-use crate::units;
 
 /// Options of `cluster::heartbeat`.
 #[derive(Debug, Clone, Deserialize)]
@@ -249,11 +248,6 @@ struct Ctx {
     pod_revs: Vec<AtomicI64>,
 }
 
-fn duration(text: Option<&str>, default: &str, what: &str) -> Result<Duration> {
-    units::parse_duration(text.unwrap_or(default))
-        .map_err(|e| Error::Options(format!("{what}: {e}")))
-}
-
 /// Keeps the simulated cluster alive for `duration`: lease renewals, node status and pod churn.
 pub async fn heartbeat(
     target: &Target,
@@ -365,7 +359,7 @@ async fn keep_alive(
     let start = Instant::now();
     let _ticker = progress.map(|p| {
         let (stats, intended) = (stats.clone(), intended_rate(&flows));
-        AbortOnDrop(tokio::spawn(async move {
+        tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.tick().await;
             let mut last = (0u64, Instant::now());

@@ -310,22 +310,7 @@ pub async fn simulate(
     let shared = Arc::new((renderer, root.clone()));
     let started = Instant::now();
     let done = Arc::new(AtomicU64::new(0));
-    let _ticker = progress.map(|p| {
-        let done = done.clone();
-        let ticker = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-            tick.tick().await;
-            let mut last = (0u64, Instant::now());
-            loop {
-                tick.tick().await;
-                let n = done.load(Ordering::Relaxed);
-                let rate = (n - last.0) as f64 / last.1.elapsed().as_secs_f64().max(1e-3);
-                last = (n, Instant::now());
-                p(format!("{n}/{total} objects, {rate:.0}/s"));
-            }
-        });
-        AbortOnDrop(ticker)
-    });
+    let _ticker = progress_ticker(progress, &done, total, "written");
     let mut set: tokio::task::JoinSet<Result<Tally>> = tokio::task::JoinSet::new();
     for _ in 0..opts.concurrency.min(total.div_ceil(opts.batch).max(1)) {
         let (next, shared, batch, encoding, done, rewrite_from) = (
@@ -477,13 +462,28 @@ fn shape_of(opts: &SimulateOptions) -> Result<Shape> {
     })
 }
 
-/// Aborts a background task when dropped (the progress ticker of a step that ended or failed).
-pub(crate) struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+/// A progress line a second while it lives: `done` of `total` objects `what`, and the rate.
+pub(crate) fn progress_ticker(
+    progress: Option<ProgressFn>,
+    done: &Arc<AtomicU64>,
+    total: u64,
+    what: &'static str,
+) -> Option<tokio_util::task::AbortOnDropHandle<()>> {
+    progress.map(|p| {
+        let done = done.clone();
+        tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            tick.tick().await;
+            let mut last = (0u64, Instant::now());
+            loop {
+                tick.tick().await;
+                let n = done.load(Ordering::Relaxed);
+                let rate = (n - last.0) as f64 / last.1.elapsed().as_secs_f64().max(1e-3);
+                last = (n, Instant::now());
+                p(format!("{n}/{total} objects {what}, {rate:.0}/s"));
+            }
+        }))
+    })
 }
 
 /// Variables every template sees: times, payloads, node images and the scenario's own `vars`.

@@ -25,7 +25,6 @@ pub use schedule::{Schedule, Stage};
 use super::etcd::full_key;
 use super::{Error, Result, SizeValue};
 use crate::target::Target;
-use crate::units;
 use worker::{AckRing, Op, Shared};
 
 /// A value size: a fixed size (`256`, `"1KiB"`) or a range (`#{ min: 100, max: "4KiB" }`).
@@ -166,8 +165,7 @@ fn default_read_ratio() -> f64 {
 }
 
 fn duration(text: &Option<String>, default: &str, what: &str) -> Result<Duration> {
-    units::parse_duration(text.as_deref().unwrap_or(default))
-        .map_err(|e| Error::Options(format!("{what}: {e}")))
+    crate::actions::duration_option(text.as_deref(), default, what)
 }
 
 fn op_from(name: &str) -> Result<Op> {
