@@ -111,9 +111,11 @@ fn compare_writes_the_two_runs_overlaid() {
         .arg(&page)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
+    // Two real runs differ: a figure may regress by chance (0 errors, then 1). The page's verdict
+    // must agree with the exit code either way.
+    let code = out.status.code();
+    assert!(
+        code == Some(0) || code == Some(1),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -140,6 +142,10 @@ fn compare_writes_the_two_runs_overlaid() {
             .count(),
         2
     );
-    assert!(text.contains("NO REGRESSION"));
+    if code == Some(0) {
+        assert!(text.contains("NO REGRESSION"));
+    } else {
+        assert!(text.contains(" REGRESSED — ") && text.contains(">REGRESSED<"));
+    }
     assert!(text.contains("load.latency.p99"));
 }
