@@ -1,15 +1,17 @@
-//! A lean unary gRPC client for etcd's KV service (put, range, delete) straight on one HTTP/2
-//! connection: the stress hot path. Each call writes HEADERS and one DATA frame that ends the
-//! stream, and decodes only the response fields the worker reads; there is no tower buffer, no
-//! per-call body stream and no per-call allocation of the key or value. Used for plaintext
-//! connections without auth; TLS and `--user` go through etcd-client.
+//! A lean unary gRPC client for etcd's KV service (put, range, delete) on scen's own HTTP/2
+//! connection ([`super::h2c`]): the stress hot path. Each call queues HEADERS and DATA frames
+//! with header blocks encoded once per connection, and decodes only the response fields the
+//! worker reads. Used for plaintext connections without auth; TLS and `--user` go through
+//! etcd-client.
 
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use etcd_client::Error;
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 use prost::Message;
+
+use super::h2c::{grpc_request_headers, CallError, Channel};
 
 /// etcd's response header: only the revision is read.
 #[derive(Clone, PartialEq, Message)]
@@ -48,9 +50,9 @@ pub struct Answer {
 /// One HTTP/2 connection to one member; cheap to clone (workers share it).
 #[derive(Clone)]
 pub struct Wire {
-    send: h2::client::SendRequest<Bytes>,
-    /// The three methods' URIs, parsed once (cloning one is a reference count).
-    uris: [http::Uri; 3],
+    channel: Channel,
+    /// The three methods' request header blocks, encoded once.
+    headers: std::sync::Arc<[Vec<u8>; 3]>,
     timeout: Duration,
 }
 
@@ -103,36 +105,23 @@ fn io(kind: std::io::ErrorKind, msg: impl Into<String>) -> Error {
     Error::IoError(std::io::Error::new(kind, msg.into()))
 }
 
-fn transport(e: h2::Error) -> Error {
-    if let Some(reason) = e.reason() {
-        return io(
-            std::io::ErrorKind::ConnectionReset,
-            format!("HTTP/2: {reason:?}"),
-        );
-    }
-    io(std::io::ErrorKind::BrokenPipe, e.to_string())
+fn transport(e: CallError) -> Error {
+    let kind = match e {
+        CallError::NotSent(_) => std::io::ErrorKind::NotConnected,
+        CallError::Reset(_) | CallError::Closed(_) => std::io::ErrorKind::ConnectionReset,
+    };
+    io(kind, e.to_string())
 }
 
-/// The gRPC status in `headers`, if any; an error unless it is OK.
-fn status(headers: &http::HeaderMap) -> Option<Result<(), Error>> {
-    let code = headers
-        .get("grpc-status")?
-        .to_str()
-        .ok()?
-        .parse::<i32>()
-        .ok()?;
+/// The call's gRPC status: an error unless it is OK.
+fn status(code: i32, message: Option<&str>) -> Result<(), Error> {
     if code == 0 {
-        return Some(Ok(()));
+        return Ok(());
     }
-    let message = headers
-        .get("grpc-message")
-        .and_then(|m| m.to_str().ok())
-        .map(percent_decode)
-        .unwrap_or_default();
-    Some(Err(Error::GRpcStatus(tonic::Status::new(
+    Err(Error::GRpcStatus(tonic::Status::new(
         tonic::Code::from_i32(code),
-        message,
-    ))))
+        message.map(percent_decode).unwrap_or_default(),
+    )))
 }
 
 /// gRPC percent-encodes `grpc-message`.
@@ -178,28 +167,16 @@ impl Wire {
                 })?
                 .map_err(Error::IoError)?;
         tcp.set_nodelay(true).map_err(Error::IoError)?;
-        let (send, conn) = h2::client::Builder::new()
-            .initial_window_size(4 << 20)
-            .initial_connection_window_size(64 << 20)
-            .max_frame_size(1 << 20)
-            .handshake::<_, Bytes>(tcp)
-            .await
-            .map_err(transport)?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let uri = |path: &str| {
-            format!("http://{host}{path}")
-                .parse::<http::Uri>()
-                .map_err(|e| io(std::io::ErrorKind::InvalidInput, e.to_string()))
-        };
+        let channel = Channel::start(tcp).await.map_err(Error::IoError)?;
+        let headers = [
+            "/etcdserverpb.KV/Put",
+            "/etcdserverpb.KV/Range",
+            "/etcdserverpb.KV/DeleteRange",
+        ]
+        .map(|path| grpc_request_headers(host, path));
         Ok(Wire {
-            send,
-            uris: [
-                uri("/etcdserverpb.KV/Put")?,
-                uri("/etcdserverpb.KV/Range")?,
-                uri("/etcdserverpb.KV/DeleteRange")?,
-            ],
+            channel,
+            headers: std::sync::Arc::new(headers),
             timeout,
         })
     }
@@ -248,46 +225,29 @@ impl Wire {
     ) -> Result<R, Error> {
         let len = (buf.len() - 5) as u32;
         buf[1..5].copy_from_slice(&len.to_be_bytes());
-        match tokio::time::timeout(self.timeout, self.exchange(method, buf.freeze())).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::GRpcStatus(tonic::Status::deadline_exceeded(
-                "request timed out",
-            ))),
-        }
-    }
-
-    async fn exchange<R: Message + Default>(&self, method: usize, body: Bytes) -> Result<R, Error> {
-        let mut send = self.send.clone().ready().await.map_err(transport)?;
-        let req = http::Request::post(self.uris[method].clone())
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(())
-            .map_err(|e| io(std::io::ErrorKind::InvalidInput, e.to_string()))?;
-        let (response, mut stream) = send.send_request(req, false).map_err(transport)?;
-        stream.send_data(body, true).map_err(transport)?;
-        let response = response.await.map_err(transport)?;
-        if response.status() != http::StatusCode::OK {
+        let call = self.channel.unary(&self.headers[method], &buf);
+        let reply = match tokio::time::timeout(self.timeout, call).await {
+            Ok(r) => r.map_err(transport)?,
+            Err(_) => {
+                return Err(Error::GRpcStatus(tonic::Status::deadline_exceeded(
+                    "request timed out",
+                )))
+            }
+        };
+        if reply.status != Some(200) {
             return Err(io(
                 std::io::ErrorKind::InvalidData,
-                format!("HTTP status {}", response.status()),
+                format!("HTTP status {:?}", reply.status),
             ));
         }
-        // A trailers-only answer carries the status in the headers.
-        if let Some(s) = status(response.headers()) {
-            s?;
-        }
-        let mut body = response.into_body();
-        let mut data = BytesMut::new();
-        while let Some(chunk) = body.data().await {
-            let chunk = chunk.map_err(transport)?;
-            let _ = body.flow_control().release_capacity(chunk.len());
-            data.extend_from_slice(&chunk);
-        }
-        if let Some(trailers) = body.trailers().await.map_err(transport)? {
-            if let Some(s) = status(&trailers) {
-                s?;
-            }
-        }
+        let Some(code) = reply.grpc_status else {
+            return Err(io(
+                std::io::ErrorKind::InvalidData,
+                "a gRPC reply without grpc-status",
+            ));
+        };
+        status(code, reply.grpc_message.as_deref())?;
+        let data = &reply.data;
         if data.len() < 5 || data[0] != 0 {
             return Err(io(
                 std::io::ErrorKind::InvalidData,
