@@ -76,6 +76,38 @@ fn every_operation_runs_its_count_without_errors_under_the_prefix() {
 }
 
 #[test]
+fn megabyte_values_and_multi_megabyte_ranges_cross_the_lean_path_intact() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let etcd = external_etcd(&rt);
+    let url = etcd.client_url().to_string();
+    let r = run(
+        &fixture("stress-large.rhai"),
+        &["--endpoints", &url, "--keep-keys"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_eq!(step(&report, "put")["record"]["transport"], "lean");
+    // Outside view: eight whole 1 MiB values.
+    let prefix = report["target"]["prefix"].as_str().unwrap();
+    let out = etcdctl(
+        &url,
+        &["get", &format!("{prefix}stress/"), "--prefix", "-w", "json"],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let kvs = v["kvs"].as_array().expect("keys");
+    assert_eq!(kvs.len(), 8);
+    for kv in kvs {
+        let value = base64_len(kv["value"].as_str().unwrap());
+        assert_eq!(value, 1 << 20, "{}", kv["key"]);
+    }
+}
+
+/// The decoded length of a base64 string.
+fn base64_len(s: &str) -> usize {
+    s.len() / 4 * 3 - s.bytes().rev().take_while(|b| *b == b'=').count()
+}
+
+#[test]
 fn open_loop_holds_a_modest_rate_and_reports_an_impossible_one_honestly() {
     let r = run(&fixture("stress-load.rhai"), &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);

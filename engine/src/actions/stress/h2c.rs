@@ -732,6 +732,258 @@ mod tests {
         assert!(h.iter().any(|(n, v)| n == b":path" && v == path.as_bytes()));
     }
 
+    /// A scripted HTTP/2 server on loopback, to drive the client through what etcd rarely does
+    /// on demand (small windows, GOAWAY, resets) and to see exactly what the client writes.
+    struct Peer {
+        sock: tokio::net::TcpStream,
+        enc: loona_hpack::Encoder<'static>,
+    }
+
+    type Frame = (u8, u8, u32, Vec<u8>);
+
+    impl Peer {
+        /// A connected client and its peer; the peer has read the preface and the client has
+        /// acknowledged the peer's `settings`.
+        async fn pair(settings: &[(u16, u32)]) -> (Channel, Peer) {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            let (tcp, accepted) = tokio::join!(tokio::net::TcpStream::connect(addr), l.accept());
+            let (tcp, sock) = (tcp.unwrap(), accepted.unwrap().0);
+            // No Nagle on either side: small frames must not wait for delayed ACKs.
+            tcp.set_nodelay(true).unwrap();
+            sock.set_nodelay(true).unwrap();
+            let ch = Channel::start(tcp).await.unwrap();
+            let mut p = Peer {
+                sock,
+                enc: loona_hpack::Encoder::new(),
+            };
+            let mut preface = [0u8; 24];
+            p.sock.read_exact(&mut preface).await.unwrap();
+            assert_eq!(&preface[..], PREFACE);
+            let mut payload = Vec::new();
+            for (id, v) in settings {
+                payload.extend_from_slice(&id.to_be_bytes());
+                payload.extend_from_slice(&v.to_be_bytes());
+            }
+            p.send(SETTINGS, 0, 0, &payload).await;
+            loop {
+                let (kind, flags, _, _) = p.frame().await;
+                if kind == SETTINGS && flags & ACK != 0 {
+                    break;
+                }
+            }
+            (ch, p)
+        }
+
+        async fn frame(&mut self) -> Frame {
+            let mut h = [0u8; 9];
+            self.sock.read_exact(&mut h).await.unwrap();
+            let len = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
+            let mut payload = vec![0; len];
+            self.sock.read_exact(&mut payload).await.unwrap();
+            let id = u32::from_be_bytes([h[5], h[6], h[7], h[8]]);
+            (h[3], h[4], id, payload)
+        }
+
+        /// The next frame that is not SETTINGS or WINDOW_UPDATE.
+        async fn call_frame(&mut self) -> Frame {
+            loop {
+                let f = self.frame().await;
+                if f.0 != SETTINGS && f.0 != WINDOW_UPDATE {
+                    return f;
+                }
+            }
+        }
+
+        async fn send(&mut self, kind: u8, flags: u8, id: u32, payload: &[u8]) {
+            let mut b = Vec::new();
+            frame_header(&mut b, payload.len(), kind, flags, id);
+            b.extend_from_slice(payload);
+            self.sock.write_all(&b).await.unwrap();
+        }
+
+        /// A whole gRPC answer: headers, one message, trailers with `code`.
+        async fn answer(&mut self, id: u32, message: &[u8], code: &str) {
+            let h = self.enc.encode([
+                (&b":status"[..], &b"200"[..]),
+                (b"content-type", b"application/grpc"),
+            ]);
+            self.send(HEADERS, END_HEADERS, id, &h).await;
+            self.send(DATA, 0, id, message).await;
+            let t = self.enc.encode([
+                (&b"grpc-status"[..], code.as_bytes()),
+                (b"grpc-message", b""),
+            ]);
+            self.send(HEADERS, END_HEADERS | END_STREAM, id, &t).await;
+        }
+    }
+
+    fn headers() -> Vec<u8> {
+        grpc_request_headers("peer", "/test.Svc/Call")
+    }
+
+    #[tokio::test]
+    async fn a_body_larger_than_the_window_waits_for_window_updates() {
+        let (ch, mut peer) = Peer::pair(&[(0x4, 10)]).await;
+        let body: Vec<u8> = (0..25u8).collect();
+        let call = tokio::spawn({
+            let ch = ch.clone();
+            let body = body.clone();
+            async move { ch.unary(&headers(), &body).await }
+        });
+        let (kind, _, id, _) = peer.call_frame().await;
+        assert_eq!((kind, id), (HEADERS, 1));
+        let (kind, flags, _, first) = peer.call_frame().await;
+        assert_eq!((kind, flags & END_STREAM), (DATA, 0));
+        assert_eq!(first, body[..10]);
+        // Nothing more until the window opens.
+        let early = tokio::time::timeout(Duration::from_millis(100), peer.call_frame()).await;
+        assert!(early.is_err(), "sent past the window: {early:?}");
+        let mut inc = Vec::new();
+        window_update(&mut inc, 1, 100);
+        peer.sock.write_all(&inc).await.unwrap();
+        let (kind, flags, _, rest) = peer.call_frame().await;
+        assert_eq!((kind, flags & END_STREAM), (DATA, END_STREAM));
+        assert_eq!(rest, body[10..]);
+        peer.answer(1, b"\0\0\0\0\x01z", "0").await;
+        let reply = call.await.unwrap().expect("answered");
+        assert_eq!(reply.status, Some(200));
+        assert_eq!(reply.grpc_status, Some(0));
+        assert_eq!(reply.data, b"\0\0\0\0\x01z");
+    }
+
+    #[tokio::test]
+    async fn pings_are_acknowledged_after_later_data_not_at_once() {
+        let (ch, mut peer) = Peer::pair(&[]).await;
+        let first = tokio::spawn({
+            let ch = ch.clone();
+            async move { ch.unary(&headers(), b"a").await }
+        });
+        peer.call_frame().await;
+        peer.call_frame().await;
+        let pinged = Instant::now();
+        peer.send(PING, 0, 0, b"bdp-ping").await;
+        peer.answer(1, b"\0\0\0\0\0", "0").await;
+        first.await.unwrap().expect("answered");
+        // A call right away goes out without the acknowledgement...
+        let second = tokio::spawn({
+            let ch = ch.clone();
+            async move { ch.unary(&headers(), b"b").await }
+        });
+        assert_eq!(peer.call_frame().await.0, HEADERS);
+        assert_eq!(peer.call_frame().await.0, DATA);
+        // ...which comes later, alone, with the PING's payload.
+        let (kind, flags, _, payload) = peer.call_frame().await;
+        assert!(
+            pinged.elapsed() >= PONG_RIDE,
+            "acknowledged after {:?}",
+            pinged.elapsed()
+        );
+        assert_eq!((kind, flags, &payload[..]), (PING, ACK, &b"bdp-ping"[..]));
+        peer.answer(3, b"\0\0\0\0\0", "0").await;
+        second.await.unwrap().expect("answered");
+    }
+
+    #[tokio::test]
+    async fn goaway_fails_unprocessed_calls_as_not_sent_and_refuses_new_ones() {
+        let (ch, mut peer) = Peer::pair(&[]).await;
+        let calls: Vec<_> = (0..2)
+            .map(|_| {
+                let ch = ch.clone();
+                tokio::spawn(async move { ch.unary(&headers(), b"x").await })
+            })
+            .collect();
+        for _ in 0..4 {
+            peer.call_frame().await;
+        }
+        let mut goaway = 1u32.to_be_bytes().to_vec();
+        goaway.extend_from_slice(&0u32.to_be_bytes());
+        peer.send(GOAWAY, 0, 0, &goaway).await;
+        peer.answer(1, b"\0\0\0\0\0", "0").await;
+        let mut results = Vec::new();
+        for c in calls {
+            results.push(c.await.unwrap());
+        }
+        assert!(results[0].is_ok(), "{:?}", results[0]);
+        assert!(
+            matches!(results[1], Err(CallError::NotSent(_))),
+            "{:?}",
+            results[1]
+        );
+        assert!(matches!(
+            ch.unary(&headers(), b"y").await,
+            Err(CallError::NotSent(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn resets_and_errors_reach_the_caller() {
+        let (ch, mut peer) = Peer::pair(&[]).await;
+        let call = tokio::spawn({
+            let ch = ch.clone();
+            async move { ch.unary(&headers(), b"x").await }
+        });
+        peer.call_frame().await;
+        peer.call_frame().await;
+        peer.send(RST_STREAM, 0, 1, &0x2u32.to_be_bytes()).await;
+        assert!(matches!(call.await.unwrap(), Err(CallError::Reset(2))));
+        // A trailers-only answer: the status comes in the only header block.
+        let call = tokio::spawn({
+            let ch = ch.clone();
+            async move { ch.unary(&headers(), b"x").await }
+        });
+        peer.call_frame().await;
+        peer.call_frame().await;
+        let h = peer.enc.encode([
+            (&b":status"[..], &b"200"[..]),
+            (b"grpc-status", b"9"),
+            (b"grpc-message", b"etcdserver%3A no"),
+        ]);
+        peer.send(HEADERS, END_HEADERS | END_STREAM, 3, &h).await;
+        let reply = call.await.unwrap().expect("a reply");
+        assert_eq!(reply.grpc_status, Some(9));
+        assert_eq!(reply.grpc_message.as_deref(), Some("etcdserver%3A no"));
+        // The connection dies: calls in flight fail, new ones are not sent.
+        let call = tokio::spawn({
+            let ch = ch.clone();
+            async move { ch.unary(&headers(), b"x").await }
+        });
+        peer.call_frame().await;
+        drop(peer);
+        assert!(matches!(call.await.unwrap(), Err(CallError::Closed(_))));
+        assert!(matches!(
+            ch.unary(&headers(), b"y").await,
+            Err(CallError::NotSent(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_call_resets_its_stream() {
+        let (ch, mut peer) = Peer::pair(&[]).await;
+        let r = tokio::time::timeout(Duration::from_millis(50), ch.unary(&headers(), b"x")).await;
+        assert!(r.is_err());
+        peer.call_frame().await;
+        peer.call_frame().await;
+        let (kind, _, id, payload) = peer.call_frame().await;
+        assert_eq!(
+            (kind, id, &payload[..]),
+            (RST_STREAM, 1, &CANCEL.to_be_bytes()[..])
+        );
+        // The late answer to the cancelled stream is read and dropped; the next call works.
+        peer.answer(1, b"\0\0\0\0\0", "0").await;
+        let call = tokio::spawn({
+            let ch = ch.clone();
+            async move { ch.unary(&headers(), b"x").await }
+        });
+        peer.call_frame().await;
+        peer.call_frame().await;
+        peer.answer(3, b"\0\0\0\0\x01k", "0").await;
+        assert_eq!(
+            call.await.unwrap().expect("answered").data,
+            b"\0\0\0\0\x01k"
+        );
+    }
+
     #[test]
     fn padding_is_stripped_and_checked() {
         assert_eq!(unpad(PADDED, &[2, b'a', b'b', 0, 0]).unwrap(), b"ab");
