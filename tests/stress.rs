@@ -76,7 +76,7 @@ fn every_operation_runs_its_count_without_errors_under_the_prefix() {
 }
 
 #[test]
-fn megabyte_values_and_multi_megabyte_ranges_cross_the_lean_path_intact() {
+fn megabyte_values_and_multi_megabyte_ranges_arrive_intact() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let etcd = external_etcd(&rt);
     let url = etcd.client_url().to_string();

@@ -354,7 +354,7 @@ async fn execute(
     // 5. Clean up the run's keys on a cluster scen did not start (an embedded one is deleted whole).
     if embedded.is_none() && !cfg.keep_keys {
         let prefix = target.info.prefix.clone();
-        let mut kv = target.client.kv_client();
+        let mut kv = crate::target::kv(&target.client);
         let del = kv.delete(
             prefix,
             Some(etcd_client::DeleteOptions::new().with_prefix()),

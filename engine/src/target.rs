@@ -139,6 +139,22 @@ impl ConnectSettings {
     }
 }
 
+/// The largest answer scen accepts from etcd, as etcd's Go client (`MaxCallRecvMsgSize`): tonic's
+/// default of 4 MiB would fail an unpaginated range over a few thousand pods.
+pub const MAX_RECV_MESSAGE: usize = i32::MAX as usize;
+
+/// A KV handle on `client` that accepts answers up to [`MAX_RECV_MESSAGE`].
+pub fn kv(client: &Client) -> etcd_client::KvClient {
+    client.kv_client().max_decoding_message_size(MAX_RECV_MESSAGE)
+}
+
+/// A watch handle on `client` that accepts events up to [`MAX_RECV_MESSAGE`].
+pub fn watch(client: &Client) -> etcd_client::WatchClient {
+    client
+        .watch_client()
+        .max_decoding_message_size(MAX_RECV_MESSAGE)
+}
+
 /// What the report says about the cluster a run used.
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetInfo {

@@ -92,7 +92,7 @@ pub async fn put(
     let start = Instant::now();
     let resp = opts
         .bounded("put", async {
-            let mut kv = target.client.kv_client();
+            let mut kv = crate::target::kv(&target.client);
             // A dead member's endpoint fails before sending: try the others, as etcd's client does.
             let mut tries = 0;
             loop {
@@ -144,9 +144,7 @@ pub async fn get(target: &Target, key: &str, opts: &KeyOptions) -> Result<GetRec
         o = o.with_serializable();
     }
     let start = Instant::now();
-    let resp = target
-        .client
-        .kv_client()
+    let resp = crate::target::kv(&target.client)
         .get(key.clone(), Some(o))
         .await
         .map_err(etcd("get"))?;
@@ -257,9 +255,7 @@ pub async fn range(target: &Target, prefix: &str, opts: &RangeOptions) -> Result
         o = o.with_serializable();
     }
     let start = Instant::now();
-    let resp = target
-        .client
-        .kv_client()
+    let resp = crate::target::kv(&target.client)
         .get(prefix.clone(), Some(o))
         .await
         .map_err(etcd("range"))?;
@@ -299,9 +295,7 @@ pub async fn delete(target: &Target, key: &str, opts: &KeyOptions) -> Result<Del
     let key = full_key(target, key, opts.absolute, true)?;
     let o = opts.prefix.then(|| DeleteOptions::new().with_prefix());
     let start = Instant::now();
-    let resp = target
-        .client
-        .kv_client()
+    let resp = crate::target::kv(&target.client)
         .delete(key.clone(), o)
         .await
         .map_err(etcd("delete"))?;
@@ -381,7 +375,7 @@ pub async fn put_many(target: &Target, opts: &PutManyOptions) -> Result<PutManyR
     let start = Instant::now();
     let workers: Vec<_> = (0..opts.concurrency.min(opts.count.max(1)))
         .map(|_| {
-            let mut kv = target.client.kv_client();
+            let mut kv = crate::target::kv(&target.client);
             let (next, base, value, count) =
                 (next.clone(), base.clone(), value.clone(), opts.count);
             tokio::spawn(async move {
@@ -701,7 +695,7 @@ pub struct HealthRecord {
 /// `health` key (permission denied still means the member works), plus the alarm list.
 pub async fn health(target: &Target) -> Result<HealthRecord> {
     let answers = ask_each_member(target, |c| async move {
-        match c.kv_client().get("health", None).await {
+        match crate::target::kv(&c).get("health", None).await {
             Ok(_) => Ok(()),
             // An auth-enabled cluster may refuse the read: the member still answered.
             Err(etcd_client::Error::GRpcStatus(s)) if s.message().contains("permission denied") => {

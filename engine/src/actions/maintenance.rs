@@ -97,9 +97,7 @@ pub async fn compact(target: &Target, opts: &CompactOptions) -> Result<CompactRe
     let o = opts
         .physical
         .then(|| CompactionOptions::new().with_physical());
-    target
-        .client
-        .kv_client()
+    crate::target::kv(&target.client)
         .compact(to, o)
         .await
         .map_err(etcd("compact"))?;
@@ -293,9 +291,7 @@ pub async fn snapshot(target: &Target, artifacts: &Path, path: &str) -> Result<S
     if let Some(dir) = file.parent() {
         tokio::fs::create_dir_all(dir).await.map_err(io)?;
     }
-    let live_keys = target
-        .client
-        .kv_client()
+    let live_keys = crate::target::kv(&target.client)
         .get(
             "\0",
             Some(GetOptions::new().with_from_key().with_count_only()),
@@ -403,8 +399,7 @@ pub async fn restore(artifacts: &Path, path: &str, etcd_bin: PathBuf) -> Result<
         ..Default::default()
     };
     let client = settings.connect_to(&settings.urls()).await?;
-    let resp = client
-        .kv_client()
+    let resp = crate::target::kv(&client)
         .get(
             "\0",
             Some(GetOptions::new().with_from_key().with_count_only()),

@@ -538,7 +538,7 @@ fn extend_ledger(target: &Target, root: &str, last_rev: i64) {
 /// One heartbeat write, as kube-apiserver writes it to etcd, or through the API server.
 async fn write(ctx: &Ctx, flow: Flow, item: u64) -> Outcome {
     let r = match &ctx.sink {
-        Sink::Etcd(client) => write_etcd(ctx, &mut client.kv_client(), flow, item).await,
+        Sink::Etcd(client) => write_etcd(ctx, &mut crate::target::kv(client), flow, item).await,
         Sink::Kube { client, kwok } => write_kube(client, &ctx.renderer, *kwok, flow, item).await,
     };
     r.unwrap_or_else(|e: Error| Outcome {

@@ -62,7 +62,7 @@ pub async fn inventory(target: &Target, opts: &InventoryOptions) -> Result<Inven
     let prefix = format!("{root}/");
     let mut end = prefix.clone().into_bytes();
     *end.last_mut().expect("non-empty") += 1;
-    let mut kv = target.client.kv_client();
+    let mut kv = crate::target::kv(&target.client);
     let mut from = prefix.clone().into_bytes();
     let mut rec = InventoryRecord {
         root: root.clone(),
@@ -122,7 +122,7 @@ pub struct CleanupRecord {
 pub async fn cleanup(target: &Target) -> Result<CleanupRecord> {
     let written: Vec<super::Written> =
         std::mem::take(&mut *target.simulated.lock().expect("ledger lock"));
-    let mut kv = target.client.kv_client();
+    let mut kv = crate::target::kv(&target.client);
     let mut rec = CleanupRecord {
         deleted: 0,
         kept: 0,

@@ -321,7 +321,7 @@ pub async fn simulate(
             done.clone(),
             rewrite_from,
         );
-        let mut kv = target.client.kv_client();
+        let mut kv = crate::target::kv(&target.client);
         set.spawn(async move {
             let (renderer, root) = &*shared;
             let mut tally = Tally::default();

@@ -199,7 +199,7 @@ impl Connections {
     fn worker(&self, id: u64) -> worker::Conn {
         let i = id as usize % self.clients.len();
         worker::Conn {
-            kv: self.clients[i].kv_client(),
+            kv: crate::target::kv(&self.clients[i]),
             wire: self.wires.get(i).cloned(),
         }
     }
@@ -245,7 +245,7 @@ async fn connect(
     for i in 0..n {
         let c = settings.connect_to(&urls).await?;
         // Dial before the clock starts: connections open lazily, and the handshake is not load.
-        c.kv_client()
+        crate::target::kv(&c)
             .get(
                 warm_key,
                 Some(etcd_client::GetOptions::new().with_count_only()),

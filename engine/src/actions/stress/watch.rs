@@ -26,8 +26,7 @@ pub async fn start(client: &Client, prefix: &str, n: u64, acks: Arc<AckRing>) ->
     let mut counts = Vec::new();
     let done = tokio_util::sync::CancellationToken::new();
     for _ in 0..n {
-        let (watcher, mut stream) = client
-            .watch_client()
+        let (watcher, mut stream) = crate::target::watch(client)
             .watch(prefix, Some(WatchOptions::new().with_prefix()))
             .await
             .map_err(|source| Error::Etcd {
