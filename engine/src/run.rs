@@ -285,9 +285,6 @@ async fn execute(
             return outcome;
         }
     };
-    target.server_pid = embedded
-        .as_ref()
-        .and_then(|e| e.lock().expect("embedded lock").pid());
     target.embedded = embedded.clone();
     target.allow_maintenance = cfg.allow_maintenance;
     target.allow_registry_writes = cfg.allow_registry_writes;
@@ -339,7 +336,7 @@ async fn execute(
         observer: observer.as_ref(),
         metrics: &metrics,
         baseline: baseline.as_ref(),
-        server_pid: target.server_pid,
+        embedded: target.embedded.as_ref(),
     };
     let mut outcome = run_steps(ctx, report).await;
 
@@ -387,8 +384,8 @@ struct RunCtx<'a> {
     observer: &'a dyn Observer,
     metrics: &'a Arc<Vec<String>>,
     baseline: Option<&'a Value>,
-    /// The embedded etcd's pid, for its CPU and memory per step.
-    server_pid: Option<u32>,
+    /// The embedded cluster, for its members' CPU and memory per step.
+    embedded: Option<&'a crate::embedded::Shared>,
 }
 
 async fn run_steps(ctx: RunCtx<'_>, report: &mut Report) -> Outcome {
@@ -416,13 +413,13 @@ async fn run_steps(ctx: RunCtx<'_>, report: &mut Report) -> Outcome {
                 observer.step_started(&spec.name, true);
                 background.insert(
                     spec.name.clone(),
-                    spawn_step(host, spec, plan, metrics, ctx.server_pid),
+                    spawn_step(host, spec, plan, metrics, ctx.embedded.cloned()),
                 );
                 continue;
             }
             Item::Step(spec) => {
                 observer.step_started(&spec.name, false);
-                let handle = spawn_step(host, spec, plan, metrics, ctx.server_pid);
+                let handle = spawn_step(host, spec, plan, metrics, ctx.embedded.cloned());
                 join_step(handle, spec).await
             }
             Item::Join { step, .. } => match background.remove(step) {
@@ -611,7 +608,7 @@ fn spawn_step(
     spec: &StepSpec,
     plan: &Plan,
     metrics: &Arc<Vec<String>>,
-    server_pid: Option<u32>,
+    embedded: Option<crate::embedded::Shared>,
 ) -> JoinHandle<StepReport> {
     let metrics = metrics.clone();
     let blocking = call_step(host, spec, plan);
@@ -622,17 +619,20 @@ fn spawn_step(
         } else {
             Some(scrape_all(&metrics).await)
         };
-        let cpu_before = server_pid.and_then(process::cpu);
+        let pids = move || {
+            embedded
+                .as_ref()
+                .map(|e| e.lock().unwrap_or_else(|p| p.into_inner()).pids())
+        };
+        let cpu_before = pids().map(|p| process::CpuMark::now(&p));
         let mut report = join_step(tokio::task::spawn_blocking(blocking), &spec).await;
         if let Some(before) = before {
             let mut server = server_step(&before, &scrape_all(&metrics).await);
-            if let (Some(pid), Some(c0)) = (server_pid, cpu_before) {
+            if let (Some(now), Some(mark)) = (pids(), cpu_before) {
                 server.process = Some(ProcessStep {
-                    cpu_seconds: process::cpu(pid)
-                        .unwrap_or(c0)
-                        .saturating_sub(c0)
-                        .as_secs_f64(),
-                    rss_bytes: process::rss(pid).unwrap_or(0),
+                    cpu_seconds: mark.since(&now).as_secs_f64(),
+                    rss_bytes: now.iter().filter_map(|p| process::rss(*p)).sum(),
+                    members: now.len(),
                 });
             }
             if let Value::Object(m) = &mut report.record {

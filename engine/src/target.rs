@@ -145,7 +145,9 @@ pub const MAX_RECV_MESSAGE: usize = i32::MAX as usize;
 
 /// A KV handle on `client` that accepts answers up to [`MAX_RECV_MESSAGE`].
 pub fn kv(client: &Client) -> etcd_client::KvClient {
-    client.kv_client().max_decoding_message_size(MAX_RECV_MESSAGE)
+    client
+        .kv_client()
+        .max_decoding_message_size(MAX_RECV_MESSAGE)
 }
 
 /// A watch handle on `client` that accepts events up to [`MAX_RECV_MESSAGE`].
@@ -178,8 +180,6 @@ pub struct Target {
     pub settings: ConnectSettings,
     /// Report information.
     pub info: TargetInfo,
-    /// The etcd process, when scen started it (for its CPU time).
-    pub server_pid: Option<u32>,
     /// `--allow-maintenance`: compaction, defragmentation and disarming on an etcd scen did not start.
     pub allow_maintenance: bool,
     /// `--allow-registry-writes`: simulated objects go to the real `/registry` of an etcd scen did
@@ -214,12 +214,27 @@ impl Target {
             client,
             settings,
             info,
-            server_pid: None,
             allow_maintenance: false,
             allow_registry_writes: false,
             simulated: Default::default(),
             embedded: None,
         })
+    }
+
+    /// The process ids of the etcd members scen started and that run now (empty otherwise): the
+    /// server side of CPU figures.
+    pub fn server_pids(&self) -> Vec<u32> {
+        self.embedded
+            .as_ref()
+            .map(|e| e.lock().unwrap_or_else(|p| p.into_inner()).pids())
+            .unwrap_or_default()
+    }
+
+    /// A mark of the embedded members' CPU, or `None` when scen did not start the cluster.
+    pub fn server_cpu_mark(&self) -> Option<crate::actions::process::CpuMark> {
+        self.embedded
+            .is_some()
+            .then(|| crate::actions::process::CpuMark::now(&self.server_pids()))
     }
 
     /// True when cluster-wide maintenance may run: on an etcd scen started, or with `--allow-maintenance`.

@@ -367,13 +367,16 @@ pub struct ServerStep {
     pub process: Option<ProcessStep>,
 }
 
-/// CPU and memory of an embedded member during a step.
+/// CPU and memory of the embedded members during a step, summed over members.
 #[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct ProcessStep {
-    /// CPU seconds (user + system) the member used during the step.
+    /// CPU seconds (user + system) the members used during the step. A member restarted during
+    /// the step counts from its restart; one stopped and not restarted is left out.
     pub cpu_seconds: f64,
-    /// Resident memory after the step, bytes.
+    /// Resident memory of the running members after the step, bytes.
     pub rss_bytes: u64,
+    /// Members running after the step (those summed).
+    pub members: usize,
 }
 
 /// Computes a step's server figures.

@@ -22,6 +22,29 @@ pub fn cpu(pid: u32) -> Option<Duration> {
     Some(Duration::from_secs_f64((utime + stime) as f64 / hz))
 }
 
+/// CPU times of a set of processes at one moment, to measure what they used since.
+#[derive(Debug, Clone, Default)]
+pub struct CpuMark(Vec<(u32, Duration)>);
+
+impl CpuMark {
+    /// The CPU times of `pids` now (a process already gone is left out).
+    pub fn now(pids: &[u32]) -> Self {
+        CpuMark(pids.iter().filter_map(|p| Some((*p, cpu(*p)?))).collect())
+    }
+
+    /// CPU `pids` used since the mark: a process in the mark counts from its marked time, one
+    /// started since (a restarted member) from its start. A process gone since is lost.
+    pub fn since(&self, pids: &[u32]) -> Duration {
+        pids.iter()
+            .filter_map(|p| {
+                let now = cpu(*p)?;
+                let before = self.0.iter().find(|(q, _)| q == p).map(|(_, c)| *c);
+                Some(now.saturating_sub(before.unwrap_or_default()))
+            })
+            .sum()
+    }
+}
+
 /// Resident memory of another process, in bytes.
 pub fn rss(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

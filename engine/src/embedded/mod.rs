@@ -369,6 +369,11 @@ impl EmbeddedEtcd {
         self.members[0].pid()
     }
 
+    /// The process ids of the members running now.
+    pub fn pids(&self) -> Vec<u32> {
+        self.members.iter().filter_map(Member::pid).collect()
+    }
+
     /// The members.
     pub fn members(&self) -> &[Member] {
         &self.members

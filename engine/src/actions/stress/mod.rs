@@ -304,7 +304,7 @@ async fn drive(
     shared: &Arc<Shared>,
     mut set: tokio::task::JoinSet<worker::WorkerResult>,
     progress: Option<ProgressFn>,
-    cpu0: (Duration, Option<Duration>),
+    cpu0: (Duration, Option<crate::actions::process::CpuMark>),
 ) -> Result<(
     Vec<worker::WorkerResult>,
     Duration,
@@ -337,13 +337,7 @@ async fn drive(
     }
     let elapsed = shared.start.elapsed();
     let cpu = crate::actions::process::self_cpu().saturating_sub(cpu0.0);
-    let server_cpu = match (
-        cpu0.1,
-        target.server_pid.and_then(crate::actions::process::cpu),
-    ) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
-        _ => None,
-    };
+    let server_cpu = cpu0.1.map(|m| m.since(&target.server_pids()));
     Ok((results, elapsed, cpu, server_cpu))
 }
 
@@ -393,7 +387,7 @@ async fn lease_stress(
     let shared = new_shared(None);
     let cpu0 = (
         crate::actions::process::self_cpu(),
-        target.server_pid.and_then(crate::actions::process::cpu),
+        target.server_cpu_mark(),
     );
     let mut set = tokio::task::JoinSet::new();
     let per = opts.leases / clients_n;
@@ -642,7 +636,7 @@ async fn stress_here(
 
     let cpu0 = (
         crate::actions::process::self_cpu(),
-        target.server_pid.and_then(crate::actions::process::cpu),
+        target.server_cpu_mark(),
     );
     let pool = Arc::new(pool);
     // A JoinSet aborts every worker if this future is dropped (Ctrl-C, step timeout).
