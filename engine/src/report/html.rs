@@ -157,7 +157,7 @@ fn step_view(report: &Report, s: &StepReport) -> Value {
         .and_then(Json::as_array)
         .filter(|a| !a.is_empty())
     {
-        // The other steps' starts within this one: the moments to mark.
+        // The other steps that started within this one: spans to mark, from start to end.
         let me = offset_s(report, s).unwrap_or(0.0);
         let marks: Vec<Mark> = report
             .steps
@@ -167,6 +167,7 @@ fn step_view(report: &Report, s: &StepReport) -> Value {
                 let x = offset_s(report, o)? - me;
                 (x > 0.0 && x < s.duration_ms / 1e3).then(|| Mark {
                     x,
+                    end: Some(x + o.duration_ms / 1e3),
                     label: o.name.clone(),
                 })
             })

@@ -13,12 +13,36 @@ pub struct Line<'a> {
     pub points: Vec<(f64, f64)>,
 }
 
-/// A moment to mark on the x axis (a fault, a defragmentation).
+/// A moment or span to mark on the x axis (a fault, a defragmentation).
 pub struct Mark {
-    /// Where, in x units.
+    /// Where it starts, in x units.
     pub x: f64,
+    /// Where it ends, when it lasts (shaded up to the chart's edge).
+    pub end: Option<f64>,
     /// Its label.
     pub label: String,
+}
+
+/// Label rows for marks sorted by x: each label goes on the first row where it does not overlap
+/// the previous label (about 6 px a character at the chart's font size).
+fn label_rows(starts: &[(f64, usize)]) -> Vec<usize> {
+    let mut row_ends: Vec<f64> = Vec::new();
+    starts
+        .iter()
+        .map(|&(x, chars)| {
+            let right = x + 6.0 * chars as f64 + 6.0;
+            match row_ends.iter().position(|end| *end <= x) {
+                Some(r) => {
+                    row_ends[r] = right;
+                    r
+                }
+                None => {
+                    row_ends.push(right);
+                    row_ends.len() - 1
+                }
+            }
+        })
+        .collect()
 }
 
 const W: f64 = 640.0;
@@ -133,13 +157,28 @@ pub fn lines(
         (TOP + H - BOTTOM) / 2.0,
         esc(y_label)
     );
-    for m in marks {
+    let mut sorted: Vec<&Mark> = marks.iter().collect();
+    sorted.sort_by(|a, b| a.x.total_cmp(&b.x));
+    let starts: Vec<(f64, usize)> = sorted
+        .iter()
+        .map(|m| (px(m.x), m.label.chars().count()))
+        .collect();
+    for (m, row) in sorted.iter().zip(label_rows(&starts)) {
+        if let Some(end) = m.end.map(|e| e.min(x1)).filter(|e| *e > m.x) {
+            let _ = write!(
+                s,
+                r#"<rect x="{:.1}" y="{TOP}" width="{:.1}" height="{}" class="span"/>"#,
+                px(m.x),
+                px(end) - px(m.x),
+                H - TOP - BOTTOM
+            );
+        }
         let _ = write!(
             s,
             r#"<line x1="{x:.1}" x2="{x:.1}" y1="{TOP}" y2="{}" class="mark"/><text x="{:.1}" y="{}" class="mk">{}</text>"#,
             H - BOTTOM,
             px(m.x) + 3.0,
-            TOP + 20.0,
+            TOP + 20.0 + 11.0 * (row % 4) as f64,
             esc(&m.label),
             x = px(m.x)
         );
@@ -237,11 +276,24 @@ mod tests {
             }],
             &[Mark {
                 x: 0.5,
+                end: Some(9.0),
                 label: "kill \"leader\"".into(),
             }],
         );
         assert!(svg.contains("p99 &lt;ms&gt;") && svg.contains("kill &quot;leader&quot;"));
         assert!(svg.contains("<polyline"));
+        // The span is shaded from its start to the chart's right edge, not beyond.
+        let span = svg.split(r#"class="span""#).next().unwrap();
+        let width: f64 = span
+            .rsplit("width=\"")
+            .next()
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((width - (W - LEFT - RIGHT) / 2.0).abs() < 0.2, "{width}");
         let b = bars(
             "sizes",
             "MiB",
@@ -250,5 +302,15 @@ mod tests {
         );
         assert_eq!(b.matches("<rect").count(), 2);
         assert!(lines("empty", "s", "", &[], &[]).contains("no data"));
+    }
+
+    #[test]
+    fn close_labels_go_on_separate_rows_and_far_ones_share_one() {
+        // "compact" at 100 px reaches to 100 + 7·6 + 6 = 148 px.
+        assert_eq!(
+            label_rows(&[(100.0, 7), (120.0, 6), (150.0, 6)]),
+            vec![0, 1, 0]
+        );
+        assert_eq!(label_rows(&[(10.0, 3), (400.0, 3)]), vec![0, 0]);
     }
 }
