@@ -822,15 +822,20 @@ mod tests {
         grpc_request_headers("peer", "/test.Svc/Call")
     }
 
+    /// A call with `body` running on its own task.
+    fn spawn_call(
+        ch: &Channel,
+        body: Vec<u8>,
+    ) -> tokio::task::JoinHandle<Result<Reply, CallError>> {
+        let ch = ch.clone();
+        tokio::spawn(async move { ch.unary(&headers(), &body).await })
+    }
+
     #[tokio::test]
     async fn a_body_larger_than_the_window_waits_for_window_updates() {
         let (ch, mut peer) = Peer::pair(&[(0x4, 10)]).await;
         let body: Vec<u8> = (0..25u8).collect();
-        let call = tokio::spawn({
-            let ch = ch.clone();
-            let body = body.clone();
-            async move { ch.unary(&headers(), &body).await }
-        });
+        let call = spawn_call(&ch, body.clone());
         let (kind, _, id, _) = peer.call_frame().await;
         assert_eq!((kind, id), (HEADERS, 1));
         let (kind, flags, _, first) = peer.call_frame().await;
@@ -855,10 +860,7 @@ mod tests {
     #[tokio::test]
     async fn pings_are_acknowledged_after_later_data_not_at_once() {
         let (ch, mut peer) = Peer::pair(&[]).await;
-        let first = tokio::spawn({
-            let ch = ch.clone();
-            async move { ch.unary(&headers(), b"a").await }
-        });
+        let first = spawn_call(&ch, b"a".to_vec());
         peer.call_frame().await;
         peer.call_frame().await;
         let pinged = Instant::now();
@@ -866,10 +868,7 @@ mod tests {
         peer.answer(1, b"\0\0\0\0\0", "0").await;
         first.await.unwrap().expect("answered");
         // A call right away goes out without the acknowledgement...
-        let second = tokio::spawn({
-            let ch = ch.clone();
-            async move { ch.unary(&headers(), b"b").await }
-        });
+        let second = spawn_call(&ch, b"b".to_vec());
         assert_eq!(peer.call_frame().await.0, HEADERS);
         assert_eq!(peer.call_frame().await.0, DATA);
         // ...which comes later, alone, with the PING's payload.
@@ -887,12 +886,7 @@ mod tests {
     #[tokio::test]
     async fn goaway_fails_unprocessed_calls_as_not_sent_and_refuses_new_ones() {
         let (ch, mut peer) = Peer::pair(&[]).await;
-        let calls: Vec<_> = (0..2)
-            .map(|_| {
-                let ch = ch.clone();
-                tokio::spawn(async move { ch.unary(&headers(), b"x").await })
-            })
-            .collect();
+        let calls: Vec<_> = (0..2).map(|_| spawn_call(&ch, b"x".to_vec())).collect();
         for _ in 0..4 {
             peer.call_frame().await;
         }
@@ -919,19 +913,13 @@ mod tests {
     #[tokio::test]
     async fn resets_and_errors_reach_the_caller() {
         let (ch, mut peer) = Peer::pair(&[]).await;
-        let call = tokio::spawn({
-            let ch = ch.clone();
-            async move { ch.unary(&headers(), b"x").await }
-        });
+        let call = spawn_call(&ch, b"x".to_vec());
         peer.call_frame().await;
         peer.call_frame().await;
         peer.send(RST_STREAM, 0, 1, &0x2u32.to_be_bytes()).await;
         assert!(matches!(call.await.unwrap(), Err(CallError::Reset(2))));
         // A trailers-only answer: the status comes in the only header block.
-        let call = tokio::spawn({
-            let ch = ch.clone();
-            async move { ch.unary(&headers(), b"x").await }
-        });
+        let call = spawn_call(&ch, b"x".to_vec());
         peer.call_frame().await;
         peer.call_frame().await;
         let h = peer.enc.encode([
@@ -944,10 +932,7 @@ mod tests {
         assert_eq!(reply.grpc_status, Some(9));
         assert_eq!(reply.grpc_message.as_deref(), Some("etcdserver%3A no"));
         // The connection dies: calls in flight fail, new ones are not sent.
-        let call = tokio::spawn({
-            let ch = ch.clone();
-            async move { ch.unary(&headers(), b"x").await }
-        });
+        let call = spawn_call(&ch, b"x".to_vec());
         peer.call_frame().await;
         drop(peer);
         assert!(matches!(call.await.unwrap(), Err(CallError::Closed(_))));
@@ -971,10 +956,7 @@ mod tests {
         );
         // The late answer to the cancelled stream is read and dropped; the next call works.
         peer.answer(1, b"\0\0\0\0\0", "0").await;
-        let call = tokio::spawn({
-            let ch = ch.clone();
-            async move { ch.unary(&headers(), b"x").await }
-        });
+        let call = spawn_call(&ch, b"x".to_vec());
         peer.call_frame().await;
         peer.call_frame().await;
         peer.answer(3, b"\0\0\0\0\x01k", "0").await;
