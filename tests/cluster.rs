@@ -46,9 +46,7 @@ fn decode<T: prost::Message + Default>(value: &[u8], api_version: &str, kind: &s
 
 #[test]
 fn a_simulated_cluster_lands_in_the_apiserver_layout_under_the_run_prefix() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let etcd = external_etcd(&rt);
-    let url = etcd.client_url().to_string();
+    let (_rt, _etcd, url) = external();
     let r = run(
         &fixture("cluster.rhai"),
         &["--endpoints", &url, "--keep-keys"],
@@ -147,9 +145,7 @@ fn a_simulated_cluster_lands_in_the_apiserver_layout_under_the_run_prefix() {
 
 #[test]
 fn cleanup_removes_what_the_run_created_and_nothing_else() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let etcd = external_etcd(&rt);
-    let url = etcd.client_url().to_string();
+    let (_rt, _etcd, url) = external();
     // A real node with a simulated name, and a real pod: both must survive.
     etcdctl(&url, &["put", "/registry/minions/scen-node-0", "real"]);
     etcdctl(
@@ -220,9 +216,7 @@ fn the_embedded_etcd_gets_the_real_registry_layout() {
 
 #[test]
 fn json_encoding_stores_built_in_kinds_as_json_too() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let etcd = external_etcd(&rt);
-    let url = etcd.client_url().to_string();
+    let (_rt, _etcd, url) = external();
     let r = run(
         &fixture("cluster.rhai"),
         &[
@@ -260,9 +254,7 @@ fn kv(url: &str, key: &str) -> Value {
 
 #[test]
 fn heartbeats_renew_leases_update_nodes_and_churn_pods_as_the_apiserver_writes() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let etcd = external_etcd(&rt);
-    let url = etcd.client_url().to_string();
+    let (_rt, _etcd, url) = external();
     let r = run(
         &fixture("heartbeat.rhai"),
         &["--endpoints", &url, "--keep-keys"],
@@ -339,9 +331,7 @@ fn chrono_seconds(rfc3339: &str) -> i64 {
 
 #[test]
 fn cleanup_after_churn_removes_the_pods_created_again() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let etcd = external_etcd(&rt);
-    let url = etcd.client_url().to_string();
+    let (_rt, _etcd, url) = external();
     let r = run(
         &fixture("heartbeat.rhai"),
         &[
@@ -365,15 +355,7 @@ fn cleanup_after_churn_removes_the_pods_created_again() {
 #[test]
 fn the_kube_backend_checks_its_thresholds_and_names_a_missing_kubeconfig() {
     // The ClusterLoader2 SLO thresholds of `slo::api` refer to fields the kube record has.
-    let out = scen()
-        .args(["check", fixture("kube-sim.rhai").to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    scen_ok(&["check", fixture("kube-sim.rhai").to_str().unwrap()]);
     // No kube-apiserver can run here: the step fails with the kubeconfig problem and what to do.
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-such-kubeconfig");

@@ -154,9 +154,7 @@ fn tls_with_client_certificates() {
 
 #[test]
 fn etcd_authentication_with_user() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let etcd = external_etcd(&rt);
-    let url = etcd.client_url().to_string();
+    let (_rt, _etcd, url) = external();
     etcdctl(&url, &["user", "add", "root", "--new-user-password=s3cret"]);
     etcdctl(&url, &["auth", "enable"]);
 

@@ -160,39 +160,6 @@ fn faults_are_refused_on_a_cluster_scen_did_not_start() {
     assert!(r.stderr.contains("without --endpoints"), "{}", r.stderr);
 }
 
-/// Every etcd process among the children of any of `pid`'s threads.
-fn etcd_children(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let kids = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
-        for k in kids
-            .split_whitespace()
-            .filter_map(|k| k.parse::<u32>().ok())
-        {
-            let comm = std::fs::read_to_string(format!("/proc/{k}/comm")).unwrap_or_default();
-            if comm.trim() == "etcd" {
-                out.push(k);
-            }
-        }
-    }
-    out
-}
-
-fn gone(pids: &[u32]) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while pids.iter().any(|p| alive(*p)) {
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    true
-}
-
 #[test]
 fn no_member_survives_the_run_however_it_ends_even_a_restarted_one() {
     // A signal (None: the run ends by itself; `failed`: a step fails).
@@ -210,17 +177,7 @@ fn no_member_survives_the_run_however_it_ends_even_a_restarted_one() {
             (None, true) => fixture("three-members-fail.rhai"),
             (None, false) => root().join("scenarios/nospace-recovery.rhai"),
         };
-        let mut child = scen()
-            .args([
-                "run",
-                fixture.to_str().unwrap(),
-                "--report",
-                json.to_str().unwrap(),
-                "-q",
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_run(&fixture, &json, Stdio::null());
         // Wait for the members (and, with three, for the restart to have happened).
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut seen = Vec::new();
@@ -262,17 +219,7 @@ fn no_member_survives_the_run_however_it_ends_even_a_restarted_one() {
 fn member_settings_reach_etcd_and_a_paused_leader_is_replaced_then_rejoins() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
-    let mut child = scen()
-        .args([
-            "run",
-            fixture("member-settings.rhai").to_str().unwrap(),
-            "--report",
-            json.to_str().unwrap(),
-            "-q",
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&fixture("member-settings.rhai"), &json, Stdio::null());
     // While it runs: the members' command lines carry the scenario's settings.
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut cmdline = String::new();

@@ -67,18 +67,13 @@ fn the_html_report_is_self_contained_and_marks_maintenance_on_the_load() {
 
     // `scen report render` gives the same page from the JSON report.
     let again = dir.path().join("again.html");
-    let out = scen()
-        .args(["report", "render"])
-        .arg(&json)
-        .arg("--html")
-        .arg(&again)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    scen_ok(&[
+        "report".as_ref(),
+        "render".as_ref(),
+        json.as_os_str(),
+        "--html".as_ref(),
+        again.as_os_str(),
+    ]);
     assert_eq!(std::fs::read_to_string(&again).unwrap(), text);
     let out = scen()
         .args(["report", "render"])

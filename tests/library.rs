@@ -31,15 +31,7 @@ fn every_scenario_has_a_header_and_documented_parameters() {
                 "{stem}: header lacks {part}"
             );
         }
-        let out = scen()
-            .args(["check", path.to_str().unwrap(), "--json"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{stem}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = scen_ok(&["check", path.to_str().unwrap(), "--json"]);
         let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
         for p in plan["params"].as_array().unwrap() {
             assert!(
@@ -100,9 +92,7 @@ fn kyverno_reports_measure_storage_with_history_and_compaction_gives_it_back() {
 
 #[test]
 fn a_rewrite_never_touches_what_the_run_did_not_create() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let etcd = external_etcd(&rt);
-    let url = etcd.client_url().to_string();
+    let (_rt, _etcd, url) = external();
     // A report that exists before the run, at a name the scenario will use.
     let r = run(
         &fixture("rewrite-guard.rhai"),
@@ -318,27 +308,19 @@ fn the_team_example_imports_its_common_module_and_takes_values_files() {
         .iter()
         .any(|t| t["expression"] == "load.server.leader_changes == 0"));
     // The staging values pick the other shape (checked without running it).
-    let out = scen()
-        .args([
-            "check",
-            root()
-                .join("examples/team/scenarios/control-plane.rhai")
-                .to_str()
-                .unwrap(),
-            "--values",
-            root()
-                .join("examples/team/values/staging.yaml")
-                .to_str()
-                .unwrap(),
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = scen_ok(&[
+        "check",
+        root()
+            .join("examples/team/scenarios/control-plane.rhai")
+            .to_str()
+            .unwrap(),
+        "--values",
+        root()
+            .join("examples/team/values/staging.yaml")
+            .to_str()
+            .unwrap(),
+        "--json",
+    ]);
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(plan["thresholds"]
         .as_array()

@@ -7,9 +7,7 @@ use common::*;
 
 #[test]
 fn maintenance_is_measured_and_really_happens() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let etcd = external_etcd(&rt);
-    let url = etcd.client_url().to_string();
+    let (_rt, _etcd, url) = external();
     // A key with history: its first revision must become unreadable after compaction.
     etcdctl(&url, &["put", "/outside/k", "v1"]);
     let old_rev = serde_json::from_str::<serde_json::Value>(&etcdctl(
@@ -103,9 +101,7 @@ fn maintenance_is_measured_and_really_happens() {
 
 #[test]
 fn maintenance_needs_the_flag_on_a_cluster_scen_did_not_start() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let etcd = external_etcd(&rt);
-    let url = etcd.client_url().to_string();
+    let (_rt, _etcd, url) = external();
     let r = run(
         &fixture("maintenance.rhai"),
         &["--endpoints", &url, "--set", "keys=10"],

@@ -56,9 +56,7 @@ fn window_quantile(q: f64, before: &[(f64, f64)], after: &[(f64, f64)]) -> (f64,
 
 #[test]
 fn step_server_quantiles_match_an_independent_computation() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let etcd = external_etcd(&rt);
-    let url = etcd.client_url().to_string();
+    let (_rt, etcd, url) = external();
     let metrics = etcd.metrics_url().to_string();
     let before = scrape(&metrics);
     // --keep-keys: no clean-up delete after the step, so every write between the scrapes is the step's.

@@ -217,46 +217,17 @@ fn unreachable_endpoints_exit_3() {
 
 /// Starts `scen run slow.rhai`, waits for its embedded etcd and the long step, and returns both.
 fn start_slow_run(json: &std::path::Path) -> (std::process::Child, u32) {
-    let child = scen()
-        .args([
-            "run",
-            fixture("slow.rhai").to_str().unwrap(),
-            "--report",
-            json.to_str().unwrap(),
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_run(&fixture("slow.rhai"), json, Stdio::null());
     let deadline = Instant::now() + Duration::from_secs(30);
     let etcd_pid = loop {
-        // Children of any of scen's threads (members are spawned from one spawner thread).
-        let kids: String = std::fs::read_dir(format!("/proc/{}/task", child.id()))
-            .map(|tasks| {
-                tasks
-                    .flatten()
-                    .map(|t| std::fs::read_to_string(t.path().join("children")).unwrap_or_default())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if let Some(pid) = kids.split_whitespace().next() {
-            break pid.parse::<u32>().unwrap();
+        if let Some(pid) = etcd_children(child.id()).first() {
+            break *pid;
         }
         assert!(Instant::now() < deadline, "etcd never started");
         std::thread::sleep(Duration::from_millis(50));
     };
     std::thread::sleep(Duration::from_millis(1500));
     (child, etcd_pid)
-}
-
-fn wait_gone(pid: u32) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while alive(pid) {
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    true
 }
 
 #[test]
@@ -294,17 +265,12 @@ fn kill_9_of_scen_takes_its_etcd_down() {
     let (mut child, etcd_pid) = start_slow_run(&dir.path().join("r.json"));
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(
-        wait_gone(etcd_pid),
-        "etcd {etcd_pid} survived scen's SIGKILL"
-    );
+    assert!(gone(&[etcd_pid]), "etcd {etcd_pid} survived scen's SIGKILL");
 }
 
 #[test]
 fn on_an_external_etcd_writes_stay_under_the_run_prefix() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let etcd = external_etcd(&rt);
-    let url = etcd.client_url().to_string();
+    let (_rt, _etcd, url) = external();
     etcdctl(&url, &["put", "/registry/pods/default/existing", "keep-me"]);
 
     let r = run(&fixture("keys.rhai"), &["--endpoints", &url, "--keep-keys"]);

@@ -9,9 +9,7 @@ use common::*;
 
 #[test]
 fn every_operation_runs_its_count_without_errors_under_the_prefix() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let etcd = external_etcd(&rt);
-    let url = etcd.client_url().to_string();
+    let (_rt, _etcd, url) = external();
     // Both client paths: scen's lean HTTP/2 calls (the default on plaintext) and etcd-client.
     let other = run(
         &fixture("stress-ops.rhai"),
@@ -77,9 +75,7 @@ fn every_operation_runs_its_count_without_errors_under_the_prefix() {
 
 #[test]
 fn megabyte_values_and_multi_megabyte_ranges_arrive_intact() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let etcd = external_etcd(&rt);
-    let url = etcd.client_url().to_string();
+    let (_rt, _etcd, url) = external();
     let r = run(
         &fixture("stress-large.rhai"),
         &["--endpoints", &url, "--keep-keys"],
@@ -168,9 +164,7 @@ fn watchers_record_delay_and_miss_nothing() {
 
 #[test]
 fn leases_are_kept_alive_churned_and_all_revoked() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let etcd = external_etcd(&rt);
-    let url = etcd.client_url().to_string();
+    let (_rt, _etcd, url) = external();
     let r = run(
         &fixture("stress-load.rhai"),
         &["--set", "mode=lease", "--endpoints", &url],

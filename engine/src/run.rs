@@ -619,11 +619,7 @@ fn spawn_step(
         } else {
             Some(scrape_all(&metrics).await)
         };
-        let pids = move || {
-            embedded
-                .as_ref()
-                .map(|e| e.lock().unwrap_or_else(|p| p.into_inner()).pids())
-        };
+        let pids = move || embedded.as_ref().map(crate::embedded::running_pids);
         let cpu_before = pids().map(|p| process::CpuMark::now(&p));
         let mut report = join_step(tokio::task::spawn_blocking(blocking), &spec).await;
         if let Some(before) = before {

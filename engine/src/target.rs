@@ -226,7 +226,7 @@ impl Target {
     pub fn server_pids(&self) -> Vec<u32> {
         self.embedded
             .as_ref()
-            .map(|e| e.lock().unwrap_or_else(|p| p.into_inner()).pids())
+            .map(crate::embedded::running_pids)
             .unwrap_or_default()
     }
 

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -130,6 +131,67 @@ pub fn external_etcd(rt: &tokio::runtime::Runtime) -> scen_engine::embedded::Emb
         &Default::default(),
     ))
     .expect("etcd starts")
+}
+
+/// A runtime, an external etcd on it and its client URL: the start of every `--endpoints` test.
+/// Bind all three (`let (rt, etcd, url) = external();`): the etcd drops before its runtime.
+pub fn external() -> (
+    tokio::runtime::Runtime,
+    scen_engine::embedded::EmbeddedEtcd,
+    String,
+) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let etcd = external_etcd(&rt);
+    let url = etcd.client_url().to_string();
+    (rt, etcd, url)
+}
+
+/// Starts `scen run FILE --report JSON -q` in the background.
+pub fn spawn_run(file: &Path, json: &Path, stderr: std::process::Stdio) -> std::process::Child {
+    scen()
+        .arg("run")
+        .arg(file)
+        .arg("--report")
+        .arg(json)
+        .arg("-q")
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
+/// The etcd processes among `pid`'s children (of any of its threads: scen spawns members from
+/// one spawner thread).
+pub fn etcd_children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let kids = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        for k in kids
+            .split_whitespace()
+            .filter_map(|k| k.parse::<u32>().ok())
+        {
+            let comm = std::fs::read_to_string(format!("/proc/{k}/comm")).unwrap_or_default();
+            if comm.trim() == "etcd" {
+                out.push(k);
+            }
+        }
+    }
+    out
+}
+
+/// Waits up to 10 s for every process in `pids` to be gone; false if one is still there.
+pub fn gone(pids: &[u32]) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|p| alive(*p)) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
 }
 
 /// Whether a process exists (and is not a zombie).

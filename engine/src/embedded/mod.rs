@@ -200,6 +200,11 @@ impl EmbeddedSpec {
 /// The embedded cluster as a run shares it (faults lock it briefly; waits happen outside the lock).
 pub type Shared = std::sync::Arc<std::sync::Mutex<EmbeddedEtcd>>;
 
+/// The process ids of the shared cluster's running members.
+pub fn running_pids(shared: &Shared) -> Vec<u32> {
+    shared.lock().unwrap_or_else(|p| p.into_inner()).pids()
+}
+
 /// A running embedded etcd cluster. Dropping it stops every member and deletes their data.
 #[derive(Debug)]
 pub struct EmbeddedEtcd {

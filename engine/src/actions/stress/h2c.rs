@@ -661,7 +661,8 @@ async fn write_loop(inner: Arc<Inner>, mut write: OwnedWriteHalf) {
             let alone = s.pong_since.is_some_and(|t| now >= t + PONG_LATEST);
             if !s.out.is_empty() || alone {
                 std::mem::swap(&mut buf, &mut s.out);
-                if ride || alone {
+                // (`alone` implies `ride`: PONG_LATEST is the later of the two.)
+                if ride {
                     // After the data: the server's next PING waits for data after this ack.
                     buf.append(&mut s.pongs);
                     s.pong_since = None;
