@@ -87,7 +87,7 @@ def main():
         l, s = hb["leases"], hb["node_status"]
         print(f"\nheartbeats for {args.nodes} nodes, {args.heartbeat} (exit {code}, {wall:.0f} s wall)")
         print(f"  lease renewals/s  {l['achieved_per_s']:>9,.0f} of {l['intended_per_s']:,.0f} intended "
-              f"(shortfall {l['shortfall_pct']:.1f}%, errors {l['errors']}, p99 {l['latency']['p99']:.1f} ms)")
+              f"(shortfall {l['shortfall'] * 100:.1f}%, errors {l['errors']}, p99 {l['latency']['p99']:.1f} ms)")
         print(f"  node status/s     {s['achieved_per_s']:>9,.0f} of {s['intended_per_s']:,.0f} intended "
               f"(errors {s['errors']}, p99 {s['latency']['p99']:.1f} ms)")
         print(f"  scen peak RSS     {rss:>9,.0f} MiB (target < 200 MiB)")

@@ -12,14 +12,14 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::actions::metrics::{scrape_all, server_step, ProcessStep};
+use crate::actions::metrics::{server_step, ProcessStep, Scraper};
 use crate::actions::process;
 use crate::embedded::{EmbeddedConfig, EmbeddedEtcd, EmbeddedSpec};
 use crate::params::Overrides;
 use crate::plan::{Item, Plan, StepSpec};
 use crate::report::{
-    ErrorInfo, Outcome, Report, ScenarioInfo, StepReport, StepStatus, StoppedEarly, TargetReport,
-    ThresholdReport, ThresholdStatus, SCHEMA_VERSION,
+    ErrorInfo, ErrorKind, Outcome, Report, ScenarioInfo, StepReport, StepStatus, StoppedEarly,
+    TargetReport, ThresholdReport, ThresholdStatus, SCHEMA_VERSION,
 };
 use crate::script::{Host, Limits, ScriptError};
 use crate::target::{ConnectSettings, Target};
@@ -139,7 +139,7 @@ pub async fn run(
 
 fn error_info(e: &ScriptError) -> ErrorInfo {
     ErrorInfo {
-        kind: e.kind.clone(),
+        kind: e.kind,
         message: e.message.clone(),
         location: e.location(),
         detail: e.pos.is_some().then(|| e.render()),
@@ -171,7 +171,7 @@ async fn execute(
             }
             Err(e) => {
                 report.error = Some(ErrorInfo {
-                    kind: "script".into(),
+                    kind: ErrorKind::Usage,
                     message: format!("--baseline: {e}"),
                     location: None,
                     detail: None,
@@ -251,7 +251,7 @@ async fn execute(
                 }
                 Err(e) => {
                     report.error = Some(ErrorInfo {
-                        kind: "infrastructure".into(),
+                        kind: ErrorKind::Infrastructure,
                         message: e.to_string(),
                         location: None,
                         detail: None,
@@ -271,13 +271,14 @@ async fn execute(
     let mut target = match target {
         Ok(t) => t,
         Err(e) => {
-            let (kind, outcome) = if e.is_usage() {
-                ("script", Outcome::ScriptError)
+            let kind = if e.is_usage() {
+                ErrorKind::Usage
             } else {
-                ("infrastructure", Outcome::InfrastructureError)
+                ErrorKind::Infrastructure
             };
+            let outcome = kind.outcome();
             report.error = Some(ErrorInfo {
-                kind: kind.into(),
+                kind,
                 message: e.to_string(),
                 location: None,
                 detail: None,
@@ -288,19 +289,28 @@ async fn execute(
     target.embedded = embedded.clone();
     target.allow_maintenance = cfg.allow_maintenance;
     target.allow_registry_writes = cfg.allow_registry_writes;
-    let metrics: Arc<Vec<String>> = Arc::new(if !cfg.metrics_urls.is_empty() {
+    // Every member's /metrics, over the same TLS as the etcd connection: the given URLs, the
+    // embedded members', or the cluster's own client URLs (etcd serves /metrics there).
+    let urls = if !cfg.metrics_urls.is_empty() {
         cfg.metrics_urls.clone()
     } else if let Some(e) = &embedded {
         e.lock().expect("embedded lock").metrics_urls()
     } else {
-        target
-            .info
-            .endpoints
-            .iter()
-            .filter(|u| u.starts_with("http://"))
-            .cloned()
-            .collect()
-    });
+        target.info.endpoints.clone()
+    };
+    let metrics = match target.settings.http_client() {
+        Ok(client) => Scraper::new(client, urls),
+        Err(e) => {
+            report.error = Some(ErrorInfo {
+                kind: ErrorKind::Usage,
+                message: e.to_string(),
+                location: None,
+                detail: None,
+            });
+            return Outcome::ScriptError;
+        }
+    };
+    let metrics = Arc::new(metrics);
     let artifacts = cfg
         .artifacts
         .clone()
@@ -322,7 +332,7 @@ async fn execute(
         handle: tokio::runtime::Handle::current(),
         progress: Some(progress),
         artifacts,
-        metrics: metrics.to_vec(),
+        metrics: (*metrics).clone(),
         etcd_bin: embedded_cfg.etcd_bin.clone(),
     });
 
@@ -382,7 +392,7 @@ struct RunCtx<'a> {
     cancel: &'a CancellationToken,
     stop: &'a CancellationToken,
     observer: &'a dyn Observer,
-    metrics: &'a Arc<Vec<String>>,
+    metrics: &'a Arc<Scraper>,
     baseline: Option<&'a Value>,
     /// The embedded cluster, for its members' CPU and memory per step.
     embedded: Option<&'a crate::embedded::Shared>,
@@ -483,11 +493,7 @@ fn settle(ctx: RunCtx<'_>, report: &mut Report, step: StepReport) -> Option<Outc
         .expect("step in plan");
     let failed = step.status == StepStatus::Failed && !spec.continue_on_error;
     let interrupted = step.status == StepStatus::Interrupted;
-    let kind = step
-        .error
-        .as_ref()
-        .map(|e| e.kind.clone())
-        .unwrap_or_default();
+    let kind = step.error.as_ref().map_or(ErrorKind::Script, |e| e.kind);
     let name = step.name.clone();
     let msg = step
         .error
@@ -513,11 +519,7 @@ fn settle(ctx: RunCtx<'_>, report: &mut Report, step: StepReport) -> Option<Outc
             step: Some(name),
             reason: format!("step failed: {msg}"),
         });
-        return Some(if kind == "infrastructure" {
-            Outcome::InfrastructureError
-        } else {
-            Outcome::ScriptError
-        });
+        return Some(kind.outcome());
     }
     // Thresholds marked abort_on_fail are checked as soon as the steps they read are done.
     if evaluate_thresholds(plan, report, true, baseline) {
@@ -607,34 +609,29 @@ fn spawn_step(
     host: &Arc<Host>,
     spec: &StepSpec,
     plan: &Plan,
-    metrics: &Arc<Vec<String>>,
+    metrics: &Arc<Scraper>,
     embedded: Option<crate::embedded::Shared>,
 ) -> JoinHandle<StepReport> {
     let metrics = metrics.clone();
     let blocking = call_step(host, spec, plan);
     let spec = spec.clone();
     tokio::spawn(async move {
-        let before = if metrics.is_empty() {
-            None
-        } else {
-            Some(scrape_all(&metrics).await)
-        };
+        let before = metrics.scrape_all().await;
         let pids = move || embedded.as_ref().map(crate::embedded::running_pids);
         let cpu_before = pids().map(|p| process::CpuMark::now(&p));
         let mut report = join_step(tokio::task::spawn_blocking(blocking), &spec).await;
-        if let Some(before) = before {
-            let mut server = server_step(&before, &scrape_all(&metrics).await);
-            if let (Some(now), Some(mark)) = (pids(), cpu_before) {
-                server.process = Some(ProcessStep {
-                    cpu_seconds: mark.since(&now).as_secs_f64(),
-                    rss_bytes: now.iter().filter_map(|p| process::rss(*p)).sum(),
-                    members: now.len(),
-                });
-            }
-            if let Value::Object(m) = &mut report.record {
-                m.entry("server")
-                    .or_insert_with(|| serde_json::to_value(server).unwrap_or_default());
-            }
+        let after = metrics.scrape_all().await;
+        let mut server = server_step(&before, &after);
+        if let (Some(now), Some(mark)) = (pids(), cpu_before) {
+            server.process = Some(ProcessStep {
+                cpu: mark.since(&now).as_secs_f64() * 1e3,
+                rss_bytes: now.iter().filter_map(|p| process::rss(*p)).sum(),
+                members: now.len(),
+            });
+        }
+        if let Value::Object(m) = &mut report.record {
+            m.entry("server")
+                .or_insert_with(|| serde_json::to_value(server).unwrap_or_default());
         }
         report
     })
@@ -658,14 +655,14 @@ fn call_step(
         let (status, error, record) = match result {
             Ok(record) => (StepStatus::Passed, None, record),
             Err(e) => {
-                let status = if e.kind == "interrupted" {
+                let status = if e.kind == ErrorKind::Interrupted {
                     StepStatus::Interrupted
                 } else {
                     StepStatus::Failed
                 };
                 let record = e.record.clone().unwrap_or_else(|| json!({}));
                 let mut info = error_info(&e);
-                if e.kind == "timeout" {
+                if e.kind == ErrorKind::StepTimeout {
                     info.message = format!(
                         "step `{}` ran past its timeout of {:?}",
                         spec.name,
@@ -697,8 +694,8 @@ async fn join_step(h: JoinHandle<StepReport>, spec: &StepSpec) -> StepReport {
             started_at: None,
             duration_ms: 0.0,
             error: Some(ErrorInfo {
-                kind: "script".into(),
-                message: format!("the step panicked: {e}"),
+                kind: ErrorKind::Infrastructure,
+                message: format!("the step panicked: {e} (a bug in scen: please report it)"),
                 location: None,
                 detail: None,
             }),

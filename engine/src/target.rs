@@ -41,6 +41,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A TLS file that is not usable PEM.
+    #[error("{what} {path}: not a usable PEM file: {reason}")]
+    BadPem {
+        /// Which flag.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What the TLS library said.
+        reason: String,
+    },
     /// `--cert` without `--key`, or the reverse.
     #[error("--cert and --key must be given together")]
     CertWithoutKey,
@@ -95,6 +105,48 @@ impl ConnectSettings {
             _ => return Err(Error::CertWithoutKey),
         }
         Ok(Some(tls))
+    }
+
+    /// An HTTP client with the same TLS settings as the etcd connection (CA, client certificate),
+    /// for the members' `/metrics`.
+    pub fn http_client(&self) -> Result<reqwest::Client> {
+        let read = |what: &'static str, path: &PathBuf| {
+            std::fs::read(path).map_err(|source| Error::TlsFile {
+                what,
+                path: path.clone(),
+                source,
+            })
+        };
+        let mut b = reqwest::Client::builder().use_rustls_tls();
+        if let Some(ca) = &self.cacert {
+            let pem = read("--cacert", ca)?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| Error::BadPem {
+                what: "--cacert",
+                path: ca.clone(),
+                reason: e.to_string(),
+            })?;
+            b = b.add_root_certificate(cert);
+        }
+        match (&self.cert, &self.key) {
+            (Some(c), Some(k)) => {
+                let mut pem = read("--cert", c)?;
+                pem.push(b'\n');
+                pem.extend(read("--key", k)?);
+                let id = reqwest::Identity::from_pem(&pem).map_err(|e| Error::BadPem {
+                    what: "--cert/--key",
+                    path: c.clone(),
+                    reason: e.to_string(),
+                })?;
+                b = b.identity(id);
+            }
+            (None, None) => {}
+            _ => return Err(Error::CertWithoutKey),
+        }
+        b.build().map_err(|e| Error::BadPem {
+            what: "TLS settings",
+            path: PathBuf::new(),
+            reason: e.to_string(),
+        })
     }
 
     /// Endpoints with a scheme: `https://` when TLS flags are set, `http://` otherwise.
@@ -227,6 +279,14 @@ impl Target {
         self.embedded
             .as_ref()
             .map(crate::embedded::running_pids)
+            .unwrap_or_default()
+    }
+
+    /// Members of the embedded cluster that died on their own (empty for other clusters).
+    pub fn died(&self) -> Vec<String> {
+        self.embedded
+            .as_ref()
+            .map(|e| e.lock().unwrap_or_else(|p| p.into_inner()).died())
             .unwrap_or_default()
     }
 

@@ -374,8 +374,9 @@ async fn a_rejected_object_fails_the_step_naming_it_as_the_scenarios_fault() {
     let text = e.to_string();
     assert!(text.contains("create pods scen-ns-0/pod-"), "{text}");
     assert!(text.contains("spec.containers: Required value"), "{text}");
-    assert!(
-        !e.is_infrastructure(),
+    assert_eq!(
+        e.kind(),
+        scen_engine::report::ErrorKind::Script,
         "a 4xx is the scenario's doing (exit 2), not the cluster's"
     );
 }

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use etcd_client::{AlarmAction, AlarmOptions, AlarmType, DeleteOptions, GetOptions};
 use serde::{Deserialize, Serialize};
 
-use super::latency::{LatencySummary, Recorder};
 use super::{ms, Error, Result, SizeValue};
+use crate::measure::latency::{Distribution, Recorder};
 use crate::target::Target;
 
 fn etcd(op: &'static str) -> impl FnOnce(etcd_client::Error) -> Error {
@@ -78,6 +78,7 @@ pub struct PutRecord {
     /// The cluster revision after the write.
     pub revision: i64,
     /// Request latency.
+    #[schemars(with = "crate::measure::Ms")]
     pub duration_ms: f64,
 }
 
@@ -123,6 +124,7 @@ pub struct GetRecord {
     /// The value as text (lossy UTF-8), empty when absent.
     pub value: String,
     /// Value length in bytes.
+    #[schemars(with = "crate::measure::Bytes")]
     pub value_size: u64,
     /// Revision that created the key.
     pub create_revision: i64,
@@ -133,6 +135,7 @@ pub struct GetRecord {
     /// The cluster revision at the read.
     pub revision: i64,
     /// Request latency.
+    #[schemars(with = "crate::measure::Ms")]
     pub duration_ms: f64,
 }
 
@@ -229,12 +232,14 @@ pub struct RangeRecord {
     /// Whether more keys exist beyond `limit`.
     pub more: bool,
     /// Total bytes of the returned values.
+    #[schemars(with = "crate::measure::Bytes")]
     pub value_bytes: u64,
     /// The first `list` keys returned.
     pub keys: Vec<String>,
     /// The cluster revision at the read.
     pub revision: i64,
     /// Request latency.
+    #[schemars(with = "crate::measure::Ms")]
     pub duration_ms: f64,
 }
 
@@ -287,6 +292,7 @@ pub struct DeleteRecord {
     /// The cluster revision after the delete.
     pub revision: i64,
     /// Request latency.
+    #[schemars(with = "crate::measure::Ms")]
     pub duration_ms: f64,
 }
 
@@ -346,13 +352,16 @@ pub struct PutManyRecord {
     /// The first few error messages.
     pub error_samples: Vec<String>,
     /// Value bytes written.
+    #[schemars(with = "crate::measure::Bytes")]
     pub bytes: u64,
     /// Wall time of the whole batch.
+    #[schemars(with = "crate::measure::Ms")]
     pub duration_ms: f64,
     /// Successful puts per second.
+    #[schemars(with = "crate::measure::PerSecond")]
     pub throughput: f64,
     /// Per-request latency.
-    pub latency: LatencySummary,
+    pub latency: Distribution,
 }
 
 /// Writes `count` keys of `value_size` bytes with bounded concurrency, recording latency.
@@ -406,7 +415,7 @@ pub async fn put_many(target: &Target, opts: &PutManyOptions) -> Result<PutManyR
     for w in workers {
         let (rec, e, s) = w
             .await
-            .map_err(|e| Error::Options(format!("worker panicked: {e}")))?;
+            .map_err(|e| Error::Internal(format!("a put_many worker panicked: {e}")))?;
         all.merge(&rec);
         errors += e;
         error_samples.extend(
@@ -446,8 +455,10 @@ pub struct MemberStatus {
     /// Server version.
     pub version: String,
     /// Backend database size in bytes (allocated).
+    #[schemars(with = "crate::measure::Bytes")]
     pub db_size: i64,
     /// Bytes of the backend actually in use.
+    #[schemars(with = "crate::measure::Bytes")]
     pub db_size_in_use: i64,
     /// Store revision.
     pub revision: i64,
@@ -460,6 +471,7 @@ pub struct MemberStatus {
     /// Errors the member reports, or why it could not be asked.
     pub errors: Vec<String>,
     /// Latency of the status request.
+    #[schemars(with = "crate::measure::Ms")]
     pub duration_ms: f64,
 }
 
@@ -475,8 +487,10 @@ pub struct StatusRecord {
     /// The leader's id (hex), empty when none.
     pub leader: String,
     /// Largest db size among members.
+    #[schemars(with = "crate::measure::Bytes")]
     pub db_size: i64,
     /// Largest in-use size among members.
+    #[schemars(with = "crate::measure::Bytes")]
     pub db_size_in_use: i64,
     /// Highest revision among members.
     pub revision: i64,
@@ -673,6 +687,7 @@ pub struct MemberHealth {
     /// Whether a linearizable read succeeded.
     pub healthy: bool,
     /// Latency of the check.
+    #[schemars(with = "crate::measure::Ms")]
     pub took_ms: f64,
     /// Why it is unhealthy.
     pub error: Option<String>,

@@ -25,10 +25,13 @@ pub struct FaultRecord {
     pub leader_after: Option<String>,
     /// Killing or pausing the leader: ms until another member was leader (`null` otherwise, or when
     /// no leader could be elected).
+    #[schemars(with = "Option<crate::measure::Ms>")]
     pub election_ms: Option<f64>,
     /// Restart or resume: ms until the member answered `/health` again.
+    #[schemars(with = "Option<crate::measure::Ms>")]
     pub ready_ms: Option<f64>,
     /// `slow_disk`: the added fsync delay, ms (0: removed).
+    #[schemars(with = "Option<crate::measure::Ms>")]
     pub delay_ms: Option<f64>,
     /// Members in the cluster.
     pub members: u64,
@@ -37,6 +40,7 @@ pub struct FaultRecord {
     /// Whether the alive members still form a majority.
     pub quorum: bool,
     /// Wall time of the action, ms.
+    #[schemars(with = "crate::measure::Ms")]
     pub duration_ms: f64,
 }
 

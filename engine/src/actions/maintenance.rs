@@ -68,10 +68,13 @@ pub struct CompactRecord {
     /// The revision compacted to (older revisions can no longer be read).
     pub compacted_to: i64,
     /// Bytes of the backend in use before (largest member).
+    #[schemars(with = "crate::measure::Bytes")]
     pub db_size_in_use_before: i64,
     /// Bytes of the backend in use after (largest member).
+    #[schemars(with = "crate::measure::Bytes")]
     pub db_size_in_use_after: i64,
     /// How long the compaction took.
+    #[schemars(with = "crate::measure::Ms")]
     pub duration_ms: f64,
 }
 
@@ -141,16 +144,22 @@ pub struct MemberDefrag {
     /// Whether it was the leader.
     pub was_leader: bool,
     /// Backend size before.
+    #[schemars(with = "crate::measure::Bytes")]
     pub db_size_before: i64,
     /// Backend size after.
+    #[schemars(with = "crate::measure::Bytes")]
     pub db_size_after: i64,
     /// In-use bytes before.
+    #[schemars(with = "crate::measure::Bytes")]
     pub in_use_before: i64,
     /// In-use bytes after.
+    #[schemars(with = "crate::measure::Bytes")]
     pub in_use_after: i64,
     /// Bytes returned to the file system.
+    #[schemars(with = "crate::measure::Bytes")]
     pub freed_bytes: i64,
     /// How long the member was blocked.
+    #[schemars(with = "crate::measure::Ms")]
     pub duration_ms: f64,
 }
 
@@ -160,12 +169,16 @@ pub struct DefragRecord {
     /// Members defragmented, in order.
     pub members: Vec<MemberDefrag>,
     /// Bytes freed, all members.
+    #[schemars(with = "crate::measure::Bytes")]
     pub freed_bytes: i64,
     /// Largest backend size before.
+    #[schemars(with = "crate::measure::Bytes")]
     pub db_size_before: i64,
     /// Largest backend size after.
+    #[schemars(with = "crate::measure::Bytes")]
     pub db_size_after: i64,
     /// Total time.
+    #[schemars(with = "crate::measure::Ms")]
     pub duration_ms: f64,
 }
 
@@ -268,6 +281,7 @@ pub struct SnapshotRecord {
     /// Where the snapshot was written.
     pub path: String,
     /// File size in bytes.
+    #[schemars(with = "crate::measure::Bytes")]
     pub size: u64,
     /// Revision the snapshot holds (etcdutl snapshot status).
     pub revision: i64,
@@ -280,6 +294,7 @@ pub struct SnapshotRecord {
     /// Whether etcdutl verified the file's integrity hash.
     pub verified: bool,
     /// How long saving took.
+    #[schemars(with = "crate::measure::Ms")]
     pub duration_ms: f64,
 }
 
@@ -287,7 +302,10 @@ pub struct SnapshotRecord {
 /// `etcdutl snapshot status`, as an operator would.
 pub async fn snapshot(target: &Target, artifacts: &Path, path: &str) -> Result<SnapshotRecord> {
     let file = artifact_path(artifacts, path)?;
-    let io = |e: std::io::Error| Error::Options(format!("cannot write {}: {e}", file.display()));
+    let io = |source: std::io::Error| Error::Io {
+        what: format!("cannot write {}", file.display()),
+        source,
+    };
     if let Some(dir) = file.parent() {
         tokio::fs::create_dir_all(dir).await.map_err(io)?;
     }
@@ -371,6 +389,7 @@ pub struct RestoreRecord {
     /// The restored member's revision.
     pub revision: i64,
     /// Time to restore the files and start the member until it answered.
+    #[schemars(with = "crate::measure::Ms")]
     pub start_ms: f64,
 }
 

@@ -9,6 +9,8 @@ use std::time::Duration;
 use prometheus_parse::{Scrape, Value};
 use serde::Serialize;
 
+use crate::measure::latency::{bucket_quantile, Distribution};
+
 /// One member's parsed metrics.
 #[derive(Debug, Clone)]
 pub struct MemberScrape {
@@ -27,68 +29,79 @@ pub struct ClusterScrape {
     pub failed: Vec<(String, String)>,
 }
 
-/// GETs `<base>/metrics` over plain HTTP (loopback or a metrics port), with a 5 s limit.
-async fn fetch(base: &str) -> Result<String, String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = base
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{base}: only http:// metrics URLs are supported"))?;
-    let host = rest.split('/').next().unwrap_or(rest);
-    let get = async {
-        let mut s = tokio::net::TcpStream::connect(host)
-            .await
-            .map_err(|e| e.to_string())?;
-        s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").ok_or("malformed HTTP answer")?;
-        if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
-            return Err(head.lines().next().unwrap_or("").to_string());
-        }
-        Ok(body.to_string())
-    };
-    // Loopback or a LAN: a member that cannot answer in 2 s is hung (or paused by a fault).
-    tokio::time::timeout(Duration::from_secs(2), get)
-        .await
-        .map_err(|_| "timed out after 2s".to_string())?
+/// Where and how a run scrapes `/metrics`: every member's URL and one HTTP client with the same
+/// TLS settings as the etcd connection (so an `https://` cluster's metrics need no extra flags).
+#[derive(Debug, Clone, Default)]
+pub struct Scraper {
+    client: reqwest::Client,
+    /// One URL per member: its client URL, or a metrics URL (`--metrics-urls`).
+    pub urls: Vec<String>,
 }
 
-/// Scrapes every URL (each a member's client or metrics URL).
-pub async fn scrape_all(urls: &[String]) -> ClusterScrape {
-    let mut out = ClusterScrape::default();
-    // All members at once: one hung member costs one timeout, not one per member.
-    let fetched = {
-        let mut set = tokio::task::JoinSet::new();
-        for (i, url) in urls.iter().enumerate() {
-            let url = url.clone();
-            set.spawn(async move { (i, fetch(&url).await) });
+impl Scraper {
+    /// A scraper of `urls` with `client`.
+    pub fn new(client: reqwest::Client, urls: Vec<String>) -> Self {
+        Scraper { client, urls }
+    }
+
+    /// GETs `<url>/metrics` (or `url` itself when it already ends in `/metrics`) within 2 s.
+    async fn fetch(&self, base: &str) -> Result<String, String> {
+        let url = if base.trim_end_matches('/').ends_with("/metrics") {
+            base.to_string()
+        } else {
+            format!("{}/metrics", base.trim_end_matches('/'))
+        };
+        // Loopback or a LAN: a member that cannot answer in 2 s is hung (or paused by a fault).
+        let resp = self
+            .client
+            .get(&url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .map_err(|e| describe_http_error(&e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(format!("{url} answered {status}"));
         }
-        let mut all = Vec::with_capacity(urls.len());
-        while let Some(r) = set.join_next().await {
-            if let Ok(r) = r {
-                all.push(r);
+        resp.text().await.map_err(|e| describe_http_error(&e))
+    }
+
+    /// Scrapes every member at once: one hung member costs one timeout, not one per member.
+    pub async fn scrape_all(&self) -> ClusterScrape {
+        let mut out = ClusterScrape::default();
+        let fetched = futures_util::future::join_all(self.urls.iter().map(|u| self.fetch(u))).await;
+        for (url, result) in self.urls.iter().zip(fetched) {
+            match result {
+                Ok(text) => match Scrape::parse(text.lines().map(|l| Ok(l.to_string()))) {
+                    Ok(scrape) => out.members.push(MemberScrape {
+                        url: url.clone(),
+                        scrape,
+                    }),
+                    Err(e) => out
+                        .failed
+                        .push((url.clone(), format!("not Prometheus text: {e}"))),
+                },
+                Err(e) => out.failed.push((url.clone(), e)),
             }
         }
-        all.sort_by_key(|r| r.0);
-        all
-    };
-    for (i, result) in fetched {
-        let url = &urls[i];
-        match result {
-            Ok(text) => match Scrape::parse(text.lines().map(|l| Ok(l.to_string()))) {
-                Ok(scrape) => out.members.push(MemberScrape {
-                    url: url.clone(),
-                    scrape,
-                }),
-                Err(e) => out.failed.push((url.clone(), e.to_string())),
-            },
-            Err(e) => out.failed.push((url.clone(), e)),
-        }
+        out
     }
-    out
+}
+
+/// An HTTP failure as a person reads it: the cause chain, not reqwest's debug text.
+fn describe_http_error(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    if e.is_timeout() {
+        return "timed out after 2s".into();
+    }
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
 }
 
 /// Options of `metrics::scrape`.
@@ -146,8 +159,8 @@ pub struct ScrapeRecord {
 }
 
 /// Scrapes every member and returns their samples, filtered by name or prefix.
-pub async fn scrape(urls: &[String], opts: &ScrapeOptions) -> ScrapeRecord {
-    let all = scrape_all(urls).await;
+pub async fn scrape(scraper: &Scraper, opts: &ScrapeOptions) -> ScrapeRecord {
+    let all = scraper.scrape_all().await;
     let keep = |name: &str| {
         opts.names
             .as_ref()
@@ -239,60 +252,44 @@ fn scalar(s: &Scrape, name: &str) -> Option<f64> {
     (!vals.is_empty()).then(|| vals.iter().sum())
 }
 
-/// Quantiles of one histogram over a window, in milliseconds.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, schemars::JsonSchema)]
-pub struct WindowQuantiles {
-    /// Observations in the window.
-    pub count: f64,
-    /// Median (ms), interpolated within its bucket.
-    pub p50: f64,
-    /// 90th percentile (ms).
-    pub p90: f64,
-    /// 99th percentile (ms).
-    pub p99: f64,
+/// Cumulative buckets and sum of a histogram in one scrape, summed over its label sets.
+fn histogram(s: &Scrape, name: &str) -> (BTreeMap<u64, f64>, f64) {
+    let sum = scalar(s, &format!("{name}_sum")).unwrap_or(0.0);
+    (buckets(s, name), sum)
 }
 
-/// `histogram_quantile` on cumulative buckets keyed by `le` bits (values in seconds).
-pub fn quantile(q: f64, cumulative: &[(f64, f64)]) -> f64 {
-    let Some(&(_, total)) = cumulative.last() else {
-        return 0.0;
-    };
-    if total <= 0.0 {
-        return 0.0;
-    }
-    let rank = q * total;
-    let mut prev = (0.0, 0.0);
-    for &(le, c) in cumulative {
-        if c >= rank {
-            if le.is_infinite() {
-                return prev.0; // like Prometheus: the highest finite bound
-            }
-            let in_bucket = c - prev.1;
-            let frac = if in_bucket > 0.0 {
-                (rank - prev.1) / in_bucket
-            } else {
-                0.0
-            };
-            return prev.0 + (le - prev.0) * frac;
-        }
-        prev = (le, c);
-    }
-    prev.0
+/// The total observation count of cumulative buckets (the +Inf bucket's).
+fn total(b: &BTreeMap<u64, f64>) -> f64 {
+    b.values().copied().fold(0.0, f64::max)
 }
 
-fn window(before: &ClusterScrape, after: &ClusterScrape, name: &str) -> WindowQuantiles {
-    // Sum by (le) over members, after minus before (a member restarted mid-step resets: clamp at 0).
+/// One histogram over the window between two scrapes, as a [`Distribution`] in ms: quantiles
+/// interpolated as PromQL's `histogram_quantile`, the mean from `_sum`/`_count`, and the window's
+/// buckets kept so any quantile can be asked later. A member whose counts went down restarted
+/// during the window: what it counted since is its increase, as Prometheus' `increase()` takes it.
+fn window(before: &ClusterScrape, after: &ClusterScrape, name: &str) -> Distribution {
     let mut sum: BTreeMap<u64, f64> = BTreeMap::new();
+    let mut seconds = 0.0;
     for m in &after.members {
-        let b = before
-            .members
-            .iter()
-            .find(|x| x.url == m.url)
-            .map(|x| buckets(&x.scrape, name))
-            .unwrap_or_default();
-        for (le, c) in buckets(&m.scrape, name) {
-            *sum.entry(le).or_insert(0.0) += (c - b.get(&le).copied().unwrap_or(0.0)).max(0.0);
+        let Some(b) = before.members.iter().find(|x| x.url == m.url) else {
+            continue;
+        };
+        let (b_buckets, b_sum) = histogram(&b.scrape, name);
+        let (a_buckets, a_sum) = histogram(&m.scrape, name);
+        let reset = total(&a_buckets) < total(&b_buckets);
+        for (le, c) in &a_buckets {
+            let base = if reset {
+                0.0
+            } else {
+                b_buckets.get(le).copied().unwrap_or(0.0)
+            };
+            *sum.entry(*le).or_insert(0.0) += (c - base).max(0.0);
         }
+        seconds += if reset {
+            a_sum
+        } else {
+            (a_sum - b_sum).max(0.0)
+        };
     }
     let mut cum: Vec<(f64, f64)> = sum
         .into_iter()
@@ -300,67 +297,92 @@ fn window(before: &ClusterScrape, after: &ClusterScrape, name: &str) -> WindowQu
         .collect();
     cum.sort_by(|a, b| a.0.total_cmp(&b.0));
     let count = cum.last().map_or(0.0, |x| x.1);
-    WindowQuantiles {
-        count,
-        p50: quantile(0.5, &cum) * 1e3,
-        p90: quantile(0.9, &cum) * 1e3,
-        p99: quantile(0.99, &cum) * 1e3,
+    let q = |q: f64| bucket_quantile(q, &cum).map(|v| v * 1e3);
+    Distribution {
+        count: count as u64,
+        mean: (count > 0.0).then(|| seconds / count * 1e3),
+        p50: q(0.5),
+        p90: q(0.9),
+        p99: q(0.99),
+        p999: q(0.999),
+        buckets: (count > 0.0).then(|| {
+            cum.iter()
+                .map(|&(le, c)| (le.is_finite().then_some(le * 1e3), c))
+                .collect()
+        }),
+        ..Distribution::default()
     }
 }
 
-fn delta(before: &ClusterScrape, after: &ClusterScrape, name: &str) -> f64 {
-    after
-        .members
-        .iter()
-        .map(|m| {
-            let b = before
-                .members
-                .iter()
-                .find(|x| x.url == m.url)
-                .and_then(|x| scalar(&x.scrape, name))
-                .unwrap_or(0.0);
-            (scalar(&m.scrape, name).unwrap_or(0.0) - b).max(0.0)
-        })
-        .sum()
+/// A counter's increase over the window, all members (`None` when no member was scraped twice
+/// or none exports it); a member whose counter went down restarted, and counts from zero.
+fn delta(before: &ClusterScrape, after: &ClusterScrape, name: &str) -> Option<f64> {
+    let mut out = None;
+    for m in &after.members {
+        let Some(b) = before.members.iter().find(|x| x.url == m.url) else {
+            continue;
+        };
+        let (Some(a), Some(b)) = (scalar(&m.scrape, name), scalar(&b.scrape, name)) else {
+            continue;
+        };
+        let inc = if a < b { a } else { a - b };
+        out = Some(out.unwrap_or(0.0) + inc);
+    }
+    out
 }
 
-fn gauge_max(after: &ClusterScrape, name: &str) -> f64 {
+/// A gauge after the window, its largest value over members (`None` when none exports it).
+fn gauge_max(after: &ClusterScrape, name: &str) -> Option<f64> {
     after
         .members
         .iter()
         .filter_map(|m| scalar(&m.scrape, name))
-        .fold(0.0, f64::max)
+        .reduce(f64::max)
 }
 
-/// The server's view of one step, from a scrape before and one after it.
+/// The server's view of one step, from a scrape before and one after it. Figures no member
+/// reported are `null`; when any member could not be scraped, `no_data` says which and why, and
+/// thresholds on these figures fail with "no data".
 #[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct ServerStep {
-    /// Members scraped (both before and after).
+    /// Members scraped both before and after.
     pub members: usize,
-    /// WAL fsync latency during the step (etcd_disk_wal_fsync_duration_seconds), ms.
-    pub wal_fsync: WindowQuantiles,
-    /// Backend commit latency during the step (etcd_disk_backend_commit_duration_seconds), ms.
-    pub backend_commit: WindowQuantiles,
-    /// Peer round trip time during the step (etcd_network_peer_round_trip_time_seconds), ms.
-    pub peer_rtt: WindowQuantiles,
-    /// gRPC handling time during the step (grpc_server_handling_seconds; needs --metrics=extensive), ms.
-    pub grpc_handling: WindowQuantiles,
+    /// Why figures are missing or partial (a member not scraped, no metrics URL); `null` when
+    /// every member was scraped before and after the step.
+    pub no_data: Option<String>,
+    /// WAL fsync latency during the step (etcd_disk_wal_fsync_duration_seconds).
+    pub wal_fsync: Distribution,
+    /// Backend commit latency during the step (etcd_disk_backend_commit_duration_seconds).
+    pub backend_commit: Distribution,
+    /// Peer round trip time during the step (etcd_network_peer_round_trip_time_seconds; no
+    /// samples on a one-member cluster).
+    pub peer_rtt: Distribution,
+    /// gRPC handling time during the step (grpc_server_handling_seconds; etcd exports it only
+    /// with --metrics=extensive).
+    pub grpc_handling: Distribution,
     /// Leader changes seen during the step, all members.
-    pub leader_changes: f64,
+    #[schemars(with = "Option<crate::measure::Count>")]
+    pub leader_changes: Option<f64>,
     /// Proposals that failed during the step.
-    pub proposals_failed: f64,
+    #[schemars(with = "Option<crate::measure::Count>")]
+    pub proposals_failed: Option<f64>,
     /// Proposals committed during the step.
-    pub proposals_committed: f64,
+    #[schemars(with = "Option<crate::measure::Count>")]
+    pub proposals_committed: Option<f64>,
     /// Applies that took too long during the step.
-    pub slow_applies: f64,
-    /// Backend size after the step, largest member (bytes).
-    pub db_size: f64,
+    #[schemars(with = "Option<crate::measure::Count>")]
+    pub slow_applies: Option<f64>,
+    /// Backend size after the step, largest member.
+    #[schemars(with = "Option<crate::measure::Bytes>")]
+    pub db_size: Option<f64>,
     /// Backend bytes in use after the step, largest member.
-    pub db_size_in_use: f64,
-    /// Whether every member had a leader after the step.
-    pub has_leader: bool,
+    #[schemars(with = "Option<crate::measure::Bytes>")]
+    pub db_size_in_use: Option<f64>,
+    /// Whether every member scraped had a leader after the step.
+    pub has_leader: Option<bool>,
     /// Proposals pending after the step, largest member.
-    pub proposals_pending: f64,
+    #[schemars(with = "Option<crate::measure::Count>")]
+    pub proposals_pending: Option<f64>,
     /// Members that could not be scraped, with the reason.
     pub unscraped: Vec<String>,
     /// The etcd process scen started: CPU and memory during the step (absent for other clusters).
@@ -370,10 +392,12 @@ pub struct ServerStep {
 /// CPU and memory of the embedded members during a step, summed over members.
 #[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct ProcessStep {
-    /// CPU seconds (user + system) the members used during the step. A member restarted during
+    /// CPU time (user + system) the members used during the step. A member restarted during
     /// the step counts from its restart; one stopped and not restarted is left out.
-    pub cpu_seconds: f64,
-    /// Resident memory of the running members after the step, bytes.
+    #[schemars(with = "crate::measure::Ms")]
+    pub cpu: f64,
+    /// Resident memory of the running members after the step.
+    #[schemars(with = "crate::measure::Bytes")]
     pub rss_bytes: u64,
     /// Members running after the step (those summed).
     pub members: usize,
@@ -381,19 +405,42 @@ pub struct ProcessStep {
 
 /// Computes a step's server figures.
 pub fn server_step(before: &ClusterScrape, after: &ClusterScrape) -> ServerStep {
-    let mut unscraped: Vec<String> = after
+    let mut unscraped: Vec<String> = before
         .failed
         .iter()
-        .chain(&before.failed)
-        .map(|(u, e)| format!("{u}: {e}"))
+        .map(|(u, e)| format!("{u}: {e} (before the step)"))
+        .chain(
+            after
+                .failed
+                .iter()
+                .map(|(u, e)| format!("{u}: {e} (after the step)")),
+        )
         .collect();
     unscraped.dedup();
+    let members = after
+        .members
+        .iter()
+        .filter(|m| before.members.iter().any(|b| b.url == m.url))
+        .count();
+    let no_data = if !unscraped.is_empty() {
+        Some(format!(
+            "{} member(s) could not be scraped: {}",
+            unscraped.len(),
+            unscraped.join("; ")
+        ))
+    } else if members == 0 {
+        Some("no member's /metrics was scraped".to_string())
+    } else {
+        None
+    };
+    let leaders: Vec<f64> = after
+        .members
+        .iter()
+        .filter_map(|m| scalar(&m.scrape, "etcd_server_has_leader"))
+        .collect();
     ServerStep {
-        members: after
-            .members
-            .iter()
-            .filter(|m| before.members.iter().any(|b| b.url == m.url))
-            .count(),
+        members,
+        no_data,
         wal_fsync: window(before, after, "etcd_disk_wal_fsync_duration_seconds"),
         backend_commit: window(before, after, "etcd_disk_backend_commit_duration_seconds"),
         peer_rtt: window(before, after, "etcd_network_peer_round_trip_time_seconds"),
@@ -404,11 +451,7 @@ pub fn server_step(before: &ClusterScrape, after: &ClusterScrape) -> ServerStep 
         slow_applies: delta(before, after, "etcd_server_slow_apply_total"),
         db_size: gauge_max(after, "etcd_mvcc_db_total_size_in_bytes"),
         db_size_in_use: gauge_max(after, "etcd_mvcc_db_total_size_in_use_in_bytes"),
-        has_leader: !after.members.is_empty()
-            && after
-                .members
-                .iter()
-                .all(|m| scalar(&m.scrape, "etcd_server_has_leader").unwrap_or(0.0) >= 1.0),
+        has_leader: (!leaders.is_empty()).then(|| leaders.iter().all(|l| *l >= 1.0)),
         proposals_pending: gauge_max(after, "etcd_server_proposals_pending"),
         unscraped,
         process: None,
@@ -444,28 +487,60 @@ mod tests {
         let before = parse(&hist(100, 100, 100));
         let after = parse(&hist(100, 100, 110));
         let w = window(&before, &after, "h");
-        assert_eq!(w.count, 10.0);
+        assert_eq!(w.count, 10);
         // Every observation of the window is in the (10ms, 100ms] bucket: p50 interpolates to 55 ms.
-        assert!((w.p50 - 55.0).abs() < 1e-6, "{w:?}");
-        assert!((w.p99 - 99.1).abs() < 1e-6, "{w:?}");
+        assert!((w.p50.unwrap() - 55.0).abs() < 1e-6, "{w:?}");
+        assert!((w.p99.unwrap() - 99.1).abs() < 1e-6, "{w:?}");
+        // Any quantile from the kept buckets, as thresholds ask it.
+        let json = serde_json::to_value(&w).unwrap();
+        let p95 = crate::measure::latency::quantile_of(&json, 0.95).unwrap();
+        assert!((p95 - 95.5).abs() < 1e-6, "{p95}");
     }
 
     #[test]
-    fn histogram_quantile_matches_prometheus() {
-        let cum = [
-            (0.001, 50.0),
-            (0.01, 90.0),
-            (0.1, 100.0),
-            (f64::INFINITY, 100.0),
-        ];
-        assert!((quantile(0.5, &cum) - 0.001).abs() < 1e-12);
-        assert!((quantile(0.9, &cum) - 0.01).abs() < 1e-12);
-        assert!((quantile(0.95, &cum) - 0.055).abs() < 1e-12);
-        let beyond = [(0.001, 0.0), (f64::INFINITY, 10.0)];
+    fn an_empty_window_has_no_data_not_zero() {
+        let before = parse(&hist(100, 100, 100));
+        let w = window(&before, &before, "h");
+        assert_eq!(w.count, 0);
+        assert_eq!((w.p50, w.p99, w.mean), (None, None, None));
+        let none = window(&before, &before, "not_exported");
+        assert_eq!(none.p99, None);
+        let view = server_step(&before, &before);
+        assert_eq!(view.no_data, None);
+        assert_eq!(view.leader_changes, None, "h has no leader counter");
+    }
+
+    #[test]
+    fn a_restarted_member_counts_from_zero_like_increase() {
+        // The member restarted during the step: its histogram starts again at 5 observations.
+        let before = parse(&hist(100, 100, 100));
+        let after = parse(&hist(0, 0, 5));
+        let w = window(&before, &after, "h");
+        assert_eq!(w.count, 5, "{w:?}");
+        let c = |v: u32| parse(&format!("# TYPE c counter\nc {v}\n"));
+        assert_eq!(delta(&c(10), &c(14), "c"), Some(4.0));
         assert_eq!(
-            quantile(0.99, &beyond),
-            0.001,
-            "the +Inf bucket answers its lower bound"
+            delta(&c(10), &c(3), "c"),
+            Some(3.0),
+            "a reset counts from 0"
         );
+    }
+
+    #[test]
+    fn an_unscraped_member_is_no_data() {
+        let before = parse(&hist(100, 100, 100));
+        let mut after = parse(&hist(100, 100, 110));
+        after
+            .failed
+            .push(("http://127.0.0.1:1".into(), "connection refused".into()));
+        let view = server_step(&before, &after);
+        let why = view.no_data.unwrap();
+        assert!(
+            why.contains("127.0.0.1:1") && why.contains("connection refused"),
+            "{why}"
+        );
+        let empty = server_step(&ClusterScrape::default(), &ClusterScrape::default());
+        assert!(empty.no_data.unwrap().contains("no member"));
+        assert_eq!(empty.has_leader, None);
     }
 }

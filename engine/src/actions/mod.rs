@@ -4,7 +4,6 @@
 pub mod cluster;
 pub mod etcd;
 pub mod fault;
-pub mod latency;
 pub mod maintenance;
 pub mod metrics;
 pub mod process;
@@ -76,6 +75,27 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// A failure of a known kind (every request of a load failed, the target died).
+    #[error("{message}")]
+    Failed {
+        /// What kind of failure; decides the exit code.
+        kind: crate::report::ErrorKind,
+        /// What happened and what to check.
+        message: String,
+    },
+    /// Something inside scen failed: a worker panicked, a thread could not start. A bug or the
+    /// machine's limits, not the scenario's doing.
+    #[error("{0} (inside scen: please report it with the scenario)")]
+    Internal(String),
+    /// A file scen reads or writes for a step (a snapshot, a restored data directory).
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        what: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A failure that still has a record worth keeping (what a load step measured before etcd died).
     #[error("{source}")]
     WithRecord {
@@ -88,17 +108,35 @@ pub enum Error {
 }
 
 impl Error {
-    /// True when the failure is the cluster's (exit code 3) rather than the scenario's (exit code 2).
-    pub fn is_infrastructure(&self) -> bool {
+    /// What kind of failure this is: the cluster's (exit code 3) or the scenario's (exit code 2).
+    pub fn kind(&self) -> crate::report::ErrorKind {
+        use crate::report::ErrorKind;
         match self {
-            Error::Etcd { .. }
-            | Error::Connect(_)
-            | Error::Unavailable(_)
-            | Error::PrometheusUnavailable { .. } => true,
+            Error::Etcd { source, .. } => match source {
+                etcd_client::Error::GRpcStatus(s) => ErrorKind::of_grpc(s.code()),
+                etcd_client::Error::TransportError(_) => ErrorKind::ConnectionLost,
+                _ => ErrorKind::Infrastructure,
+            },
+            Error::Connect(e) if e.is_usage() => ErrorKind::Usage,
+            Error::Connect(_)
+            | Error::PrometheusUnavailable { .. }
+            | Error::Io { .. }
+            | Error::Internal(_) => ErrorKind::Infrastructure,
+            Error::Unavailable(_) => ErrorKind::ConnectionLost,
+            Error::Failed { kind, .. } => *kind,
             // The API server answering 4xx is the scenario's doing (a bad object, no permission).
-            Error::Kube { source, .. } => !matches!(source, kube::Error::Api(s) if s.code < 500),
-            Error::WithRecord { source, .. } => source.is_infrastructure(),
-            _ => false,
+            Error::Kube { source, .. } => match source {
+                kube::Error::Api(s) if s.code < 500 => ErrorKind::Script,
+                _ => ErrorKind::Infrastructure,
+            },
+            Error::WithRecord { source, .. } => source.kind(),
+            Error::Stopped(why) if why == "timeout" => ErrorKind::StepTimeout,
+            Error::Stopped(_) => ErrorKind::Interrupted,
+            Error::OutsidePrefix { .. }
+            | Error::Options(_)
+            | Error::PrometheusQuery { .. }
+            | Error::Fault(_)
+            | Error::KubeConfig(_) => ErrorKind::Script,
         }
     }
 }
@@ -152,13 +190,51 @@ pub(crate) fn de_opt_f64<'de, D: serde::Deserializer<'de>>(
 /// A live progress line sink, called about once a second by long actions.
 pub type ProgressFn = std::sync::Arc<dyn Fn(String) + Send + Sync>;
 
-/// The gRPC status code of an etcd error (`Unavailable`...), `Transport` or `Other`.
-pub(crate) fn grpc_code(e: &etcd_client::Error) -> String {
-    match e {
-        etcd_client::Error::GRpcStatus(s) => format!("{:?}", s.code()),
-        etcd_client::Error::TransportError(_) => "Transport".into(),
-        _ => "Other".into(),
+/// How a request failed: its gRPC status code, or a transport failure before it had one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailCode {
+    /// etcd (or gRPC) answered with this status.
+    Grpc(tonic::Code),
+    /// The connection failed (refused, reset, TLS).
+    Transport,
+    /// Anything else the client reported.
+    Other,
+}
+
+impl FailCode {
+    /// The code of an etcd client error.
+    pub fn of(e: &etcd_client::Error) -> FailCode {
+        match e {
+            etcd_client::Error::GRpcStatus(s) => FailCode::Grpc(s.code()),
+            etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => {
+                FailCode::Transport
+            }
+            _ => FailCode::Other,
+        }
     }
+
+    /// The name records use (`Unavailable`, `DeadlineExceeded`, `Transport`...).
+    pub fn name(self) -> String {
+        match self {
+            FailCode::Grpc(c) => format!("{c:?}"),
+            FailCode::Transport => "Transport".into(),
+            FailCode::Other => "Other".into(),
+        }
+    }
+
+    /// What kind of failure it is, for the step's verdict and exit code.
+    pub fn kind(self) -> crate::report::ErrorKind {
+        match self {
+            FailCode::Grpc(c) => crate::report::ErrorKind::of_grpc(c),
+            FailCode::Transport => crate::report::ErrorKind::ConnectionLost,
+            FailCode::Other => crate::report::ErrorKind::Infrastructure,
+        }
+    }
+}
+
+/// The gRPC status code name of an etcd error (`Unavailable`...), `Transport` or `Other`.
+pub(crate) fn grpc_code(e: &etcd_client::Error) -> String {
+    FailCode::of(e).name()
 }
 
 /// A duration option (`"5s"`), or `default` when absent; errors name the option.

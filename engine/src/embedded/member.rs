@@ -107,6 +107,13 @@ impl Member {
         self.strace.is_some()
     }
 
+    /// The exit status, if the process ended on its own (a fault's kill detaches it first, so
+    /// only a crash shows here); the member is left as it is.
+    pub fn died(&mut self) -> Option<String> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        Some(status.to_string())
+    }
+
     /// The exit status, if the process ended on its own.
     pub(super) fn exited(&mut self) -> Option<String> {
         let status = self.child.as_mut()?.try_wait().ok()??;

@@ -379,6 +379,14 @@ impl EmbeddedEtcd {
         self.members.iter().filter_map(Member::pid).collect()
     }
 
+    /// Members that died on their own (not stopped by a fault), with their exit status.
+    pub fn died(&mut self) -> Vec<String> {
+        self.members
+            .iter_mut()
+            .filter_map(|m| m.died().map(|s| format!("member {} ({s})", m.name)))
+            .collect()
+    }
+
     /// The members.
     pub fn members(&self) -> &[Member] {
         &self.members

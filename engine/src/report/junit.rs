@@ -26,7 +26,7 @@ pub fn to_junit(report: &Report) -> Result<String> {
                 let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
                 let e = s.error.as_ref();
                 st.set_message(e.map_or("step did not finish".to_string(), |e| e.message.clone()));
-                st.set_type(e.map_or("interrupted".to_string(), |e| e.kind.clone()));
+                st.set_type(e.map_or("interrupted".to_string(), |e| e.kind.to_string()));
                 if let Some(loc) = e.and_then(|e| e.location.clone()) {
                     st.set_description(format!("at {loc}"));
                 }

@@ -68,11 +68,90 @@ pub enum ThresholdStatus {
     NotEvaluated,
 }
 
-/// An error with its class and, for script errors, its position.
+/// What kind of failure an error is. The kind, never the message, decides the exit code
+/// ([`ErrorKind::outcome`] is the one mapping).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The scenario is wrong: syntax, options, a script error, an action used the wrong way.
+    Script,
+    /// The command line is wrong: flags, files given to scen.
+    Usage,
+    /// etcd could not be started or reached, or failed in a way not named below.
+    Infrastructure,
+    /// The connection to etcd was lost: every member unreachable (gRPC `Unavailable`).
+    ConnectionLost,
+    /// A member scen started died without a fault asking for it.
+    EtcdDied,
+    /// etcd did not accept the credentials (gRPC `Unauthenticated`: no or wrong `--user`).
+    Auth,
+    /// etcd refused the operation to this user (gRPC `PermissionDenied`).
+    Permission,
+    /// etcd did not answer in time (gRPC `DeadlineExceeded`).
+    RequestTimeout,
+    /// The step ran past its own `timeout`.
+    #[serde(rename = "timeout")]
+    StepTimeout,
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
+}
+
+impl ErrorKind {
+    /// How a run that stops on this error ends (and so its exit code).
+    pub fn outcome(self) -> Outcome {
+        match self {
+            ErrorKind::Script | ErrorKind::Usage | ErrorKind::StepTimeout => Outcome::ScriptError,
+            ErrorKind::Infrastructure
+            | ErrorKind::ConnectionLost
+            | ErrorKind::EtcdDied
+            | ErrorKind::Auth
+            | ErrorKind::Permission
+            | ErrorKind::RequestTimeout => Outcome::InfrastructureError,
+            ErrorKind::Interrupted => Outcome::Interrupted,
+        }
+    }
+
+    /// The kind's name as reports and scripts (`e.kind`) spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Script => "script",
+            ErrorKind::Usage => "usage",
+            ErrorKind::Infrastructure => "infrastructure",
+            ErrorKind::ConnectionLost => "connection_lost",
+            ErrorKind::EtcdDied => "etcd_died",
+            ErrorKind::Auth => "auth",
+            ErrorKind::Permission => "permission",
+            ErrorKind::RequestTimeout => "request_timeout",
+            ErrorKind::StepTimeout => "timeout",
+            ErrorKind::Interrupted => "interrupted",
+        }
+    }
+
+    /// The kind of a failed gRPC call, by its status code.
+    pub fn of_grpc(code: tonic::Code) -> ErrorKind {
+        match code {
+            tonic::Code::Unauthenticated => ErrorKind::Auth,
+            tonic::Code::PermissionDenied => ErrorKind::Permission,
+            tonic::Code::DeadlineExceeded => ErrorKind::RequestTimeout,
+            tonic::Code::Unavailable => ErrorKind::ConnectionLost,
+            _ => ErrorKind::Infrastructure,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error with its kind and, for script errors, its position.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorInfo {
-    /// `script`, `infrastructure`, `timeout` or `interrupted`.
-    pub kind: String,
+    /// What kind of failure it is; decides the exit code.
+    pub kind: ErrorKind,
     /// The message.
     pub message: String,
     /// `file:line:col`, when known.

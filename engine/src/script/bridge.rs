@@ -47,8 +47,8 @@ pub(crate) fn deadline() -> Option<Instant> {
 /// An error raised by an action, as scripts see it (`try { } catch (e) { print(e.message) }`).
 #[derive(Debug, Clone)]
 pub struct ActionError {
-    /// `infrastructure` (etcd failed), `script` (bad options or usage) or `stopped`.
-    pub kind: String,
+    /// What kind of failure; decides the exit code.
+    pub kind: crate::report::ErrorKind,
     /// What went wrong.
     pub message: String,
     /// What the action measured before it failed, kept as the step's record.
@@ -62,10 +62,14 @@ impl std::fmt::Display for ActionError {
 }
 
 /// A Rhai runtime error carrying an [`ActionError`] at `pos`.
-pub(crate) fn raise(kind: &str, message: impl Into<String>, pos: Position) -> Box<EvalAltResult> {
+pub(crate) fn raise(
+    kind: crate::report::ErrorKind,
+    message: impl Into<String>,
+    pos: Position,
+) -> Box<EvalAltResult> {
     EvalAltResult::ErrorRuntime(
         Dynamic::from(ActionError {
-            kind: kind.into(),
+            kind,
             message: message.into(),
             record: None,
         }),
@@ -76,7 +80,11 @@ pub(crate) fn raise(kind: &str, message: impl Into<String>, pos: Position) -> Bo
 
 /// A script-usage error (exit code 2) at the call site.
 pub(crate) fn usage(ctx: &NativeCallContext, message: impl Into<String>) -> Box<EvalAltResult> {
-    raise("script", message, ctx.call_position())
+    raise(
+        crate::report::ErrorKind::Script,
+        message,
+        ctx.call_position(),
+    )
 }
 
 /// Decodes an options map into `T` (unknown keys are errors that name the function).
@@ -159,13 +167,8 @@ where
 pub(crate) fn action_error(e: &actions::Error, pos: Position) -> Box<EvalAltResult> {
     match e {
         actions::Error::WithRecord { source, record } => {
-            let kind = if source.is_infrastructure() {
-                "infrastructure"
-            } else {
-                "script"
-            };
             let err = ActionError {
-                kind: kind.into(),
+                kind: source.kind(),
                 message: source.to_string(),
                 record: Some((**record).clone()),
             };
@@ -174,8 +177,7 @@ pub(crate) fn action_error(e: &actions::Error, pos: Position) -> Box<EvalAltResu
         actions::Error::Stopped(why) => {
             EvalAltResult::ErrorTerminated(Dynamic::from(why.clone()), pos).into()
         }
-        e if e.is_infrastructure() => raise("infrastructure", e.to_string(), pos),
-        e => raise("script", e.to_string(), pos),
+        e => raise(e.kind(), e.to_string(), pos),
     }
 }
 

@@ -89,7 +89,7 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>, base_dir: &std::
                          /// name_prefix, root }`. Returns `#{ root, nodes, pods, duration_ms, leases, node_status,\n\
                          /// pod_churn, intended_writes_per_s, writes_per_s, bytes, errors_by_code, error_messages,\n\
                          /// series }`; each flow has `intended, ok, errors, conflicts, intended_per_s, achieved_per_s,\n\
-                         /// shortfall_pct, latency`."])
+                         /// shortfall (a ratio), latency`."])
         .set_into_module(&mut m, move |ctx: NativeCallContext, o: Map| -> R {
             let o: HeartbeatOptions = options(&ctx, "cluster::heartbeat", Dynamic::from_map(o))?;
             let p = progress(&s);

@@ -33,9 +33,9 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
         .with_params_info(["Map"])
         .with_comments([doc])
         .set_into_module(&mut m, move |ctx: NativeCallContext| -> R {
-            let urls = s.metrics();
+            let scraper = s.metrics();
             action(&s, &ctx, "metrics", |_| async move {
-                Ok(act::scrape(&urls, &ScrapeOptions::default()).await)
+                Ok(act::scrape(&scraper, &ScrapeOptions::default()).await)
             })
         });
     let s = state.clone();
@@ -45,8 +45,8 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
         .with_comments(["/// `scrape` with filters: `names` (a list of metric names) or `prefix` (`\"etcd_server_\"`)."])
         .set_into_module(&mut m, move |ctx: NativeCallContext, o: Map| -> R {
             let o: ScrapeOptions = options(&ctx, "metrics::scrape", Dynamic::from_map(o))?;
-            let urls = s.metrics();
-            action(&s, &ctx, "metrics", |_| async move { Ok(act::scrape(&urls, &o).await) })
+            let scraper = s.metrics();
+            action(&s, &ctx, "metrics", |_| async move { Ok(act::scrape(&scraper, &o).await) })
         });
     register_query(&mut m, state);
     engine.register_static_module("metrics", m.into());

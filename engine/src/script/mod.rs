@@ -24,9 +24,12 @@ use tokio_util::sync::CancellationToken;
 pub use bridge::ActionError;
 pub use resolver::{stdlib_source, STDLIB};
 
+use crate::measure::{self, Unit};
 use crate::params::{self, Overrides, Resolved};
 use crate::plan::{Item, Plan, SourcePos, StepSpec};
+use crate::report::ErrorKind;
 use crate::target::Target;
+use crate::threshold::FieldPath;
 
 /// Sandbox limits for scripts.
 #[derive(Debug, Clone)]
@@ -62,8 +65,8 @@ pub struct ScriptError {
     pub line_text: Option<String>,
     /// How to fix it.
     pub hint: Option<String>,
-    /// `script`, `infrastructure`, `timeout` or `interrupted`.
-    pub kind: String,
+    /// What kind of failure; decides the exit code.
+    pub kind: crate::report::ErrorKind,
     /// What the failing action measured before it failed, if anything.
     pub record: Option<serde_json::Value>,
 }
@@ -76,7 +79,7 @@ impl ScriptError {
             line_text: None,
             hint: None,
             record: None,
-            kind: "script".into(),
+            kind: crate::report::ErrorKind::Script,
         }
     }
 
@@ -109,7 +112,7 @@ pub(crate) struct RunResources {
     target: Target,
     handle: tokio::runtime::Handle,
     artifacts: PathBuf,
-    metrics: Vec<String>,
+    metrics: crate::actions::metrics::Scraper,
     etcd_bin: PathBuf,
 }
 
@@ -123,8 +126,8 @@ pub struct RunSetup {
     pub progress: Option<ProgressSink>,
     /// Where files a run produces go.
     pub artifacts: PathBuf,
-    /// Each member's metrics URL.
-    pub metrics: Vec<String>,
+    /// Each member's metrics URL, and the HTTP client to scrape them with.
+    pub metrics: crate::actions::metrics::Scraper,
     /// The etcd binary for members scen starts during steps (snapshot restores).
     pub etcd_bin: PathBuf,
 }
@@ -153,7 +156,7 @@ impl State {
             .and_then(|r| r.as_ref().map(|r| r.etcd_bin.clone()))
             .unwrap_or_else(|| crate::embedded::EmbeddedConfig::default().etcd_bin)
     }
-    fn metrics(&self) -> Vec<String> {
+    fn metrics(&self) -> crate::actions::metrics::Scraper {
         self.run
             .read()
             .ok()
@@ -212,7 +215,7 @@ pub(crate) fn build_engine(
     engine
         .register_type_with_name::<ActionError>("ActionError")
         .register_get("message", |e: &mut ActionError| e.message.clone())
-        .register_get("kind", |e: &mut ActionError| e.kind.clone())
+        .register_get("kind", |e: &mut ActionError| e.kind.as_str().to_string())
         .register_fn("to_string", |e: &mut ActionError| e.message.clone());
     dsl::register(&mut engine, &state);
     etcd::register(&mut engine, &state);
@@ -394,8 +397,54 @@ fn record_of(v: Dynamic) -> serde_json::Value {
     }
 }
 
+/// The unit of a threshold's field, when the plan knows the record it reads: the server view
+/// every step gets, `duration_ms`, or the record of an action the step's closure calls directly.
+/// `Ok(None)`: the record is the script's own (untyped). `Err`: the field does not exist.
+fn unit_of_field(
+    field: &FieldPath,
+    steps: &[&StepSpec],
+    ast: &AST,
+) -> Result<Option<Unit>, String> {
+    use crate::threshold::Segment;
+    // `<step>.server.*` is the per-step server view every step gets.
+    if field.0.get(1) == Some(&Segment::Key("server".into())) {
+        let schema =
+            serde_json::to_value(schemars::schema_for!(crate::actions::metrics::ServerStep))
+                .unwrap_or_default();
+        let mut rest = vec![field.0[0].clone()];
+        rest.extend(field.0[2..].iter().cloned());
+        return measure::schema::field_unit(&schema, &FieldPath(rest))
+            .map(Some)
+            .map_err(|why| {
+                format!("reads `{field}`, which the server view of a step does not have: {why}")
+            });
+    }
+    if field.0.len() == 2 && field.0[1] == Segment::Key("duration_ms".into()) {
+        return Ok(Some(Unit::Ms)); // every step record has it
+    }
+    let Some(step) = steps.iter().find(|s| s.name == field.step()) else {
+        return Ok(None);
+    };
+    let Some((ns, func)) = fields::direct_action(step, ast) else {
+        return Ok(None);
+    };
+    let schema = match ns.as_str() {
+        "etcd" => etcd::record_schema(&func),
+        "metrics" => metrics::record_schema(&func),
+        "cluster" => cluster::record_schema(&func),
+        "fault" => fault::record_schema(&func),
+        _ => None,
+    };
+    let Some(schema) = schema else {
+        return Ok(None);
+    };
+    measure::schema::field_unit(&schema, field)
+        .map(Some)
+        .map_err(|why| format!("reads `{field}`, which {ns}::{func} does not record: {why}"))
+}
+
 fn finish_plan(
-    b: dsl::Builder,
+    mut b: dsl::Builder,
     path: &Path,
     sha256: String,
     overrides: &Overrides,
@@ -419,7 +468,7 @@ fn finish_plan(
         .iter()
         .filter_map(|i| if let Item::Step(s) = i { Some(s) } else { None })
         .collect();
-    for t in &b.thresholds {
+    for t in &mut b.thresholds {
         for name in t.threshold.steps() {
             if !steps.iter().any(|s| s.name == name) {
                 let names: Vec<_> = steps.iter().map(|s| s.name.as_str()).collect();
@@ -433,54 +482,36 @@ fn finish_plan(
                 ));
             }
         }
-        // Field paths of steps that directly call a known action are checked against its record.
+        // Field paths of steps that directly call a known action are checked against its record,
+        // and every comparison's units against the fields' types.
+        let mut units = BTreeMap::new();
         for field in t.threshold.paths() {
-            // `<step>.server.*` is the per-step server view every step gets.
-            if field.0.get(1) == Some(&crate::threshold::Segment::Key("server".into())) {
-                let schema = serde_json::to_value(schemars::schema_for!(
-                    crate::actions::metrics::ServerStep
-                ))
-                .unwrap_or_default();
-                let mut rest = vec![field.0[0].clone()];
-                rest.extend(field.0[2..].iter().cloned());
-                if let Err(why) = fields::check_path(&schema, &crate::threshold::FieldPath(rest)) {
+            match unit_of_field(field, &steps, ast) {
+                Ok(Some(u)) => {
+                    units.insert(field.to_string(), u);
+                }
+                Ok(None) => {}
+                Err(e) => {
                     return Err(at(
                         &t.pos,
-                        format!("threshold `{}` reads `{field}`, which the server view of a step does not have: {why}", t.threshold.source),
-                        Some("server fields: wal_fsync, backend_commit, peer_rtt, grpc_handling (count, p50, p90, p99), leader_changes, proposals_failed, proposals_committed, slow_applies, db_size, db_size_in_use, has_leader, proposals_pending".into()),
-                    ));
+                        format!("threshold `{}` {e}", t.threshold.source),
+                        Some(
+                            "`scen api` lists the fields each action returns, with their units"
+                                .into(),
+                        ),
+                    ))
                 }
-                continue;
             }
-            let Some(step) = steps.iter().find(|s| s.name == field.step()) else {
-                continue;
-            };
-            let Some((ns, func)) = fields::direct_action(step, ast) else {
-                continue;
-            };
-            let schema = match ns.as_str() {
-                "etcd" => etcd::record_schema(&func),
-                "metrics" => metrics::record_schema(&func),
-                "cluster" => cluster::record_schema(&func),
-                "fault" => fault::record_schema(&func),
-                _ => None,
-            };
-            let Some(schema) = schema else { continue };
-            if field.0.len() == 2
-                && field.0[1] == crate::threshold::Segment::Key("duration_ms".into())
-            {
-                continue; // every step record has it
-            }
-            if let Err(why) = fields::check_path(&schema, field) {
-                return Err(at(
-                    &t.pos,
-                    format!(
-                        "threshold `{}` reads `{field}`, which {ns}::{func} does not record: {why}",
-                        t.threshold.source
-                    ),
-                    Some(format!("`scen api` lists the fields {ns}::{func} returns")),
-                ));
-            }
+        }
+        let checked = t
+            .threshold
+            .check_units(&|f: &FieldPath| units.get(&f.to_string()).copied());
+        if let Err(why) = checked {
+            return Err(at(
+                &t.pos,
+                format!("threshold `{}`: {why}", t.threshold.source),
+                Some("write the limit in the field's unit: durations as 25ms or 2s, sizes as 512MiB, rates as 100/s, ratios as 5%".into()),
+            ));
         }
     }
     // Unknown override keys and bad values are found here, once every parameter is declared.
@@ -557,42 +588,44 @@ pub(crate) fn to_script_error(e: &EvalAltResult, main: &Path) -> ScriptError {
                 (a.kind, a.message, None)
             }
             EvalAltResult::ErrorRuntime(v, _) => (
-                "script".into(),
+                ErrorKind::Script,
                 format!("the script raised an error: {v}"),
                 None,
             ),
             EvalAltResult::ErrorTerminated(v, _) => {
-                let why = v.to_string();
-                let msg = if why == "timeout" {
-                    "the step ran past its timeout".to_string()
+                if v.to_string() == "timeout" {
+                    (
+                        ErrorKind::StepTimeout,
+                        "the step ran past its timeout".to_string(),
+                        None,
+                    )
                 } else {
-                    "interrupted".to_string()
-                };
-                (why, msg, None)
+                    (ErrorKind::Interrupted, "interrupted".to_string(), None)
+                }
             }
             EvalAltResult::ErrorParsing(p, _) => (
-                "script".into(),
+                ErrorKind::Script,
                 format!("syntax error: {p}"),
                 Some("fix the syntax; `scen check FILE` re-checks without touching etcd".into()),
             ),
             EvalAltResult::ErrorTooManyOperations(_) => (
-                "script".into(),
+                ErrorKind::Script,
                 "the script exceeded its operation limit (an endless loop?)".into(),
                 Some("bound the loop, or raise the limit with --max-operations".into()),
             ),
             EvalAltResult::ErrorVariableNotFound(name, _) => (
-                "script".into(),
+                ErrorKind::Script,
                 format!("variable `{name}` is not defined"),
                 Some("step closures receive the parameters as their argument: |p| p.name".into()),
             ),
             EvalAltResult::ErrorFunctionNotFound(sig, _) => (
-                "script".into(),
+                ErrorKind::Script,
                 format!("no function {sig}"),
                 Some("`scen api` lists every function and its arguments".into()),
             ),
             EvalAltResult::ErrorModuleNotFound(m, _) => {
                 (
-                    "script".into(),
+                    ErrorKind::Script,
                     format!("module `{m}` not found"),
                     Some(format!(
                 "stdlib modules are: {}; other imports are paths relative to the scenario file",
@@ -601,7 +634,7 @@ pub(crate) fn to_script_error(e: &EvalAltResult, main: &Path) -> ScriptError {
                 )
             }
             other => (
-                "script".into(),
+                ErrorKind::Script,
                 other.to_string().replace(&format!(" ({pos})"), ""),
                 None,
             ),

@@ -10,6 +10,9 @@ use serde_json::Value;
 
 pub use parse::ParseError;
 
+use std::collections::BTreeMap;
+
+use crate::measure::Unit;
 use crate::units::{format_quantity, Dimension, Quantity};
 
 /// One segment of a field path.
@@ -21,6 +24,8 @@ pub enum Segment {
     Index(usize),
     /// Every element of a list or map: `[*]`.
     All,
+    /// A quantile of a latency distribution, 0..=1: `p(99.9)`.
+    Quantile(f64),
 }
 
 /// A dotted path into the report, starting with a step name: `status.members[*].db_size`.
@@ -52,6 +57,9 @@ impl fmt::Display for FieldPath {
                 Segment::Key(k) => write!(f, ".{k}")?,
                 Segment::Index(n) => write!(f, "[{n}]")?,
                 Segment::All => write!(f, "[*]")?,
+                Segment::Quantile(q) => {
+                    write!(f, ".p({})", crate::units::format_number(q * 100.0))?
+                }
             }
         }
         Ok(())
@@ -177,6 +185,8 @@ pub struct Threshold {
     pub cond: Cond,
     /// Stop the run as soon as this threshold is known to fail.
     pub abort_on_fail: bool,
+    /// The unit of each field it reads (by path text), when the plan knows the step's record type.
+    pub units: BTreeMap<String, Unit>,
 }
 
 /// Why a threshold could not be evaluated.
@@ -193,6 +203,14 @@ pub enum EvalError {
     /// `baseline` was used but the run has no `--baseline` report.
     #[error("`{0}` compares with a baseline: run with --baseline previous/report.json")]
     NoBaseline(String),
+    /// The field has no samples (`null`): nothing was measured, so nothing can pass.
+    #[error("no data: `{path}` {why}")]
+    NoData {
+        /// The path.
+        path: String,
+        /// Why there is nothing (`has no samples`, `member ... could not be scraped: ...`).
+        why: String,
+    },
     /// The field holds something other than a number or a boolean.
     #[error("`{path}` is not a number (it is {found})")]
     NotANumber {
@@ -212,10 +230,15 @@ pub struct Verdict {
     pub observed: f64,
     /// The right-hand value of the deciding comparison, canonical units.
     pub limit: f64,
-    /// The dimension of the comparison's literal, used for display.
+    /// The dimension of the comparison's values, used for display.
     pub dimension: Dimension,
+    /// The unit of the deciding comparison's field, when known.
+    pub unit: Option<Unit>,
     /// `observed 31.2ms, limit < 25ms`-style text.
     pub summary: String,
+    /// The compared field, as a prefix when several comparisons are summarised together.
+    #[serde(skip)]
+    pub label: String,
 }
 
 impl Threshold {
@@ -225,6 +248,7 @@ impl Threshold {
             source: source.to_string(),
             cond: parse::parse(source)?,
             abort_on_fail,
+            units: BTreeMap::new(),
         })
     }
 
@@ -272,7 +296,34 @@ impl Threshold {
     /// Evaluates against `root`, a JSON object keyed by step name; `baseline` is the same view of
     /// the `--baseline` report, when there is one.
     pub fn evaluate(&self, root: &Value, baseline: Option<&Value>) -> Result<Verdict, EvalError> {
-        eval_cond(&self.cond, root, baseline)
+        eval_cond(&self.cond, root, baseline, &self.units)
+    }
+
+    /// Checks that every comparison and sum combines like with like, given each field's unit
+    /// (`unit_of` answers `None` for fields of records the plan cannot type). Records the units
+    /// for display. `Err` says which field has which unit.
+    pub fn check_units(
+        &mut self,
+        unit_of: &dyn Fn(&FieldPath) -> Option<Unit>,
+    ) -> Result<(), String> {
+        let mut units = BTreeMap::new();
+        for p in self.paths() {
+            if let Some(u) = unit_of(p) {
+                units.insert(p.to_string(), u);
+            }
+        }
+        fn cond(c: &Cond, units: &BTreeMap<String, Unit>) -> Result<(), String> {
+            match c {
+                Cond::Cmp(a, _, b) => combine(ty(a, units)?, ty(b, units)?).map(|_| ()),
+                Cond::And(a, b) | Cond::Or(a, b) => {
+                    cond(a, units)?;
+                    cond(b, units)
+                }
+            }
+        }
+        cond(&self.cond, &units)?;
+        self.units = units;
+        Ok(())
     }
 
     /// Whether the threshold compares with a baseline.
@@ -287,7 +338,12 @@ impl Threshold {
     }
 }
 
-fn eval_cond(c: &Cond, root: &Value, baseline: Option<&Value>) -> Result<Verdict, EvalError> {
+fn eval_cond(
+    c: &Cond,
+    root: &Value,
+    baseline: Option<&Value>,
+    units: &BTreeMap<String, Unit>,
+) -> Result<Verdict, EvalError> {
     match c {
         Cond::Cmp(a, op, b) => {
             // `baseline` is the left-hand field's value in the baseline report.
@@ -302,15 +358,26 @@ fn eval_cond(c: &Cond, root: &Value, baseline: Option<&Value>) -> Result<Verdict
                             path,
                             hint: format!("the baseline report lacks it ({hint})"),
                         },
+                        EvalError::NoData { path, why } => EvalError::NoData {
+                            path,
+                            why: format!("{why} in the baseline report"),
+                        },
                         other => other,
                     })?)
                 }
                 _ => None,
             };
             let (x, y) = (eval_expr(a, root, None)?, eval_expr(b, root, base)?);
-            let dimension = dim_hint(b)
+            let unit = side_unit(a, units).or_else(|| side_unit(b, units));
+            let dimension = unit
+                .map(Unit::dimension)
+                .or_else(|| dim_hint(b))
                 .or_else(|| dim_hint(a))
                 .unwrap_or(Dimension::Number);
+            let show = |v: f64| match unit {
+                Some(u) => u.format(Some(v)),
+                None => format_quantity(v, dimension),
+            };
             let passed = op.holds(x, y);
             let sym = match op {
                 CmpOp::Lt => "<",
@@ -320,52 +387,116 @@ fn eval_cond(c: &Cond, root: &Value, baseline: Option<&Value>) -> Result<Verdict
                 CmpOp::Eq => "==",
                 CmpOp::Ne => "!=",
             };
-            let mut summary = format!(
-                "observed {}, limit {sym} {}",
-                format_quantity(x, dimension),
-                format_quantity(y, dimension)
-            );
+            let mut summary = format!("observed {}, limit {sym} {}", show(x), show(y));
             if let Some(b) = base {
-                summary.push_str(&format!(" (baseline {})", format_quantity(b, dimension)));
+                summary.push_str(&format!(" (baseline {})", show(b)));
             }
+            let label = match a {
+                Expr::Field(p) => format!("`{p}` "),
+                _ => String::new(),
+            };
             Ok(Verdict {
                 passed,
                 observed: x,
                 limit: y,
                 dimension,
+                unit,
                 summary,
+                label,
             })
         }
-        Cond::And(a, b) => {
-            let va = eval_cond(a, root, baseline)?;
-            if !va.passed {
-                return Ok(va);
+        // Both sides are shown whenever both can be evaluated; the verdict's figures are those
+        // of the side that decided it.
+        Cond::And(a, b) | Cond::Or(a, b) => {
+            let and = matches!(c, Cond::And(..));
+            let va = eval_cond(a, root, baseline, units)?;
+            let vb = eval_cond(b, root, baseline, units);
+            let decided_by_a = if and { !va.passed } else { va.passed };
+            let vb = match vb {
+                Ok(vb) => vb,
+                Err(_) if decided_by_a => return Ok(va),
+                Err(e) => return Err(e),
+            };
+            let summary = format!("{}{}; {}{}", va.label, va.summary, vb.label, vb.summary);
+            let decider = if decided_by_a { va } else { vb };
+            Ok(Verdict {
+                summary,
+                label: String::new(),
+                ..decider
+            })
+        }
+    }
+}
+
+/// The type of a threshold expression for the unit check: unknown (a plain number, `baseline`, a
+/// field of an untyped record) or a dimension with what it came from (for the message).
+#[derive(Debug, Clone)]
+enum Ty {
+    Any,
+    Dim(Dimension, String),
+}
+
+fn ty(e: &Expr, units: &BTreeMap<String, Unit>) -> Result<Ty, String> {
+    Ok(match e {
+        Expr::Num(q) if q.dimension == Dimension::Number => Ty::Any,
+        Expr::Num(q) => Ty::Dim(
+            q.dimension,
+            format!(
+                "`{}` is a {}",
+                format_quantity(q.value, q.dimension),
+                q.dimension
+            ),
+        ),
+        Expr::Baseline => Ty::Any,
+        Expr::Agg(AggFn::Count, _) => Ty::Any,
+        Expr::Field(p) | Expr::Agg(_, p) => match units.get(&p.to_string()) {
+            Some(u) => Ty::Dim(u.dimension(), format!("`{p}` is {}", u.describe())),
+            None => Ty::Any,
+        },
+        Expr::Neg(e) => ty(e, units)?,
+        Expr::Arith(a, op, b) => {
+            let (x, y) = (ty(a, units)?, ty(b, units)?);
+            match op {
+                ArithOp::Add | ArithOp::Sub => combine(x, y)?,
+                // A ratio or a plain number scales what it multiplies.
+                ArithOp::Mul => match (x, y) {
+                    (Ty::Dim(Dimension::Ratio | Dimension::Number, _), t)
+                    | (t, Ty::Dim(Dimension::Ratio | Dimension::Number, _)) => t,
+                    (Ty::Any, t) | (t, Ty::Any) => t,
+                    _ => Ty::Any,
+                },
+                ArithOp::Div => match (x, y) {
+                    (t, Ty::Any) | (t, Ty::Dim(Dimension::Ratio | Dimension::Number, _)) => t,
+                    _ => Ty::Any,
+                },
             }
-            let vb = eval_cond(b, root, baseline)?;
-            Ok(if vb.passed {
-                Verdict {
-                    summary: format!("{}; {}", va.summary, vb.summary),
-                    ..vb
-                }
-            } else {
-                vb
-            })
         }
-        Cond::Or(a, b) => {
-            let va = eval_cond(a, root, baseline)?;
-            if va.passed {
-                return Ok(va);
+    })
+}
+
+/// Two sides of a comparison or a sum: the same dimension, or one of them unknown.
+fn combine(x: Ty, y: Ty) -> Result<Ty, String> {
+    match (x, y) {
+        (Ty::Any, t) | (t, Ty::Any) => Ok(t),
+        (Ty::Dim(a, wa), Ty::Dim(b, wb)) if a != b => Err(format!(
+            "{wa} and {wb}: compare like with like{}",
+            if a == Dimension::Ratio || b == Dimension::Ratio {
+                " (`%` means a fraction everywhere: 5% is 0.05)"
+            } else {
+                ""
             }
-            let vb = eval_cond(b, root, baseline)?;
-            Ok(if vb.passed {
-                vb
-            } else {
-                Verdict {
-                    summary: format!("{}; {}", va.summary, vb.summary),
-                    ..vb
-                }
-            })
-        }
+        )),
+        (t, _) => Ok(t),
+    }
+}
+
+/// The unit of the field on either side of a comparison, when known.
+fn side_unit(e: &Expr, units: &BTreeMap<String, Unit>) -> Option<Unit> {
+    match e {
+        Expr::Field(p) | Expr::Agg(_, p) => units.get(&p.to_string()).copied(),
+        Expr::Neg(e) => side_unit(e, units),
+        Expr::Arith(a, _, b) => side_unit(a, units).or_else(|| side_unit(b, units)),
+        _ => None,
     }
 }
 
@@ -421,36 +552,80 @@ fn eval_expr(e: &Expr, root: &Value, base: Option<f64>) -> Result<f64, EvalError
     })
 }
 
+/// Whether a report object is a latency distribution (quantiles can be asked of it).
+fn is_distribution(m: &serde_json::Map<String, Value>) -> bool {
+    m.contains_key("count")
+        && (m.contains_key("hist") || m.contains_key("buckets") || m.contains_key("p50"))
+}
+
 /// Resolves a path to its numeric values (one for a plain path, any number for a wildcard).
+/// A `null` figure, or one under an object whose `no_data` says why it is incomplete, is
+/// [`EvalError::NoData`]: nothing measured never passes.
 fn lookup(path: &FieldPath, root: &Value) -> Result<Vec<f64>, EvalError> {
-    let mut current: Vec<&Value> = vec![root];
+    use std::borrow::Cow;
+    // Each value reached so far, with the reason its data is missing or partial, if any.
+    let mut current: Vec<(Cow<Value>, Option<String>)> = vec![(Cow::Borrowed(root), None)];
     for (i, seg) in path.0.iter().enumerate() {
-        let mut next = Vec::new();
-        for v in &current {
-            match (seg, v) {
+        let mut next: Vec<(Cow<Value>, Option<String>)> = Vec::new();
+        for (v, why) in &current {
+            let why = match v.as_ref() {
+                Value::Object(m) => m
+                    .get("no_data")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+                    .or_else(|| why.clone()),
+                _ => why.clone(),
+            };
+            let quantile = |m: &serde_json::Map<String, Value>, q: f64| {
+                let v = crate::measure::latency::quantile_of(&Value::Object(m.clone()), q);
+                Cow::Owned(v.map_or(Value::Null, |x| serde_json::json!(x)))
+            };
+            match (seg, v.as_ref()) {
                 (Segment::Key(k), Value::Object(m)) => {
-                    if let Some(x) = m.get(k) {
-                        next.push(x)
+                    if m.contains_key(k) {
+                        next.push((borrow_in(v, |v| v.get(k)), why))
+                    } else if let Some(q) =
+                        crate::measure::latency::quantile_key(k).filter(|_| is_distribution(m))
+                    {
+                        next.push((quantile(m, q), why))
                     }
                 }
-                (Segment::Index(n), Value::Array(a)) => {
-                    if let Some(x) = a.get(*n) {
-                        next.push(x)
+                (Segment::Quantile(q), Value::Object(m)) if is_distribution(m) => {
+                    next.push((quantile(m, *q), why))
+                }
+                (Segment::Index(n), Value::Array(a)) if *n < a.len() => {
+                    next.push((borrow_in(v, |v| v.get(*n)), why))
+                }
+                (Segment::All, Value::Array(a)) => {
+                    for k in 0..a.len() {
+                        next.push((borrow_in(v, |v| v.get(k)), why.clone()))
                     }
                 }
-                (Segment::All, Value::Array(a)) => next.extend(a.iter()),
-                (Segment::All, Value::Object(m)) => next.extend(m.values()),
+                (Segment::All, Value::Object(m)) => {
+                    for k in m.keys() {
+                        next.push((borrow_in(v, |v| v.get(k)), why.clone()))
+                    }
+                }
                 _ => {}
             }
         }
         if next.is_empty() {
             let so_far = FieldPath(path.0[..i].to_vec());
-            let hint = match current.first() {
+            let hint = match current.first().map(|(v, _)| v.as_ref()) {
                 Some(Value::Object(m)) if i == 0 => format!(
                     "no step named `{}` has a record (steps: {})",
                     path.step(),
                     keys(m)
                 ),
+                Some(Value::Null) => {
+                    return Err(EvalError::NoData {
+                        path: path.to_string(),
+                        why: current[0]
+                            .1
+                            .clone()
+                            .unwrap_or_else(|| format!("has no samples (`{so_far}` is null)")),
+                    })
+                }
                 Some(Value::Object(m)) => format!("`{so_far}` has {}", keys(m)),
                 Some(other) => format!("`{so_far}` is {}", describe(other)),
                 None => "nothing matched".to_string(),
@@ -464,15 +639,35 @@ fn lookup(path: &FieldPath, root: &Value) -> Result<Vec<f64>, EvalError> {
     }
     current
         .into_iter()
-        .map(|v| match v {
-            Value::Number(n) => Ok(n.as_f64().unwrap_or(f64::NAN)),
-            Value::Bool(b) => Ok(if *b { 1.0 } else { 0.0 }),
-            other => Err(EvalError::NotANumber {
+        .map(|(v, why)| match (v.as_ref(), why) {
+            (_, Some(why)) => Err(EvalError::NoData {
+                path: path.to_string(),
+                why,
+            }),
+            (Value::Null, None) => Err(EvalError::NoData {
+                path: path.to_string(),
+                why: "has no samples".into(),
+            }),
+            (Value::Number(n), None) => Ok(n.as_f64().unwrap_or(f64::NAN)),
+            (Value::Bool(b), None) => Ok(if *b { 1.0 } else { 0.0 }),
+            (other, None) => Err(EvalError::NotANumber {
                 path: path.to_string(),
                 found: describe(other),
             }),
         })
         .collect()
+}
+
+/// A child of a value reached while walking a path, borrowed when the parent is borrowed.
+fn borrow_in<'a>(
+    v: &std::borrow::Cow<'a, Value>,
+    get: impl Fn(&Value) -> Option<&Value>,
+) -> std::borrow::Cow<'a, Value> {
+    use std::borrow::Cow;
+    match v {
+        Cow::Borrowed(b) => Cow::Borrowed(get(b).expect("child exists")),
+        Cow::Owned(o) => Cow::Owned(get(o).expect("child exists").clone()),
+    }
 }
 
 fn keys(m: &serde_json::Map<String, Value>) -> String {
@@ -604,6 +799,130 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("no step named `nope`"));
+    }
+}
+
+#[cfg(test)]
+mod typed_tests {
+    use super::*;
+    use crate::measure::latency::Recorder;
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn dist(samples: impl Iterator<Item = u64>) -> Value {
+        let mut r = Recorder::default();
+        for us in samples {
+            r.record(Duration::from_micros(us));
+        }
+        serde_json::to_value(r.summary()).unwrap()
+    }
+
+    #[test]
+    fn no_samples_is_no_data_never_a_pass() {
+        let root = json!({
+            "w": { "latency": dist(std::iter::empty()), "errors": 0 },
+            "load": { "server": { "no_data": "1 member(s) could not be scraped: http://127.0.0.1:1: connection refused",
+                                  "wal_fsync": { "count": 3, "p99": 1.0 } } },
+        });
+        let t = Threshold::parse("w.latency.p99 < 10ms", false).unwrap();
+        let e = t.evaluate(&root, None).unwrap_err();
+        assert!(matches!(e, EvalError::NoData { .. }), "{e}");
+        assert!(e.to_string().starts_with("no data: `w.latency.p99`"), "{e}");
+        // Figures under an object that says why its data is partial: no data, with the reason.
+        let t = Threshold::parse("load.server.wal_fsync.p99 < 10ms", false).unwrap();
+        let e = t.evaluate(&root, None).unwrap_err().to_string();
+        assert!(
+            e.contains("could not be scraped") && e.contains("127.0.0.1:1"),
+            "{e}"
+        );
+        // Any quantile of an empty distribution is no data as well.
+        let t = Threshold::parse("w.latency.p(95) < 10ms", false).unwrap();
+        assert!(matches!(
+            t.evaluate(&root, None),
+            Err(EvalError::NoData { .. })
+        ));
+    }
+
+    #[test]
+    fn any_quantile_can_be_asked() {
+        let root = json!({ "w": { "latency": dist((1..=1000).map(|i| i * 100)) } }); // 0.1..100 ms
+        let v = |t: &str| {
+            Threshold::parse(t, false)
+                .unwrap()
+                .evaluate(&root, None)
+                .unwrap()
+        };
+        assert!((v("w.latency.p95 < 1s").observed - 95.0).abs() < 0.1);
+        assert!((v("w.latency.p(99.9) < 1s").observed - 99.9).abs() < 0.1);
+        assert!((v("w.latency.p(50) < 1s").observed - 50.0).abs() < 0.1);
+        assert_eq!(
+            Threshold::parse("w.latency.p(99.9) < 1s", false)
+                .unwrap()
+                .paths()[0]
+                .to_string(),
+            "w.latency.p(99.9)"
+        );
+        assert!(Threshold::parse("w.latency.p(120) < 1s", false).is_err());
+    }
+
+    fn typed(src: &str, units: &[(&str, Unit)]) -> Result<Threshold, String> {
+        let mut t = Threshold::parse(src, false).map_err(|e| e.to_string())?;
+        let map: BTreeMap<String, Unit> = units.iter().map(|(p, u)| (p.to_string(), *u)).collect();
+        t.check_units(&|p: &FieldPath| map.get(&p.to_string()).copied())?;
+        Ok(t)
+    }
+
+    #[test]
+    fn units_are_checked_against_the_fields_types() {
+        let e = typed("w.latency.p99 < 1GiB", &[("w.latency.p99", Unit::Ms)]).unwrap_err();
+        assert!(
+            e.contains("`w.latency.p99` is a duration (ms)") && e.contains("size"),
+            "{e}"
+        );
+        let e = typed("h.shortfall < 5ms", &[("h.shortfall", Unit::Ratio)]).unwrap_err();
+        assert!(e.contains("ratio"), "{e}");
+        let e = typed("w.errors < 5%", &[("w.errors", Unit::Count)]).unwrap_err();
+        assert!(
+            e.contains("`w.errors` is a count") && e.contains("fraction"),
+            "{e}"
+        );
+        assert!(typed("w.latency.p99 < 2s", &[("w.latency.p99", Unit::Ms)]).is_ok());
+        assert!(typed("h.shortfall < 5%", &[("h.shortfall", Unit::Ratio)]).is_ok());
+        assert!(typed("h.shortfall < 0.05", &[("h.shortfall", Unit::Ratio)]).is_ok());
+        // A ratio scales a size: this is a size limit, shown in bytes.
+        let t = typed(
+            "s.db_size < 95% * 2147483648",
+            &[("s.db_size", Unit::Bytes)],
+        )
+        .unwrap();
+        let v = t
+            .evaluate(&json!({ "s": { "db_size": 1350041600u64 } }), None)
+            .unwrap();
+        assert!(v.passed);
+        assert_eq!(
+            v.summary, "observed 1.26GiB, limit < 1.9GiB",
+            "{}",
+            v.summary
+        );
+        // Untyped fields (a script's own record) take any unit, as before.
+        assert!(typed("x.y < 1GiB", &[]).is_ok());
+    }
+
+    #[test]
+    fn compound_thresholds_show_both_sides_with_units() {
+        let t = typed(
+            "w.ok == true && w.p99 < 25ms",
+            &[("w.ok", Unit::Bool), ("w.p99", Unit::Ms)],
+        )
+        .unwrap();
+        let v = t
+            .evaluate(&json!({ "w": { "ok": false, "p99": 3.0 } }), None)
+            .unwrap();
+        assert!(!v.passed);
+        assert_eq!(
+            v.summary,
+            "`w.ok` observed false, limit == true; `w.p99` observed 3ms, limit < 25ms"
+        );
     }
 }
 

@@ -310,6 +310,30 @@ impl Parser {
         loop {
             if self.eat(".") {
                 match self.peek().cloned() {
+                    // `latency.p(99.9)`: any quantile of a latency distribution, as k6 writes it.
+                    Some(Tok::Ident(k))
+                        if k == "p"
+                            && matches!(self.toks.get(self.pos + 1), Some((Tok::Op("("), _))) =>
+                    {
+                        self.pos += 2;
+                        let q = match self.peek().cloned() {
+                            Some(Tok::Num(q))
+                                if q.dimension == Dimension::Number
+                                    && q.value > 0.0
+                                    && q.value <= 100.0 =>
+                            {
+                                // 99.9 / 100 is 0.9990000000000001 in floating point: round it
+                                // back so the quantile asked is the quantile written.
+                                (q.value * 1e7).round() / 1e9
+                            }
+                            _ => return self.err("expected a percentile from 0 to 100: `p(99.9)`"),
+                        };
+                        self.pos += 1;
+                        if !self.eat(")") {
+                            return self.err("expected `)` after the percentile");
+                        }
+                        segs.push(Segment::Quantile(q));
+                    }
                     Some(Tok::Ident(k)) => {
                         self.pos += 1;
                         segs.push(Segment::Key(k));
@@ -367,8 +391,15 @@ fn dim_of(e: &Expr) -> Option<Dimension> {
         Expr::Num(_) | Expr::Field(_) | Expr::Agg(..) | Expr::Baseline => None,
         Expr::Neg(e) => dim_of(e),
         Expr::Arith(a, ArithOp::Add | ArithOp::Sub, b) => dim_of(a).or_else(|| dim_of(b)),
-        Expr::Arith(a, ArithOp::Mul, b) => dim_of(a).or_else(|| dim_of(b)),
-        Expr::Arith(a, ArithOp::Div, _) => dim_of(a),
+        // A ratio scales what it multiplies: `95% * 2GiB` is a size, `95% * 100` a number.
+        Expr::Arith(a, ArithOp::Mul, b) => match (dim_of(a), dim_of(b)) {
+            (Some(Dimension::Ratio), other) | (other, Some(Dimension::Ratio)) => other,
+            (x, y) => x.or(y),
+        },
+        Expr::Arith(a, ArithOp::Div, b) => match (dim_of(a), dim_of(b)) {
+            (Some(x), Some(y)) if x == y => None,
+            (x, _) => x,
+        },
     }
 }
 

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use super::objects::{Kind, Shape};
 use super::templates::{Rendered, Renderer};
 use super::{progress_ticker, KindRecord, SimulateOptions, SimulateRecord};
-use crate::actions::latency::{LatencySummary, Recorder};
 use crate::actions::{ms, Error, ProgressFn, Result};
+use crate::measure::latency::{Distribution, Recorder};
 
 /// Whether a KWOK controller keeps the fake nodes and pods alive.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -41,18 +41,21 @@ pub struct ApiCallRecord {
     /// Calls that failed.
     pub errors: u64,
     /// Latency of each call (ms).
-    pub latency: LatencySummary,
+    pub latency: Distribution,
 }
 
-/// The worst p99 of each of ClusterLoader2's API call latency SLO classes (ms; 0 when no call).
+/// The worst p99 of each of ClusterLoader2's API call latency SLO classes (`null` when no call of the class).
 #[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct ApiSloRecord {
     /// Single-object calls (create, get, patch, delete): SLO p99 ≤ 1 s.
-    pub single_object_p99: f64,
+    #[schemars(with = "Option<crate::measure::Ms>")]
+    pub single_object_p99: Option<f64>,
     /// Lists within a namespace: SLO p99 ≤ 5 s.
-    pub namespaced_list_p99: f64,
+    #[schemars(with = "Option<crate::measure::Ms>")]
+    pub namespaced_list_p99: Option<f64>,
     /// Cluster-wide lists: SLO p99 ≤ 30 s.
-    pub cluster_list_p99: f64,
+    #[schemars(with = "Option<crate::measure::Ms>")]
+    pub cluster_list_p99: Option<f64>,
 }
 
 /// What a kube-backend simulation leaves for heartbeats and cleanup.
@@ -157,7 +160,9 @@ impl Calls {
                 "list_all" => &mut slo.cluster_list_p99,
                 _ => &mut slo.single_object_p99,
             };
-            *class = class.max(latency.p99);
+            if let Some(p99) = latency.p99 {
+                *class = Some(class.map_or(p99, |c| c.max(p99)));
+            }
             out.entry(resource.clone()).or_default().insert(
                 verb.clone(),
                 ApiCallRecord {
@@ -405,7 +410,7 @@ where
     }
     let mut all = Tally::default();
     while let Some(r) = set.join_next().await {
-        all.merge(r.map_err(|e| Error::Options(format!("a worker panicked: {e}")))??);
+        all.merge(r.map_err(|e| Error::Internal(format!("a worker panicked: {e}")))??);
     }
     Ok(all)
 }

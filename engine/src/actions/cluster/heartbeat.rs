@@ -14,8 +14,9 @@ use super::apiserver::Prepared;
 use super::objects::{Kind, Shape};
 use super::templates::Renderer;
 use super::{effective_root, Encoding, SimulateOptions, Written};
-use crate::actions::latency::{LatencySummary, Recorder};
 use crate::actions::{duration_option as duration, grpc_code, ms, Error, ProgressFn, Result};
+use crate::measure::latency::{Distribution, Recorder};
+use crate::report::ErrorKind;
 use crate::target::Target;
 
 /// Options of `cluster::heartbeat`.
@@ -65,13 +66,17 @@ pub struct FlowRecord {
     /// Writes retried because the stored object had changed (a stale resourceVersion).
     pub conflicts: u64,
     /// The intended rate, writes/s.
+    #[schemars(with = "crate::measure::PerSecond")]
     pub intended_per_s: f64,
     /// The achieved rate, successful writes/s.
+    #[schemars(with = "crate::measure::PerSecond")]
     pub achieved_per_s: f64,
-    /// How far the achieved rate fell short of the intended one, percent.
-    pub shortfall_pct: f64,
+    /// How far the achieved rate fell short of the intended one, a ratio (`shortfall < 1%`);
+    /// `null` when no write of this flow was due.
+    #[schemars(with = "Option<crate::measure::Ratio>")]
+    pub shortfall: Option<f64>,
     /// Latency from the moment each write was due (ms).
-    pub latency: LatencySummary,
+    pub latency: Distribution,
 }
 
 /// One second of heartbeats.
@@ -83,8 +88,9 @@ pub struct HeartbeatSecond {
     pub ok: u64,
     /// Failed writes due in this second.
     pub errors: u64,
-    /// 99th percentile latency of this second's writes (ms).
-    pub p99: f64,
+    /// 99th percentile latency of this second's writes (`null`: none succeeded).
+    #[schemars(with = "Option<crate::measure::Ms>")]
+    pub p99: Option<f64>,
 }
 
 /// The record of `cluster::heartbeat`.
@@ -97,6 +103,7 @@ pub struct HeartbeatRecord {
     /// Pods (churned ones among them).
     pub pods: u64,
     /// Wall time, ms.
+    #[schemars(with = "crate::measure::Ms")]
     pub duration_ms: f64,
     /// Node lease renewals (`/registry/leases/kube-node-lease/<node>`).
     pub leases: FlowRecord,
@@ -105,10 +112,13 @@ pub struct HeartbeatRecord {
     /// Pods deleted and created again (each counts once, for its two writes).
     pub pod_churn: FlowRecord,
     /// All heartbeat writes intended per second.
+    #[schemars(with = "crate::measure::PerSecond")]
     pub intended_writes_per_s: f64,
     /// All successful heartbeat writes per second.
+    #[schemars(with = "crate::measure::PerSecond")]
     pub writes_per_s: f64,
     /// Value bytes written.
+    #[schemars(with = "crate::measure::Bytes")]
     pub bytes: u64,
     /// Failed writes by gRPC status code.
     pub errors_by_code: BTreeMap<String, u64>,
@@ -157,6 +167,7 @@ struct Stats {
     flows: [FlowTally; 3],
     bytes: u64,
     codes: BTreeMap<String, u64>,
+    kinds: BTreeMap<ErrorKind, u64>,
     messages: Vec<String>,
     /// Seconds still receiving results, folded into `series` once they cannot change.
     open: BTreeMap<u64, (u64, u64, Recorder)>,
@@ -189,10 +200,11 @@ impl Stats {
                 self.bytes += outcome.bytes;
                 self.last_rev = self.last_rev.max(outcome.revision);
             }
-            Some((code, message)) => {
+            Some((code, kind, message)) => {
                 f.errors += 1;
                 slot.1 += 1;
                 *self.codes.entry(code.clone()).or_default() += 1;
+                *self.kinds.entry(*kind).or_default() += 1;
                 if self.messages.len() < 5 {
                     self.messages.push(message.clone());
                 }
@@ -220,7 +232,8 @@ impl Stats {
 /// How one heartbeat write went.
 #[derive(Default)]
 struct Outcome {
-    error: Option<(String, String)>,
+    /// A failure: its code name, its kind and its message.
+    error: Option<(String, ErrorKind, String)>,
     conflicts: u64,
     bytes: u64,
     revision: i64,
@@ -369,11 +382,17 @@ async fn keep_alive(
                 let ok: u64 = s.flows.iter().map(|f| f.ok).sum();
                 let errors: u64 = s.flows.iter().map(|f| f.errors).sum();
                 let rate = (ok - last.0) as f64 / last.1.elapsed().as_secs_f64().max(1e-3);
-                let p99 = s.series.last().map_or(0.0, |x| x.p99);
+                // The last finished second's p99, shown only when it has one.
+                let p99 = s
+                    .series
+                    .last()
+                    .and_then(|x| x.p99)
+                    .map(|v| format!(", p99 {}", crate::measure::Unit::Ms.format(Some(v))))
+                    .unwrap_or_default();
                 drop(s);
                 last = (ok, Instant::now());
                 p(format!(
-                    "{rate:.0} writes/s of {intended:.0}/s, p99 {p99:.2}ms, errors {errors}"
+                    "{rate:.0} writes/s of {intended:.0}/s{p99}, errors {errors}"
                 ));
             }
         }))
@@ -406,6 +425,7 @@ async fn keep_alive(
                     Err(_) => Outcome {
                         error: Some((
                             "DeadlineExceeded".into(),
+                            ErrorKind::RequestTimeout,
                             format!("no answer in {:?}", ctx.timeout),
                         )),
                         ..Outcome::default()
@@ -437,11 +457,8 @@ async fn keep_alive(
             conflicts: f.conflicts,
             intended_per_s,
             achieved_per_s,
-            shortfall_pct: if intended_per_s > 0.0 {
-                (100.0 * (1.0 - achieved_per_s / intended_per_s)).max(0.0)
-            } else {
-                0.0
-            },
+            shortfall: (intended_per_s > 0.0)
+                .then(|| (1.0 - achieved_per_s / intended_per_s).max(0.0)),
             latency: f.latency.summary(),
         }
     };
@@ -449,10 +466,19 @@ async fn keep_alive(
     let ok: u64 = s.flows.iter().map(|f| f.ok).sum();
     let errors: u64 = s.flows.iter().map(|f| f.errors).sum();
     if ok == 0 && errors > 0 {
-        return Err(Error::Options(format!(
-            "every heartbeat write failed: {}",
-            s.messages.first().cloned().unwrap_or_default()
-        )));
+        // The kind most writes failed with decides the exit code (auth, connection lost...).
+        let kind = s
+            .kinds
+            .iter()
+            .max_by_key(|(_, n)| **n)
+            .map_or(ErrorKind::Infrastructure, |(k, _)| *k);
+        return Err(Error::Failed {
+            kind,
+            message: format!(
+                "every heartbeat write failed ({errors} errors, mostly {kind}): {}",
+                s.messages.first().cloned().unwrap_or_default()
+            ),
+        });
     }
     let last_rev = s.last_rev;
     let record = HeartbeatRecord {
@@ -551,6 +577,7 @@ async fn write(ctx: &Ctx, flow: Flow, item: u64) -> Outcome {
                 } => s.reason.clone(),
                 _ => "Other".into(),
             },
+            e.kind(),
             e.to_string(),
         )),
         ..Outcome::default()
@@ -708,7 +735,12 @@ async fn update(
         match current.flatten() {
             Some(rev) => known.store(rev, Ordering::Relaxed),
             None => {
-                o.error = Some(("NotFound".into(), format!("{key} does not exist")));
+                // An object the heartbeats were told to keep alive is not there: the scenario's doing.
+                o.error = Some((
+                    "NotFound".into(),
+                    ErrorKind::Script,
+                    format!("{key} does not exist"),
+                ));
                 return Ok(o);
             }
         }
@@ -716,6 +748,7 @@ async fn update(
     }
     o.error = Some((
         "Conflict".into(),
+        ErrorKind::Infrastructure,
         format!("{key} kept changing under the update"),
     ));
     Ok(o)

@@ -24,10 +24,12 @@ pub struct ResourceRecord {
     /// Keys.
     pub keys: u64,
     /// Bytes of the current values.
+    #[schemars(with = "crate::measure::Bytes")]
     pub bytes: u64,
     /// Revisions of these keys since they were created (etcd's per-key `version`, summed).
     pub revisions: u64,
     /// Estimated bytes including uncompacted history: each revision as large as the current value.
+    #[schemars(with = "crate::measure::Bytes")]
     pub bytes_with_history: u64,
 }
 
@@ -39,6 +41,7 @@ pub struct InventoryRecord {
     /// Keys in all.
     pub keys: u64,
     /// Value bytes in all.
+    #[schemars(with = "crate::measure::Bytes")]
     pub bytes: u64,
     /// By resource type: `pods`, `minions`, `leases`, `services/specs`, `<group>/<plural>`...
     pub resources: BTreeMap<String, ResourceRecord>,

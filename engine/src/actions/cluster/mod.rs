@@ -25,8 +25,8 @@ pub use heartbeat::{
 pub use inventory::{cleanup, inventory, CleanupRecord, InventoryOptions, InventoryRecord};
 pub use objects::{CustomSpec, Kind, Shape};
 
-use super::latency::{LatencySummary, Recorder};
 use super::{Error, ProgressFn, Result, SizeValue};
+use crate::measure::latency::{Distribution, Recorder};
 use crate::target::Target;
 
 /// What this run's `simulate` calls wrote: enough to regenerate every key without keeping them.
@@ -199,8 +199,10 @@ pub struct KindRecord {
     /// Objects written.
     pub count: u64,
     /// Value bytes written.
+    #[schemars(with = "crate::measure::Bytes")]
     pub bytes: u64,
     /// Mean value size.
+    #[schemars(with = "crate::measure::Bytes")]
     pub avg_size: f64,
     /// How the values are stored.
     pub encoding: Option<Encoding>,
@@ -223,17 +225,21 @@ pub struct SimulateRecord {
     /// Whether the objects were rewritten (`rewrite: true`) rather than created.
     pub rewrite: bool,
     /// Value bytes written.
+    #[schemars(with = "crate::measure::Bytes")]
     pub bytes: u64,
     /// Wall time, ms.
+    #[schemars(with = "crate::measure::Ms")]
     pub duration_ms: f64,
     /// Objects written per second.
+    #[schemars(with = "crate::measure::PerSecond")]
     pub objects_per_s: f64,
     /// Value bytes written per second.
+    #[schemars(with = "crate::measure::PerSecond")]
     pub bytes_per_s: f64,
     /// By kind (`node`, `pod`... and `group/plural` for custom resources).
     pub by_kind: BTreeMap<String, KindRecord>,
     /// Latency of each write transaction.
-    pub txn_latency: LatencySummary,
+    pub txn_latency: Distribution,
     /// Revision after the first and the last write (etcd backend).
     pub revisions: (i64, i64),
     /// Kube backend: whether a KWOK controller kept the objects alive (else scen set their status).
@@ -349,7 +355,7 @@ pub async fn simulate(
     }
     let mut all = Tally::default();
     while let Some(r) = set.join_next().await {
-        let t: Tally = r.map_err(|e| Error::Options(format!("a writer panicked: {e}")))??;
+        let t: Tally = r.map_err(|e| Error::Internal(format!("a writer panicked: {e}")))??;
         all.objects += t.objects;
         all.existing += t.existing;
         all.latency.merge(&t.latency);

@@ -12,7 +12,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::worker::{flush, is_unavailable, Op, Shared, Slot, WorkerResult};
-use crate::actions::latency::Recorder;
+use crate::measure::latency::Recorder;
 
 /// What one lease worker does.
 pub struct LeasePlan {
@@ -45,7 +45,7 @@ struct Held {
 struct Acc {
     latency: Vec<Recorder>,
     errors: Vec<u64>,
-    codes: HashMap<String, u64>,
+    codes: HashMap<crate::actions::FailCode, u64>,
     samples: Vec<String>,
     sec: u64,
     slot: Slot,
@@ -85,7 +85,10 @@ impl Acc {
             Err(e) => {
                 self.errors[op.index()] += 1;
                 self.slot.errors += 1;
-                *self.codes.entry(crate::actions::grpc_code(&e)).or_default() += 1;
+                *self
+                    .codes
+                    .entry(crate::actions::FailCode::of(&e))
+                    .or_default() += 1;
                 if self.samples.len() < 3 {
                     self.samples.push(format!("{}: {e}", op.name()));
                 }

@@ -119,6 +119,10 @@ pub struct StressOptions {
     pub request_timeout: Option<String>,
     /// Fail the step (etcd unavailable) when nothing succeeded for this long (default `"5s"`).
     pub abort_after: Option<String>,
+    /// The scenario expects requests to fail (a fault is injected): a step whose requests all
+    /// failed, or whose etcd stopped answering, still passes; errors are counted and shown.
+    #[serde(default)]
+    pub expect_errors: bool,
     /// Upper bound on the step's length when only `count` is given (default `"10m"`).
     pub max_duration: Option<String>,
     /// `auto` (default): put, get, range and delete go over scen's lean HTTP/2 gRPC path on
@@ -330,7 +334,7 @@ async fn drive(
     });
     let mut results = Vec::new();
     while let Some(r) = set.join_next().await {
-        results.push(r.map_err(|e| Error::Options(format!("a stress worker panicked: {e}")))?);
+        results.push(r.map_err(|e| Error::Internal(format!("a stress worker panicked: {e}")))?);
     }
     if let Some(t) = ticker {
         t.abort();
@@ -341,16 +345,60 @@ async fn drive(
     Ok((results, elapsed, cpu, server_cpu))
 }
 
-/// The record, or the failure that carries it when etcd stopped answering.
-fn finish(shared: &Shared, rec: StressRecord) -> Result<StressRecord> {
-    let fatal = shared.fatal.lock().expect("fatal lock").clone();
-    match fatal {
-        Some(why) => Err(Error::WithRecord {
+/// The record, or the failure that carries it: etcd stopped answering, a member scen started
+/// died, or every request failed — unless the scenario said it expects errors.
+fn finish(
+    target: &Target,
+    shared: &Shared,
+    rec: StressRecord,
+    expect_errors: bool,
+) -> Result<StressRecord> {
+    let failure = verdict(shared, &rec, &target.died());
+    match failure {
+        Some(source) if !expect_errors => Err(Error::WithRecord {
             record: Box::new(serde_json::to_value(&rec).unwrap_or_default()),
-            source: Box::new(Error::Unavailable(why)),
+            source: Box::new(source),
         }),
-        None => Ok(rec),
+        _ => Ok(rec),
     }
+}
+
+/// Why a load step failed, if it did: the target died or stopped answering, or no request
+/// succeeded. Errors among successes are figures for thresholds, not a failure.
+fn verdict(shared: &Shared, rec: &StressRecord, died: &[String]) -> Option<Error> {
+    use crate::report::ErrorKind;
+    if !died.is_empty() {
+        return Some(Error::Failed {
+            kind: ErrorKind::EtcdDied,
+            message: format!(
+                "etcd died during the load: {} ({} of {} requests failed); if a fault kills it on purpose, use fault::kill, or set expect_errors: true",
+                died.join(", "),
+                rec.errors,
+                rec.ops
+            ),
+        });
+    }
+    if let Some(why) = shared.fatal.lock().expect("fatal lock").clone() {
+        return Some(Error::Unavailable(why));
+    }
+    if rec.ok == 0 && rec.errors > 0 {
+        // The kind most requests failed with decides: no user on an auth-enabled etcd is `auth`.
+        let (kind, n) = rec
+            .errors_by_kind
+            .iter()
+            .max_by_key(|(_, n)| **n)
+            .map(|(k, n)| (*k, *n))
+            .unwrap_or((ErrorKind::Infrastructure, rec.errors));
+        return Some(Error::Failed {
+            kind,
+            message: format!(
+                "every request failed ({} errors, {n} of them {kind}): {}; set expect_errors: true if the scenario means it",
+                rec.errors,
+                rec.error_samples.first().map_or("", String::as_str)
+            ),
+        });
+    }
+    None
 }
 
 /// `op: "lease"`: leases granted, renewed on a staggered schedule, churned and revoked.
@@ -429,7 +477,7 @@ async fn lease_stress(
     let window = length.saturating_sub(interval).as_secs_f64();
     rec.target_rate = Some(target_rate);
     rec.shortfall = (window > 0.0).then(|| (1.0 - renewed / (target_rate * window)).max(0.0));
-    finish(&shared, rec)
+    finish(target, &shared, rec, opts.expect_errors)
 }
 
 /// Runs a stress step on its own single-threaded runtime and OS thread.
@@ -457,7 +505,7 @@ pub async fn stress(
             {
                 Ok(rt) => rt,
                 Err(e) => {
-                    let _ = tx.send(Err(Error::Options(format!(
+                    let _ = tx.send(Err(Error::Internal(format!(
                         "cannot start the load runtime: {e}"
                     ))));
                     return;
@@ -471,9 +519,9 @@ pub async fn stress(
             });
             let _ = tx.send(r);
         })
-        .map_err(|e| Error::Options(format!("cannot start the load thread: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot start the load thread: {e}")))?;
     rx.await
-        .unwrap_or_else(|_| Err(Error::Options("the load thread panicked".into())))
+        .unwrap_or_else(|_| Err(Error::Internal("the load thread panicked".into())))
 }
 
 /// Runs a stress step on the current runtime.
@@ -668,5 +716,5 @@ async fn stress_here(
         server_cpu,
         watch,
     });
-    finish(&shared, rec)
+    finish(target, &shared, rec, opts.expect_errors)
 }

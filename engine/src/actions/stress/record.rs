@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use super::schedule::Schedule;
 use super::worker::{Op, Shared, WorkerResult};
-use crate::actions::latency::{LatencySummary, Recorder};
 use crate::actions::ms;
+use crate::measure::latency::{Distribution, Recorder};
 
 /// One operation's figures.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
@@ -18,9 +18,10 @@ pub struct OpRecord {
     /// Failed requests.
     pub errors: u64,
     /// Successful requests per second.
+    #[schemars(with = "crate::measure::PerSecond")]
     pub throughput: f64,
     /// Latency of successful requests (ms).
-    pub latency: LatencySummary,
+    pub latency: Distribution,
 }
 
 /// One second of the run.
@@ -32,23 +33,29 @@ pub struct SecondPoint {
     pub ok: u64,
     /// Failed requests completed in this second.
     pub errors: u64,
-    /// 99th percentile latency of this second (ms).
-    pub p99: f64,
-    /// Slowest request of this second (ms).
-    pub max: f64,
+    /// 99th percentile latency of this second (`null`: nothing succeeded in it).
+    #[schemars(with = "Option<crate::measure::Ms>")]
+    pub p99: Option<f64>,
+    /// Slowest request of this second.
+    #[schemars(with = "Option<crate::measure::Ms>")]
+    pub max: Option<f64>,
 }
 
 /// CPU used, in total and per successful request.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct CpuRecord {
     /// scen's own CPU time (user + system) during the load, ms.
+    #[schemars(with = "crate::measure::Ms")]
     pub client_ms: f64,
-    /// scen's CPU per successful request, µs.
-    pub client_per_op_us: f64,
+    /// scen's CPU per successful request, ms (`null` when no request succeeded).
+    #[schemars(with = "Option<crate::measure::Ms>")]
+    pub client_per_op: Option<f64>,
     /// The embedded etcd's CPU time during the load, ms (absent for clusters scen did not start).
+    #[schemars(with = "Option<crate::measure::Ms>")]
     pub server_ms: Option<f64>,
-    /// The embedded etcd's CPU per successful request, µs.
-    pub server_per_op_us: Option<f64>,
+    /// The embedded etcd's CPU per successful request, ms.
+    #[schemars(with = "Option<crate::measure::Ms>")]
+    pub server_per_op: Option<f64>,
 }
 
 /// What the watchers saw.
@@ -63,7 +70,7 @@ pub struct WatchRecord {
     /// Events not received, all watchers together.
     pub missed: u64,
     /// Delay from a write's acknowledgement to its event arriving (ms; 0 when the event came first).
-    pub delay: LatencySummary,
+    pub delay: Distribution,
 }
 
 /// The record of `etcd::stress`.
@@ -84,23 +91,31 @@ pub struct StressRecord {
     /// Failed requests.
     pub errors: u64,
     /// Failed share of requests (0..1).
+    #[schemars(with = "crate::measure::Ratio")]
     pub error_rate: f64,
     /// Failures by gRPC status code (`Unavailable`, `DeadlineExceeded`, `ResourceExhausted`...).
     pub errors_by_code: BTreeMap<String, u64>,
+    /// Failures by kind (`connection_lost`, `auth`, `permission`, `request_timeout`...): what a
+    /// step whose requests all failed fails with.
+    pub errors_by_kind: BTreeMap<crate::report::ErrorKind, u64>,
     /// The first few error messages.
     pub error_samples: Vec<String>,
     /// Wall time of the load, ms.
+    #[schemars(with = "crate::measure::Ms")]
     pub duration_ms: f64,
     /// Successful requests per second.
+    #[schemars(with = "crate::measure::PerSecond")]
     pub throughput: f64,
     /// Open loop: the mean target rate.
+    #[schemars(with = "Option<crate::measure::PerSecond>")]
     pub target_rate: Option<f64>,
     /// Open loop: how far throughput fell short of the target (0..1; 0 when it kept up).
+    #[schemars(with = "Option<crate::measure::Ratio>")]
     pub shortfall: Option<f64>,
     /// Open loop: scheduled requests never sent because the clients could not keep up.
     pub dropped: u64,
     /// Latency of all successful requests (ms; open loop: from each request's scheduled time).
-    pub latency: LatencySummary,
+    pub latency: Distribution,
     /// Per operation.
     pub by_op: BTreeMap<String, OpRecord>,
     /// Compare-and-swap transactions whose compare failed (contention, not errors).
@@ -113,6 +128,7 @@ pub struct StressRecord {
     pub watch: Option<WatchRecord>,
     /// The longest time no request succeeded (ms): an outage or a stall as the clients saw it,
     /// including one still going on when the load ended.
+    #[schemars(with = "crate::measure::Ms")]
     pub longest_gap_ms: f64,
 }
 
@@ -136,6 +152,7 @@ pub fn build(i: Inputs<'_>) -> StressRecord {
     let mut all = Recorder::default();
     let mut by_op = BTreeMap::new();
     let mut codes = BTreeMap::new();
+    let mut kinds = BTreeMap::new();
     let mut samples = Vec::new();
     let mut conflicts = 0;
     for (k, op) in Op::ALL.iter().enumerate() {
@@ -160,7 +177,8 @@ pub fn build(i: Inputs<'_>) -> StressRecord {
     }
     for r in &i.results {
         for (c, n) in &r.codes {
-            *codes.entry(c.clone()).or_insert(0) += n;
+            *codes.entry(c.name()).or_insert(0) += n;
+            *kinds.entry(c.kind()).or_insert(0) += n;
         }
         samples.extend(r.samples.iter().cloned());
         conflicts += r.conflicts;
@@ -181,16 +199,8 @@ pub fn build(i: Inputs<'_>) -> StressRecord {
             t: t as u64,
             ok: s.ok,
             errors: s.errors,
-            p99: if s.hist.is_empty() {
-                0.0
-            } else {
-                s.hist.value_at_quantile(0.99) as f64 / 1e3
-            },
-            max: if s.hist.is_empty() {
-                0.0
-            } else {
-                s.hist.max() as f64 / 1e3
-            },
+            p99: (!s.hist.is_empty()).then(|| s.hist.value_at_quantile(0.99) as f64 / 1e3),
+            max: (!s.hist.is_empty()).then(|| s.hist.max() as f64 / 1e3),
         })
         .collect();
     let (target_rate, shortfall, dropped) = match i.schedule {
@@ -206,13 +216,7 @@ pub fn build(i: Inputs<'_>) -> StressRecord {
         }
         None => (None, None, 0),
     };
-    let per_op = |d: Duration| {
-        if ok > 0 {
-            d.as_secs_f64() * 1e6 / ok as f64
-        } else {
-            0.0
-        }
-    };
+    let per_op = |d: Duration| (ok > 0).then(|| ms(d) / ok as f64);
     StressRecord {
         model: if i.schedule.is_some() {
             "open"
@@ -232,6 +236,7 @@ pub fn build(i: Inputs<'_>) -> StressRecord {
             0.0
         },
         errors_by_code: codes,
+        errors_by_kind: kinds,
         error_samples: samples,
         duration_ms: ms(i.elapsed),
         throughput,
@@ -244,9 +249,9 @@ pub fn build(i: Inputs<'_>) -> StressRecord {
         series,
         cpu: CpuRecord {
             client_ms: ms(i.cpu),
-            client_per_op_us: per_op(i.cpu),
+            client_per_op: per_op(i.cpu),
             server_ms: i.server_cpu.map(ms),
-            server_per_op_us: i.server_cpu.map(per_op),
+            server_per_op: i.server_cpu.and_then(per_op),
         },
         watch: i.watch,
         longest_gap_ms: {
@@ -270,13 +275,17 @@ pub fn progress_line(shared: &Shared, last: &mut (u64, std::time::Instant)) -> O
     *last = (completed, now);
     let series = shared.series.lock().ok()?;
     let sec = (shared.start.elapsed().as_secs() as usize).checked_sub(2);
+    // A p99 only when that second has one: no placeholder figures on the terminal.
     let (p99, errors) = match sec.and_then(|s| series.get(s)) {
         Some(s) if !s.hist.is_empty() => (
-            format!("{:.2}ms", s.hist.value_at_quantile(0.99) as f64 / 1e3),
+            format!(
+                " p99 {}",
+                crate::measure::Unit::Ms.format(Some(s.hist.value_at_quantile(0.99) as f64 / 1e3))
+            ),
             s.errors,
         ),
-        Some(s) => ("-".to_string(), s.errors),
-        None => ("-".to_string(), 0),
+        Some(s) => (String::new(), s.errors),
+        None => (String::new(), 0),
     };
-    Some(format!("{rate:.0}/s p99 {p99} errors {errors}"))
+    Some(format!("{rate:.0}/s{p99} errors {errors}"))
 }

@@ -9,8 +9,8 @@ use etcd_client::{Client, WatchOptions};
 
 use super::record::WatchRecord;
 use super::worker::AckRing;
-use crate::actions::latency::Recorder;
 use crate::actions::{Error, Result};
+use crate::measure::latency::Recorder;
 
 /// Running watchers.
 pub struct Watchers {

@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use super::keys::{KeyModel, ValueModel};
 use super::schedule::Schedule;
 use super::wire::{RangeArgs, Wire};
-use crate::actions::latency::Recorder;
+use crate::measure::latency::Recorder;
 
 /// The operations a worker can issue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,7 +166,7 @@ pub struct WorkerResult {
     /// Errors per operation.
     pub errors: Vec<u64>,
     /// Errors by gRPC code.
-    pub codes: HashMap<String, u64>,
+    pub codes: HashMap<crate::actions::FailCode, u64>,
     /// The first few error messages.
     pub samples: Vec<String>,
     /// CAS transactions whose compare failed (a conflict, not an error).
@@ -250,7 +250,7 @@ pub async fn run(
     let mut rng = SmallRng::seed_from_u64(0x5ce0_0000 + id);
     let mut latency: Vec<Recorder> = Op::ALL.iter().map(|_| Recorder::default()).collect();
     let mut errors = vec![0u64; Op::ALL.len()];
-    let mut codes: HashMap<String, u64> = HashMap::new();
+    let mut codes: HashMap<crate::actions::FailCode, u64> = HashMap::new();
     let mut samples = Vec::new();
     let mut conflicts = 0;
     let mut events = 0u64;
@@ -448,7 +448,7 @@ pub async fn run(
             Err(e) => {
                 errors[op.index()] += 1;
                 slot.errors += 1;
-                *codes.entry(crate::actions::grpc_code(&e)).or_default() += 1;
+                *codes.entry(crate::actions::FailCode::of(&e)).or_default() += 1;
                 if samples.len() < 3 {
                     samples.push(format!("{}: {e}", op.name()));
                 }
