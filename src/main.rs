@@ -638,7 +638,7 @@ fn print_summary(r: &scen_engine::Report, quiet: bool) {
         for t in &r.thresholds {
             let mark = match t.status {
                 ThresholdStatus::Passed => "✓",
-                ThresholdStatus::Failed | ThresholdStatus::Error => "✗",
+                ThresholdStatus::Failed | ThresholdStatus::Error | ThresholdStatus::NoData => "✗",
                 ThresholdStatus::NotEvaluated => "-",
             };
             eprintln!("  {mark} {:<50} {}", t.expression, t.message);

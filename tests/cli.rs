@@ -93,7 +93,8 @@ fn check_prints_the_plan_and_rejects_bad_thresholds() {
             "module `nope` not found",
         ),
         ("step(\"s\", |p| etcd::status());\nthreshold(\"s.db_sise < 1GiB\");\n", "etcd::status does not record"),
-        ("step(\"w\", |p| { etcd::put_many(#{ count: 1 }) });\nthreshold(\"w.latency.p95 < 1s\");\n", "has fields count, max"),
+        ("step(\"w\", |p| { etcd::put_many(#{ count: 1 }) });\nthreshold(\"w.latency.p < 1s\");\n", "any quantile"),
+        ("step(\"w\", |p| etcd::put_many(#{ count: 1 }));\nthreshold(\"w.latency.p99 < 5%\");\n", "is a duration (ms)"),
         ("step(\"s\", |p| etcd::status());\nthreshold(\"s.leader == 1\");\n", "is not a number"),
     ] {
         std::fs::write(&bad, src).unwrap();

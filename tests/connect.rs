@@ -125,6 +125,11 @@ fn tls_with_client_certificates() {
     let report = r.report.unwrap();
     assert_eq!(report["target"]["endpoints"][0], url);
     assert_eq!(step(&report, "count")["record"]["count"], 26);
+    // etcd's own view comes over the same TLS, with no --metrics-urls: scraped, with figures.
+    let server = &step(&report, "count")["record"]["server"];
+    assert!(server["no_data"].is_null(), "{server}");
+    assert_eq!(server["members"], 1, "{server}");
+    assert!(server["db_size"].as_f64().unwrap() > 0.0, "{server}");
 
     // Without a client certificate the server refuses us: an infrastructure error.
     let r = run(

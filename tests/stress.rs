@@ -210,7 +210,8 @@ fn etcd_dying_mid_step_fails_with_exit_3_and_keeps_the_measurements() {
     assert_eq!(report["outcome"], "infrastructure_error");
     let load = step(&report, "load");
     assert_eq!(load["status"], "failed");
-    assert_eq!(load["error"]["kind"], "infrastructure");
+    // The external etcd went away: its clients lost the connection (exit 3).
+    assert_eq!(load["error"]["kind"], "connection_lost");
     assert!(
         load["error"]["message"]
             .as_str()

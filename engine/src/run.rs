@@ -526,10 +526,7 @@ fn settle(ctx: RunCtx<'_>, report: &mut Report, step: StepReport) -> Option<Outc
         let failed: Vec<_> = report
             .thresholds
             .iter()
-            .filter(|t| {
-                t.abort_on_fail
-                    && matches!(t.status, ThresholdStatus::Failed | ThresholdStatus::Error)
-            })
+            .filter(|t| t.abort_on_fail && t.status.is_failure())
             .map(|t| t.expression.clone())
             .collect();
         report.stopped_early.get_or_insert(StoppedEarly {
@@ -592,6 +589,14 @@ fn evaluate_thresholds(
                 out.observed = Some(v.observed);
                 out.limit = Some(v.limit);
                 out.message = v.summary;
+            }
+            Err(e @ crate::threshold::EvalError::NoData { .. }) if t.no_data_passes => {
+                out.status = ThresholdStatus::Passed;
+                out.message = format!("{e} (passes: the threshold says no_data: \"pass\")");
+            }
+            Err(e @ crate::threshold::EvalError::NoData { .. }) => {
+                out.status = ThresholdStatus::NoData;
+                out.message = e.to_string();
             }
             Err(e) => {
                 out.status = ThresholdStatus::Error;

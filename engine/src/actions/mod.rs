@@ -16,7 +16,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An etcd request failed.
-    #[error("etcd {op} failed: {source}")]
+    #[error("etcd {op} failed: {}", etcd_message(.source))]
     Etcd {
         /// The operation (`put`, `range`, `status`...).
         op: &'static str,
@@ -113,7 +113,7 @@ impl Error {
         use crate::report::ErrorKind;
         match self {
             Error::Etcd { source, .. } => match source {
-                etcd_client::Error::GRpcStatus(s) => ErrorKind::of_grpc(s.code()),
+                etcd_client::Error::GRpcStatus(s) => ErrorKind::of_status(s.code(), s.message()),
                 etcd_client::Error::TransportError(_) => ErrorKind::ConnectionLost,
                 _ => ErrorKind::Infrastructure,
             },
@@ -190,10 +190,20 @@ pub(crate) fn de_opt_f64<'de, D: serde::Deserializer<'de>>(
 /// A live progress line sink, called about once a second by long actions.
 pub type ProgressFn = std::sync::Arc<dyn Fn(String) + Send + Sync>;
 
+/// An etcd client error as a person reads it: the gRPC code and etcd's message, never tonic's
+/// debug text (`MetadataMap {...}`).
+pub fn etcd_message(e: &etcd_client::Error) -> String {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => format!("{:?}: {}", s.code(), s.message()),
+        other => other.to_string(),
+    }
+}
+
 /// How a request failed: its gRPC status code, or a transport failure before it had one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FailCode {
-    /// etcd (or gRPC) answered with this status.
+    /// etcd (or gRPC) answered with this status (auth errors etcd sends under other codes are
+    /// kept as `Unauthenticated`).
     Grpc(tonic::Code),
     /// The connection failed (refused, reset, TLS).
     Transport,
@@ -205,7 +215,15 @@ impl FailCode {
     /// The code of an etcd client error.
     pub fn of(e: &etcd_client::Error) -> FailCode {
         match e {
-            etcd_client::Error::GRpcStatus(s) => FailCode::Grpc(s.code()),
+            etcd_client::Error::GRpcStatus(s) => {
+                match crate::report::ErrorKind::of_status(s.code(), s.message()) {
+                    crate::report::ErrorKind::Auth => FailCode::Grpc(tonic::Code::Unauthenticated),
+                    crate::report::ErrorKind::Permission => {
+                        FailCode::Grpc(tonic::Code::PermissionDenied)
+                    }
+                    _ => FailCode::Grpc(s.code()),
+                }
+            }
             etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => {
                 FailCode::Transport
             }

@@ -51,7 +51,7 @@ pub fn to_junit(report: &Report) -> Result<String> {
                 st.set_message(t.message.clone());
                 st
             }
-            ThresholdStatus::Failed | ThresholdStatus::Error => {
+            ThresholdStatus::Failed | ThresholdStatus::Error | ThresholdStatus::NoData => {
                 let kind = if t.status == ThresholdStatus::Failed {
                     NonSuccessKind::Failure
                 } else {
@@ -59,10 +59,10 @@ pub fn to_junit(report: &Report) -> Result<String> {
                 };
                 let mut st = TestCaseStatus::non_success(kind);
                 st.set_message(t.message.clone());
-                st.set_type(if t.status == ThresholdStatus::Failed {
-                    "threshold failed"
-                } else {
-                    "threshold error"
+                st.set_type(match t.status {
+                    ThresholdStatus::Failed => "threshold failed",
+                    ThresholdStatus::NoData => "threshold had no data",
+                    _ => "threshold error",
                 });
                 st.set_description(format!("{} ({})", t.expression, t.location));
                 st

@@ -8,8 +8,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Version of the JSON layout; bumped on incompatible changes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the JSON layout; bumped on incompatible changes. 2: typed figures (`null` for no
+/// samples, units in each record's schema, renamed `shortfall`, `client_per_op`, `server_per_op`,
+/// `cpu`), error kinds as an enum, the `no_data` threshold verdict. Version 1 reports still read.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// How a run ended, from best to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -64,6 +66,9 @@ pub enum ThresholdStatus {
     Failed,
     /// The condition could not be evaluated (a field is missing or not a number): counts as failed.
     Error,
+    /// A field it reads has no samples (nothing measured, a member not scraped): counts as failed,
+    /// unless the threshold says `no_data: "pass"`.
+    NoData,
     /// A step it reads did not complete.
     NotEvaluated,
 }
@@ -129,6 +134,26 @@ impl ErrorKind {
         }
     }
 
+    /// The kind of a failed gRPC call, by its status code and, for etcd's authentication errors
+    /// that travel as `InvalidArgument` or `FailedPrecondition`, by etcd's fixed message (the
+    /// way etcd's own Go client maps them, `rpctypes.errStringToError`).
+    pub fn of_status(code: tonic::Code, message: &str) -> ErrorKind {
+        const AUTH: [&str; 5] = [
+            "etcdserver: user name is empty",
+            "etcdserver: authentication failed, invalid user ID or password",
+            "etcdserver: invalid auth token",
+            "etcdserver: user name not found",
+            "etcdserver: authentication is not enabled",
+        ];
+        if AUTH.iter().any(|m| message.starts_with(m)) {
+            return ErrorKind::Auth;
+        }
+        if message.starts_with("etcdserver: permission denied") {
+            return ErrorKind::Permission;
+        }
+        Self::of_grpc(code)
+    }
+
     /// The kind of a failed gRPC call, by its status code.
     pub fn of_grpc(code: tonic::Code) -> ErrorKind {
         match code {
@@ -144,6 +169,16 @@ impl ErrorKind {
 impl std::fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl ThresholdStatus {
+    /// Whether the verdict fails the run.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            ThresholdStatus::Failed | ThresholdStatus::Error | ThresholdStatus::NoData
+        )
     }
 }
 
@@ -288,7 +323,7 @@ impl Report {
         let failed = self
             .thresholds
             .iter()
-            .filter(|t| matches!(t.status, ThresholdStatus::Failed | ThresholdStatus::Error))
+            .filter(|t| t.status.is_failure())
             .count();
         (passed, failed)
     }

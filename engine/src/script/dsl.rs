@@ -109,6 +109,8 @@ impl EmbeddedOptions {
 struct ThresholdOptions {
     #[serde(default)]
     abort_on_fail: bool,
+    /// What a field with no samples makes of the threshold: `"fail"` (the default) or `"pass"`.
+    no_data: Option<String>,
 }
 
 fn declaring(state: &State, ctx: &NativeCallContext) -> RhaiResult<()> {
@@ -324,7 +326,17 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
     let s = state.clone();
     let thr = move |ctx: &NativeCallContext, expr: &str, o: ThresholdOptions| -> RhaiResult<()> {
         declaring(&s, ctx)?;
-        let threshold = Threshold::parse(expr, o.abort_on_fail).map_err(|e| {
+        let no_data_passes = match o.no_data.as_deref() {
+            None | Some("fail") => false,
+            Some("pass") => true,
+            Some(other) => {
+                return Err(usage(
+                    ctx,
+                    format!("threshold `{expr}`: no_data: \"{other}\": use \"fail\" (the default) or \"pass\""),
+                ))
+            }
+        };
+        let mut threshold = Threshold::parse(expr, o.abort_on_fail).map_err(|e| {
             usage(
                 ctx,
                 format!(
@@ -333,6 +345,7 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
                 ),
             )
         })?;
+        threshold.no_data_passes = no_data_passes;
         s.builder
             .lock()
             .expect("builder lock")
@@ -348,14 +361,17 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
         .with_params_info(["expression: &str", "()"])
         .with_comments([
             "/// Declares an SLO over report fields, checked after the steps it reads have run; a failed\n\
-             /// threshold makes the run exit 1. Units: ns us ms s m h, B KB MB GB KiB MiB GiB, /s, %.\n\
+             /// threshold makes the run exit 1. Units: ns us ms s m h, B KB MB GB KiB MiB GiB, /s, % (a\n\
+             /// fraction: 5% is 0.05); each must match the field's unit (`scen check` says). Any quantile of\n\
+             /// a latency: `latency.p95`, `latency.p(99.9)`. A field with no samples fails as \"no data\".\n\
              /// Operators: < <= > >= == !=, && ||, + - * /, and min/max/sum/avg/count over `[*]` paths.\n\
              /// ```rhai\n/// threshold(\"write.latency.p99 < 25ms && write.errors == 0\");\n/// threshold(\"max(status.members[*].db_size) < 2GiB\");\n/// ```",
         ])
         .register_into_engine(engine, move |ctx: NativeCallContext, expr: &str| t1(&ctx, expr, ThresholdOptions::default()));
     FuncRegistration::new("threshold")
         .with_params_info(["expression: &str", "options: Map", "()"])
-        .with_comments(["/// A threshold with options: `abort_on_fail: true` stops the run as soon as it fails."])
+        .with_comments(["/// A threshold with options: `abort_on_fail: true` stops the run as soon as it fails;\n\
+              /// `no_data: \"pass\"` lets it pass when a field it reads has no samples (default `\"fail\"`)."])
         .register_into_engine(engine, move |ctx: NativeCallContext, expr: &str, opts: Map| {
             let o: ThresholdOptions = bridge::options(&ctx, "threshold", Dynamic::from_map(opts))?;
             thr(&ctx, expr, o)

@@ -187,6 +187,8 @@ pub struct Threshold {
     pub abort_on_fail: bool,
     /// The unit of each field it reads (by path text), when the plan knows the step's record type.
     pub units: BTreeMap<String, Unit>,
+    /// `no_data: "pass"`: a field with no samples passes instead of failing.
+    pub no_data_passes: bool,
 }
 
 /// Why a threshold could not be evaluated.
@@ -249,6 +251,7 @@ impl Threshold {
             cond: parse::parse(source)?,
             abort_on_fail,
             units: BTreeMap::new(),
+            no_data_passes: false,
         })
     }
 
