@@ -90,18 +90,10 @@ impl Scraper {
 
 /// An HTTP failure as a person reads it: the cause chain, not reqwest's debug text.
 fn describe_http_error(e: &reqwest::Error) -> String {
-    use std::error::Error as _;
     if e.is_timeout() {
         return "timed out after 2s".into();
     }
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
+    super::error_chain(e)
 }
 
 /// Options of `metrics::scrape`.

@@ -187,6 +187,18 @@ pub(crate) fn de_opt_f64<'de, D: serde::Deserializer<'de>>(
     de_f64(d).map(Some)
 }
 
+/// An error with its causes (reqwest's own message alone hides "connection refused").
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
+}
+
 /// A live progress line sink, called about once a second by long actions.
 pub type ProgressFn = std::sync::Arc<dyn Fn(String) + Send + Sync>;
 

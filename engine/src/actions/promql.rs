@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Error, Result};
+use super::{error_chain, Error, Result};
 
 /// A time as Prometheus takes it: Unix seconds or RFC 3339 text.
 #[derive(Debug, Clone, Deserialize)]
@@ -292,18 +292,6 @@ fn parse_result(data: &Data) -> Result<Vec<Series>> {
             }
         })
         .collect())
-}
-
-/// An error with its causes (reqwest's own message alone hides "connection refused").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
 }
 
 #[cfg(test)]
