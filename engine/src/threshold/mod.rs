@@ -498,6 +498,15 @@ fn side_unit(e: &Expr, units: &BTreeMap<String, Unit>) -> Option<Unit> {
     match e {
         Expr::Field(p) | Expr::Agg(_, p) => units.get(&p.to_string()).copied(),
         Expr::Neg(e) => side_unit(e, units),
+        // A field divided by a field (a size over a size) is a plain number.
+        Expr::Arith(a, ArithOp::Div, b) => match side_unit(b, units) {
+            Some(_) => None,
+            None => side_unit(a, units),
+        },
+        Expr::Arith(a, ArithOp::Mul, b) => match (side_unit(a, units), side_unit(b, units)) {
+            (Some(_), Some(_)) => None,
+            (x, y) => x.or(y),
+        },
         Expr::Arith(a, _, b) => side_unit(a, units).or_else(|| side_unit(b, units)),
         _ => None,
     }
@@ -907,6 +916,16 @@ mod typed_tests {
             "{}",
             v.summary
         );
+        // A size over a size is a plain number, shown as one.
+        let t = typed(
+            "s.in_use / s.size > 0.5",
+            &[("s.in_use", Unit::Bytes), ("s.size", Unit::Bytes)],
+        )
+        .unwrap();
+        let v = t
+            .evaluate(&json!({ "s": { "in_use": 3.0, "size": 4.0 } }), None)
+            .unwrap();
+        assert_eq!(v.summary, "observed 0.75, limit > 0.5");
         // Untyped fields (a script's own record) take any unit, as before.
         assert!(typed("x.y < 1GiB", &[]).is_ok());
     }
