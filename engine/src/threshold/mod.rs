@@ -374,8 +374,8 @@ fn eval_cond(
             let unit = side_unit(a, units).or_else(|| side_unit(b, units));
             let dimension = unit
                 .map(Unit::dimension)
-                .or_else(|| dim_hint(b))
-                .or_else(|| dim_hint(a))
+                .or_else(|| literal_dim(b))
+                .or_else(|| literal_dim(a))
                 .unwrap_or(Dimension::Number);
             let show = |v: f64| match unit {
                 Some(u) => u.format(Some(v)),
@@ -512,11 +512,11 @@ fn side_unit(e: &Expr, units: &BTreeMap<String, Unit>) -> Option<Unit> {
     }
 }
 
-fn dim_hint(e: &Expr) -> Option<Dimension> {
-    match e {
-        Expr::Num(q) if q.dimension != Dimension::Number => Some(q.dimension),
-        Expr::Neg(e) => dim_hint(e),
-        Expr::Arith(a, _, b) => dim_hint(a).or_else(|| dim_hint(b)),
+/// The dimension an expression has from its literals alone (fields untyped): the unit algebra
+/// of [`ty`] without field types, used by the parser's checks and for display.
+pub(crate) fn literal_dim(e: &Expr) -> Option<Dimension> {
+    match ty(e, &BTreeMap::new()) {
+        Ok(Ty::Dim(d, _)) => Some(d),
         _ => None,
     }
 }

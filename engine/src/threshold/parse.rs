@@ -384,27 +384,8 @@ impl Parser {
     }
 }
 
-/// The dimension an expression has when it is known from its literals (fields are untyped).
-fn dim_of(e: &Expr) -> Option<Dimension> {
-    match e {
-        Expr::Num(q) if q.dimension != Dimension::Number => Some(q.dimension),
-        Expr::Num(_) | Expr::Field(_) | Expr::Agg(..) | Expr::Baseline => None,
-        Expr::Neg(e) => dim_of(e),
-        Expr::Arith(a, ArithOp::Add | ArithOp::Sub, b) => dim_of(a).or_else(|| dim_of(b)),
-        // A ratio scales what it multiplies: `95% * 2GiB` is a size, `95% * 100` a number.
-        Expr::Arith(a, ArithOp::Mul, b) => match (dim_of(a), dim_of(b)) {
-            (Some(Dimension::Ratio), other) | (other, Some(Dimension::Ratio)) => other,
-            (x, y) => x.or(y),
-        },
-        Expr::Arith(a, ArithOp::Div, b) => match (dim_of(a), dim_of(b)) {
-            (Some(x), Some(y)) if x == y => None,
-            (x, _) => x,
-        },
-    }
-}
-
 fn check_dims(a: &Expr, b: &Expr, column: usize) -> Result<(), ParseError> {
-    if let (Some(x), Some(y)) = (dim_of(a), dim_of(b)) {
+    if let (Some(x), Some(y)) = (super::literal_dim(a), super::literal_dim(b)) {
         if !x.compatible(y) {
             return Err(ParseError {
                 message: format!("cannot combine a {x} with a {y}"),
