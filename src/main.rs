@@ -89,9 +89,16 @@ enum Command {
         /// How much worse a figure may get before it counts as a regression.
         #[arg(long, default_value = "10%")]
         tolerance: String,
-        /// Show every shared figure, not only those with a direction.
+        /// A sample statistic (a quantile, a mean, a rate, a share) resting on fewer samples
+        /// than this is never a regression: "too few samples".
+        #[arg(long, default_value_t = 100, value_name = "N")]
+        min_samples: u64,
+        /// Show every figure both reports have, not only those that changed.
         #[arg(long)]
         all: bool,
+        /// Print the comparison as JSON (every figure, its verdict and why) instead of a table.
+        #[arg(long)]
+        json: bool,
         /// Also write the comparison as an HTML page, the two runs' series overlaid.
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
@@ -204,9 +211,22 @@ fn main() -> ExitCode {
             old,
             new,
             tolerance,
+            min_samples,
             all,
+            json,
             html,
-        } => compare(&old, &new, &tolerance, all, html.as_deref()),
+        } => compare(
+            &old,
+            &new,
+            &tolerance,
+            min_samples,
+            CompareOutput {
+                all,
+                json,
+                quiet: cli.quiet,
+            },
+            html.as_deref(),
+        ),
         Command::Schema => {
             print!("{}", report::json_schema());
             0
@@ -322,13 +342,32 @@ fn check(file: &Path, params: &ParamArgs, json: bool) -> i32 {
     }
 }
 
-fn compare(old: &Path, new: &Path, tolerance: &str, all: bool, html: Option<&Path>) -> i32 {
+/// What `scen compare` prints.
+struct CompareOutput {
+    /// Every figure, not only those that changed.
+    all: bool,
+    /// JSON instead of a table.
+    json: bool,
+    /// Only regressions and the summary.
+    quiet: bool,
+}
+
+fn compare(
+    old: &Path,
+    new: &Path,
+    tolerance: &str,
+    min_samples: u64,
+    out: CompareOutput,
+    html: Option<&Path>,
+) -> i32 {
+    let CompareOutput { all, json, quiet } = out;
+    use report::compare::{Options, Verdict};
     let tol = match scen_engine::units::parse_quantity(tolerance) {
         Ok(q)
             if matches!(
                 q.dimension,
                 scen_engine::units::Dimension::Ratio | scen_engine::units::Dimension::Number
-            ) =>
+            ) && q.value >= 0.0 =>
         {
             q.value
         }
@@ -344,44 +383,74 @@ fn compare(old: &Path, new: &Path, tolerance: &str, all: bool, html: Option<&Pat
             return 2;
         }
     };
-    use report::compare::Direction;
-    let rows = report::compare::compare(&a, &b, tol);
+    let cmp = report::compare::compare(
+        &a,
+        &b,
+        Options {
+            tolerance: tol,
+            min_samples,
+        },
+    );
     let html = html.map(Path::to_path_buf);
-    if !write_report(&html, || report::to_compare_html(&a, &b, &rows, tolerance)) {
+    if !write_report(&html, || {
+        report::to_compare_html(&a, &b, &cmp, tolerance, all)
+    }) {
         return 2;
     }
-    println!(
-        "{:<44} {:>14} {:>14} {:>9}  verdict",
-        "figure", "old", "new", "change"
-    );
-    let mut regressed = 0;
-    for r in rows
+    for w in &cmp.warnings {
+        eprintln!("warning: {w}");
+    }
+    let regressed = cmp.count(Verdict::Regressed);
+    if json {
+        match serde_json::to_string_pretty(&cmp) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        }
+        return i32::from(regressed > 0);
+    }
+    let shown: Vec<_> = cmp
+        .rows
         .iter()
-        .filter(|r| all || r.direction != Direction::Info)
-    {
-        let verdict = match (r.direction, r.regressed) {
-            (_, true) => "REGRESSED",
-            (Direction::Info, _) => "",
-            _ => "ok",
-        };
-        regressed += usize::from(r.regressed);
-        let change = if r.change.is_infinite() {
-            "new".to_string()
-        } else {
-            format!("{:+.1}%", r.change * 100.0)
-        };
+        .filter(|r| {
+            if quiet {
+                r.verdict == Verdict::Regressed
+            } else {
+                all || r.verdict.changed()
+            }
+        })
+        .collect();
+    if !shown.is_empty() {
         println!(
-            "{:<44} {:>14} {:>14} {:>9}  {verdict}",
+            "{:<48} {:>12} {:>12} {:>9}  verdict",
+            "figure", "old", "new", "change"
+        );
+    }
+    for r in &shown {
+        let why = r
+            .why
+            .as_deref()
+            .map(|w| format!(" ({w})"))
+            .unwrap_or_default();
+        println!(
+            "{:<48} {:>12} {:>12} {:>9}  {}{why}",
             r.path,
-            scen_engine::units::format_number(r.old),
-            scen_engine::units::format_number(r.new),
-            change
+            r.display(r.old),
+            r.display(r.new),
+            r.change_text(),
+            r.verdict.label(),
         );
     }
     println!(
-        "{} figures compared, {regressed} regressed beyond {}",
-        rows.len(),
-        tolerance
+        "{} figures compared: {regressed} regressed, {} improved, {} within noise, {} on too few samples, {} without data \
+         (a regression is worse by more than {tolerance} and outside the 95% confidence interval)",
+        cmp.rows.len(),
+        cmp.count(Verdict::Improved),
+        cmp.count(Verdict::Noise),
+        cmp.count(Verdict::TooFewSamples),
+        cmp.count(Verdict::NoData),
     );
     i32::from(regressed > 0)
 }

@@ -102,7 +102,7 @@ fn compare_writes_the_two_runs_overlaid() {
     let out = scen()
         .arg("compare")
         .args(&reports)
-        .args(["--tolerance", "1000%", "--html"])
+        .args(["--tolerance", "1000%", "--all", "--html"])
         .arg(&page)
         .output()
         .unwrap();

@@ -41,6 +41,9 @@ pub struct StepSpec {
     pub continue_on_error: bool,
     /// Where it was declared.
     pub pos: SourcePos,
+    /// The action its closure calls directly (`etcd::stress`), whose record type types the
+    /// step's figures; `None` when the closure does more than one call.
+    pub action: Option<String>,
 }
 
 /// An entry of the plan, in declaration order.

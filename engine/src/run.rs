@@ -209,6 +209,7 @@ async fn execute(
             duration_ms: 0.0,
             error: None,
             record: json!({}),
+            action: s.action.clone(),
         })
         .collect();
     report.thresholds = plan
@@ -685,6 +686,7 @@ fn call_step(
             duration_ms,
             error,
             record,
+            action: spec.action.clone(),
         }
     }
 }
@@ -705,6 +707,7 @@ async fn join_step(h: JoinHandle<StepReport>, spec: &StepSpec) -> StepReport {
                 detail: None,
             }),
             record: json!({}),
+            action: spec.action.clone(),
         },
     }
 }

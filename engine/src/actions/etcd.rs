@@ -348,6 +348,7 @@ pub struct PutManyRecord {
     /// Puts that succeeded.
     pub ok: u64,
     /// Puts that failed.
+    #[schemars(extend("x-better" = "lower"))]
     pub errors: u64,
     /// The first few error messages.
     pub error_samples: Vec<String>,
@@ -358,7 +359,7 @@ pub struct PutManyRecord {
     #[schemars(with = "crate::measure::Ms")]
     pub duration_ms: f64,
     /// Successful puts per second.
-    #[schemars(with = "crate::measure::PerSecond")]
+    #[schemars(with = "crate::measure::PerSecond", extend("x-better" = "higher", "x-samples" = "ok"))]
     pub throughput: f64,
     /// Per-request latency.
     pub latency: Distribution,

@@ -353,16 +353,16 @@ pub struct ServerStep {
     /// with --metrics=extensive).
     pub grpc_handling: Distribution,
     /// Leader changes seen during the step, all members.
-    #[schemars(with = "Option<crate::measure::Count>")]
+    #[schemars(with = "Option<crate::measure::Count>", extend("x-better" = "lower"))]
     pub leader_changes: Option<f64>,
     /// Proposals that failed during the step.
-    #[schemars(with = "Option<crate::measure::Count>")]
+    #[schemars(with = "Option<crate::measure::Count>", extend("x-better" = "lower"))]
     pub proposals_failed: Option<f64>,
     /// Proposals committed during the step.
     #[schemars(with = "Option<crate::measure::Count>")]
     pub proposals_committed: Option<f64>,
     /// Applies that took too long during the step.
-    #[schemars(with = "Option<crate::measure::Count>")]
+    #[schemars(with = "Option<crate::measure::Count>", extend("x-better" = "lower"))]
     pub slow_applies: Option<f64>,
     /// Backend size after the step, largest member.
     #[schemars(with = "Option<crate::measure::Bytes>")]

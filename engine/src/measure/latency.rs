@@ -205,6 +205,44 @@ pub fn bucket_quantile(q: f64, cumulative: &[(f64, f64)]) -> Option<f64> {
     Some(prev.0)
 }
 
+/// The bounds of the bucket that holds quantile `q` of cumulative buckets: the values the
+/// histogram cannot tell apart from its interpolated quantile. `None` without observations.
+pub fn bucket_bounds(q: f64, cumulative: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let &(_, total) = cumulative.last()?;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let mut lower = 0.0;
+    for &(le, c) in cumulative {
+        if c >= rank && c > 0.0 {
+            return Some((lower, le));
+        }
+        lower = le;
+    }
+    Some((lower, f64::INFINITY))
+}
+
+/// The cumulative buckets a distribution keeps (`None` for a client distribution, which keeps its
+/// HDR histogram instead).
+pub fn buckets_of(dist: &serde_json::Value) -> Option<Vec<(f64, f64)>> {
+    if dist
+        .get("hist")
+        .and_then(serde_json::Value::as_str)
+        .is_some()
+    {
+        return None;
+    }
+    let buckets: Vec<(Option<f64>, f64)> =
+        serde_json::from_value(dist.get("buckets")?.clone()).ok()?;
+    Some(
+        buckets
+            .into_iter()
+            .map(|(le, c)| (le.unwrap_or(f64::INFINITY), c))
+            .collect(),
+    )
+}
+
 /// Quantile `q` (0..=1) of a distribution as it stands in a report (JSON), in ms: from its HDR
 /// histogram or its buckets. `None` when it has no samples or keeps neither.
 pub fn quantile_of(dist: &serde_json::Value, q: f64) -> Option<f64> {
@@ -215,13 +253,7 @@ pub fn quantile_of(dist: &serde_json::Value, q: f64) -> Option<f64> {
     {
         return (!h.is_empty()).then(|| h.value_at_quantile(q) as f64 / 1e3);
     }
-    let buckets: Vec<(Option<f64>, f64)> =
-        serde_json::from_value(dist.get("buckets")?.clone()).ok()?;
-    let cum: Vec<(f64, f64)> = buckets
-        .into_iter()
-        .map(|(le, c)| (le.unwrap_or(f64::INFINITY), c))
-        .collect();
-    bucket_quantile(q, &cum)
+    bucket_quantile(q, &buckets_of(dist)?)
 }
 
 #[cfg(test)]

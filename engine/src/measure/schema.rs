@@ -17,7 +17,7 @@ pub const RENAMED: &[(&str, &str)] = &[
 ];
 
 /// Follows `$ref`s into `$defs` and unwraps `Option<T>` (`anyOf: [T, null]`).
-fn resolve<'a>(defs: Option<&'a Value>, mut v: &'a Value) -> &'a Value {
+pub(crate) fn resolve<'a>(defs: Option<&'a Value>, mut v: &'a Value) -> &'a Value {
     for _ in 0..8 {
         if let Some(r) = v.get("$ref").and_then(Value::as_str) {
             match defs.and_then(|d| d.get(r.trim_start_matches("#/$defs/"))) {
@@ -40,7 +40,7 @@ fn resolve<'a>(defs: Option<&'a Value>, mut v: &'a Value) -> &'a Value {
 }
 
 /// Whether a schema object is a latency distribution (any quantile can be asked of it).
-fn is_distribution(v: &Value) -> bool {
+pub(crate) fn is_distribution(v: &Value) -> bool {
     v.get("x-kind").and_then(Value::as_str) == Some("distribution")
 }
 

@@ -1,24 +1,57 @@
-//! Comparing two reports figure by figure (`scen compare old.json new.json --tolerance 10%`): every
-//! numeric field both runs recorded, the change, and whether it regressed beyond the tolerance. A
-//! figure has a direction when its name says which way is worse (latencies, errors and CPU up;
-//! throughput down); the others are shown for information.
+//! Comparing two reports figure by figure (`scen compare old.json new.json`), in the spirit of Go's
+//! benchstat: a figure regresses only when it got worse by more than the tolerance *and* the two
+//! runs' 95% confidence intervals do not overlap (see [`crate::measure::interval`]). Which way is
+//! worse, the unit and what a figure rests on come from the record's type
+//! ([`super::typed::step_figures`]), never from its name. Figures resting on too few samples are
+//! reported as such, never as regressions.
 
 use serde::Serialize;
-use serde_json::Value;
 
+use super::typed::step_figures;
 use super::Report;
-use crate::run::step_view;
+use crate::measure::figures::{Basis, Better, Figure};
+use crate::measure::interval::{interval, too_few, NoInterval};
+use crate::measure::Unit;
 
-/// Which way a figure gets worse.
+/// What the comparison says about one figure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// Larger is worse (latency, errors, CPU, db size).
-    LowerIsBetter,
-    /// Smaller is worse (throughput).
-    HigherIsBetter,
-    /// No verdict (counts, sizes of the workload).
+pub enum Verdict {
+    /// Worse beyond the tolerance and beyond what its samples allow: fails the comparison.
+    Regressed,
+    /// Better beyond the tolerance and beyond what its samples allow.
+    Improved,
+    /// Changed by more than the tolerance, but within the noise its samples allow.
+    Noise,
+    /// Changed by more than the tolerance, but it rests on too few samples to tell.
+    TooFewSamples,
+    /// One run has no samples for it.
+    NoData,
+    /// Within the tolerance.
+    Same,
+    /// No verdict: neither direction is worse (a configured value, a workload size), or nothing is
+    /// known about its noise.
     Info,
+}
+
+impl Verdict {
+    /// How the verdict is printed.
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Regressed => "REGRESSED",
+            Verdict::Improved => "improved",
+            Verdict::Noise => "noise",
+            Verdict::TooFewSamples => "too few samples",
+            Verdict::NoData => "no data",
+            Verdict::Same => "ok",
+            Verdict::Info => "",
+        }
+    }
+
+    /// Whether the figure is shown without `--all`: it changed, or lost its data.
+    pub fn changed(self) -> bool {
+        !matches!(self, Verdict::Same | Verdict::Info)
+    }
 }
 
 /// One figure of the comparison.
@@ -26,128 +59,294 @@ pub enum Direction {
 pub struct Row {
     /// `step.field.path`.
     pub path: String,
-    /// The old value.
-    pub old: f64,
-    /// The new value.
-    pub new: f64,
-    /// Relative change (new - old) / old; infinite when old is 0 and new is not.
-    pub change: f64,
-    /// Which way is worse.
-    pub direction: Direction,
-    /// Worse by more than the tolerance.
-    pub regressed: bool,
+    /// The figure's unit, when its record is typed.
+    pub unit: Option<Unit>,
+    /// The old value (`None`: no samples).
+    pub old: Option<f64>,
+    /// The new value (`None`: no samples).
+    pub new: Option<f64>,
+    /// Relative change (new − old) / |old|; infinite when old is 0 and new is not.
+    pub change: Option<f64>,
+    /// Which way is better, from the record's type.
+    pub better: Option<Better>,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Why, for noise and too few samples: the intervals or the sample counts.
+    pub why: Option<String>,
 }
 
-/// Whether a figure has a direction, from its path.
-pub fn direction(path: &str) -> Direction {
-    let last = path.rsplit('.').next().unwrap_or(path);
-    let in_latency = [
-        ".latency.",
-        ".wal_fsync.",
-        ".backend_commit.",
-        ".peer_rtt.",
-        ".grpc_handling.",
-        ".delay.",
-    ]
-    .iter()
-    .any(|s| path.contains(s));
-    if last == "throughput" {
-        Direction::HigherIsBetter
-    } else if (in_latency
-        && matches!(
-            last,
-            "p50" | "p90" | "p99" | "p999" | "max" | "mean" | "stddev"
-        ))
-        || matches!(
-            last,
-            "errors"
-                | "error_rate"
-                | "shortfall"
-                | "dropped"
-                | "missed"
-                | "client_per_op_us"
-                | "server_per_op_us"
-                | "leader_changes"
-                | "proposals_failed"
-                | "slow_applies"
-        )
-    {
-        Direction::LowerIsBetter
-    } else {
-        Direction::Info
+impl Row {
+    /// A value of this row for people, in its unit (`—` for no samples).
+    pub fn display(&self, v: Option<f64>) -> String {
+        match self.unit {
+            Some(u) => u.format(v),
+            None => v.map_or_else(
+                || crate::measure::NO_DATA.to_string(),
+                crate::units::format_number,
+            ),
+        }
+    }
+
+    /// The change for people: `+12.5%`, `new`, or empty.
+    pub fn change_text(&self) -> String {
+        match self.change {
+            Some(c) if c.is_infinite() => "new".into(),
+            Some(c) => format!("{:+.1}%", c * 100.0),
+            None => String::new(),
+        }
     }
 }
 
-fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, f64)>) {
-    match v {
-        Value::Number(n) => out.push((prefix.to_string(), n.as_f64().unwrap_or(f64::NAN))),
-        Value::Object(m) => {
-            for (k, x) in m {
-                // Per-second series and per-member lists are plots, not figures.
-                if matches!(k.as_str(), "series" | "members" | "keys") {
-                    continue;
-                }
-                flatten(&format!("{prefix}.{k}"), x, out);
-            }
+/// How to compare.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// How much worse a figure may get (a fraction: 0.1 is 10%) before it can count as a
+    /// regression.
+    pub tolerance: f64,
+    /// Sample statistics resting on fewer samples than this are never regressions.
+    pub min_samples: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            tolerance: 0.1,
+            min_samples: 100,
         }
-        _ => {}
     }
 }
 
-/// Compares every figure both reports have; `tolerance` is a fraction (0.1 = 10%).
-pub fn compare(old: &Report, new: &Report, tolerance: f64) -> Vec<Row> {
-    let mut a = Vec::new();
-    let mut b = Vec::new();
-    if let (Value::Object(o), Value::Object(n)) = (step_view(&old.steps), step_view(&new.steps)) {
-        for (k, v) in &o {
-            flatten(k, v, &mut a);
-        }
-        for (k, v) in &n {
-            flatten(k, v, &mut b);
-        }
+/// The comparison of two reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// Every figure both reports have, in path order.
+    pub rows: Vec<Row>,
+    /// What makes the two reports less comparable (different scenarios, parameters, clusters).
+    pub warnings: Vec<String>,
+}
+
+impl Comparison {
+    /// Rows with this verdict.
+    pub fn count(&self, v: Verdict) -> usize {
+        self.rows.iter().filter(|r| r.verdict == v).count()
     }
-    b.into_iter()
-        .filter_map(|(path, new)| {
-            let old = a.iter().find(|(p, _)| *p == path)?.1;
-            let change = if old == new {
-                0.0
-            } else if old == 0.0 {
-                f64::INFINITY.copysign(new)
-            } else {
-                (new - old) / old.abs()
-            };
-            let direction = direction(&path);
-            let regressed = match direction {
-                Direction::LowerIsBetter => change > tolerance,
-                Direction::HigherIsBetter => change < -tolerance,
-                Direction::Info => false,
-            };
-            Some(Row {
-                path,
-                old,
-                new,
-                change,
-                direction,
-                regressed,
-            })
+}
+
+/// Compares every figure both reports have.
+pub fn compare(old: &Report, new: &Report, opts: Options) -> Comparison {
+    let typed = |r: &Report| -> Vec<Figure> {
+        r.steps
+            .iter()
+            .filter(|s| s.status == super::StepStatus::Passed)
+            .flat_map(step_figures)
+            .collect()
+    };
+    let (a, b) = (typed(old), typed(new));
+    let rows = b
+        .iter()
+        .filter_map(|n| {
+            let o = a.iter().find(|o| o.path == n.path)?;
+            Some(row(o, n, opts))
         })
-        .collect()
+        .collect();
+    Comparison {
+        rows,
+        warnings: warnings(old, new),
+    }
+}
+
+fn row(o: &Figure, n: &Figure, opts: Options) -> Row {
+    let change = match (o.value, n.value) {
+        (Some(a), Some(b)) if a == b => Some(0.0),
+        (Some(0.0), Some(b)) => Some(f64::INFINITY.copysign(b)),
+        (Some(a), Some(b)) => Some((b - a) / a.abs()),
+        _ => None,
+    };
+    // The record types must agree on direction and unit: a renamed or retyped field has none.
+    let better = if o.better == n.better && o.unit == n.unit {
+        n.better
+    } else {
+        None
+    };
+    let (verdict, why) = match (o.value, n.value, change, better) {
+        (_, _, _, None) => (Verdict::Info, None),
+        (None, None, _, _) => (Verdict::Same, None),
+        (None, _, _, _) | (_, None, _, _) => (Verdict::NoData, None),
+        (Some(a), Some(b), Some(c), Some(better)) => judge(a, b, c, better, o, n, opts),
+        _ => (Verdict::Info, None),
+    };
+    Row {
+        path: n.path.clone(),
+        unit: n.unit,
+        old: o.value,
+        new: n.value,
+        change,
+        better,
+        verdict,
+        why,
+    }
+}
+
+fn judge(
+    a: f64,
+    b: f64,
+    change: f64,
+    better: Better,
+    o: &Figure,
+    n: &Figure,
+    opts: Options,
+) -> (Verdict, Option<String>) {
+    let worse = match better {
+        Better::Lower => change > opts.tolerance,
+        Better::Higher => change < -opts.tolerance,
+    };
+    let improved = match better {
+        Better::Lower => change < -opts.tolerance,
+        Better::Higher => change > opts.tolerance,
+    };
+    if !worse && !improved {
+        return (Verdict::Same, None);
+    }
+    let (ia, ib) = match (
+        interval(a, &o.basis, opts.min_samples),
+        interval(b, &n.basis, opts.min_samples),
+    ) {
+        (Ok(ia), Ok(ib)) => (ia, ib),
+        (Err(NoInterval::TooFewSamples(why)), _) => {
+            return (Verdict::TooFewSamples, Some(format!("old: {why}")))
+        }
+        (_, Err(NoInterval::TooFewSamples(why))) => {
+            return (Verdict::TooFewSamples, Some(format!("new: {why}")))
+        }
+        _ => return (Verdict::Info, Some("no noise model for this figure".into())),
+    };
+    // Apart: every value the new run allows is on the other side of every value the old allows.
+    let apart = ib.0 > ia.1 || ib.1 < ia.0;
+    if apart {
+        return if worse {
+            (Verdict::Regressed, None)
+        } else {
+            (Verdict::Improved, None)
+        };
+    }
+    // Not apart because a side could not be bounded: too few samples to tell, not noise.
+    let unbounded = |(lo, hi): (f64, f64)| lo.is_infinite() || hi.is_infinite();
+    if unbounded(ia) || unbounded(ib) {
+        let (which, basis) = if unbounded(ia) {
+            ("old", &o.basis)
+        } else {
+            ("new", &n.basis)
+        };
+        let why = match basis {
+            Basis::Quantile { q, n, .. } => too_few(*q, *n),
+            _ => "unbounded interval".into(),
+        };
+        return (Verdict::TooFewSamples, Some(format!("{which}: {why}")));
+    }
+    let unit = n.unit.unwrap_or(Unit::Count);
+    let shown =
+        |(lo, hi): (f64, f64)| format!("{}..{}", unit.format(Some(lo)), unit.format(Some(hi)));
+    let why = format!(
+        "95% intervals overlap: old {}, new {}",
+        shown(ia),
+        shown(ib)
+    );
+    (Verdict::Noise, Some(why))
+}
+
+/// What differs between the runs besides the code or cluster under test.
+fn warnings(old: &Report, new: &Report) -> Vec<String> {
+    let mut w = Vec::new();
+    if old.scenario.name != new.scenario.name {
+        w.push(format!(
+            "the reports come from different scenarios: `{}` and `{}`",
+            old.scenario.name, new.scenario.name
+        ));
+    }
+    let keys: std::collections::BTreeSet<&String> =
+        old.params.keys().chain(new.params.keys()).collect();
+    let differ: Vec<String> = keys
+        .into_iter()
+        .filter(|k| old.params.get(*k) != new.params.get(*k))
+        .map(|k| {
+            let v = |r: &Report| r.params.get(k).map_or("unset".into(), |v| v.to_string());
+            format!("{k} {} → {}", v(old), v(new))
+        })
+        .collect();
+    if !differ.is_empty() {
+        w.push(format!("the parameters differ: {}", differ.join(", ")));
+    }
+    let version = |r: &Report| r.target.as_ref().map(|t| t.etcd_version.clone());
+    if version(old) != version(new) {
+        w.push(format!(
+            "the runs used different etcd versions: {} and {}",
+            version(old).unwrap_or_else(|| "?".into()),
+            version(new).unwrap_or_else(|| "?".into())
+        ));
+    }
+    let mut untyped: Vec<&str> = [old, new]
+        .iter()
+        .flat_map(|r| &r.steps)
+        .filter(|s| s.action.is_none() && s.record.as_object().is_some_and(|m| !m.is_empty()))
+        .map(|s| s.name.as_str())
+        .collect();
+    untyped.sort_unstable();
+    untyped.dedup();
+    if !untyped.is_empty() {
+        w.push(format!(
+            "no record type for step {}: its figures get no verdict (the step's closure does more \
+             than call one action, or the report predates typed records); their server view is compared",
+            untyped.join(", ")
+        ));
+    }
+    w
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn fig(value: f64, better: Better, basis: Basis) -> Figure {
+        Figure {
+            path: "w.x".into(),
+            value: Some(value),
+            unit: Some(Unit::Count),
+            better: Some(better),
+            basis,
+        }
+    }
+
     #[test]
-    fn directions_follow_the_names() {
-        assert_eq!(direction("w.latency.p99"), Direction::LowerIsBetter);
+    fn a_regression_must_beat_tolerance_and_noise() {
+        let opts = Options::default();
+        let r = |a, b| {
+            row(
+                &fig(a, Better::Lower, Basis::Events),
+                &fig(b, Better::Lower, Basis::Events),
+                opts,
+            )
+        };
+        assert_eq!(r(0.0, 3.0).verdict, Verdict::Noise);
+        assert_eq!(r(0.0, 20.0).verdict, Verdict::Regressed);
+        assert_eq!(r(100.0, 105.0).verdict, Verdict::Same);
+        assert_eq!(r(100.0, 40.0).verdict, Verdict::Improved);
+        let t = |a, n, b, m| {
+            row(
+                &fig(a, Better::Higher, Basis::RateOf { n }),
+                &fig(b, Better::Higher, Basis::RateOf { n: m }),
+                opts,
+            )
+        };
+        assert_eq!(t(1000.0, 10_000, 500.0, 5_000).verdict, Verdict::Regressed);
+        assert_eq!(t(1000.0, 20, 500.0, 10).verdict, Verdict::TooFewSamples);
+        let mut untyped = fig(1.0, Better::Lower, Basis::Events);
+        untyped.better = None;
+        assert_eq!(row(&untyped, &untyped, opts).verdict, Verdict::Info);
+        let mut none = fig(1.0, Better::Lower, Basis::Events);
+        none.value = None;
         assert_eq!(
-            direction("w.server.wal_fsync.p99"),
-            Direction::LowerIsBetter
+            row(&fig(1.0, Better::Lower, Basis::Events), &none, opts).verdict,
+            Verdict::NoData
         );
-        assert_eq!(direction("w.throughput"), Direction::HigherIsBetter);
-        assert_eq!(direction("w.by_op.put.errors"), Direction::LowerIsBetter);
-        assert_eq!(direction("w.latency.count"), Direction::Info);
-        assert_eq!(direction("w.ok"), Direction::Info);
     }
 }

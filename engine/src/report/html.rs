@@ -6,7 +6,7 @@
 use minijinja::{AutoEscape, Environment, Value};
 use serde_json::Value as Json;
 
-use super::compare::{Direction, Row};
+use super::compare::{Comparison, Verdict};
 use super::svg::{self, Line, Mark};
 use super::{Error, Report, Result, StepReport};
 use crate::units::{format_number, format_quantity, Dimension};
@@ -60,12 +60,13 @@ pub fn to_html(report: &Report) -> Result<String> {
 pub fn to_compare_html(
     old: &Report,
     new: &Report,
-    rows: &[Row],
+    cmp: &Comparison,
     tolerance: &str,
+    all: bool,
 ) -> Result<String> {
     let env = environment()?;
     let tmpl = env.get_template("compare").map_err(|e| render_err(&e))?;
-    let regressed = rows.iter().filter(|r| r.regressed).count();
+    let regressed = cmp.count(Verdict::Regressed);
     let series = |r: &Report, step: &str, field: &str| -> Vec<(f64, f64)> {
         r.steps
             .iter()
@@ -104,20 +105,23 @@ pub fn to_compare_html(
             )));
         }
     }
-    let view: Vec<Value> = rows
+    let view: Vec<Value> = cmp
+        .rows
         .iter()
+        .filter(|r| all || r.verdict.changed())
         .map(|r| {
-            let (verdict, class) = match (r.direction, r.regressed) {
-                (_, true) => ("REGRESSED", "st-failed"),
-                (Direction::Info, _) => ("", ""),
-                _ => ("ok", "st-passed"),
+            let class = match r.verdict {
+                Verdict::Regressed => "st-failed",
+                Verdict::Improved | Verdict::Same => "st-passed",
+                _ => "",
             };
             minijinja::context! {
                 path => r.path,
-                old => format_number(r.old),
-                new => format_number(r.new),
-                change => if r.change.is_infinite() { "new".to_string() } else { format!("{:+.1}%", r.change * 100.0) },
-                verdict => verdict,
+                old => r.display(r.old),
+                new => r.display(r.new),
+                change => r.change_text(),
+                verdict => r.verdict.label(),
+                why => r.why,
                 class => class,
             }
         })
@@ -127,6 +131,9 @@ pub fn to_compare_html(
         old => Value::from_serialize(old),
         new => Value::from_serialize(new),
         rows => view,
+        compared => cmp.rows.len(),
+        warnings => cmp.warnings,
+        all => all,
         regressed => regressed,
         tolerance => tolerance,
         charts => charts,

@@ -7,6 +7,7 @@ mod junit;
 mod markdown;
 pub mod model;
 mod svg;
+pub mod typed;
 
 use std::io::Write;
 use std::path::Path;

@@ -242,6 +242,10 @@ pub struct StepReport {
     pub error: Option<ErrorInfo>,
     /// What the step's closure returned (a map), or `{}`.
     pub record: Value,
+    /// The action whose record this is (`etcd::stress`), when the step calls one directly: its
+    /// record type (`scen api`) gives each figure's unit and direction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
 }
 
 /// One threshold's entry.

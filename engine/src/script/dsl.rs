@@ -189,6 +189,7 @@ fn declare_step(
         timeout,
         continue_on_error: opts.continue_on_error,
         pos: pos_of(ctx),
+        action: None, // known once the whole script is read
     }));
     Ok(())
 }

@@ -397,14 +397,23 @@ fn record_of(v: Dynamic) -> serde_json::Value {
     }
 }
 
+/// The JSON Schema of the record an action returns (`etcd::stress`); `None` for an action
+/// without a typed record.
+pub fn record_schema(action: &str) -> Option<serde_json::Value> {
+    let (ns, func) = action.split_once("::")?;
+    match ns {
+        "etcd" => etcd::record_schema(func),
+        "metrics" => metrics::record_schema(func),
+        "cluster" => cluster::record_schema(func),
+        "fault" => fault::record_schema(func),
+        _ => None,
+    }
+}
+
 /// The unit of a threshold's field, when the plan knows the record it reads: the server view
 /// every step gets, `duration_ms`, or the record of an action the step's closure calls directly.
 /// `Ok(None)`: the record is the script's own (untyped). `Err`: the field does not exist.
-fn unit_of_field(
-    field: &FieldPath,
-    steps: &[&StepSpec],
-    ast: &AST,
-) -> Result<Option<Unit>, String> {
+fn unit_of_field(field: &FieldPath, steps: &[&StepSpec]) -> Result<Option<Unit>, String> {
     use crate::threshold::Segment;
     // `<step>.server.*` is the per-step server view every step gets.
     if field.0.get(1) == Some(&Segment::Key("server".into())) {
@@ -425,22 +434,15 @@ fn unit_of_field(
     let Some(step) = steps.iter().find(|s| s.name == field.step()) else {
         return Ok(None);
     };
-    let Some((ns, func)) = fields::direct_action(step, ast) else {
+    let Some(action) = &step.action else {
         return Ok(None);
     };
-    let schema = match ns.as_str() {
-        "etcd" => etcd::record_schema(&func),
-        "metrics" => metrics::record_schema(&func),
-        "cluster" => cluster::record_schema(&func),
-        "fault" => fault::record_schema(&func),
-        _ => None,
-    };
-    let Some(schema) = schema else {
+    let Some(schema) = record_schema(action) else {
         return Ok(None);
     };
     measure::schema::field_unit(&schema, field)
         .map(Some)
-        .map_err(|why| format!("reads `{field}`, which {ns}::{func} does not record: {why}"))
+        .map_err(|why| format!("reads `{field}`, which {action} does not record: {why}"))
 }
 
 fn finish_plan(
@@ -462,6 +464,13 @@ fn finish_plan(
         let mut e = ScriptError::new(format!("{file} declares no steps"));
         e.hint = Some("add at least one: step(\"status\", |p| etcd::status());".into());
         return Err(e);
+    }
+    for item in &mut b.items {
+        if let Item::Step(s) = item {
+            s.action = fields::direct_action(s, ast)
+                .map(|(ns, func)| format!("{ns}::{func}"))
+                .filter(|a| record_schema(a).is_some());
+        }
     }
     let steps: Vec<&StepSpec> = b
         .items
@@ -486,7 +495,7 @@ fn finish_plan(
         // and every comparison's units against the fields' types.
         let mut units = BTreeMap::new();
         for field in t.threshold.paths() {
-            match unit_of_field(field, &steps, ast) {
+            match unit_of_field(field, &steps) {
                 Ok(Some(u)) => {
                     units.insert(field.to_string(), u);
                 }

@@ -39,6 +39,7 @@ pub struct ApiCallRecord {
     /// Calls made.
     pub calls: u64,
     /// Calls that failed.
+    #[schemars(extend("x-better" = "lower"))]
     pub errors: u64,
     /// Latency of each call (ms).
     pub latency: Distribution,

@@ -62,6 +62,7 @@ pub struct FlowRecord {
     /// Writes that succeeded.
     pub ok: u64,
     /// Writes that failed.
+    #[schemars(extend("x-better" = "lower"))]
     pub errors: u64,
     /// Writes retried because the stored object had changed (a stale resourceVersion).
     pub conflicts: u64,
@@ -69,11 +70,11 @@ pub struct FlowRecord {
     #[schemars(with = "crate::measure::PerSecond")]
     pub intended_per_s: f64,
     /// The achieved rate, successful writes/s.
-    #[schemars(with = "crate::measure::PerSecond")]
+    #[schemars(with = "crate::measure::PerSecond", extend("x-better" = "higher", "x-samples" = "ok"))]
     pub achieved_per_s: f64,
     /// How far the achieved rate fell short of the intended one, a ratio (`shortfall < 1%`);
     /// `null` when no write of this flow was due.
-    #[schemars(with = "Option<crate::measure::Ratio>")]
+    #[schemars(with = "Option<crate::measure::Ratio>", extend("x-better" = "lower", "x-samples" = "intended"))]
     pub shortfall: Option<f64>,
     /// Latency from the moment each write was due (ms).
     pub latency: Distribution,

@@ -16,9 +16,10 @@ pub struct OpRecord {
     /// Successful requests.
     pub ok: u64,
     /// Failed requests.
+    #[schemars(extend("x-better" = "lower"))]
     pub errors: u64,
     /// Successful requests per second.
-    #[schemars(with = "crate::measure::PerSecond")]
+    #[schemars(with = "crate::measure::PerSecond", extend("x-better" = "higher", "x-samples" = "ok"))]
     pub throughput: f64,
     /// Latency of successful requests (ms).
     pub latency: Distribution,
@@ -68,6 +69,7 @@ pub struct WatchRecord {
     /// Events received, all watchers together.
     pub received: u64,
     /// Events not received, all watchers together.
+    #[schemars(extend("x-better" = "lower"))]
     pub missed: u64,
     /// Delay from a write's acknowledgement to its event arriving (ms; 0 when the event came first).
     pub delay: Distribution,
@@ -89,9 +91,10 @@ pub struct StressRecord {
     /// Successful requests.
     pub ok: u64,
     /// Failed requests.
+    #[schemars(extend("x-better" = "lower"))]
     pub errors: u64,
     /// Failed share of requests (0..1).
-    #[schemars(with = "crate::measure::Ratio")]
+    #[schemars(with = "crate::measure::Ratio", extend("x-better" = "lower", "x-samples" = "ops"))]
     pub error_rate: f64,
     /// Failures by gRPC status code (`Unavailable`, `DeadlineExceeded`, `ResourceExhausted`...).
     pub errors_by_code: BTreeMap<String, u64>,
@@ -104,7 +107,7 @@ pub struct StressRecord {
     #[schemars(with = "crate::measure::Ms")]
     pub duration_ms: f64,
     /// Successful requests per second.
-    #[schemars(with = "crate::measure::PerSecond")]
+    #[schemars(with = "crate::measure::PerSecond", extend("x-better" = "higher", "x-samples" = "ok"))]
     pub throughput: f64,
     /// Open loop: the mean target rate.
     #[schemars(with = "Option<crate::measure::PerSecond>")]
@@ -113,6 +116,7 @@ pub struct StressRecord {
     #[schemars(with = "Option<crate::measure::Ratio>")]
     pub shortfall: Option<f64>,
     /// Open loop: scheduled requests never sent because the clients could not keep up.
+    #[schemars(extend("x-better" = "lower"))]
     pub dropped: u64,
     /// Latency of all successful requests (ms; open loop: from each request's scheduled time).
     pub latency: Distribution,

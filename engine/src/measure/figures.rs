@@ -1,0 +1,347 @@
+//! A record read through its type: every figure with its unit, which way is worse, and what its
+//! value rests on (the samples of a distribution, the requests behind a rate or a share), so
+//! renderers and `scen compare` never guess from a field's name.
+//!
+//! Record fields declare direction and basis in their schema: `x-better` (`lower` or `higher`)
+//! and `x-samples` (the sibling field that counts what the figure rests on). Every quantile and
+//! mean of a latency distribution is lower-is-better and rests on the distribution's independent
+//! samples: requests in flight together share the server's state (one fsync stall slows all of
+//! them), so a distribution over a span of `T` with mean latency `m` rests on at most `T / m`
+//! independent samples (Little's law: `n / concurrency`), however many requests it counted.
+
+use serde_json::Value;
+
+use super::latency::quantile_key;
+use super::schema::{is_distribution, resolve};
+use super::Unit;
+
+/// Which way a figure gets better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Better {
+    /// Smaller is better (latency, errors).
+    Lower,
+    /// Larger is better (throughput).
+    Higher,
+}
+
+/// What a figure's value rests on: how much it could move by chance between two runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Basis {
+    /// Nothing is known about its noise (a configured value, a gauge, a maximum).
+    Unknown,
+    /// Quantile `q` of a latency distribution (the distribution as it stands in the report,
+    /// with its HDR histogram or buckets) over `n` independent samples.
+    Quantile {
+        /// The quantile, 0..1.
+        q: f64,
+        /// Independent samples.
+        n: u64,
+        /// The distribution's JSON.
+        dist: Value,
+    },
+    /// The mean of `n` independent samples with standard deviation `sd`.
+    Mean {
+        /// Independent samples.
+        n: u64,
+        /// Standard deviation, in the figure's unit.
+        sd: f64,
+    },
+    /// A count of independent events (errors, leader changes): Poisson.
+    Events,
+    /// A share of `n` trials (an error rate): binomial.
+    Share {
+        /// Trials.
+        n: u64,
+    },
+    /// A rate of `n` events over the run (throughput).
+    RateOf {
+        /// Events.
+        n: u64,
+    },
+}
+
+impl Basis {
+    /// The number of samples the figure rests on, when it is a sample statistic.
+    pub fn samples(&self) -> Option<u64> {
+        match self {
+            Basis::Quantile { n, .. }
+            | Basis::Mean { n, .. }
+            | Basis::Share { n }
+            | Basis::RateOf { n } => Some(*n),
+            Basis::Unknown | Basis::Events => None,
+        }
+    }
+}
+
+/// One figure of a record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figure {
+    /// `step.field.path`.
+    pub path: String,
+    /// The value; `None` for no samples (`null` in the JSON).
+    pub value: Option<f64>,
+    /// Its unit; `None` when the record is the script's own and has no type.
+    pub unit: Option<Unit>,
+    /// Which way is better; `None` when neither (a configured value, a size of the workload).
+    pub better: Option<Better>,
+    /// What it rests on.
+    pub basis: Basis,
+}
+
+impl Figure {
+    /// The value for people, in its unit (`—` for no samples).
+    pub fn display(&self) -> String {
+        match self.unit {
+            Some(u) => u.format(self.value),
+            None => match self.value {
+                Some(v) => crate::units::format_number(v),
+                None => super::NO_DATA.to_string(),
+            },
+        }
+    }
+}
+
+/// Every numeric and boolean figure of `value` under `prefix`, typed by `schema` (a record's JSON
+/// Schema; `None` for an untyped record). `span_ms` is the wall time the record covers (bounding
+/// the independent samples of its distributions). Lists (per-second series, members) are plots,
+/// not figures, and are left out; so are strings.
+pub fn figures(
+    schema: Option<&Value>,
+    value: &Value,
+    prefix: &str,
+    span_ms: Option<f64>,
+) -> Vec<Figure> {
+    let mut out = Vec::new();
+    let mut w = Walk {
+        defs: schema.and_then(|s| s.get("$defs")),
+        span_ms,
+        out: &mut out,
+    };
+    w.walk(schema, value, prefix);
+    out
+}
+
+struct Walk<'a> {
+    defs: Option<&'a Value>,
+    span_ms: Option<f64>,
+    out: &'a mut Vec<Figure>,
+}
+
+impl Walk<'_> {
+    fn walk(&mut self, schema: Option<&Value>, value: &Value, path: &str) {
+        let defs = self.defs;
+        let node = schema.map(|s| resolve(defs, s));
+        let Value::Object(map) = value else {
+            return;
+        };
+        if node.is_some_and(is_distribution) {
+            distribution(map, path, self.span_ms, self.out);
+            return;
+        }
+        for (k, v) in map {
+            let here = format!("{path}.{k}");
+            let field = node.and_then(|n| {
+                n.get("properties")
+                    .and_then(|p| p.get(k))
+                    .or_else(|| n.get("additionalProperties").filter(|a| a.is_object()))
+            });
+            match v {
+                Value::Object(_) => self.walk(field, v, &here),
+                Value::Number(_) | Value::Null | Value::Bool(_) => {
+                    self.out
+                        .push(leaf(defs, field, map, v, here, schema.is_some()));
+                }
+                Value::Array(_) | Value::String(_) => {}
+            }
+        }
+    }
+}
+
+/// The figures of a latency distribution (ms): quantiles and mean are lower-is-better.
+fn distribution(
+    map: &serde_json::Map<String, Value>,
+    path: &str,
+    span_ms: Option<f64>,
+    out: &mut Vec<Figure>,
+) {
+    let count = map.get("count").and_then(Value::as_u64).unwrap_or(0);
+    let mean = map.get("mean").and_then(Value::as_f64);
+    let n = match (span_ms, mean) {
+        (Some(span), Some(mean)) if mean > 0.0 => count.min((span / mean) as u64),
+        _ => count,
+    };
+    let dist = Value::Object(map.clone());
+    for (k, v) in map {
+        if !(v.is_number() || v.is_null()) {
+            continue;
+        }
+        let value = v.as_f64();
+        let (unit, better, basis) = if k == "count" {
+            (Unit::Count, None, Basis::Unknown)
+        } else if let Some(q) = quantile_key(k) {
+            let basis = Basis::Quantile {
+                q,
+                n,
+                dist: dist.clone(),
+            };
+            (Unit::Ms, Some(Better::Lower), basis)
+        } else if k == "mean" {
+            let sd = map.get("stddev").and_then(Value::as_f64);
+            match sd {
+                Some(sd) => (Unit::Ms, Some(Better::Lower), Basis::Mean { n, sd }),
+                None => (Unit::Ms, Some(Better::Lower), Basis::Unknown),
+            }
+        } else {
+            // min, max, stddev: shown, but no verdict (a maximum has no confidence interval).
+            (Unit::Ms, None, Basis::Unknown)
+        };
+        out.push(Figure {
+            path: format!("{path}.{k}"),
+            value,
+            unit: Some(unit),
+            better,
+            basis,
+        });
+    }
+}
+
+fn leaf(
+    defs: Option<&Value>,
+    field: Option<&Value>,
+    parent: &serde_json::Map<String, Value>,
+    v: &Value,
+    path: String,
+    typed: bool,
+) -> Figure {
+    let value = match v {
+        Value::Bool(b) => Some(f64::from(u8::from(*b))),
+        other => other.as_f64(),
+    };
+    let raw = field;
+    let node = field.map(|f| resolve(defs, f));
+    let ext = |key: &str| {
+        raw.and_then(|r| r.get(key))
+            .or_else(|| node.and_then(|n| n.get(key)))
+            .and_then(Value::as_str)
+    };
+    let unit = match ext("x-unit").and_then(Unit::from_symbol) {
+        Some(u) => Some(u),
+        None if v.is_boolean() => Some(Unit::Bool),
+        None if node.is_some() => {
+            let types = node.and_then(|n| n.get("type"));
+            let has = |t: &str| match types {
+                Some(Value::String(s)) => s == t,
+                Some(Value::Array(a)) => a.iter().any(|x| x == t),
+                _ => false,
+            };
+            if has("boolean") {
+                Some(Unit::Bool)
+            } else if has("integer") || has("number") {
+                Some(Unit::Count) // a number without a declared unit counts things
+            } else {
+                None
+            }
+        }
+        None => None,
+    };
+    // A field a typed record does not declare (an old report's) has no type.
+    let unit = if typed && node.is_none() { None } else { unit };
+    let better = match ext("x-better") {
+        Some("lower") => Some(Better::Lower),
+        Some("higher") => Some(Better::Higher),
+        _ => None,
+    };
+    let samples = ext("x-samples")
+        .and_then(|f| parent.get(f))
+        .and_then(Value::as_u64);
+    let basis = match (unit, samples) {
+        (Some(Unit::Ratio), Some(n)) => Basis::Share { n },
+        (Some(Unit::PerSecond), Some(n)) => Basis::RateOf { n },
+        (Some(Unit::Count), _) if better.is_some() => Basis::Events,
+        _ => Basis::Unknown,
+    };
+    Figure {
+        path,
+        value,
+        unit,
+        better,
+        basis,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actions::stress::StressRecord;
+
+    fn find<'a>(fs: &'a [Figure], path: &str) -> &'a Figure {
+        fs.iter()
+            .find(|f| f.path == path)
+            .unwrap_or_else(|| panic!("no {path} in {fs:#?}"))
+    }
+
+    #[test]
+    fn a_record_reads_through_its_type() {
+        let schema = serde_json::to_value(schemars::schema_for!(StressRecord)).unwrap();
+        let record = serde_json::json!({
+            "ops": 1000, "ok": 990, "errors": 10, "error_rate": 0.01, "throughput": 495.0,
+            "shortfall": null, "dropped": 0, "duration_ms": 2000.0, "clients": 8,
+            "latency": { "count": 990, "mean": 2.0, "stddev": 0.5, "p99": 4.0, "max": 9.0, "hist": "x" },
+            "by_op": { "put": { "ok": 990, "errors": 10, "throughput": 495.0,
+                                "latency": { "count": 990, "p50": 1.0 } } },
+            "series": [{ "t": 0, "ok": 5 }],
+            "cpu": { "client_ms": 30.0, "client_per_op": null },
+            "transport": "lean"
+        });
+        let fs = figures(Some(&schema), &record, "w", None);
+        let p99 = find(&fs, "w.latency.p99");
+        assert_eq!(
+            (p99.unit, p99.better),
+            (Some(Unit::Ms), Some(Better::Lower))
+        );
+        assert!(matches!(p99.basis, Basis::Quantile { n: 990, .. }));
+        assert_eq!(find(&fs, "w.latency.max").better, None);
+        assert_eq!(
+            find(&fs, "w.latency.mean").basis,
+            Basis::Mean { n: 990, sd: 0.5 }
+        );
+        let t = find(&fs, "w.throughput");
+        assert_eq!(
+            (t.unit, t.better, &t.basis),
+            (
+                Some(Unit::PerSecond),
+                Some(Better::Higher),
+                &Basis::RateOf { n: 990 }
+            )
+        );
+        let e = find(&fs, "w.error_rate");
+        assert_eq!(
+            (e.better, &e.basis),
+            (Some(Better::Lower), &Basis::Share { n: 1000 })
+        );
+        assert_eq!(find(&fs, "w.errors").basis, Basis::Events);
+        assert_eq!(find(&fs, "w.by_op.put.errors").basis, Basis::Events);
+        assert_eq!(find(&fs, "w.by_op.put.latency.p50").unit, Some(Unit::Ms));
+        let s = find(&fs, "w.shortfall");
+        assert_eq!(
+            (s.value, s.unit, s.display()),
+            (None, Some(Unit::Ratio), "—".into())
+        );
+        assert_eq!(find(&fs, "w.clients").better, None);
+        assert_eq!(find(&fs, "w.cpu.client_ms").unit, Some(Unit::Ms));
+        assert!(fs
+            .iter()
+            .all(|f| !f.path.contains("series") && !f.path.contains("hist")));
+        // 990 requests with a 2 ms mean over 1 s: at most 500 could not have overlapped.
+        let fs = figures(Some(&schema), &record, "w", Some(1000.0));
+        assert!(matches!(
+            find(&fs, "w.latency.p99").basis,
+            Basis::Quantile { n: 500, .. }
+        ));
+        // An untyped record: figures without units or direction.
+        let fs = figures(None, &record, "w", None);
+        assert_eq!(find(&fs, "w.throughput").unit, None);
+        assert_eq!(find(&fs, "w.errors").better, None);
+    }
+}
