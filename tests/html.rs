@@ -144,3 +144,94 @@ fn compare_writes_the_two_runs_overlaid() {
     }
     assert!(text.contains("load.latency.p99"));
 }
+
+#[test]
+fn pages_show_each_figure_in_its_unit_and_a_dash_for_no_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    scen_ok(&[
+        "run".as_ref(),
+        fixture("html.rhai").as_os_str(),
+        "-q".as_ref(),
+        "--report".as_ref(),
+        json.as_os_str(),
+    ]);
+    // The load as it would stand had no request succeeded: a distribution without samples.
+    let mut report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let load = report["steps"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|s| s["name"] == "load")
+        .unwrap();
+    load["record"]["latency"] = serde_json::json!({
+        "count": 0, "min": null, "mean": null, "stddev": null, "p50": null, "p90": null,
+        "p99": null, "p999": null, "max": null
+    });
+    let edited = dir.path().join("edited.json");
+    std::fs::write(&edited, report.to_string()).unwrap();
+    let (md, html) = (dir.path().join("r.md"), dir.path().join("r.html"));
+    scen_ok(&[
+        "report".as_ref(),
+        "render".as_ref(),
+        edited.as_os_str(),
+        "--markdown".as_ref(),
+        md.as_os_str(),
+        "--html".as_ref(),
+        html.as_os_str(),
+    ]);
+    let md = std::fs::read_to_string(&md).unwrap();
+    let row = md.lines().find(|l| l.starts_with("| `load`")).unwrap();
+    assert!(row.contains("p50 —, p99 —") && row.contains("/s"), "{row}");
+    let row = md.lines().find(|l| l.starts_with("| `status`")).unwrap();
+    assert!(!row.contains("p99"), "status has no latency: {row}");
+
+    let text = std::fs::read_to_string(&html).unwrap();
+    let doc = html_doc(&text);
+    // Each step's figures table: field → value, formatted by the field's type.
+    let cell = |section: &str, field: &str| -> String {
+        let sec = doc
+            .descendants()
+            .find(|n| {
+                n.has_tag_name("section")
+                    && n.descendants().any(|h| {
+                        h.has_tag_name("h3") && h.text().is_some_and(|t| t.contains(section))
+                    })
+            })
+            .unwrap_or_else(|| panic!("no section {section}"));
+        let tr = sec
+            .descendants()
+            .filter(|n| n.has_tag_name("tr"))
+            .find(|tr| tr.first_element_child().and_then(|td| td.text()) == Some(field))
+            .unwrap_or_else(|| panic!("no {field} in {section}"));
+        tr.last_element_child()
+            .unwrap()
+            .text()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(
+        cell("status", "db_size").ends_with("iB"),
+        "{}",
+        cell("status", "db_size")
+    );
+    assert!(["true", "false"].contains(&cell("status", "has_leader").as_str()));
+    assert!(
+        cell("load", "throughput").ends_with("/s"),
+        "{}",
+        cell("load", "throughput")
+    );
+    assert!(
+        cell("load", "error_rate").ends_with('%'),
+        "{}",
+        cell("load", "error_rate")
+    );
+    let d = cell("load", "duration_ms");
+    assert!(d.ends_with("ms") || d.ends_with('s'), "{d}");
+    assert!(
+        cell("load", "shortfall").ends_with('%'),
+        "{}",
+        cell("load", "shortfall")
+    );
+}

@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 use super::compare::{Comparison, Verdict};
 use super::svg::{self, Line, Mark};
 use super::{Error, Report, Result, StepReport};
-use crate::units::{format_number, format_quantity, Dimension};
+use crate::units::{format_quantity, Dimension};
 
 const TEMPLATE: &str = include_str!("templates/report.html.j2");
 const COMPARE: &str = include_str!("templates/compare.html.j2");
@@ -237,41 +237,8 @@ fn step_view(report: &Report, s: &StepReport) -> Value {
             )));
         }
     }
-    let mut figures: Vec<(String, String)> = Vec::new();
-    if let Some(obj) = rec.as_object() {
-        for (k, v) in obj {
-            if let Some(n) = v.as_f64() {
-                figures.push((k.clone(), figure(k, n)));
-            } else if let Some(b) = v.as_bool() {
-                figures.push((k.clone(), b.to_string()));
-            } else if let Some(t) = v.as_str().filter(|t| t.len() < 80) {
-                figures.push((k.clone(), t.to_string()));
-            }
-        }
-    }
-    if let Some(server) = rec.get("server") {
-        for (path, label) in [
-            (["wal_fsync", "p99"], "server: WAL fsync p99"),
-            (["backend_commit", "p99"], "server: backend commit p99"),
-            (["peer_rtt", "p99"], "server: peer round trip p99"),
-        ] {
-            if let Some(v) = server
-                .get(path[0])
-                .and_then(|x| x.get(path[1]))
-                .and_then(Json::as_f64)
-            {
-                figures.push((label.into(), format_quantity(v, Dimension::Duration)));
-            }
-        }
-        for (key, label) in [
-            ("leader_changes", "server: leader changes"),
-            ("proposals_failed", "server: failed proposals"),
-        ] {
-            if let Some(v) = server.get(key).and_then(Json::as_f64) {
-                figures.push((label.into(), format_number(v)));
-            }
-        }
-    }
+    let mut figures = super::typed::top_figures(s);
+    figures.extend(super::typed::server_figures(s));
     minijinja::context! {
         name => s.name,
         background => s.background,
@@ -281,17 +248,6 @@ fn step_view(report: &Report, s: &StepReport) -> Value {
         error => s.error.as_ref().map(|e| e.message.clone()),
         charts => charts,
         figures => figures,
-    }
-}
-
-/// A record figure with its unit guessed from the name, as thresholds see it.
-fn figure(name: &str, v: f64) -> String {
-    if name.ends_with("_ms") || name == "p99" {
-        format_quantity(v, Dimension::Duration)
-    } else if name.contains("size") || name.contains("bytes") {
-        format_quantity(v, Dimension::Size)
-    } else {
-        format_number(v)
     }
 }
 

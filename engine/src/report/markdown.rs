@@ -18,8 +18,14 @@ pub fn to_markdown(report: &Report) -> Result<String> {
         .map_err(|e| render_err(&e))?;
     let tmpl = env.get_template("summary").map_err(|e| render_err(&e))?;
     let (passed, failed) = report.threshold_counts();
+    let notes: std::collections::BTreeMap<&str, String> = report
+        .steps
+        .iter()
+        .filter_map(|s| Some((s.name.as_str(), super::typed::latency_headline(s)?)))
+        .collect();
     tmpl.render(minijinja::context! {
         r => Value::from_serialize(report),
+        notes => notes,
         thresholds_passed => passed,
         thresholds_failed => failed,
         verdict => match report.outcome {

@@ -37,3 +37,61 @@ pub fn step_figures(step: &StepReport) -> Vec<Figure> {
     out.sort_by(|a, b| a.path.cmp(&b.path));
     out
 }
+
+/// The record's own top-level figures as a page lists them: `(field, value in its unit)`, `—` for
+/// no samples; short strings as they are.
+pub fn top_figures(step: &StepReport) -> Vec<(String, String)> {
+    let figures = step_figures(step);
+    let mut out = Vec::new();
+    let Value::Object(record) = &step.record else {
+        return out;
+    };
+    for (k, v) in record {
+        let path = format!("{}.{k}", step.name);
+        if let Some(f) = figures.iter().find(|f| f.path == path) {
+            out.push((k.clone(), f.display()));
+        } else if let Some(t) = v.as_str().filter(|t| t.len() < 80) {
+            out.push((k.clone(), t.to_string()));
+        }
+    }
+    out
+}
+
+/// Headline figures of the server view: `(label, value)` for those the step has.
+pub fn server_figures(step: &StepReport) -> Vec<(String, String)> {
+    let figures = step_figures(step);
+    [
+        ("wal_fsync.p99", "server: WAL fsync p99"),
+        ("backend_commit.p99", "server: backend commit p99"),
+        ("peer_rtt.p99", "server: peer round trip p99"),
+        ("leader_changes", "server: leader changes"),
+        ("proposals_failed", "server: failed proposals"),
+    ]
+    .iter()
+    .filter_map(|(field, label)| {
+        let path = format!("{}.server.{field}", step.name);
+        let f = figures.iter().find(|f| f.path == path)?;
+        Some((label.to_string(), f.display()))
+    })
+    .collect()
+}
+
+/// One line for a step with a latency distribution: `p50 1.2ms, p99 4.5ms, 950/s` (`—` where
+/// nothing was measured); `None` when the record has no `latency`.
+pub fn latency_headline(step: &StepReport) -> Option<String> {
+    step.record.get("latency")?;
+    let figures = step_figures(step);
+    let show = |field: &str| -> Option<String> {
+        let path = format!("{}.{field}", step.name);
+        figures.iter().find(|f| f.path == path).map(Figure::display)
+    };
+    let mut line = format!(
+        "p50 {}, p99 {}",
+        show("latency.p50").unwrap_or_else(|| crate::measure::NO_DATA.into()),
+        show("latency.p99").unwrap_or_else(|| crate::measure::NO_DATA.into())
+    );
+    if let Some(t) = show("throughput") {
+        line.push_str(&format!(", {t}"));
+    }
+    Some(line)
+}
