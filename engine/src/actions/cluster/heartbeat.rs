@@ -64,7 +64,8 @@ pub struct FlowRecord {
     /// Writes that failed.
     #[schemars(extend("x-better" = "lower"))]
     pub errors: u64,
-    /// Writes retried because the stored object had changed (a stale resourceVersion).
+    /// Writes retried because the stored object had changed since the heartbeats last saw it (a
+    /// stale resourceVersion: another writer, real contention).
     pub conflicts: u64,
     /// The intended rate, writes/s.
     #[schemars(with = "crate::measure::PerSecond")]
@@ -256,7 +257,8 @@ struct Ctx {
     renderer: Renderer,
     encoding: Encoding,
     timeout: Duration,
-    /// Last known mod revision of each node's lease, node and pod key (0: unknown).
+    /// Last known mod revision of each node's lease, node and pod key (0: unknown); leases and
+    /// nodes are read when the heartbeats start.
     lease_revs: Vec<AtomicI64>,
     node_revs: Vec<AtomicI64>,
     pod_revs: Vec<AtomicI64>,
@@ -368,6 +370,15 @@ async fn keep_alive(
         pod_revs: revs(if churned > 0 { shape.pods } else { 0 }),
         root: root.clone(),
     });
+    if let Sink::Etcd(client) = &ctx.sink {
+        // Like kube-apiserver's watch cache, know every object's revision before the first
+        // update: no compare-and-swap fails for want of it.
+        let mut kv = crate::target::kv(client);
+        prime(&ctx, &mut kv, Kind::Lease, &ctx.lease_revs).await?;
+        if flows[Flow::Status as usize].n > 0 {
+            prime(&ctx, &mut kv, Kind::Node, &ctx.node_revs).await?;
+        }
+    }
     let stats = Arc::new(Mutex::new(Stats::default()));
     let permits = Arc::new(tokio::sync::Semaphore::new(opts.concurrency as usize));
     let start = Instant::now();
@@ -700,6 +711,42 @@ fn render(ctx: &Ctx, kind: Kind, item: u64) -> Result<(String, Vec<u8>)> {
     let o = ctx.renderer.render_now(kind, item)?;
     let (value, _) = ctx.encoding.encode(&o.value, &o.template)?;
     Ok((format!("{}/{}", ctx.root, o.key), value))
+}
+
+/// Learns the mod revision of each object of `kind` the heartbeats update, with one keys-only
+/// range over their directory; objects not found keep 0 (their update reports them missing).
+async fn prime(ctx: &Ctx, kv: &mut KvClient, kind: Kind, revs: &[AtomicI64]) -> Result<()> {
+    let keys = (0..revs.len() as u64)
+        .map(|i| {
+            Ok(format!(
+                "{}/{}",
+                ctx.root,
+                ctx.renderer.render_now(kind, i)?.key
+            ))
+        })
+        .collect::<Result<Vec<String>>>()?;
+    let Some(dir) = keys
+        .first()
+        .and_then(|k| k.rsplit_once('/'))
+        .map(|(d, _)| format!("{d}/"))
+    else {
+        return Ok(());
+    };
+    let opts = etcd_client::GetOptions::new()
+        .with_prefix()
+        .with_keys_only();
+    let r = kv.get(dir.as_str(), Some(opts)).await.map_err(etcd)?;
+    let by_key: std::collections::HashMap<&[u8], i64> = r
+        .kvs()
+        .iter()
+        .map(|kv| (kv.key(), kv.mod_revision()))
+        .collect();
+    for (key, slot) in keys.iter().zip(revs) {
+        if let Some(rev) = by_key.get(key.as_bytes()) {
+            slot.store(*rev, Ordering::Relaxed);
+        }
+    }
+    Ok(())
 }
 
 /// kube-apiserver's GuaranteedUpdate: put if the key is still at the revision we last saw,
