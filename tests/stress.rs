@@ -254,3 +254,25 @@ fn check_perf_passes_profile_s_briefly() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("unknown load \"xxl\""), "{}", r.stderr);
 }
+
+#[test]
+fn open_loop_requests_never_sent_count_in_the_latency() {
+    let r = run(&fixture("open-loop-slowdown.rhai"), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let load = &step(&report, "load")["record"];
+    let (ok, dropped) = (
+        load["ok"].as_u64().unwrap(),
+        load["dropped"].as_u64().unwrap(),
+    );
+    // 4 clients cannot put 1000/s on a disk that takes 50 ms per fsync: the second half is
+    // mostly never sent.
+    assert!(dropped > 500, "{load}");
+    assert_eq!(load["latency"]["count"].as_u64().unwrap(), ok + dropped);
+    // The requests that were sent are mostly from the healthy half; with the dropped ones timed
+    // as waiting until the end, the p90 shows the slowdown.
+    let p90 = load["latency"]["p90"].as_f64().unwrap();
+    let sent_p50 = load["by_op"]["put"]["latency"]["p50"].as_f64().unwrap();
+    assert!(p90 >= 50.0, "p90 {p90} ms");
+    assert!(sent_p50 < 50.0, "sent requests' p50 {sent_p50} ms");
+}
