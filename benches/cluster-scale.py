@@ -71,7 +71,7 @@ def main():
         r = json.load(open(report))
         sim, status = step(r, "simulate"), step(r, "status")
         print(f"\nsimulate {args.nodes} nodes, {args.pods} pods (exit {code}, {wall:.0f} s wall)")
-        print(f"  objects written   {sim['objects']:>12,}   ({sim['objects_per_s']:,.0f} objects/s; target >= 5,000)")
+        print(f"  objects written   {sim['objects']:>12,}   ({sim['throughput']:,.0f} objects/s; target >= 5,000)")
         print(f"  value bytes       {sim['bytes']:>12,}   ({sim['bytes_per_s'] / 2**20:,.1f} MiB/s)")
         for kind, k in sorted(sim["by_kind"].items()):
             print(f"    {kind:12} {k['count']:>9,} x {k['avg_size']:>7,.0f} B  {k.get('encoding') or ''}")
@@ -86,9 +86,9 @@ def main():
         hb = step(r, "heartbeat")
         l, s = hb["leases"], hb["node_status"]
         print(f"\nheartbeats for {args.nodes} nodes, {args.heartbeat} (exit {code}, {wall:.0f} s wall)")
-        print(f"  lease renewals/s  {l['achieved_per_s']:>9,.0f} of {l['intended_per_s']:,.0f} intended "
+        print(f"  lease renewals/s  {l['throughput']:>9,.0f} of {l['target_rate']:,.0f} intended "
               f"(shortfall {l['shortfall'] * 100:.1f}%, errors {l['errors']}, p99 {l['latency']['p99']:.1f} ms)")
-        print(f"  node status/s     {s['achieved_per_s']:>9,.0f} of {s['intended_per_s']:,.0f} intended "
+        print(f"  node status/s     {s['throughput']:>9,.0f} of {s['target_rate']:,.0f} intended "
               f"(errors {s['errors']}, p99 {s['latency']['p99']:.1f} ms)")
         print(f"  scen peak RSS     {rss:>9,.0f} MiB (target < 200 MiB)")
 

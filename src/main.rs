@@ -297,6 +297,9 @@ fn overrides(p: &ParamArgs) -> Overrides {
 fn check(file: &Path, params: &ParamArgs, json: bool) -> i32 {
     match scen_engine::check(file, &overrides(params), &Limits::default()) {
         Ok(plan) => {
+            for w in &plan.warnings {
+                eprintln!("warning: {w}");
+            }
             let o = plan.outline();
             if json {
                 println!(

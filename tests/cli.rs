@@ -22,6 +22,11 @@ fn every_shipped_scenario_checks() {
             let (code, out, err) = output(&["check", path.to_str().unwrap()]);
             assert_eq!(code, 0, "{}: {err}", path.display());
             assert!(out.contains("ok: the plan is valid"));
+            assert!(
+                !err.contains("warning"),
+                "shipped scenarios use current names: {}: {err}",
+                path.display()
+            );
             let head = std::fs::read_to_string(&path).unwrap();
             assert!(
                 head.starts_with("//"),
@@ -106,6 +111,36 @@ fn check_prints_the_plan_and_rejects_bad_thresholds() {
             "position shown for {src}:\n{err}"
         );
     }
+}
+
+#[test]
+fn renamed_options_still_work_with_a_warning_and_renamed_fields_are_check_errors() {
+    let file = fixture("deprecated-options.rhai");
+    let (code, _, err) = output(&["check", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("deprecated-options.rhai:3: etcd::put_many option `concurrency` is deprecated: it was renamed to `clients`"),
+        "{err}"
+    );
+    // The run honours the old name (3 clients) and warns once.
+    let r = run(&file, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stderr
+            .matches("option `concurrency` is deprecated")
+            .count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        step(r.report.as_ref().unwrap(), "write")["record"]["ok"],
+        20
+    );
+    // A threshold on a renamed record field names the new one.
+    let (code, _, err) = output(&["check", file.to_str().unwrap(), "--set", "old_field=true"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("renamed to `write.error_messages`"), "{err}");
 }
 
 #[test]

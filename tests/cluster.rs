@@ -275,12 +275,12 @@ fn heartbeats_renew_leases_update_nodes_and_churn_pods_as_the_apiserver_writes()
         assert_eq!(hb[flow]["ok"], intended, "{flow}");
         assert_eq!(hb[flow]["errors"], 0, "{flow}");
         assert_eq!(hb[flow]["conflicts"], conflicts, "{flow}");
-        let rate = hb[flow]["achieved_per_s"].as_f64().unwrap();
+        let rate = hb[flow]["throughput"].as_f64().unwrap();
         assert!((15.0..=21.0).contains(&rate), "{flow}: {rate}/s");
     }
     assert_eq!(hb["pod_churn"]["intended"], 60);
     assert_eq!(hb["pod_churn"]["ok"], 60);
-    assert!((hb["intended_writes_per_s"].as_f64().unwrap() - 80.0).abs() < 1e-6);
+    assert!((hb["target_rate"].as_f64().unwrap() - 80.0).abs() < 1e-6);
     let series = hb["series"].as_array().unwrap();
     assert_eq!(series.len(), 3);
     assert_eq!(

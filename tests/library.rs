@@ -184,7 +184,7 @@ fn large_cluster_heartbeats_at_the_intended_rate_beside_reads() {
     // 200 nodes every 10 s for 3 s: 60 renewals at 20/s.
     assert_eq!(hb["leases"]["intended"], 60);
     assert_eq!(hb["leases"]["ok"], 60);
-    assert!((hb["leases"]["intended_per_s"].as_f64().unwrap() - 20.0).abs() < 1e-9);
+    assert!((hb["leases"]["target_rate"].as_f64().unwrap() - 20.0).abs() < 1e-9);
     assert!(record(&report, "reads")["ok"].as_u64().unwrap() > 0);
 }
 

@@ -90,6 +90,8 @@ pub struct Plan {
     pub thresholds: Vec<PlannedThreshold>,
     /// Settings for the embedded etcd (`embedded_etcd(...)`), when the run starts one.
     pub embedded: crate::embedded::EmbeddedSpec,
+    /// What `scen check` warns about (deprecated option names), as `file:line: message`.
+    pub warnings: Vec<String>,
 }
 
 impl Plan {

@@ -165,7 +165,7 @@ async fn simulate_then(server: Server, extra: Value, then: Then) -> (Outcome, Ou
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let served = tokio::spawn(serve(handle, server));
     let client = kube::Client::new(service, "default");
-    let mut o = json!({ "backend": "kube", "nodes": 2, "pods": 3, "namespaces": 1, "node_images": 2, "concurrency": 2 });
+    let mut o = json!({ "backend": "kube", "nodes": 2, "pods": 3, "namespaces": 1, "node_images": 2, "clients": 2 });
     o.as_object_mut()
         .unwrap()
         .extend(extra.as_object().unwrap().clone());

@@ -325,9 +325,9 @@ pub struct PutManyOptions {
     /// Key prefix, relative to the run prefix.
     #[serde(default = "default_key_prefix")]
     pub key_prefix: String,
-    /// Requests in flight at once.
-    #[serde(default = "default_concurrency")]
-    pub concurrency: u64,
+    /// Requests in flight at once (`clients`, as in `etcd::stress`; formerly `concurrency`).
+    #[serde(default = "default_clients")]
+    pub clients: u64,
 }
 
 fn default_value_size() -> SizeValue {
@@ -336,7 +336,7 @@ fn default_value_size() -> SizeValue {
 fn default_key_prefix() -> String {
     "keys/".into()
 }
-fn default_concurrency() -> u64 {
+fn default_clients() -> u64 {
     16
 }
 
@@ -351,7 +351,7 @@ pub struct PutManyRecord {
     #[schemars(extend("x-better" = "lower"))]
     pub errors: u64,
     /// The first few error messages.
-    pub error_samples: Vec<String>,
+    pub error_messages: Vec<String>,
     /// Value bytes written.
     #[schemars(with = "crate::measure::Bytes")]
     pub bytes: u64,
@@ -368,10 +368,8 @@ pub struct PutManyRecord {
 /// Writes `count` keys of `value_size` bytes with bounded concurrency, recording latency.
 /// This is the simple batch writer; sustained and rate-controlled load is `etcd::stress`.
 pub async fn put_many(target: &Target, opts: &PutManyOptions) -> Result<PutManyRecord> {
-    if opts.concurrency == 0 || opts.concurrency > 10_000 {
-        return Err(Error::Options(
-            "concurrency must be between 1 and 10000".into(),
-        ));
+    if opts.clients == 0 || opts.clients > 10_000 {
+        return Err(Error::Options("clients must be between 1 and 10000".into()));
     }
     let value_size = opts.value_size.bytes()?;
     if value_size > 1_500_000 {
@@ -383,7 +381,7 @@ pub async fn put_many(target: &Target, opts: &PutManyOptions) -> Result<PutManyR
     let value = vec![b'x'; value_size as usize];
     let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let start = Instant::now();
-    let workers: Vec<_> = (0..opts.concurrency.min(opts.count.max(1)))
+    let workers: Vec<_> = (0..opts.clients.min(opts.count.max(1)))
         .map(|_| {
             let mut kv = crate::target::kv(&target.client);
             let (next, base, value, count) =
@@ -430,7 +428,7 @@ pub async fn put_many(target: &Target, opts: &PutManyOptions) -> Result<PutManyR
         count: opts.count,
         ok,
         errors,
-        error_samples,
+        error_messages: error_samples,
         bytes: ok * value_size,
         duration_ms: ms(elapsed),
         throughput: ok as f64 / elapsed.as_secs_f64().max(1e-9),

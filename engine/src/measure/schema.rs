@@ -7,13 +7,21 @@ use super::latency::quantile_key;
 use super::Unit;
 use crate::threshold::{FieldPath, Segment};
 
-/// Fields renamed when every figure got a type: `(old name, new name)`. A threshold on an old name
+/// Fields renamed when every figure got a type and every load loop one vocabulary: `(old name,
+/// new name)`. A threshold on an old name
 /// is a `scen check` error that names the new one.
 pub const RENAMED: &[(&str, &str)] = &[
     ("shortfall_pct", "shortfall"),
     ("client_per_op_us", "client_per_op"),
     ("server_per_op_us", "server_per_op"),
     ("cpu_seconds", "cpu"),
+    // One vocabulary across load loops.
+    ("error_samples", "error_messages"),
+    ("intended_per_s", "target_rate"),
+    ("achieved_per_s", "throughput"),
+    ("intended_writes_per_s", "target_rate"),
+    ("writes_per_s", "throughput"),
+    ("objects_per_s", "throughput"),
 ];
 
 /// Follows `$ref`s into `$defs` and unwraps `Option<T>` (`anyOf: [T, null]`).

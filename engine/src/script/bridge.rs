@@ -93,6 +93,7 @@ pub(crate) fn options<T: DeserializeOwned>(
     what: &str,
     map: Dynamic,
 ) -> Result<T, Box<EvalAltResult>> {
+    let map = super::renamed::apply(ctx, what, map)?;
     rhai::serde::from_dynamic(&map).map_err(|e| {
         usage(
             ctx,

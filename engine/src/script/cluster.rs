@@ -36,8 +36,8 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>, base_dir: &std::
                          /// `#{ nodes, pods_per_node | pods, namespaces, deployments, services, configmaps, secrets,\n\
                          /// value_size, events, node_images, custom: [#{ group, plural, count, template, namespaced,\n\
                          /// vars }], templates: #{ kind: \"file.yaml.j2\" }, vars, name_prefix, root, encoding,\n\
-                         /// concurrency, batch, backend: \"etcd\" | \"kube\", kubeconfig, context, kwok, probe }`.\n\
-                         /// Returns `#{ backend, root, encoding, objects, existing, bytes, duration_ms, objects_per_s,\n\
+                         /// clients, batch, backend: \"etcd\" | \"kube\", kubeconfig, context, kwok, probe }`.\n\
+                         /// Returns `#{ backend, root, encoding, objects, existing, bytes, duration_ms, throughput,\n\
                          /// bytes_per_s, by_kind, txn_latency, revisions, kwok_controller, api, api_slo }`."])
         .set_into_module(&mut m, move |ctx: NativeCallContext, o: Map| -> R {
             let mut o: SimulateOptions = options(&ctx, "cluster::simulate", Dynamic::from_map(o))?;
@@ -85,10 +85,10 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>, base_dir: &std::
                          /// renews its lease each `lease_interval` (10s) and writes its status each `status_interval`\n\
                          /// (1m), and `pod_churn` percent of the pods are deleted and created again each `churn_interval`\n\
                          /// (1m), as compare-and-swap writes like kube-apiserver's: `#{ duration, lease_interval,\n\
-                         /// status_interval, pod_churn, churn_interval, concurrency, request_timeout, nodes, pods,\n\
+                         /// status_interval, pod_churn, churn_interval, clients, request_timeout, nodes, pods,\n\
                          /// name_prefix, root }`. Returns `#{ root, nodes, pods, duration_ms, leases, node_status,\n\
-                         /// pod_churn, intended_writes_per_s, writes_per_s, bytes, errors_by_code, error_messages,\n\
-                         /// series }`; each flow has `intended, ok, errors, conflicts, intended_per_s, achieved_per_s,\n\
+                         /// pod_churn, target_rate, throughput, bytes, errors_by_code, error_messages,\n\
+                         /// series }`; each flow has `intended, ok, errors, conflicts, target_rate, throughput,\n\
                          /// shortfall (a ratio), latency`."])
         .set_into_module(&mut m, move |ctx: NativeCallContext, o: Map| -> R {
             let o: HeartbeatOptions = options(&ctx, "cluster::heartbeat", Dynamic::from_map(o))?;

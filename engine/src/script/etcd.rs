@@ -134,7 +134,7 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
         "put_many",
         &["options: Map", "Map"],
         "/// Writes `count` keys of `value_size` bytes (default 256) under `key_prefix` (default `\"keys/\"`)\n\
-         /// with `concurrency` requests in flight (default 16). Returns `#{ count, ok, errors, error_samples,\n\
+         /// with `clients` requests in flight (default 16). Returns `#{ count, ok, errors, error_messages,\n\
          /// bytes, duration_ms, throughput, latency: #{ count, min, mean, stddev, p50, p90, p99, p999, max } }`\n\
          /// (latencies in ms).",
     )
@@ -265,7 +265,7 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
          /// `request_timeout` (\"5s\"); `abort_after` (\"5s\": fail when nothing succeeds that long); `max_duration`.\n\
          /// `op: \"lease\"` keeps `leases` (100) alive for a `duration`, each renewed every `renew_interval` (\"10s\")\n\
          /// with `lease_ttl` (\"40s\") and `churn` (share revoked and re-granted per renewal), all revoked at the end.\n\
-         /// Returns `#{ model, clients, connections, ops, ok, errors, error_rate, errors_by_code, error_samples,\n\
+         /// Returns `#{ model, clients, connections, ops, ok, errors, error_rate, errors_by_code, error_messages,\n\
          /// duration_ms, throughput, target_rate, shortfall, dropped, latency, by_op, txn_conflicts, series, cpu, watch }`.",
     )
     .set_into_module(&mut m, move |ctx: NativeCallContext, o: Map| -> R {

@@ -10,6 +10,7 @@ mod etcd;
 mod fault;
 mod fields;
 mod metrics;
+mod renamed;
 mod resolver;
 
 use std::collections::BTreeMap;
@@ -545,6 +546,10 @@ fn finish_plan(
         items: b.items,
         thresholds: b.thresholds,
         embedded: b.embedded,
+        warnings: renamed::scan(ast)
+            .into_iter()
+            .map(|(line, m)| format!("{file}:{line}: {m}"))
+            .collect(),
     })
 }
 

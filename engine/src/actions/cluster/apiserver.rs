@@ -508,7 +508,7 @@ pub async fn simulate(
             continue;
         }
         let (c, k, rr) = (client.clone(), calls.clone(), r.clone());
-        let t = each_object(start, n, opts.concurrency, &done, move |i| {
+        let t = each_object(start, n, opts.clients, &done, move |i| {
             let (c, k, rr) = (c.clone(), k.clone(), rr.clone());
             async move { create_one(&c, &k, &rr, i, kwok).await }
         })
@@ -538,7 +538,7 @@ pub async fn simulate(
         rewrite: false,
         bytes: all.bytes,
         duration_ms: ms(started.elapsed()),
-        objects_per_s: all.created as f64 / secs,
+        throughput: all.created as f64 / secs,
         bytes_per_s: all.bytes as f64 / secs,
         by_kind,
         txn_latency: Recorder::default().summary(),
@@ -577,7 +577,7 @@ pub async fn cleanup(
             continue;
         }
         let (c, rr, ex) = (created.client.clone(), r.clone(), existing.clone());
-        let t = each_object(start, n, opts.concurrency, &done, move |i| {
+        let t = each_object(start, n, opts.clients, &done, move |i| {
             let (c, rr, ex) = (c.clone(), rr.clone(), ex.clone());
             async move {
                 let p = Prepared::at(&rr, i)?;

@@ -34,9 +34,9 @@ pub struct HeartbeatOptions {
     pub pod_churn: f64,
     /// The churn period (default `"1m"`).
     pub churn_interval: Option<String>,
-    /// Writes in flight at most (default 64).
+    /// Writes in flight at most (default 64; formerly `concurrency`).
     #[serde(default = "sixty_four")]
-    pub concurrency: u64,
+    pub clients: u64,
     /// Per-write timeout (default `"5s"`).
     pub request_timeout: Option<String>,
     /// Nodes to keep alive: default all the nodes this run simulated; with no simulation in this
@@ -67,12 +67,12 @@ pub struct FlowRecord {
     /// Writes retried because the stored object had changed since the heartbeats last saw it (a
     /// stale resourceVersion: another writer, real contention).
     pub conflicts: u64,
-    /// The intended rate, writes/s.
+    /// The intended rate, writes/s (as `etcd::stress`'s `target_rate`).
     #[schemars(with = "crate::measure::PerSecond")]
-    pub intended_per_s: f64,
+    pub target_rate: f64,
     /// The achieved rate, successful writes/s.
     #[schemars(with = "crate::measure::PerSecond", extend("x-better" = "higher", "x-samples" = "ok"))]
-    pub achieved_per_s: f64,
+    pub throughput: f64,
     /// How far the achieved rate fell short of the intended one, a ratio (`shortfall < 1%`);
     /// `null` when no write of this flow was due.
     #[schemars(with = "Option<crate::measure::Ratio>", extend("x-better" = "lower", "x-samples" = "intended"))]
@@ -115,10 +115,10 @@ pub struct HeartbeatRecord {
     pub pod_churn: FlowRecord,
     /// All heartbeat writes intended per second.
     #[schemars(with = "crate::measure::PerSecond")]
-    pub intended_writes_per_s: f64,
+    pub target_rate: f64,
     /// All successful heartbeat writes per second.
     #[schemars(with = "crate::measure::PerSecond")]
-    pub writes_per_s: f64,
+    pub throughput: f64,
     /// Value bytes written.
     #[schemars(with = "crate::measure::Bytes")]
     pub bytes: u64,
@@ -309,8 +309,8 @@ async fn keep_alive(
     if !(0.0..=100.0).contains(&opts.pod_churn) {
         return Err(Error::Options("pod_churn is a percentage: 0 to 100".into()));
     }
-    if opts.concurrency == 0 || opts.concurrency > 4096 {
-        return Err(Error::Options("concurrency must be 1..=4096".into()));
+    if opts.clients == 0 || opts.clients > 4096 {
+        return Err(Error::Options("clients must be 1..=4096".into()));
     }
     let (root, mut shape, sim) = (w.root.clone(), w.shape.clone(), &w.options);
     if let Some(n) = opts.nodes {
@@ -380,7 +380,7 @@ async fn keep_alive(
         }
     }
     let stats = Arc::new(Mutex::new(Stats::default()));
-    let permits = Arc::new(tokio::sync::Semaphore::new(opts.concurrency as usize));
+    let permits = Arc::new(tokio::sync::Semaphore::new(opts.clients as usize));
     let start = Instant::now();
     let _ticker = progress.map(|p| {
         let (stats, intended) = (stats.clone(), intended_rate(&flows));
@@ -467,8 +467,8 @@ async fn keep_alive(
             ok: f.ok,
             errors: f.errors,
             conflicts: f.conflicts,
-            intended_per_s,
-            achieved_per_s,
+            target_rate: intended_per_s,
+            throughput: achieved_per_s,
             shortfall: (intended_per_s > 0.0)
                 .then(|| (1.0 - achieved_per_s / intended_per_s).max(0.0)),
             latency: f.latency.summary(),
@@ -498,8 +498,8 @@ async fn keep_alive(
         nodes: shape.nodes,
         pods: shape.pods,
         duration_ms: ms(elapsed),
-        intended_writes_per_s: intended_rate(&flows),
-        writes_per_s: (leases.ok + node_status.ok + 2 * pod_churn.ok) as f64 / secs,
+        target_rate: intended_rate(&flows),
+        throughput: (leases.ok + node_status.ok + 2 * pod_churn.ok) as f64 / secs,
         leases,
         node_status,
         pod_churn,

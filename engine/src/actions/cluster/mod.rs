@@ -100,9 +100,9 @@ pub struct SimulateOptions {
     /// custom resources as JSON) or `"json"` (everything as JSON).
     #[serde(default)]
     pub encoding: Encoding,
-    /// Concurrent writers (default 8).
+    /// Concurrent writers (default 8; formerly `concurrency`).
     #[serde(default = "eight")]
-    pub concurrency: u64,
+    pub clients: u64,
     /// Objects per transaction (default 32; etcd allows 128 operations).
     #[serde(default = "thirty_two")]
     pub batch: u64,
@@ -232,7 +232,7 @@ pub struct SimulateRecord {
     pub duration_ms: f64,
     /// Objects written per second.
     #[schemars(with = "crate::measure::PerSecond", extend("x-better" = "higher", "x-samples" = "objects"))]
-    pub objects_per_s: f64,
+    pub throughput: f64,
     /// Value bytes written per second.
     #[schemars(with = "crate::measure::PerSecond")]
     pub bytes_per_s: f64,
@@ -318,7 +318,7 @@ pub async fn simulate(
     let done = Arc::new(AtomicU64::new(0));
     let _ticker = progress_ticker(progress, &done, total, "written");
     let mut set: tokio::task::JoinSet<Result<Tally>> = tokio::task::JoinSet::new();
-    for _ in 0..opts.concurrency.min(total.div_ceil(opts.batch).max(1)) {
+    for _ in 0..opts.clients.min(total.div_ceil(opts.batch).max(1)) {
         let (next, shared, batch, encoding, done, rewrite_from) = (
             next.clone(),
             shared.clone(),
@@ -407,7 +407,7 @@ pub async fn simulate(
         rewrite: opts.rewrite,
         bytes,
         duration_ms: secs * 1e3,
-        objects_per_s: all.objects as f64 / secs,
+        throughput: all.objects as f64 / secs,
         bytes_per_s: bytes as f64 / secs,
         by_kind: all.by_kind,
         txn_latency: all.latency.summary(),
@@ -443,9 +443,9 @@ pub async fn simulate_through(
 
 /// The cluster `opts` describe, after checking the options.
 fn shape_of(opts: &SimulateOptions) -> Result<Shape> {
-    if opts.batch == 0 || opts.batch > 128 || opts.concurrency == 0 || opts.concurrency > 256 {
+    if opts.batch == 0 || opts.batch > 128 || opts.clients == 0 || opts.clients > 256 {
         return Err(Error::Options(
-            "batch must be 1..=128 (etcd's --max-txn-ops) and concurrency 1..=256".into(),
+            "batch must be 1..=128 (etcd's --max-txn-ops) and clients 1..=256".into(),
         ));
     }
     let pods = opts.pods.unwrap_or(opts.nodes * opts.pods_per_node);

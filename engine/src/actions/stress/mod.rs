@@ -394,7 +394,7 @@ fn verdict(shared: &Shared, rec: &StressRecord, died: &[String]) -> Option<Error
             message: format!(
                 "every request failed ({} errors, {n} of them {kind}): {}; set expect_errors: true if the scenario means it",
                 rec.errors,
-                rec.error_samples.first().map_or("", String::as_str)
+                rec.error_messages.first().map_or("", String::as_str)
             ),
         });
     }

@@ -102,7 +102,7 @@ pub struct StressRecord {
     /// step whose requests all failed fails with.
     pub errors_by_kind: BTreeMap<crate::report::ErrorKind, u64>,
     /// The first few error messages.
-    pub error_samples: Vec<String>,
+    pub error_messages: Vec<String>,
     /// Wall time of the load, ms.
     #[schemars(with = "crate::measure::Ms")]
     pub duration_ms: f64,
@@ -246,7 +246,7 @@ pub fn build(i: Inputs<'_>) -> StressRecord {
         },
         errors_by_code: codes,
         errors_by_kind: kinds,
-        error_samples: samples,
+        error_messages: samples,
         duration_ms: ms(i.elapsed),
         throughput,
         target_rate,
