@@ -92,13 +92,7 @@ pub struct Figure {
 impl Figure {
     /// The value for people, in its unit (`—` for no samples).
     pub fn display(&self) -> String {
-        match self.unit {
-            Some(u) => u.format(self.value),
-            None => match self.value {
-                Some(v) => crate::units::format_number(v),
-                None => super::NO_DATA.to_string(),
-            },
-        }
+        super::show(self.unit, self.value)
     }
 }
 

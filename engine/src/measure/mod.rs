@@ -102,6 +102,15 @@ impl Unit {
 /// What every page shows for a figure with no samples.
 pub const NO_DATA: &str = "—";
 
+/// A value for people in its unit, when known (`12.5ms`), else as a plain number; `—` for none.
+pub fn show(unit: Option<Unit>, value: Option<f64>) -> String {
+    match (unit, value) {
+        (Some(u), v) => u.format(v),
+        (None, Some(v)) => format_number(v),
+        (None, None) => NO_DATA.to_string(),
+    }
+}
+
 macro_rules! unit_marker {
     ($(#[$doc:meta])* $name:ident, $unit:expr, $json:literal) => {
         $(#[$doc])*

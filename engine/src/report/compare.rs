@@ -78,13 +78,7 @@ pub struct Row {
 impl Row {
     /// A value of this row for people, in its unit (`—` for no samples).
     pub fn display(&self, v: Option<f64>) -> String {
-        match self.unit {
-            Some(u) => u.format(v),
-            None => v.map_or_else(
-                || crate::measure::NO_DATA.to_string(),
-                crate::units::format_number,
-            ),
-        }
+        crate::measure::show(self.unit, v)
     }
 
     /// The change for people: `+12.5%`, `new`, or empty.
