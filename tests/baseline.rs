@@ -88,6 +88,8 @@ fn fixture_or_scenario(file: &str) -> std::path::PathBuf {
 #[test]
 fn compare_passes_two_reruns_of_the_flagship() {
     let dir = tempfile::tempdir().unwrap();
+    // Nothing else runs beside this test (.config/nextest.toml): two reruns on a machine whose
+    // other load changes between them are not reruns.
     let a = report(dir.path(), "a.json", "scenarios/etcd-stress.rhai", &[]);
     let b = report(dir.path(), "b.json", "scenarios/etcd-stress.rhai", &[]);
     let (code, out) = compare(&a, &b, &[]);
