@@ -506,6 +506,9 @@ struct Progress {
     quiet: bool,
     /// Plain mode: when a progress line was last printed, to print one every 10 s at most.
     last_plain: Mutex<Option<Instant>>,
+    /// The report as it last stood, and the steps running since: written if a second signal
+    /// ends the run at once.
+    partial: Mutex<(Option<scen_engine::Report>, Vec<String>)>,
 }
 
 impl Progress {
@@ -517,11 +520,57 @@ impl Progress {
             bars: Mutex::new(Vec::new()),
             quiet,
             last_plain: Mutex::new(None),
+            partial: Mutex::new((None, Vec::new())),
         }
+    }
+
+    /// The report as it stands, ended now by an interrupt: running steps marked interrupted.
+    fn partial_report(&self) -> Option<scen_engine::Report> {
+        let (report, running) = self.partial.lock().ok()?.clone();
+        let mut r = report?;
+        for s in r.steps.iter_mut().filter(|s| running.contains(&s.name)) {
+            s.status = StepStatus::Interrupted;
+        }
+        r.outcome = Outcome::Interrupted;
+        r.exit_code = Outcome::Interrupted.exit_code();
+        r.finished_at = chrono::Utc::now();
+        r.duration_ms = (r.finished_at - r.started_at).num_milliseconds() as f64;
+        r.stopped_early = Some(report::StoppedEarly {
+            step: running.first().cloned(),
+            reason: "interrupted twice: stopped at once, without deleting the run prefix or stopping etcd cleanly".into(),
+        });
+        Some(r)
+    }
+}
+
+/// The report files `scen run` writes.
+#[derive(Clone, Default)]
+struct Outputs {
+    report: Option<PathBuf>,
+    junit: Option<PathBuf>,
+    markdown: Option<PathBuf>,
+    html: Option<PathBuf>,
+}
+
+impl Outputs {
+    /// Writes every report asked for; false when one could not be written.
+    fn write(&self, r: &scen_engine::Report) -> bool {
+        let written = [
+            write_report(&self.report, || Ok(report::to_json(r))),
+            write_report(&self.junit, || report::to_junit(r)),
+            write_report(&self.markdown, || report::to_markdown(r)),
+            write_report(&self.html, || report::to_html(r)),
+        ];
+        written.iter().all(|ok| *ok)
     }
 }
 
 impl Observer for Progress {
+    fn snapshot(&self, r: &scen_engine::Report) {
+        if let Ok(mut p) = self.partial.lock() {
+            p.0 = Some(r.clone());
+        }
+    }
     fn connected(&self, t: &TargetReport) {
         if !self.quiet {
             let what = if t.embedded { "embedded etcd" } else { "etcd" };
@@ -534,6 +583,9 @@ impl Observer for Progress {
         }
     }
     fn step_started(&self, name: &str, background: bool) {
+        if let Ok(mut p) = self.partial.lock() {
+            p.1.push(name.to_string());
+        }
         let label = if background {
             format!("{name} (background)")
         } else {
@@ -578,6 +630,9 @@ impl Observer for Progress {
         }
     }
     fn step_finished(&self, s: &StepReport) {
+        if let Ok(mut p) = self.partial.lock() {
+            p.1.retain(|n| *n != s.name);
+        }
         let status = match s.status {
             StepStatus::Passed => "passed",
             StepStatus::Failed => "FAILED",
@@ -652,10 +707,20 @@ fn run(args: RunArgs, quiet: bool) -> i32 {
         }
     }
     let progress = Arc::new(Progress::new(quiet));
+    let outputs = Outputs {
+        report: args.report.clone(),
+        junit: args.junit.clone(),
+        markdown: args.markdown.clone(),
+        html: args.html.clone(),
+    };
     // block_on runs this future on the main thread, which outlives the embedded etcd.
     let report = rt.block_on(async {
         let cancel = CancellationToken::new();
-        tokio::spawn(watch_signals(cancel.clone()));
+        tokio::spawn(watch_signals(
+            cancel.clone(),
+            progress.clone(),
+            outputs.clone(),
+        ));
         scen_engine::run(&cfg, cancel, progress.clone()).await
     });
     drop(progress);
@@ -677,16 +742,10 @@ fn run(args: RunArgs, quiet: bool) -> i32 {
             eprintln!("step `{}` failed:\n{}", s.name, render(e));
         }
     }
-    let written = [
-        write_report(&args.report, || Ok(report::to_json(&report))),
-        write_report(&args.junit, || report::to_junit(&report)),
-        write_report(&args.markdown, || report::to_markdown(&report)),
-        write_report(&args.html, || report::to_html(&report)),
-    ];
-    if written.iter().any(|ok| !ok) {
+    if !outputs.write(&report) {
         code = code.max(2);
     }
-    print_summary(&report, quiet);
+    print_summary(&report, quiet, code);
     code
 }
 
@@ -696,7 +755,7 @@ fn write_report(
     render: impl FnOnce() -> Result<String, report::Error>,
 ) -> bool {
     let Some(path) = path else { return true };
-    match render().and_then(|text| report::write_atomic(path, text.as_bytes())) {
+    match render().and_then(|text| report::write_output(path, text.as_bytes())) {
         Ok(()) => true,
         Err(e) => {
             eprintln!("error: {e}");
@@ -705,7 +764,9 @@ fn write_report(
     }
 }
 
-fn print_summary(r: &scen_engine::Report, quiet: bool) {
+/// The verdict line; `code` is the process's real exit code (a report that could not be written
+/// makes it 2 whatever the run's outcome).
+fn print_summary(r: &scen_engine::Report, quiet: bool, code: i32) {
     if !quiet {
         for t in &r.thresholds {
             let mark = match t.status {
@@ -724,11 +785,15 @@ fn print_summary(r: &scen_engine::Report, quiet: bool) {
         Outcome::InfrastructureError => "INFRASTRUCTURE ERROR",
         Outcome::Interrupted => "INTERRUPTED",
     };
+    let exit = if code == r.exit_code {
+        format!("exit {code}")
+    } else {
+        format!("exit {code}: a report file could not be written")
+    };
     eprintln!(
-        "{verdict}: {} in {:.1}s — {passed} thresholds passed, {failed} failed (exit {})",
+        "{verdict}: {} in {:.1}s — {passed} thresholds passed, {failed} failed ({exit})",
         r.scenario.name,
         r.duration_ms / 1e3,
-        r.exit_code
     );
     if let Some(s) = &r.stopped_early {
         eprintln!(
@@ -742,7 +807,7 @@ fn print_summary(r: &scen_engine::Report, quiet: bool) {
     }
 }
 
-async fn watch_signals(cancel: CancellationToken) {
+async fn watch_signals(cancel: CancellationToken, progress: Arc<Progress>, outputs: Outputs) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
@@ -756,6 +821,13 @@ async fn watch_signals(cancel: CancellationToken) {
     );
     cancel.cancel();
     tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-    // A second signal: leave now. The embedded etcd dies with us (parent-death signal).
+    // A second signal: leave now, with the report as it stands. The embedded etcd dies with us
+    // (parent-death signal); its data directory is removed by the next run.
+    if let Some(r) = progress.partial_report() {
+        outputs.write(&r);
+    }
+    eprintln!(
+        "interrupted again: left at once; the partial report is written, etcd stops with scen"
+    );
     std::process::exit(130);
 }

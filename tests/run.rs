@@ -462,3 +462,31 @@ fn the_sandbox_refuses_actions_at_top_level_endless_loops_and_eval() {
         r.stderr
     );
 }
+
+#[test]
+fn a_second_signal_leaves_at_once_and_still_writes_the_partial_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let (mut child, etcd_pid) = start_slow_run(&json);
+    // Two different signals do not merge into one: the second arrives while the first is handled.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_schema_valid(&report);
+    assert_eq!(report["outcome"], "interrupted");
+    assert_eq!(report["exit_code"], 130);
+    assert!(
+        report["stopped_early"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted twice"),
+        "{}",
+        report["stopped_early"]
+    );
+    assert_eq!(step(&report, "quick")["status"], "passed");
+    assert_eq!(step(&report, "long")["status"], "interrupted");
+    assert!(gone(&[etcd_pid]), "etcd {etcd_pid} outlived scen");
+}

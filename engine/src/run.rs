@@ -66,6 +66,9 @@ pub trait Observer: Send + Sync {
     fn step_finished(&self, _step: &StepReport) {}
     /// A running step reports live figures (a load step's rate and p99, about once a second).
     fn step_progress(&self, _step: &str, _line: &str) {}
+    /// The report as it stands (once the plan is read, on connecting, after each step): what a
+    /// front end writes when it must leave before the run ends (a second Ctrl-C).
+    fn snapshot(&self, _report: &Report) {}
 }
 
 /// An observer that ignores everything.
@@ -212,6 +215,7 @@ async fn execute(
             action: s.action.clone(),
         })
         .collect();
+    observer.snapshot(report);
     report.thresholds = plan
         .thresholds
         .iter()
@@ -325,6 +329,7 @@ async fn execute(
     };
     observer.connected(&tr);
     report.target = Some(tr);
+    observer.snapshot(report);
     let sink = observer.clone();
     let progress: crate::script::ProgressSink =
         Arc::new(move |step: &str, line: &str| sink.step_progress(step, line));
@@ -504,6 +509,7 @@ fn settle(ctx: RunCtx<'_>, report: &mut Report, step: StepReport) -> Option<Outc
     if let Some(slot) = report.steps.iter_mut().find(|s| s.name == step.name) {
         *slot = step;
     }
+    observer.snapshot(report);
     if interrupted && cancel.is_cancelled() {
         report.stopped_early.get_or_insert(StoppedEarly {
             step: Some(name),

@@ -1,0 +1,110 @@
+//! End-to-end: report outputs never replace what is not a regular file.
+
+mod common;
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+use common::*;
+
+/// `scen report render REPORT --markdown PATH`: exit code and stderr.
+fn render_to(path: &std::path::Path) -> (i32, String) {
+    let out = scen()
+        .args(["report", "render"])
+        .arg(fixture("report-v1.json"))
+        .arg("--markdown")
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn outputs_follow_symlinks_write_fifos_and_devices_and_refuse_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    // A symlink: its target is written, the link stays a link.
+    std::fs::write(d.join("target.md"), "old").unwrap();
+    std::os::unix::fs::symlink("target.md", d.join("link.md")).unwrap();
+    assert_eq!(render_to(&d.join("link.md")).0, 0);
+    assert!(std::fs::symlink_metadata(d.join("link.md"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(std::fs::read_to_string(d.join("target.md"))
+        .unwrap()
+        .starts_with("## scen"));
+
+    // A dangling symlink creates its target, with the usual permissions.
+    std::os::unix::fs::symlink("made.md", d.join("dangling.md")).unwrap();
+    assert_eq!(render_to(&d.join("dangling.md")).0, 0);
+    let made = std::fs::metadata(d.join("made.md")).unwrap();
+    assert_eq!(made.permissions().mode() & 0o777, 0o644);
+
+    // A FIFO is written into, not replaced.
+    let fifo = d.join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    assert_eq!(render_to(&fifo).0, 0);
+    assert!(reader.join().unwrap().starts_with("## scen"));
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+
+    // A character device is written, not replaced.
+    assert_eq!(render_to(std::path::Path::new("/dev/null")).0, 0);
+    assert!(std::fs::metadata("/dev/null")
+        .unwrap()
+        .file_type()
+        .is_char_device());
+
+    // A directory is refused, and left alone.
+    std::fs::create_dir(d.join("adir")).unwrap();
+    let (code, err) = render_to(&d.join("adir"));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("is a directory") && err.contains("never replaces"),
+        "{err}"
+    );
+    assert!(d.join("adir").is_dir());
+
+    // `-` is standard output.
+    let out = scen()
+        .args(["report", "render"])
+        .arg(fixture("report-v1.json"))
+        .args(["--markdown", "-"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("## scen"));
+}
+
+#[test]
+fn a_report_that_cannot_be_written_makes_the_verdict_line_say_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("r.json")).unwrap();
+    let out = scen()
+        .arg("run")
+        .arg(fixture("keys.rhai"))
+        .arg("--report")
+        .arg(dir.path().join("r.json"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let verdict = err
+        .lines()
+        .find(|l| l.starts_with("PASSED"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        verdict.ends_with("(exit 2: a report file could not be written)"),
+        "{verdict}"
+    );
+}
