@@ -1,5 +1,37 @@
 //! `scen`: the command line over `scen-engine` — arguments, progress, rendering and exit codes.
 
+/// `eprintln!` that never panics: a closed stderr (`scen run … 2>&1 | head -1`) must not stop a
+/// run before it writes its report and stops its etcd.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+/// `println!` that never panics on a closed stdout (`scen compare … | head`).
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+/// `eprint!` that never panics.
+#[allow(unused_macros)]
+macro_rules! say_raw {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($t)*);
+    }};
+}
+/// `print!` that never panics.
+#[allow(unused_macros)]
+macro_rules! out_raw {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -228,7 +260,7 @@ fn main() -> ExitCode {
             html.as_deref(),
         ),
         Command::Schema => {
-            print!("{}", report::json_schema());
+            out_raw!("{}", report::json_schema());
             0
         }
         Command::Report {
@@ -239,32 +271,30 @@ fn main() -> ExitCode {
                     markdown,
                     junit,
                 },
-        } => {
-            match report::from_json(&path) {
-                Ok(r) => {
-                    if html.is_none() && markdown.is_none() && junit.is_none() {
-                        eprintln!("error: say what to render: --html FILE, --markdown FILE or --junit FILE");
-                        return ExitCode::from(2);
-                    }
-                    let written = [
-                        write_report(&html, || report::to_html(&r)),
-                        write_report(&markdown, || report::to_markdown(&r)),
-                        write_report(&junit, || report::to_junit(&r)),
-                    ];
-                    if written.iter().all(|ok| *ok) {
-                        0
-                    } else {
-                        2
-                    }
+        } => match report::from_json(&path) {
+            Ok(r) => {
+                if html.is_none() && markdown.is_none() && junit.is_none() {
+                    say!("error: say what to render: --html FILE, --markdown FILE or --junit FILE");
+                    return ExitCode::from(2);
                 }
-                Err(e) => {
-                    eprintln!("error: {e}");
+                let written = [
+                    write_report(&html, || report::to_html(&r)),
+                    write_report(&markdown, || report::to_markdown(&r)),
+                    write_report(&junit, || report::to_junit(&r)),
+                ];
+                if written.iter().all(|ok| *ok) {
+                    0
+                } else {
                     2
                 }
             }
-        }
+            Err(e) => {
+                say!("error: {e}");
+                2
+            }
+        },
         Command::Api => {
-            print!("{}", scen_engine::script::api::reference());
+            out_raw!("{}", scen_engine::script::api::reference());
             0
         }
     };
@@ -298,19 +328,19 @@ fn check(file: &Path, params: &ParamArgs, json: bool) -> i32 {
     match scen_engine::check(file, &overrides(params), &Limits::default()) {
         Ok(plan) => {
             for w in &plan.warnings {
-                eprintln!("warning: {w}");
+                say!("warning: {w}");
             }
             let o = plan.outline();
             if json {
-                println!(
+                out!(
                     "{}",
                     serde_json::to_string_pretty(&o).expect("outline serialises")
                 );
             } else {
-                println!("{} — {}\n  {}", o.name, o.file, o.description);
-                println!("parameters:");
+                out!("{} — {}\n  {}", o.name, o.file, o.description);
+                out!("parameters:");
                 for p in &o.params {
-                    println!(
+                    out!(
                         "  {:<20} {:<10} = {:<12} {}",
                         p.name,
                         p.kind,
@@ -318,13 +348,13 @@ fn check(file: &Path, params: &ParamArgs, json: bool) -> i32 {
                         p.doc
                     );
                 }
-                println!("steps:");
+                out!("steps:");
                 for s in &o.steps {
-                    println!("  {:<20} {:<10} line {}", s.name, s.kind, s.line);
+                    out!("  {:<20} {:<10} line {}", s.name, s.kind, s.line);
                 }
-                println!("thresholds:");
+                out!("thresholds:");
                 for t in &o.thresholds {
-                    println!(
+                    out!(
                         "  {}{}",
                         t.expression,
                         if t.abort_on_fail {
@@ -334,12 +364,12 @@ fn check(file: &Path, params: &ParamArgs, json: bool) -> i32 {
                         }
                     );
                 }
-                println!("ok: the plan is valid");
+                out!("ok: the plan is valid");
             }
             0
         }
         Err(e) => {
-            eprintln!("{e}");
+            say!("{e}");
             Outcome::ScriptError.exit_code()
         }
     }
@@ -375,14 +405,14 @@ fn compare(
             q.value
         }
         _ => {
-            eprintln!("error: --tolerance {tolerance}: give a percentage such as 10%");
+            say!("error: --tolerance {tolerance}: give a percentage such as 10%");
             return 2;
         }
     };
     let (a, b) = match (report::from_json(old), report::from_json(new)) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
-            eprintln!("error: {e}");
+            say!("error: {e}");
             return 2;
         }
     };
@@ -401,14 +431,14 @@ fn compare(
         return 2;
     }
     for w in &cmp.warnings {
-        eprintln!("warning: {w}");
+        say!("warning: {w}");
     }
     let regressed = cmp.count(Verdict::Regressed);
     if json {
         match serde_json::to_string_pretty(&cmp) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => out!("{text}"),
             Err(e) => {
-                eprintln!("error: {e}");
+                say!("error: {e}");
                 return 2;
             }
         }
@@ -426,9 +456,12 @@ fn compare(
         })
         .collect();
     if !shown.is_empty() {
-        println!(
+        out!(
             "{:<48} {:>12} {:>12} {:>9}  verdict",
-            "figure", "old", "new", "change"
+            "figure",
+            "old",
+            "new",
+            "change"
         );
     }
     for r in &shown {
@@ -437,7 +470,7 @@ fn compare(
             .as_deref()
             .map(|w| format!(" ({w})"))
             .unwrap_or_default();
-        println!(
+        out!(
             "{:<48} {:>12} {:>12} {:>9}  {}{why}",
             r.path,
             r.display(r.old),
@@ -446,7 +479,7 @@ fn compare(
             r.verdict.label(),
         );
     }
-    println!(
+    out!(
         "{} figures compared: {regressed} regressed, {} improved, {} within noise, {} on too few samples, {} without data \
          (a regression is worse by more than {tolerance} and outside the 95% confidence interval)",
         cmp.rows.len(),
@@ -466,7 +499,7 @@ fn list(dir: &Path) -> i32 {
             .filter(|p| p.extension().is_some_and(|x| x == "rhai"))
             .collect(),
         Err(e) => {
-            eprintln!("error: cannot read {}: {e}", dir.display());
+            say!("error: cannot read {}: {e}", dir.display());
             return 2;
         }
     };
@@ -475,7 +508,7 @@ fn list(dir: &Path) -> i32 {
     for f in files {
         match scen_engine::check(&f, &Overrides::default(), &Limits::default()) {
             Ok(plan) => {
-                println!(
+                out!(
                     "{}\n  {}",
                     f.display(),
                     plan.description.lines().next().unwrap_or("")
@@ -487,11 +520,11 @@ fn list(dir: &Path) -> i32 {
                     .map(|p| format!("{}={}", p.name, p.default))
                     .collect();
                 if !params.is_empty() {
-                    println!("  params: {}", params.join(" "));
+                    out!("  params: {}", params.join(" "));
                 }
             }
             Err(e) => {
-                println!("{}\n  (invalid: {})", f.display(), e.message);
+                out!("{}\n  (invalid: {})", f.display(), e.message);
                 code = 2;
             }
         }
@@ -574,7 +607,7 @@ impl Observer for Progress {
     fn connected(&self, t: &TargetReport) {
         if !self.quiet {
             let what = if t.embedded { "embedded etcd" } else { "etcd" };
-            eprintln!(
+            say!(
                 "{what} {} at {} (prefix {})",
                 t.etcd_version,
                 t.endpoints.join(","),
@@ -605,7 +638,7 @@ impl Observer for Progress {
                     .expect("bars lock")
                     .push((name.to_string(), pb));
             }
-            None if !self.quiet => eprintln!("step {label}: started"),
+            None if !self.quiet => say!("step {label}: started"),
             None => {}
         }
     }
@@ -625,7 +658,7 @@ impl Observer for Progress {
             let mut last = self.last_plain.lock().expect("last lock");
             if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
                 *last = Some(Instant::now());
-                eprintln!("step {step}: {line}");
+                say!("step {step}: {line}");
             }
         }
     }
@@ -651,7 +684,7 @@ impl Observer for Progress {
                 pb.set_style(ProgressStyle::with_template("  {msg}").expect("valid template"));
                 pb.finish_with_message(line)
             }
-            None if !self.quiet => eprintln!("{line}"),
+            None if !self.quiet => say!("{line}"),
             None => {}
         }
     }
@@ -671,11 +704,11 @@ fn run(args: RunArgs, quiet: bool) -> i32 {
         ..Default::default()
     });
     if connect.is_some() && (args.members.is_some() || args.etcd_quota.is_some()) {
-        eprintln!("error: --members and --etcd-quota set up the embedded etcd; they cannot go with --endpoints");
+        say!("error: --members and --etcd-quota set up the embedded etcd; they cannot go with --endpoints");
         return 2;
     }
     if connect.is_none() && (args.cacert.is_some() || args.cert.is_some() || args.user.is_some()) {
-        eprintln!("error: --cacert/--cert/--key/--user need --endpoints (the embedded etcd uses plain loopback)");
+        say!("error: --cacert/--cert/--key/--user need --endpoints (the embedded etcd uses plain loopback)");
         return 2;
     }
     let mut cfg = RunConfig {
@@ -701,7 +734,7 @@ fn run(args: RunArgs, quiet: bool) -> i32 {
         match scen_engine::units::parse_size(q) {
             Ok(bytes) => cfg.embedded_overrides.settings.quota_backend_bytes = Some(bytes),
             Err(e) => {
-                eprintln!("error: --etcd-quota {q}: {e} (write a size such as 8GiB)");
+                say!("error: --etcd-quota {q}: {e} (write a size such as 8GiB)");
                 return 2;
             }
         }
@@ -731,7 +764,7 @@ fn run(args: RunArgs, quiet: bool) -> i32 {
             .unwrap_or_else(|| format!("error: {}", e.message))
     };
     if let Some(e) = &report.error {
-        eprintln!("{}", render(e));
+        say!("{}", render(e));
     }
     for s in report
         .steps
@@ -739,7 +772,7 @@ fn run(args: RunArgs, quiet: bool) -> i32 {
         .filter(|s| s.status == StepStatus::Failed)
     {
         if let Some(e) = &s.error {
-            eprintln!("step `{}` failed:\n{}", s.name, render(e));
+            say!("step `{}` failed:\n{}", s.name, render(e));
         }
     }
     if !outputs.write(&report) {
@@ -758,7 +791,7 @@ fn write_report(
     match render().and_then(|text| report::write_output(path, text.as_bytes())) {
         Ok(()) => true,
         Err(e) => {
-            eprintln!("error: {e}");
+            say!("error: {e}");
             false
         }
     }
@@ -774,7 +807,7 @@ fn print_summary(r: &scen_engine::Report, quiet: bool, code: i32) {
                 ThresholdStatus::Failed | ThresholdStatus::Error | ThresholdStatus::NoData => "✗",
                 ThresholdStatus::NotEvaluated => "-",
             };
-            eprintln!("  {mark} {:<50} {}", t.expression, t.message);
+            say!("  {mark} {:<50} {}", t.expression, t.message);
         }
     }
     let (passed, failed) = r.threshold_counts();
@@ -790,13 +823,13 @@ fn print_summary(r: &scen_engine::Report, quiet: bool, code: i32) {
     } else {
         format!("exit {code}: a report file could not be written")
     };
-    eprintln!(
+    say!(
         "{verdict}: {} in {:.1}s — {passed} thresholds passed, {failed} failed ({exit})",
         r.scenario.name,
         r.duration_ms / 1e3,
     );
     if let Some(s) = &r.stopped_early {
-        eprintln!(
+        say!(
             "stopped early{}: {}",
             s.step
                 .as_ref()
@@ -816,9 +849,7 @@ async fn watch_signals(cancel: CancellationToken, progress: Arc<Progress>, outpu
         return;
     };
     tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-    eprintln!(
-        "interrupted: stopping steps, writing the partial report, stopping etcd (again to force)"
-    );
+    say!("interrupted: stopping steps, writing the partial report, stopping etcd (again to force)");
     cancel.cancel();
     tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
     // A second signal: leave now, with the report as it stands. The embedded etcd dies with us
@@ -826,8 +857,6 @@ async fn watch_signals(cancel: CancellationToken, progress: Arc<Progress>, outpu
     if let Some(r) = progress.partial_report() {
         outputs.write(&r);
     }
-    eprintln!(
-        "interrupted again: left at once; the partial report is written, etcd stops with scen"
-    );
+    say!("interrupted again: left at once; the partial report is written, etcd stops with scen");
     std::process::exit(130);
 }

@@ -108,3 +108,40 @@ fn a_report_that_cannot_be_written_makes_the_verdict_line_say_exit_2() {
         "{verdict}"
     );
 }
+
+#[test]
+fn a_closed_stderr_or_stdout_does_not_stop_scen() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    // `scen run … 2>&1 | head -1`: the reader is gone before scen writes.
+    let mut child = scen()
+        .arg("run")
+        .arg(fixture("keys.rhai"))
+        .arg("--report")
+        .arg(&json)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["outcome"], "passed");
+    // `scen compare … | head`: stdout closed.
+    let mut child = scen()
+        .args(["compare", "--all"])
+        .arg(&json)
+        .arg(&json)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

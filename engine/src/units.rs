@@ -76,7 +76,24 @@ pub enum UnitError {
         /// The dimension the text has.
         found: Dimension,
     },
+    /// A duration or size below zero.
+    #[error("`{0}` is negative: durations and sizes are 0 or more")]
+    Negative(String),
+    /// A duration or size beyond what any scenario needs (a typo, most likely).
+    #[error("`{text}` is more than {bound}, the most scen accepts")]
+    TooLarge {
+        /// The whole text given.
+        text: String,
+        /// The bound, for people.
+        bound: &'static str,
+    },
 }
+
+/// The longest duration scen accepts anywhere: 7 days.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The largest size scen accepts anywhere: 1 TiB.
+pub const MAX_SIZE: u64 = 1 << 40;
 
 /// Looks up a unit suffix: the dimension and the factor to the canonical unit.
 pub fn unit_factor(unit: &str) -> Option<(Dimension, f64)> {
@@ -192,13 +209,31 @@ pub fn parse_expecting(text: &str, expected: Dimension) -> Result<Quantity, Unit
 /// Parses a duration such as `30s` or `250ms` (one number, one unit; `1m30s` is not supported).
 pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
     let q = parse_expecting(text, Dimension::Duration)?;
-    Ok(Duration::from_secs_f64((q.value / 1e3).max(0.0)))
+    if q.value < 0.0 {
+        return Err(UnitError::Negative(text.to_string()));
+    }
+    match Duration::try_from_secs_f64(q.value / 1e3) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(UnitError::TooLarge {
+            text: text.to_string(),
+            bound: "7 days",
+        }),
+    }
 }
 
 /// Parses a size such as `1024`, `4KiB` or `2GB` into bytes.
 pub fn parse_size(text: &str) -> Result<u64, UnitError> {
     let q = parse_expecting(text, Dimension::Size)?;
-    Ok(q.value.max(0.0).round() as u64)
+    if q.value < 0.0 {
+        return Err(UnitError::Negative(text.to_string()));
+    }
+    if q.value.is_nan() || q.value > MAX_SIZE as f64 {
+        return Err(UnitError::TooLarge {
+            text: text.to_string(),
+            bound: "1TiB",
+        });
+    }
+    Ok(q.value.round() as u64)
 }
 
 /// Formats a canonical value of a dimension for people: `12.3ms`, `1.5GiB`, `950/s`, `95%`.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use etcd_client::{AlarmAction, AlarmOptions, AlarmType, DeleteOptions, GetOptions};
 use serde::{Deserialize, Serialize};
 
-use super::{ms, Error, Result, SizeValue};
+use super::{ms, CheckOptions, Error, Result, SizeValue};
 use crate::measure::latency::{Distribution, Recorder};
 use crate::target::Target;
 
@@ -245,6 +245,7 @@ pub struct RangeRecord {
 
 /// Reads keys under a prefix.
 pub async fn range(target: &Target, prefix: &str, opts: &RangeOptions) -> Result<RangeRecord> {
+    opts.check()?;
     let prefix = full_key(target, prefix, opts.absolute, false)?;
     let mut o = GetOptions::new().with_prefix();
     if opts.limit > 0 {
@@ -365,18 +366,44 @@ pub struct PutManyRecord {
     pub latency: Distribution,
 }
 
+impl super::CheckOptions for PutManyOptions {
+    fn check(&self) -> Result<()> {
+        if self.clients == 0 || self.clients > 10_000 {
+            return Err(Error::Options("clients must be between 1 and 10000".into()));
+        }
+        if self.count > 100_000_000 {
+            return Err(Error::Options(
+                "count above 100000000 is refused (a typo?): write more keys in several steps, or load with etcd::stress and a duration".into(),
+            ));
+        }
+        if self.value_size.bytes()? > 1_500_000 {
+            return Err(Error::Options(
+                "value_size above 1.5 MB exceeds etcd's default request limit".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl super::CheckOptions for RangeOptions {
+    fn check(&self) -> Result<()> {
+        if self.limit < 0 {
+            return Err(Error::Options(format!(
+                "limit {} is negative: give the most keys to return, or 0 for all",
+                self.limit
+            )));
+        }
+        Ok(())
+    }
+}
+
+crate::no_option_checks!(KeyOptions);
+
 /// Writes `count` keys of `value_size` bytes with bounded concurrency, recording latency.
 /// This is the simple batch writer; sustained and rate-controlled load is `etcd::stress`.
 pub async fn put_many(target: &Target, opts: &PutManyOptions) -> Result<PutManyRecord> {
-    if opts.clients == 0 || opts.clients > 10_000 {
-        return Err(Error::Options("clients must be between 1 and 10000".into()));
-    }
+    opts.check()?;
     let value_size = opts.value_size.bytes()?;
-    if value_size > 1_500_000 {
-        return Err(Error::Options(
-            "value_size above 1.5 MB exceeds etcd's default request limit".into(),
-        ));
-    }
     let base = full_key(target, &opts.key_prefix, false, true)?;
     let value = vec![b'x'; value_size as usize];
     let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));

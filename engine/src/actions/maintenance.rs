@@ -60,6 +60,22 @@ fn yes() -> bool {
     true
 }
 
+impl super::CheckOptions for CompactOptions {
+    fn check(&self) -> Result<()> {
+        match (self.keep, self.revision) {
+            (Some(k), _) if k < 0 => Err(Error::Options(format!(
+                "keep {k} is negative: give how many revisions to keep"
+            ))),
+            (_, Some(r)) if r <= 0 => Err(Error::Options(format!(
+                "revision {r} is not a revision: revisions start at 1"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+crate::no_option_checks!(DefragOptions);
+
 /// The record of `compact`.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct CompactRecord {
@@ -80,6 +96,7 @@ pub struct CompactRecord {
 
 /// Compacts the key history (`etcdctl compact`).
 pub async fn compact(target: &Target, opts: &CompactOptions) -> Result<CompactRecord> {
+    super::CheckOptions::check(opts)?;
     guard(target, "compaction")?;
     let before = status(target).await?;
     let to = match (opts.keep, opts.revision) {

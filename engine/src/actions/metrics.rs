@@ -395,6 +395,8 @@ pub struct ProcessStep {
     pub members: usize,
 }
 
+crate::no_option_checks!(ScrapeOptions);
+
 /// Computes a step's server figures.
 pub fn server_step(before: &ClusterScrape, after: &ClusterScrape) -> ServerStep {
     let mut unscraped: Vec<String> = before

@@ -144,6 +144,21 @@ impl Error {
 /// Result type of actions.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Options an action checks before it runs, so `scen check` refuses them before etcd starts:
+/// bounds, durations, sizes and choices — everything that needs no etcd.
+pub trait CheckOptions {
+    /// `Err` says what is wrong and what to write instead.
+    fn check(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Implements [`CheckOptions`] with nothing to check beyond the types.
+#[macro_export]
+macro_rules! no_option_checks {
+    ($($t:ty),* $(,)?) => { $(impl $crate::actions::CheckOptions for $t {})* };
+}
+
 /// A size given as a number of bytes or as text with a unit.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(untagged)]

@@ -52,6 +52,18 @@ pub struct QueryOptions {
     pub headers: Option<BTreeMap<String, String>>,
 }
 
+crate::no_option_checks!(QueryOptions);
+
+/// A Prometheus URL must be one: `http://host:9090` (a script mistake, not an outage).
+pub fn check_url(url: &str) -> Result<()> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        _ => Err(Error::Options(format!(
+            "`{url}` is not a Prometheus URL: give one such as http://127.0.0.1:9090"
+        ))),
+    }
+}
+
 /// One point of a range query.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Point {
@@ -197,6 +209,7 @@ fn request(promql: &str, opts: &QueryOptions) -> Result<(&'static str, Vec<(Stri
 
 /// Runs `promql` against the Prometheus at `url` (`http://host:9090`, with any path prefix).
 pub async fn query(url: &str, promql: &str, opts: &QueryOptions) -> Result<QueryRecord> {
+    check_url(url)?;
     let (api, params) = request(promql, opts)?;
     let endpoint = format!("{}/api/v1/{api}", url.trim_end_matches('/'));
     let unavailable = |message: String| Error::PrometheusUnavailable {

@@ -20,6 +20,37 @@ thread_local! {
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
     /// The name of the step running on this thread, for progress lines.
     static STEP: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    /// Set while `scen check` calls a step's closure to check its options: actions decode and
+    /// check their options, then return `()` without acting.
+    static CHECKING: Cell<bool> = const { Cell::new(false) };
+    /// Whether an action's options were refused during that check.
+    static OPTIONS_REFUSED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` in check mode (see `CHECKING`); returns its result and whether an action refused its
+/// options.
+pub(crate) fn checking<R>(f: impl FnOnce() -> R) -> (R, bool) {
+    CHECKING.with(|c| c.set(true));
+    OPTIONS_REFUSED.with(|c| c.set(false));
+    let r = f();
+    CHECKING.with(|c| c.set(false));
+    (r, OPTIONS_REFUSED.with(Cell::get))
+}
+
+/// Whether this thread is checking a plan rather than running it.
+pub(crate) fn is_checking() -> bool {
+    CHECKING.with(Cell::get)
+}
+
+/// An options error: raised at the call site, and noted when checking a plan.
+pub(crate) fn options_error(
+    ctx: &NativeCallContext,
+    message: impl Into<String>,
+) -> Box<EvalAltResult> {
+    if is_checking() {
+        OPTIONS_REFUSED.with(|c| c.set(true));
+    }
+    usage(ctx, message)
 }
 
 /// Runs `f` as step `name` with `deadline` as this thread's step deadline.
@@ -88,18 +119,26 @@ pub(crate) fn usage(ctx: &NativeCallContext, message: impl Into<String>) -> Box<
 }
 
 /// Decodes an options map into `T` (unknown keys are errors that name the function).
-pub(crate) fn options<T: DeserializeOwned>(
+pub(crate) fn options<T: DeserializeOwned + actions::CheckOptions>(
     ctx: &NativeCallContext,
     what: &str,
     map: Dynamic,
 ) -> Result<T, Box<EvalAltResult>> {
     let map = super::renamed::apply(ctx, what, map)?;
-    rhai::serde::from_dynamic(&map).map_err(|e| {
-        usage(
+    let o: T = rhai::serde::from_dynamic(&map).map_err(|e| {
+        options_error(
             ctx,
             format!("invalid options for {what}: {}", inner_message(&e)),
         )
-    })
+    })?;
+    o.check().map_err(|e| {
+        let why = match e {
+            actions::Error::Options(m) => m,
+            other => other.to_string(),
+        };
+        options_error(ctx, format!("invalid options for {what}: {why}"))
+    })?;
+    Ok(o)
 }
 
 fn inner_message(e: &EvalAltResult) -> String {
@@ -148,6 +187,9 @@ where
     T: Serialize,
     Fut: Future<Output = actions::Result<T>>,
 {
+    if is_checking() {
+        return Ok(Dynamic::UNIT); // the options were decoded; nothing runs at plan time
+    }
     let Some(target) = state.target() else {
         return Err(usage(
             ctx,

@@ -113,6 +113,8 @@ struct ThresholdOptions {
     no_data: Option<String>,
 }
 
+crate::no_option_checks!(ScenarioMeta, StepOptions, EmbeddedOptions, ThresholdOptions);
+
 fn declaring(state: &State, ctx: &NativeCallContext) -> RhaiResult<()> {
     if state.target().is_some() {
         return Err(usage(

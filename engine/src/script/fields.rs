@@ -39,3 +39,48 @@ pub(crate) fn direct_action(step: &StepSpec, ast: &AST) -> Option<(String, Strin
     let ns = call.namespace.to_string();
     (!ns.is_empty()).then(|| (ns, call.name.to_string()))
 }
+
+/// Functions that declare the plan: they belong at the top level, not inside a step.
+const DECLARATIONS: &[&str] = &[
+    "step",
+    "background",
+    "join",
+    "threshold",
+    "scenario",
+    "embedded_etcd",
+];
+
+/// The first call of a declaration function inside a closure (a step's body runs after the plan
+/// is made, too late to declare anything): `(name, position)`.
+pub(crate) fn declaration_in_closure(ast: &AST) -> Option<(String, Position)> {
+    let mut found = None;
+    let closures: Vec<String> = ast
+        .iter_fn_def()
+        .filter(|d| d.name.starts_with("anon$"))
+        .map(|d| d.name.to_string())
+        .collect();
+    for name in closures {
+        // An AST of this closure alone: walking it visits its body only.
+        let one = ast.clone_functions_only_filtered(|_, _, _, n, _| n == name.as_str());
+        one.walk(&mut |nodes: &[ASTNode]| {
+            let call = match nodes.last() {
+                Some(ASTNode::Expr(Expr::FnCall(c, pos))) => Some((c, *pos)),
+                Some(ASTNode::Stmt(Stmt::FnCall(c, pos))) => Some((c, *pos)),
+                _ => None,
+            };
+            match call {
+                Some((c, pos))
+                    if c.namespace.is_empty() && DECLARATIONS.contains(&c.name.as_str()) =>
+                {
+                    found = Some((c.name.to_string(), pos));
+                    false
+                }
+                _ => true,
+            }
+        });
+        if found.is_some() {
+            break;
+        }
+    }
+    found
+}

@@ -80,6 +80,8 @@ fn register_query(m: &mut Module, state: &Arc<State>) {
             m,
             move |ctx: NativeCallContext, url: &str, q: &str, o: Map| -> R {
                 let o: QueryOptions = options(&ctx, "metrics::query", Dynamic::from_map(o))?;
+                promql::check_url(url)
+                    .map_err(|e| super::bridge::options_error(&ctx, e.to_string()))?;
                 let (url, q) = (url.to_string(), q.to_string());
                 action(&s, &ctx, "metrics", |_| async move {
                     promql::query(&url, &q, &o).await

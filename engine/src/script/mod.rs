@@ -35,8 +35,11 @@ use crate::threshold::FieldPath;
 /// Sandbox limits for scripts.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Operations per top-level call (the whole file, or one step).
+    /// Operations per step.
     pub max_operations: u64,
+    /// Operations of the top level and its imports, which only declare the plan: an endless
+    /// loop there is found in a fraction of a second, not after minutes.
+    pub max_plan_operations: u64,
     /// Function call depth.
     pub max_call_levels: usize,
     /// Imported modules.
@@ -47,6 +50,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_operations: 100_000_000,
+            max_plan_operations: 2_000_000,
             max_call_levels: 64,
             max_modules: 64,
         }
@@ -273,6 +277,23 @@ impl Host {
             err
         })?;
         let sha256 = hex(&Sha256::digest(&source));
+        if let Err(e) = std::str::from_utf8(&source) {
+            let at = e.valid_up_to();
+            let line = source[..at].iter().filter(|b| **b == b'\n').count() + 1;
+            let column = at
+                - source[..at]
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map_or(0, |i| i + 1)
+                + 1;
+            let mut err = ScriptError::new(format!(
+                "{}:{line}:{column}: the file is not UTF-8 text (byte 0x{:02x})",
+                path.display(),
+                source[at]
+            ));
+            err.hint = Some("save the scenario as UTF-8".into());
+            return Err(err);
+        }
         let state = Arc::new(State {
             builder: Mutex::new(dsl::Builder::default()),
             overrides: overrides.clone(),
@@ -286,9 +307,24 @@ impl Host {
         let ast = engine
             .compile_file(path.to_path_buf())
             .map_err(|e| to_script_error(&e, path))?;
-        engine
-            .run_ast(&ast)
-            .map_err(|e| to_script_error(&e, path))?;
+        engine.set_max_operations(limits.max_plan_operations.min(limits.max_operations));
+        let top = engine.run_ast(&ast);
+        engine.set_max_operations(limits.max_operations);
+        top.map_err(|e| {
+            let mut err = to_script_error(&e, path);
+            if matches!(
+                innermost(&e, "").0,
+                EvalAltResult::ErrorTooManyOperations(_)
+            ) {
+                err.message = format!(
+                    "the top level ran past {} operations (an endless loop?)",
+                    limits.max_plan_operations
+                );
+                err.hint =
+                    Some("the top level only declares the plan: do the work inside a step".into());
+            }
+            err
+        })?;
         expose_imports(&mut engine, &ast, &resolved);
         let ast = with_module_closures(ast, &resolved);
 
@@ -307,16 +343,47 @@ impl Host {
                 }
             }
         }
+        if let Some((name, pos)) = fields::declaration_in_closure(&ast) {
+            let line = pos.line().unwrap_or(0);
+            let file = path.display().to_string();
+            let mut e = ScriptError::new(format!(
+                "{name}() inside a step's closure: a step runs after the plan is made, too late to declare anything"
+            ));
+            e.line_text = source_line(path, &file, line);
+            e.pos = Some(SourcePos {
+                file,
+                line,
+                column: pos.position().unwrap_or(0),
+            });
+            e.hint = Some(format!("call {name}() at the top level of the scenario"));
+            return Err(e);
+        }
         let plan = finish_plan(b, path, sha256, overrides, &ast)?;
-        Ok((
-            Host {
-                engine: Arc::new(engine),
-                ast: Arc::new(ast),
-                state,
-                file: path.to_path_buf(),
-            },
-            plan,
-        ))
+        let host = Host {
+            engine: Arc::new(engine),
+            ast: Arc::new(ast),
+            state,
+            file: path.to_path_buf(),
+        };
+        host.check_options(&plan)?;
+        Ok((host, plan))
+    }
+
+    /// Checks the options of every step that calls one action directly, wherever their values
+    /// are known before the run (literals, parameters): the closure is called in check mode, in
+    /// which actions decode and check their options and do nothing. What cannot be known yet (a
+    /// `result(...)` of an earlier step) is left to the run.
+    fn check_options(&self, plan: &Plan) -> Result<(), ScriptError> {
+        for step in plan.steps().filter(|s| s.action.is_some()) {
+            let (result, refused) = bridge::checking(|| self.call_step(step, &plan.resolved, None));
+            if let (Err(mut e), true) = (result, refused) {
+                e.hint.get_or_insert_with(|| {
+                    "`scen api` lists each action's options with their types and defaults".into()
+                });
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// Makes the target available to bindings: from now on actions may run.
@@ -363,7 +430,15 @@ impl Host {
         });
         match result {
             Ok(v) => Ok(record_of(v)),
-            Err(e) => Err(to_script_error(&e, &self.file)),
+            Err(e) => {
+                let mut err = to_script_error(&e, &self.file);
+                // Some errors (the operation limit) carry no position: point at the step.
+                if err.pos.is_none() {
+                    err.line_text = source_line(&self.file, &step.pos.file, step.pos.line);
+                    err.pos = Some(step.pos.clone());
+                }
+                Err(err)
+            }
         }
     }
 
@@ -581,8 +656,16 @@ fn innermost<'a>(e: &'a EvalAltResult, file: &str) -> (&'a EvalAltResult, String
             innermost(inner, if src.is_empty() { file } else { src.as_str() })
         }
         EvalAltResult::ErrorInModule(path, inner, _) => {
-            let f = stdlib_source(path)
-                .map_or_else(|| path.clone(), |(n, _)| format!("stdlib/{n}.rhai"));
+            let f = stdlib_source(path).map_or_else(
+                || {
+                    if Path::new(path.as_str()).extension().is_none() {
+                        format!("{path}.rhai") // as the file is named
+                    } else {
+                        path.clone()
+                    }
+                },
+                |(n, _)| format!("stdlib/{n}.rhai"),
+            );
             innermost(inner, &f)
         }
         other => (other, file.to_string()),
@@ -626,6 +709,11 @@ pub(crate) fn to_script_error(e: &EvalAltResult, main: &Path) -> ScriptError {
                 ErrorKind::Script,
                 "the script exceeded its operation limit (an endless loop?)".into(),
                 Some("bound the loop, or raise the limit with --max-operations".into()),
+            ),
+            EvalAltResult::ErrorStackOverflow(_) => (
+                ErrorKind::Script,
+                "the script recursed too deeply: a function calls itself without end?".into(),
+                Some("give the recursion an end, or write it as a bounded loop".into()),
             ),
             EvalAltResult::ErrorVariableNotFound(name, _) => (
                 ErrorKind::Script,

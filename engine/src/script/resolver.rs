@@ -30,6 +30,8 @@ pub type Resolved = Arc<Mutex<HashMap<String, SharedModule>>>;
 pub struct Resolver {
     files: FileModuleResolver,
     resolved: Resolved,
+    /// Imports being loaded, outermost first: an import of one of them is a cycle.
+    loading: Mutex<Vec<String>>,
 }
 
 impl Resolver {
@@ -38,6 +40,7 @@ impl Resolver {
         Resolver {
             files: FileModuleResolver::new_with_path(base_dir),
             resolved,
+            loading: Mutex::new(Vec::new()),
         }
     }
 
@@ -69,7 +72,30 @@ impl ModuleResolver for Resolver {
         path: &str,
         pos: Position,
     ) -> Result<SharedModule, Box<EvalAltResult>> {
-        let m = self.resolve_uncached(engine, source, path, pos)?;
+        let key = path
+            .trim_start_matches("./")
+            .trim_end_matches(".rhai")
+            .to_string();
+        {
+            let mut loading = self.loading.lock().expect("loading lock");
+            if let Some(at) = loading.iter().position(|k| *k == key) {
+                let mut chain: Vec<String> = loading[at..].to_vec();
+                chain.push(key);
+                return Err(EvalAltResult::ErrorRuntime(
+                    format!(
+                        "circular import: {} (a module cannot import itself, directly or through others; move what both need into a third module)",
+                        chain.join(" → ")
+                    )
+                    .into(),
+                    pos,
+                )
+                .into());
+            }
+            loading.push(key);
+        }
+        let m = self.resolve_uncached(engine, source, path, pos);
+        self.loading.lock().expect("loading lock").pop();
+        let m = m?;
         self.resolved
             .lock()
             .expect("resolved lock")

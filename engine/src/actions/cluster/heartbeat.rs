@@ -130,6 +130,27 @@ pub struct HeartbeatRecord {
     pub series: Vec<HeartbeatSecond>,
 }
 
+impl crate::actions::CheckOptions for HeartbeatOptions {
+    fn check(&self) -> Result<()> {
+        duration(Some(&self.duration), "", "duration")?;
+        for (text, default, what) in [
+            (&self.lease_interval, "10s", "lease_interval"),
+            (&self.status_interval, "1m", "status_interval"),
+            (&self.churn_interval, "1m", "churn_interval"),
+            (&self.request_timeout, "5s", "request_timeout"),
+        ] {
+            duration(text.as_deref(), default, what)?;
+        }
+        if !(0.0..=100.0).contains(&self.pod_churn) {
+            return Err(Error::Options("pod_churn is a percentage: 0 to 100".into()));
+        }
+        if self.clients == 0 || self.clients > 4096 {
+            return Err(Error::Options("clients must be 1..=4096".into()));
+        }
+        Ok(())
+    }
+}
+
 /// The three periodic flows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flow {
@@ -306,12 +327,7 @@ async fn keep_alive(
             "lease_interval and churn_interval must be longer than 0s".into(),
         ));
     }
-    if !(0.0..=100.0).contains(&opts.pod_churn) {
-        return Err(Error::Options("pod_churn is a percentage: 0 to 100".into()));
-    }
-    if opts.clients == 0 || opts.clients > 4096 {
-        return Err(Error::Options("clients must be 1..=4096".into()));
-    }
+    crate::actions::CheckOptions::check(opts)?;
     let (root, mut shape, sim) = (w.root.clone(), w.shape.clone(), &w.options);
     if let Some(n) = opts.nodes {
         shape.nodes = shape.nodes.min(n);

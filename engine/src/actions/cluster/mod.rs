@@ -441,6 +441,14 @@ pub async fn simulate_through(
     ))
 }
 
+impl crate::actions::CheckOptions for SimulateOptions {
+    fn check(&self) -> Result<()> {
+        shape_of(self).map(|_| ())
+    }
+}
+
+crate::no_option_checks!(inventory::InventoryOptions);
+
 /// The cluster `opts` describe, after checking the options.
 fn shape_of(opts: &SimulateOptions) -> Result<Shape> {
     if opts.batch == 0 || opts.batch > 128 || opts.clients == 0 || opts.clients > 256 {

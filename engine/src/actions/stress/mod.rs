@@ -173,18 +173,24 @@ fn duration(text: &Option<String>, default: &str, what: &str) -> Result<Duration
     crate::actions::duration_option(text.as_deref(), default, what)
 }
 
+/// A request operation workers send (`put`, `range`...). Lease operations are measured together
+/// by `op: "lease"`, not one by one.
 fn op_from(name: &str) -> Result<Op> {
-    Op::ALL
-        .iter()
-        .copied()
-        .find(|o| o.name() == name)
-        .ok_or_else(|| {
-            let names: Vec<_> = Op::ALL.iter().map(|o| o.name()).collect();
-            Error::Options(format!(
+    let sent = |o: &Op| !matches!(o, Op::LeaseGrant | Op::LeaseKeepAlive | Op::LeaseRevoke);
+    match Op::ALL.iter().copied().find(|o| o.name() == name) {
+        Some(o) if sent(&o) => Ok(o),
+        Some(_) => Err(Error::Options(format!(
+            "`{name}` is not an operation of its own: grants, renewals and revocations are measured together by op: \"lease\" (see `leases`, `lease_ttl`, `renew_interval`, `churn`)"
+        ))),
+        None => {
+            let mut names: Vec<_> = Op::ALL.iter().filter(|o| sent(o)).map(|o| o.name()).collect();
+            names.push("lease");
+            Err(Error::Options(format!(
                 "unknown operation `{name}`: use {}",
                 names.join(", ")
-            ))
-        })
+            )))
+        }
+    }
 }
 
 pub use crate::actions::ProgressFn;
@@ -480,6 +486,153 @@ async fn lease_stress(
     finish(target, &shared, rec, opts.expect_errors)
 }
 
+/// What a load's options ask for, checked without etcd: the operations and their weights, the
+/// connections, the open-loop schedule and how long the load may run.
+struct LoadShape {
+    cumulative: Vec<(Op, u32)>,
+    total: u32,
+    connections: u64,
+    schedule: Option<Schedule>,
+    length: Duration,
+}
+
+impl crate::actions::CheckOptions for StressOptions {
+    fn check(&self) -> Result<()> {
+        if self.op.as_deref() == Some("lease") {
+            for (text, what) in [
+                (&self.duration, "duration"),
+                (&self.lease_ttl, "lease_ttl"),
+                (&self.renew_interval, "renew_interval"),
+            ] {
+                if text.is_some() {
+                    duration(text, "", what)?;
+                }
+            }
+            return Ok(());
+        }
+        load_shape(self).map(|_| ())
+    }
+}
+
+/// The most requests one load may be asked for (a bound, not a target).
+const MAX_COUNT: u64 = 1_000_000_000;
+
+fn load_shape(opts: &StressOptions) -> Result<LoadShape> {
+    if opts.count.is_some_and(|c| c > MAX_COUNT) {
+        return Err(Error::Options(format!(
+            "count above {MAX_COUNT} is refused (a typo?): for a longer load give a `duration`"
+        )));
+    }
+    // Which operations, with which weights.
+    let mut cumulative = Vec::new();
+    let mut total = 0u32;
+    match (&opts.op, &opts.mix) {
+        (Some(op), None) => {
+            total = 1;
+            cumulative.push((op_from(op)?, 1));
+        }
+        (None, Some(mix)) if !mix.is_empty() => {
+            for (name, w) in mix {
+                total += w;
+                cumulative.push((op_from(name)?, total));
+            }
+            if total == 0 {
+                return Err(Error::Options("mix weights add up to 0".into()));
+            }
+        }
+        _ => {
+            return Err(Error::Options(
+                "give exactly one of `op` (\"put\") or `mix` (#{ range: 70, put: 30 })".into(),
+            ))
+        }
+    }
+    if opts.watchers > 0 && !cumulative.iter().any(|(o, _)| o.writes()) {
+        return Err(Error::Options(
+            "`watchers` need writes in the load (put, delete or a transaction)".into(),
+        ));
+    }
+    if opts.clients == 0 || opts.clients > 100_000 {
+        return Err(Error::Options(
+            "clients must be between 1 and 100000".into(),
+        ));
+    }
+    let connections = opts.connections.clamp(1, opts.clients);
+
+    // Bounds: every load is bounded in count and time.
+    let schedule = match (&opts.rate, &opts.stages) {
+        (Some(_), Some(_)) => {
+            return Err(Error::Options("give `rate` or `stages`, not both".into()))
+        }
+        (Some(rate), None) => {
+            let d = match (&opts.duration, opts.count) {
+                (Some(_), _) => duration(&opts.duration, "", "duration")?,
+                (None, Some(c)) => Duration::try_from_secs_f64(c as f64 / rate.max(1e-9))
+                    .ok()
+                    .filter(|d| *d <= crate::units::MAX_DURATION)
+                    .ok_or_else(|| {
+                        Error::Options(format!(
+                            "{c} requests at {rate}/s take more than 7 days: give a `duration`"
+                        ))
+                    })?,
+                (None, None) => {
+                    return Err(Error::Options(
+                        "an open-loop `rate` needs a `duration` or a `count`".into(),
+                    ))
+                }
+            };
+            Some(Schedule::new(
+                *rate,
+                &[Stage {
+                    rate: *rate,
+                    duration: d,
+                }],
+            ))
+        }
+        (None, Some(stages)) => {
+            let stages: Vec<Stage> = stages
+                .iter()
+                .map(|s| {
+                    Ok(Stage {
+                        rate: s.rate,
+                        duration: duration(&Some(s.duration.clone()), "", "stage duration")?,
+                    })
+                })
+                .collect::<Result<_>>()?;
+            let first = stages
+                .first()
+                .ok_or_else(|| Error::Options("`stages` is empty".into()))?
+                .rate;
+            Some(Schedule::new(opts.start_rate.unwrap_or(first), &stages))
+        }
+        (None, None) => None,
+    };
+    if let Some(s) = &schedule {
+        if s.total() == 0 {
+            return Err(Error::Options(
+                "the open-loop schedule asks for no requests".into(),
+            ));
+        }
+    }
+    let length = match (&schedule, &opts.duration, opts.count) {
+        (Some(s), _, _) => s.length() + Duration::from_secs(1), // grace for the last requests
+        (None, Some(_), _) => duration(&opts.duration, "", "duration")?,
+        (None, None, Some(_)) => duration(&opts.max_duration, "10m", "max_duration")?,
+        (None, None, None) => {
+            return Err(Error::Options(
+                "give a `count` or a `duration`: every load is bounded".into(),
+            ))
+        }
+    };
+
+    Ok(LoadShape {
+        cumulative,
+        total,
+        connections,
+        schedule,
+        length,
+    })
+}
+
 /// Runs a stress step on its own single-threaded runtime and OS thread.
 ///
 /// A load generator's cost is mostly wake-ups, not work: on the shared multi-threaded runtime each
@@ -533,99 +686,13 @@ async fn stress_here(
     if opts.op.as_deref() == Some("lease") {
         return lease_stress(target, opts, progress).await;
     }
-    // Which operations, with which weights.
-    let mut cumulative = Vec::new();
-    let mut total = 0u32;
-    match (&opts.op, &opts.mix) {
-        (Some(op), None) => {
-            total = 1;
-            cumulative.push((op_from(op)?, 1));
-        }
-        (None, Some(mix)) if !mix.is_empty() => {
-            for (name, w) in mix {
-                total += w;
-                cumulative.push((op_from(name)?, total));
-            }
-            if total == 0 {
-                return Err(Error::Options("mix weights add up to 0".into()));
-            }
-        }
-        _ => {
-            return Err(Error::Options(
-                "give exactly one of `op` (\"put\") or `mix` (#{ range: 70, put: 30 })".into(),
-            ))
-        }
-    }
-    if opts.watchers > 0 && !cumulative.iter().any(|(o, _)| o.writes()) {
-        return Err(Error::Options(
-            "`watchers` need writes in the load (put, delete or a transaction)".into(),
-        ));
-    }
-    if opts.clients == 0 || opts.clients > 100_000 {
-        return Err(Error::Options(
-            "clients must be between 1 and 100000".into(),
-        ));
-    }
-    let connections = opts.connections.clamp(1, opts.clients);
-
-    // Bounds: every load is bounded in count and time.
-    let schedule = match (&opts.rate, &opts.stages) {
-        (Some(_), Some(_)) => {
-            return Err(Error::Options("give `rate` or `stages`, not both".into()))
-        }
-        (Some(rate), None) => {
-            let d = match (&opts.duration, opts.count) {
-                (Some(_), _) => duration(&opts.duration, "", "duration")?,
-                (None, Some(c)) => Duration::from_secs_f64(c as f64 / rate.max(1e-9)),
-                (None, None) => {
-                    return Err(Error::Options(
-                        "an open-loop `rate` needs a `duration` or a `count`".into(),
-                    ))
-                }
-            };
-            Some(Schedule::new(
-                *rate,
-                &[Stage {
-                    rate: *rate,
-                    duration: d,
-                }],
-            ))
-        }
-        (None, Some(stages)) => {
-            let stages: Vec<Stage> = stages
-                .iter()
-                .map(|s| {
-                    Ok(Stage {
-                        rate: s.rate,
-                        duration: duration(&Some(s.duration.clone()), "", "stage duration")?,
-                    })
-                })
-                .collect::<Result<_>>()?;
-            let first = stages
-                .first()
-                .ok_or_else(|| Error::Options("`stages` is empty".into()))?
-                .rate;
-            Some(Schedule::new(opts.start_rate.unwrap_or(first), &stages))
-        }
-        (None, None) => None,
-    };
-    if let Some(s) = &schedule {
-        if s.total() == 0 {
-            return Err(Error::Options(
-                "the open-loop schedule asks for no requests".into(),
-            ));
-        }
-    }
-    let length = match (&schedule, &opts.duration, opts.count) {
-        (Some(s), _, _) => s.length() + Duration::from_secs(1), // grace for the last requests
-        (None, Some(_), _) => duration(&opts.duration, "", "duration")?,
-        (None, None, Some(_)) => duration(&opts.max_duration, "10m", "max_duration")?,
-        (None, None, None) => {
-            return Err(Error::Options(
-                "give a `count` or a `duration`: every load is bounded".into(),
-            ))
-        }
-    };
+    let LoadShape {
+        cumulative,
+        total,
+        connections,
+        schedule,
+        length,
+    } = load_shape(opts)?;
 
     // Keys and values.
     let base = full_key(target, &opts.key_prefix, false, true)?;
