@@ -260,12 +260,23 @@ fn sigint_and_sigterm_exit_130_with_a_partial_report_and_no_etcd_left() {
 }
 
 #[test]
-fn kill_9_of_scen_takes_its_etcd_down() {
+fn kill_9_of_scen_takes_its_etcd_down_and_the_next_run_removes_its_data() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, etcd_pid) = start_slow_run(&dir.path().join("r.json"));
+    let cmdline = std::fs::read(format!("/proc/{etcd_pid}/cmdline")).unwrap();
+    let data = String::from_utf8_lossy(&cmdline)
+        .split('\0')
+        .find_map(|a| a.strip_prefix("--data-dir=").map(std::path::PathBuf::from))
+        .unwrap();
+    let run_dir = data.parent().unwrap().to_path_buf();
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(gone(&[etcd_pid]), "etcd {etcd_pid} survived scen's SIGKILL");
+    assert!(run_dir.exists(), "nothing of scen ran after SIGKILL");
+    // The next run that starts an etcd removes what the killed one left.
+    let r = run(&fixture("keys.rhai"), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!run_dir.exists(), "{} is still there", run_dir.display());
 }
 
 #[test]

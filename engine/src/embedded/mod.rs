@@ -229,6 +229,14 @@ impl EmbeddedEtcd {
                 "restoring a snapshot needs a 1-member cluster".into(),
             ));
         }
+        let (dirs, bytes) = remove_stale_dirs();
+        if dirs > 0 {
+            tracing::info!(
+                "removed {dirs} data director{} left by killed runs ({})",
+                if dirs == 1 { "y" } else { "ies" },
+                crate::measure::Unit::Bytes.format(Some(bytes as f64))
+            );
+        }
         // A port picked by binding :0 can be taken by someone else before etcd binds it; retry.
         let mut last = None;
         for _ in 0..3 {
@@ -243,9 +251,12 @@ impl EmbeddedEtcd {
 
     async fn try_start(config: &EmbeddedConfig) -> Result<Self> {
         let dir = tempfile::Builder::new()
-            .prefix("scen-etcd-")
+            .prefix(DIR_PREFIX)
             .tempdir()
             .map_err(Error::Prepare)?;
+        if let Some(tag) = owner_tag(std::process::id()) {
+            std::fs::write(dir.path().join(OWNER), tag).map_err(Error::Prepare)?;
+        }
         let n = config.members;
         let ports = free_ports(3 * n)?;
         let scheme = if config.client_tls.is_some() {
@@ -454,6 +465,66 @@ fn restore(snapshot: &Path, data_dir: &Path, peer_url: &str) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// How the embedded cluster's temporary directory is named.
+const DIR_PREFIX: &str = "scen-etcd-";
+
+/// The file in that directory naming the scen process that owns it: `<pid> <start time>`.
+const OWNER: &str = "scen.owner";
+
+/// A process, as `<pid> <start time in clock ticks since boot>` (a pid alone can be reused).
+fn owner_tag(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let start = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .to_string();
+    Some(format!("{pid} {start}"))
+}
+
+/// Removes the data directories of runs whose scen process is gone: a scen killed with SIGKILL
+/// runs no code to delete its directory (its members die by parent-death signal), so the next
+/// run does. Directories without an owner file, or whose owner lives, are left alone. Returns
+/// the directories and bytes removed.
+pub fn remove_stale_dirs() -> (usize, u64) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return (0, 0);
+    };
+    let (mut dirs, mut bytes) = (0, 0);
+    for e in entries.flatten() {
+        let path = e.path();
+        let named = e.file_name().to_string_lossy().starts_with(DIR_PREFIX);
+        let Ok(tag) = std::fs::read_to_string(path.join(OWNER)) else {
+            continue;
+        };
+        let pid = tag
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|p| owner_tag(p).as_deref() == Some(tag.trim()));
+        if named && !alive {
+            let size = dir_size(&path);
+            if std::fs::remove_dir_all(&path).is_ok() {
+                dirs += 1;
+                bytes += size;
+            }
+        }
+    }
+    (dirs, bytes)
+}
+
+fn dir_size(path: &Path) -> u64 {
+    std::fs::read_dir(path).map_or(0, |rd| {
+        rd.flatten()
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => dir_size(&e.path()),
+                _ => e.metadata().map_or(0, |m| m.len()),
+            })
+            .sum()
+    })
 }
 
 fn free_ports(n: usize) -> Result<Vec<u16>> {

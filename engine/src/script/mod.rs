@@ -307,7 +307,8 @@ impl Host {
         let ast = engine
             .compile_file(path.to_path_buf())
             .map_err(|e| to_script_error(&e, path))?;
-        engine.set_max_operations(limits.max_plan_operations.min(limits.max_operations));
+        let plan_ops = limits.max_plan_operations.min(limits.max_operations);
+        engine.set_max_operations(plan_ops);
         let top = engine.run_ast(&ast);
         engine.set_max_operations(limits.max_operations);
         top.map_err(|e| {
@@ -317,8 +318,7 @@ impl Host {
                 EvalAltResult::ErrorTooManyOperations(_)
             ) {
                 err.message = format!(
-                    "the top level ran past {} operations (an endless loop?)",
-                    limits.max_plan_operations
+                    "the top level exceeded its operation limit of {plan_ops} (an endless loop?)"
                 );
                 err.hint =
                     Some("the top level only declares the plan: do the work inside a step".into());
