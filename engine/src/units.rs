@@ -354,4 +354,19 @@ mod tests {
         );
         assert_eq!(format_quantity(0.95, Dimension::Ratio), "95%");
     }
+
+    proptest::proptest! {
+        /// Any text: a quantity or an error, never a panic; durations and sizes stay in bounds.
+        #[test]
+        fn any_text_parses_or_fails_cleanly(text in "\\PC{0,24}", num in proptest::prelude::any::<f64>(), unit in "(ns|us|ms|s|m|h|B|KiB|MiB|GiB|TiB|KB|/s|%|)") {
+            let _ = parse_quantity(&text);
+            let t = format!("{num}{unit}");
+            if let Ok(d) = parse_duration(&t) {
+                proptest::prop_assert!(d <= MAX_DURATION);
+            }
+            if let Ok(b) = parse_size(&t) {
+                proptest::prop_assert!(b <= MAX_SIZE);
+            }
+        }
+    }
 }

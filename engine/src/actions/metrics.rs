@@ -537,4 +537,28 @@ mod tests {
         assert!(empty.no_data.unwrap().contains("no member"));
         assert_eq!(empty.has_leader, None);
     }
+
+    proptest::proptest! {
+        /// Any exposition text from a member: scraped or refused, and the step's server view
+        /// computed from any two scrapes, never a panic.
+        #[test]
+        fn any_metrics_text_never_panics(
+            lines in proptest::collection::vec(
+                "(# TYPE [a-z_]{1,40} (histogram|counter|gauge)|etcd_(disk_wal_fsync_duration_seconds|disk_backend_commit_duration_seconds|server_leader_changes_seen_total|server_proposals_committed_total|mvcc_db_total_size_in_bytes|server_has_leader)(_bucket|_sum|_count)?(\\{le=\"(0\\.001|\\+Inf|[0-9.e-]{1,6})\"\\})? (-?[0-9.e+]{1,8}|NaN|\\+Inf|-Inf)|\\PC{0,30})",
+                0..30,
+            ),
+            cut in 0usize..30,
+        ) {
+            let text = lines.join("\n");
+            let parse = |t: &str| Scrape::parse(t.lines().map(|l| Ok(l.to_string())));
+            let (Ok(a), Ok(b)) = (parse(&text), parse(&lines[..cut.min(lines.len())].join("\n"))) else {
+                return Ok(());
+            };
+            let one = |scrape| ClusterScrape {
+                members: vec![MemberScrape { url: "m".into(), scrape }],
+                failed: Vec::new(),
+            };
+            let _ = server_step(&one(b), &one(a));
+        }
+    }
 }

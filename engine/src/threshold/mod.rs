@@ -979,4 +979,22 @@ mod baseline_tests {
         let e = Threshold::parse("5ms > baseline", false).unwrap_err();
         assert!(e.message.contains("baseline"), "{e}");
     }
+
+    proptest::proptest! {
+        /// Any text: a threshold or a parse error, never a panic.
+        #[test]
+        fn any_text_parses_or_fails_cleanly(text in "\\PC{0,48}") {
+            let _ = Threshold::parse(&text, false);
+        }
+
+        /// Threshold-shaped text (fields, quantiles, units, operators): never a panic, and what
+        /// parses evaluates against a record without panicking.
+        #[test]
+        fn threshold_shaped_text_never_panics(text in "(max\\(|min\\()?[a-z]{1,3}(\\.[a-z0-9_]{1,4}|\\[\\*\\]|\\[[0-9]\\]|\\.p\\([0-9.]{1,5}\\)){0,4}\\)? ?(<|<=|==|!=|>=|>|&&|\\|\\|) ?-?[0-9.e]{1,6}(ms|s|GiB|%|/s)?( (\\*|/|\\+|-) [0-9]{1,3})?") {
+            if let Ok(t) = Threshold::parse(&text, false) {
+                let root = serde_json::json!({ "a": { "b": 1.0, "p99": null, "c": [1, 2] } });
+                let _ = t.evaluate(&root, None);
+            }
+        }
+    }
 }

@@ -225,23 +225,7 @@ impl Channel {
         let (read, mut write) = tcp.into_split();
         write.write_all(&hello).await?;
         let inner = Arc::new(Inner {
-            state: Mutex::new(State {
-                out: Vec::with_capacity(64 << 10),
-                pongs: Vec::new(),
-                pong_since: None,
-                streams: HashMap::new(),
-                next_id: 1,
-                max_streams: usize::MAX,
-                waiting: VecDeque::new(),
-                pending: VecDeque::new(),
-                conn_send_window: DEFAULT_WINDOW,
-                initial_send_window: DEFAULT_WINDOW,
-                max_frame_out: 16_384,
-                conn_recv_unacked: 0,
-                decoder: loona_hpack::Decoder::new(),
-                partial: None,
-                closed: None,
-            }),
+            state: Mutex::new(State::new()),
             notify: Notify::new(),
         });
         let reader = tokio::spawn(read_loop(inner.clone(), read)).abort_handle();
@@ -424,6 +408,46 @@ impl State {
         self.pending.clear();
     }
 
+    /// A connection's state before the server said anything.
+    fn new() -> State {
+        State {
+            out: Vec::with_capacity(64 << 10),
+            pongs: Vec::new(),
+            pong_since: None,
+            streams: HashMap::new(),
+            next_id: 1,
+            max_streams: usize::MAX,
+            waiting: VecDeque::new(),
+            pending: VecDeque::new(),
+            conn_send_window: DEFAULT_WINDOW,
+            initial_send_window: DEFAULT_WINDOW,
+            max_frame_out: 16_384,
+            conn_recv_unacked: 0,
+            decoder: loona_hpack::Decoder::new(),
+            partial: None,
+            closed: None,
+        }
+    }
+
+    /// Takes every whole frame at the front of `buf` (the bytes read so far) and handles it; an
+    /// error is fatal to the connection. Whatever the bytes, this returns: it is fuzzed.
+    fn on_bytes(&mut self, buf: &mut bytes::BytesMut, wake: &mut Vec<Waker>) -> Result<(), String> {
+        while buf.len() >= 9 {
+            let len = u32::from_be_bytes([0, buf[0], buf[1], buf[2]]) as usize;
+            if len > MAX_FRAME_IN as usize {
+                return Err(format!("a {len}-byte frame, over the advertised maximum"));
+            }
+            if buf.len() < 9 + len {
+                buf.reserve(9 + len - buf.len());
+                break;
+            }
+            let frame = buf.split_to(9 + len);
+            let id = u32::from_be_bytes([frame[5], frame[6], frame[7], frame[8]]) & 0x7fff_ffff;
+            self.on_frame(frame[3], frame[4], id, &frame[9..], wake)?;
+        }
+        Ok(())
+    }
+
     /// Handles one frame from the server; an error is fatal to the connection.
     fn on_frame(
         &mut self,
@@ -492,10 +516,22 @@ impl State {
                 self.finish(id, Err(e), wake);
             }
             SETTINGS if flags & ACK == 0 => {
+                if id != 0 || payload.len() % 6 != 0 {
+                    return Err("a malformed SETTINGS frame".into());
+                }
                 for pair in payload.chunks_exact(6) {
                     let v = u32::from_be_bytes([pair[2], pair[3], pair[4], pair[5]]);
                     match u16::from_be_bytes([pair[0], pair[1]]) {
                         0x3 => self.max_streams = v as usize,
+                        // RFC 9113 §6.5.2: windows stop at 2³¹−1, frames are 16 KiB..16 MiB.
+                        0x4 if v > 0x7fff_ffff => {
+                            return Err(format!("SETTINGS_INITIAL_WINDOW_SIZE {v} is above 2^31-1"))
+                        }
+                        0x5 if !(16_384..=16_777_215).contains(&v) => {
+                            return Err(format!(
+                                "SETTINGS_MAX_FRAME_SIZE {v} is outside 16384..16777215"
+                            ))
+                        }
                         0x4 => {
                             let delta = i64::from(v) - self.initial_send_window;
                             self.initial_send_window = i64::from(v);
@@ -521,9 +557,16 @@ impl State {
                     .get(..4)
                     .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & 0x7fff_ffff)
                     .ok_or("a short GOAWAY frame")?;
+                let code = payload
+                    .get(4..8)
+                    .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
                 let why = format!(
-                    "the server is closing the connection (GOAWAY {})",
-                    String::from_utf8_lossy(payload.get(8..).unwrap_or_default())
+                    "the server is closing the connection (GOAWAY {}{})",
+                    error_code_name(code),
+                    match String::from_utf8_lossy(payload.get(8..).unwrap_or_default()) {
+                        d if d.is_empty() => String::new(),
+                        d => format!(": {d}"),
+                    }
                 );
                 self.closed.get_or_insert_with(|| why.clone());
                 let late: Vec<u32> = self.streams.keys().copied().filter(|i| *i > last).collect();
@@ -539,6 +582,9 @@ impl State {
                     .ok_or("a short WINDOW_UPDATE frame")?;
                 if id == 0 {
                     self.conn_send_window += i64::from(inc);
+                    if self.conn_send_window > 0x7fff_ffff {
+                        return Err("WINDOW_UPDATE past 2^31-1 (a flow-control error)".into());
+                    }
                 } else if let Some(st) = self.streams.get_mut(&id) {
                     st.send_window += i64::from(inc);
                 }
@@ -586,6 +632,29 @@ impl State {
     }
 }
 
+/// An HTTP/2 error code's name (RFC 9113 §7).
+fn error_code_name(code: u32) -> String {
+    const NAMES: [&str; 14] = [
+        "NO_ERROR",
+        "PROTOCOL_ERROR",
+        "INTERNAL_ERROR",
+        "FLOW_CONTROL_ERROR",
+        "SETTINGS_TIMEOUT",
+        "STREAM_CLOSED",
+        "FRAME_SIZE_ERROR",
+        "REFUSED_STREAM",
+        "CANCEL",
+        "COMPRESSION_ERROR",
+        "CONNECT_ERROR",
+        "ENHANCE_YOUR_CALM",
+        "INADEQUATE_SECURITY",
+        "HTTP_1_1_REQUIRED",
+    ];
+    NAMES
+        .get(code as usize)
+        .map_or_else(|| format!("error code {code}"), |n| (*n).to_string())
+}
+
 /// The payload of a DATA or HEADERS frame without its padding.
 fn unpad(flags: u8, payload: &[u8]) -> Result<&[u8], String> {
     if flags & PADDED == 0 {
@@ -611,24 +680,7 @@ async fn read_loop(inner: Arc<Inner>, mut read: OwnedReadHalf) {
             Err(e) => break format!("reading: {e}"),
         }
         let mut s = inner.lock();
-        let mut failed = None;
-        while buf.len() >= 9 {
-            let len = u32::from_be_bytes([0, buf[0], buf[1], buf[2]]) as usize;
-            if len > MAX_FRAME_IN as usize {
-                failed = Some(format!("a {len}-byte frame, over the advertised maximum"));
-                break;
-            }
-            if buf.len() < 9 + len {
-                buf.reserve(9 + len - buf.len());
-                break;
-            }
-            let frame = buf.split_to(9 + len);
-            let id = u32::from_be_bytes([frame[5], frame[6], frame[7], frame[8]]) & 0x7fff_ffff;
-            if let Err(e) = s.on_frame(frame[3], frame[4], id, &frame[9..], &mut wake) {
-                failed = Some(e);
-                break;
-            }
-        }
+        let failed = s.on_bytes(&mut buf, &mut wake).err();
         let poke = !s.out.is_empty() || s.pong_since.is_some();
         if let Some(e) = &failed {
             s.fail(&format!("protocol error: {e}"), &mut wake);
@@ -972,5 +1024,74 @@ mod tests {
         assert_eq!(unpad(PADDED, &[2, b'a', b'b', 0, 0]).unwrap(), b"ab");
         assert_eq!(unpad(0, b"ab").unwrap(), b"ab");
         assert!(unpad(PADDED, &[5, b'a']).is_err());
+    }
+
+    /// One frame as bytes.
+    fn frame_bytes(kind: u8, flags: u8, id: u32, payload: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        frame_header(&mut b, payload.len(), kind, flags, id);
+        b.extend_from_slice(payload);
+        b
+    }
+
+    fn feed(s: &mut State, bytes: &[u8]) -> Result<(), String> {
+        let mut buf = bytes::BytesMut::from(bytes);
+        s.on_bytes(&mut buf, &mut Vec::new())
+    }
+
+    #[test]
+    fn settings_out_of_range_and_goaway_codes_are_handled() {
+        let setting = |id: u16, v: u32| {
+            let mut p = id.to_be_bytes().to_vec();
+            p.extend_from_slice(&v.to_be_bytes());
+            frame_bytes(SETTINGS, 0, 0, &p)
+        };
+        let e = feed(&mut State::new(), &setting(0x5, 0)).unwrap_err();
+        assert!(e.contains("MAX_FRAME_SIZE 0"), "{e}");
+        let e = feed(&mut State::new(), &setting(0x4, 0x8000_0000)).unwrap_err();
+        assert!(e.contains("INITIAL_WINDOW_SIZE"), "{e}");
+        let mut s = State::new();
+        feed(&mut s, &setting(0x5, 1 << 20)).unwrap();
+        assert_eq!(s.max_frame_out, 1 << 20);
+        let mut goaway = 0u32.to_be_bytes().to_vec();
+        goaway.extend_from_slice(&11u32.to_be_bytes());
+        goaway.extend_from_slice(b"too many pings");
+        let mut s = State::new();
+        feed(&mut s, &frame_bytes(GOAWAY, 0, 0, &goaway)).unwrap();
+        let why = s.closed.unwrap();
+        assert!(why.contains("ENHANCE_YOUR_CALM: too many pings"), "{why}");
+        let e = feed(
+            &mut State::new(),
+            &frame_bytes(WINDOW_UPDATE, 0, 0, &0x7fff_ffffu32.to_be_bytes()),
+        )
+        .unwrap_err();
+        assert!(e.contains("2^31-1"), "{e}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Any byte stream from a server: the decoder answers or fails the connection, never panics.
+        #[test]
+        fn the_frame_decoder_survives_any_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let mut s = State::new();
+            let _ = feed(&mut s, &bytes);
+        }
+
+        /// Well-framed but arbitrary frames (any type, flags, stream and payload), in any order.
+        #[test]
+        fn the_frame_decoder_survives_any_frames(
+            frames in proptest::collection::vec(
+                (0u8..12, proptest::prelude::any::<u8>(), 0u32..4, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)),
+                0..24,
+            )
+        ) {
+            let mut s = State::new();
+            for (kind, flags, id, payload) in frames {
+                if feed(&mut s, &frame_bytes(kind, flags, id, &payload)).is_err() {
+                    break;
+                }
+            }
+        }
     }
 }

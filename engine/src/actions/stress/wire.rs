@@ -131,7 +131,9 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+            // On bytes: the two after `%` may be part of a multibyte character.
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                 out.push(v);
                 i += 3;
                 continue;
@@ -269,6 +271,10 @@ mod tests {
             "etcdserver: mvcc: required revision"
         );
         assert_eq!(percent_decode("100%"), "100%");
+        // A `%` before a multibyte character is kept as it is, not sliced through.
+        assert_eq!(percent_decode("%é!"), "%é!");
+        assert_eq!(percent_decode("a%4é"), "a%4é");
+        assert_eq!(percent_decode("é%41"), "éA");
     }
 
     #[test]
