@@ -259,3 +259,32 @@ fn member_settings_reach_etcd_and_a_paused_leader_is_replaced_then_rejoins() {
         .iter()
         .all(|m| m["paused"] == false));
 }
+
+#[test]
+fn clients_that_lose_their_lean_connection_switch_visibly() {
+    let r = run(&fixture("lean-switch.rhai"), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    // The clients whose lean connection went to the killed leader carried on through
+    // etcd-client, and the record says so instead of still claiming `lean`.
+    let load = record(&report, "load");
+    assert_eq!(load["transport"], "mixed", "{}", load["by_transport"]);
+    let (lean, client) = (
+        load["by_transport"]["lean"].as_u64().unwrap(),
+        load["by_transport"]["etcd-client"].as_u64().unwrap(),
+    );
+    assert!(lean > 0 && client > 0, "{}", load["by_transport"]);
+    assert_eq!(lean + client, load["ops"].as_u64().unwrap());
+    let messages = load["error_messages"].to_string();
+    assert!(
+        messages.contains("lost their lean connection and carried on through etcd-client"),
+        "{messages}"
+    );
+    assert!(!messages.contains("MetadataMap"), "{messages}");
+    // Failures on the dead connection are gRPC codes, not `Other`.
+    assert!(
+        load["errors_by_code"].get("Other").is_none(),
+        "{}",
+        load["errors_by_code"]
+    );
+}

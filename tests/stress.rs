@@ -28,8 +28,13 @@ fn every_operation_runs_its_count_without_errors_under_the_prefix() {
     assert_eq!(step(&report, "put")["record"]["transport"], "lean");
     assert_eq!(
         step(&report, "cas")["record"]["transport"],
-        "lean",
-        "txns use etcd-client on the same connections"
+        "etcd-client",
+        "transactions always go through etcd-client"
+    );
+    assert_eq!(step(&report, "put")["record"]["by_transport"]["lean"], 200);
+    assert_eq!(
+        step(&report, "cas")["record"]["by_transport"]["etcd-client"],
+        200
     );
     for name in ["put", "get", "range", "cas", "txn", "mix", "delete"] {
         assert_eq!(
@@ -275,4 +280,70 @@ fn open_loop_requests_never_sent_count_in_the_latency() {
     let sent_p50 = load["by_op"]["put"]["latency"]["p50"].as_f64().unwrap();
     assert!(p90 >= 50.0, "p90 {p90} ms");
     assert!(sent_p50 < 50.0, "sent requests' p50 {sent_p50} ms");
+}
+
+#[test]
+fn both_transports_write_the_same_keys_and_values_and_count_alike() {
+    let (_rt, _etcd, url) = external();
+    let r = run(
+        &fixture("differential.rhai"),
+        &["--endpoints", &url, "--keep-keys"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let prefix = report["target"]["prefix"].as_str().unwrap().to_string();
+    for (name, path) in [("lean", "lean"), ("client", "etcd-client")] {
+        let put = &step(&report, &format!("{name}_put"))["record"];
+        assert_eq!(
+            (put["ok"].as_u64(), put["errors"].as_u64()),
+            (Some(300), Some(0)),
+            "{name}"
+        );
+        assert_eq!(put["transport"], path, "{name}");
+        assert_eq!(put["by_transport"][path], 300, "{name}");
+        let range = &step(&report, &format!("{name}_range"))["record"];
+        assert_eq!(range["ok"], 40, "{name}");
+        assert_eq!(
+            step(&report, &format!("{name}_count"))["record"]["count"],
+            300
+        );
+    }
+    // From outside: the same keys (under each prefix) with the same values.
+    let kvs = |sub: &str| -> std::collections::BTreeMap<String, String> {
+        let out = etcdctl(
+            &url,
+            &["get", &format!("{prefix}{sub}/"), "--prefix", "-w", "json"],
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["kvs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|kv| {
+                use base64::Engine as _;
+                let key = base64::engine::general_purpose::STANDARD
+                    .decode(kv["key"].as_str().unwrap())
+                    .unwrap();
+                let key = String::from_utf8_lossy(&key).into_owned();
+                let suffix = key.rsplit_once(&format!("{sub}/")).unwrap().1.to_string();
+                (suffix, kv["value"].as_str().unwrap().to_string())
+            })
+            .collect()
+    };
+    let (lean, client) = (kvs("lean"), kvs("client"));
+    assert_eq!(lean.len(), 300);
+    let differ: Vec<&String> = lean
+        .keys()
+        .filter(|k| lean.get(*k) != client.get(*k))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{} keys differ, e.g. {:?}",
+        differ.len(),
+        differ.first()
+    );
+    assert_eq!(
+        lean.keys().collect::<Vec<_>>(),
+        client.keys().collect::<Vec<_>>()
+    );
 }

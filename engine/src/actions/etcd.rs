@@ -427,7 +427,7 @@ pub async fn put_many(target: &Target, opts: &PutManyOptions) -> Result<PutManyR
                         Err(e) => {
                             errors += 1;
                             if samples.len() < 5 {
-                                samples.push(e.to_string());
+                                samples.push(super::etcd_message(&e));
                             }
                         }
                     }

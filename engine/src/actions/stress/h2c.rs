@@ -236,6 +236,11 @@ impl Channel {
         })
     }
 
+    /// Whether the connection can take no new calls (closed, failed or going away).
+    pub fn is_closed(&self) -> bool {
+        self.inner.lock().closed.is_some()
+    }
+
     /// Sends one unary call — `headers` from [`grpc_request_headers`], `body` a length-prefixed
     /// gRPC message — and waits for the whole response. Dropping the future cancels the stream.
     pub async fn unary(&self, headers: &[u8], body: &[u8]) -> Result<Reply, CallError> {

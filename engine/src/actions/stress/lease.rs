@@ -90,7 +90,11 @@ impl Acc {
                     .entry(crate::actions::FailCode::of(&e))
                     .or_default() += 1;
                 if self.samples.len() < 3 {
-                    self.samples.push(format!("{}: {e}", op.name()));
+                    self.samples.push(format!(
+                        "{}: {}",
+                        op.name(),
+                        crate::actions::etcd_message(&e)
+                    ));
                 }
                 let since_ok = ns.saturating_sub(shared.last_ok_ns.load(Ordering::Relaxed));
                 if is_unavailable(&e) && since_ok > abort_after.as_nanos() as u64 {
@@ -213,5 +217,7 @@ pub async fn run(
         conflicts: 0,
         events: 0,
         renewals,
+        by_transport: [0, 0],
+        switched: false,
     }
 }

@@ -84,8 +84,13 @@ pub struct StressRecord {
     pub clients: u64,
     /// gRPC connections.
     pub connections: u64,
-    /// The client path: `lean` (scen's own HTTP/2 calls for put/get/range/delete) or `etcd-client`.
+    /// The client path that served the requests: `lean` (scen's own HTTP/2 calls for
+    /// put/get/range/delete), `etcd-client`, or `mixed` (see `by_transport`).
     pub transport: String,
+    /// Requests each path served (`lean`, `etcd-client`): transactions always go through
+    /// etcd-client, and a worker whose lean connection is lost carries on through etcd-client
+    /// (the record says how many did, in `error_messages`).
+    pub by_transport: BTreeMap<String, u64>,
     /// Requests sent.
     pub ops: u64,
     /// Successful requests.
@@ -190,7 +195,30 @@ pub fn build(i: Inputs<'_>) -> StressRecord {
         samples.extend(r.samples.iter().cloned());
         conflicts += r.conflicts;
     }
+    let mut served = [0u64; 2];
+    for r in &i.results {
+        served[0] += r.by_transport[0];
+        served[1] += r.by_transport[1];
+    }
+    let switched = i.results.iter().filter(|r| r.switched).count();
+    if switched > 0 {
+        samples.insert(
+            0,
+            format!("{switched} client(s) lost their lean connection and carried on through etcd-client"),
+        );
+    }
     samples.truncate(5);
+    let transport = match served {
+        [0, 0] => i.transport.to_string(),
+        [_, 0] => "lean".to_string(),
+        [0, _] => "etcd-client".to_string(),
+        _ => "mixed".to_string(),
+    };
+    let by_transport = [("lean", served[0]), ("etcd-client", served[1])]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| (k.to_string(), n))
+        .collect();
     let ok = all.count();
     let errors: u64 = codes.values().sum();
     let ops = ok + errors;
@@ -235,7 +263,8 @@ pub fn build(i: Inputs<'_>) -> StressRecord {
         .into(),
         clients: i.clients,
         connections: i.connections,
-        transport: i.transport.to_string(),
+        transport,
+        by_transport,
         ops,
         ok,
         errors,

@@ -105,12 +105,20 @@ fn io(kind: std::io::ErrorKind, msg: impl Into<String>) -> Error {
     Error::IoError(std::io::Error::new(kind, msg.into()))
 }
 
+/// A failed HTTP/2 call as the gRPC status a gRPC client reports for it (gRPC's HTTP/2 mapping:
+/// a lost or refused connection is `Unavailable`, a stream reset maps by its error code).
 fn transport(e: CallError) -> Error {
-    let kind = match e {
-        CallError::NotSent(_) => std::io::ErrorKind::NotConnected,
-        CallError::Reset(_) | CallError::Closed(_) => std::io::ErrorKind::ConnectionReset,
+    let code = match e {
+        CallError::NotSent(_) | CallError::Closed(_) => tonic::Code::Unavailable,
+        CallError::Reset(r) => match r {
+            0x7 => tonic::Code::Unavailable,       // REFUSED_STREAM
+            0x8 => tonic::Code::Cancelled,         // CANCEL
+            0xb => tonic::Code::ResourceExhausted, // ENHANCE_YOUR_CALM
+            0xc => tonic::Code::PermissionDenied,  // INADEQUATE_SECURITY
+            _ => tonic::Code::Internal,
+        },
     };
-    io(kind, e.to_string())
+    Error::GRpcStatus(tonic::Status::new(code, e.to_string()))
 }
 
 /// The call's gRPC status: an error unless it is OK.
@@ -146,6 +154,12 @@ fn percent_decode(s: &str) -> String {
 }
 
 impl Wire {
+    /// Whether the connection is gone (a member died, the server closed it): its calls can only
+    /// fail from now on.
+    pub fn is_closed(&self) -> bool {
+        self.channel.is_closed()
+    }
+
     /// Dials `url` (`http://host:port`) and completes the HTTP/2 handshake; the connection is driven
     /// by a task on the current runtime until every clone is dropped.
     pub async fn connect(url: &str, timeout: Duration) -> Result<Wire, Error> {

@@ -175,6 +175,10 @@ pub struct WorkerResult {
     pub events: u64,
     /// Lease load: renewal slots served (a keep-alive, or a churn's revoke and new grant).
     pub renewals: u64,
+    /// Requests served by each path: `[lean, etcd-client]`.
+    pub by_transport: [u64; 2],
+    /// Whether the worker's lean connection was lost and it carried on through etcd-client.
+    pub switched: bool,
 }
 
 /// How a worker decides what to do next.
@@ -257,6 +261,7 @@ pub async fn run(
     let mut revisions: HashMap<u64, i64> = HashMap::new();
     let mut key = Vec::with_capacity(64);
     let (mut sec, mut slot) = (0u64, Slot::new());
+    let (mut by_transport, mut switched) = ([0u64; 2], false);
 
     loop {
         if shared.stop.load(Ordering::Relaxed) {
@@ -299,6 +304,8 @@ pub async fn run(
         // Each arm yields the write's revision (for watch delay) and the keys it changed.
         // A request that never left (a dead endpoint: etcd-client's balancer still picks it) is
         // tried again at once, as etcd's Go client does; its latency counts from the first try.
+        let lean = wire.is_some() && matches!(op, Op::Put | Op::Get | Op::Range | Op::Delete);
+        by_transport[usize::from(!lean)] += 1;
         let mut tries = 0;
         let result = loop {
             let r: Result<(Option<i64>, u64), etcd_client::Error> = match op {
@@ -450,16 +457,18 @@ pub async fn run(
                 slot.errors += 1;
                 *codes.entry(crate::actions::FailCode::of(&e)).or_default() += 1;
                 if samples.len() < 3 {
-                    samples.push(format!("{}: {e}", op.name()));
+                    samples.push(format!(
+                        "{}: {}",
+                        op.name(),
+                        crate::actions::etcd_message(&e)
+                    ));
                 }
                 // A lean connection to a member that died stays dead: carry on through
-                // etcd-client, which fails over to the other endpoints, as clients do.
-                if matches!(
-                    e,
-                    etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_)
-                ) || is_unavailable(&e)
-                {
+                // etcd-client, which fails over to the other endpoints, as clients do. Only a
+                // lost connection switches (a timeout does not), and the record says so.
+                if wire.as_ref().is_some_and(Wire::is_closed) {
                     wire = None;
+                    switched = true;
                 }
                 let since_ok = ns.saturating_sub(shared.last_ok_ns.load(Ordering::Relaxed));
                 if is_unavailable(&e) && since_ok > plan.abort_after.as_nanos() as u64 {
@@ -480,6 +489,8 @@ pub async fn run(
         conflicts,
         events,
         renewals: 0,
+        by_transport,
+        switched,
     }
 }
 
