@@ -501,3 +501,14 @@ fn a_second_signal_leaves_at_once_and_still_writes_the_partial_report() {
     assert_eq!(step(&report, "long")["status"], "interrupted");
     assert!(gone(&[etcd_pid]), "etcd {etcd_pid} outlived scen");
 }
+
+#[test]
+fn a_binary_that_is_not_etcd_and_a_tiny_quota_are_usage_errors() {
+    let r = run(&fixture("keys.rhai"), &["--etcd-bin", "/bin/true"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("`/bin/true` is not etcd"), "{}", r.stderr);
+    assert_eq!(r.report.unwrap()["error"]["kind"], "usage");
+    let r = run(&fixture("keys.rhai"), &["--etcd-quota", "1KiB"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("give 16MiB to 64GiB"), "{}", r.stderr);
+}

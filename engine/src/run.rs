@@ -255,13 +255,19 @@ async fn execute(
                     (Some(Arc::new(std::sync::Mutex::new(e))), s)
                 }
                 Err(e) => {
+                    // A binary that is not etcd, or settings etcd refuses, is the user's to fix.
+                    let kind = match e {
+                        crate::embedded::Error::NotEtcd { .. }
+                        | crate::embedded::Error::Config(_) => ErrorKind::Usage,
+                        _ => ErrorKind::Infrastructure,
+                    };
                     report.error = Some(ErrorInfo {
-                        kind: ErrorKind::Infrastructure,
+                        kind,
                         message: e.to_string(),
                         location: None,
                         detail: None,
                     });
-                    return Outcome::InfrastructureError;
+                    return kind.outcome();
                 }
             }
         }

@@ -61,6 +61,14 @@ impl Default for EmbeddedConfig {
 /// Why an embedded member could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The binary runs, but is not etcd (`--etcd-bin /bin/true`).
+    #[error("`{bin}` is not etcd: `{bin} --version` {said} (give an etcd binary with --etcd-bin or SCEN_ETCD_BIN)")]
+    NotEtcd {
+        /// The binary tried.
+        bin: String,
+        /// What its `--version` printed, or how it failed.
+        said: String,
+    },
     /// The binary could not be executed.
     #[error("cannot start `{bin}`: {source} (run scripts/setup.sh to install etcd, or set SCEN_ETCD_BIN)")]
     Spawn {
@@ -229,6 +237,7 @@ impl EmbeddedEtcd {
                 "restoring a snapshot needs a 1-member cluster".into(),
             ));
         }
+        check_binary(&config.etcd_bin).await?;
         let (dirs, bytes) = remove_stale_dirs();
         if dirs > 0 {
             tracing::info!(
@@ -465,6 +474,43 @@ fn restore(snapshot: &Path, data_dir: &Path, peer_url: &str) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Checks that `bin` is etcd: `bin --version` must answer, within 10 s, with etcd's own banner
+/// (`etcd Version: 3.5.16`).
+async fn check_binary(bin: &Path) -> Result<()> {
+    let out = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::process::Command::new(bin)
+            .arg("--version")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await;
+    let not = |said: String| Error::NotEtcd {
+        bin: bin.display().to_string(),
+        said,
+    };
+    match out {
+        Err(_) => Err(not("did not answer in 10s".into())),
+        Ok(Err(source)) => Err(Error::Spawn {
+            bin: bin.display().to_string(),
+            source,
+        }),
+        Ok(Ok(o)) => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            if text.contains("etcd Version:") {
+                Ok(())
+            } else {
+                let first = text.lines().next().unwrap_or("").trim();
+                Err(not(if first.is_empty() {
+                    format!("printed nothing ({})", o.status)
+                } else {
+                    format!("printed `{first}`")
+                }))
+            }
+        }
+    }
 }
 
 /// How the embedded cluster's temporary directory is named.
