@@ -131,12 +131,129 @@ fn tls_with_client_certificates() {
     assert_eq!(server["members"], 1, "{server}");
     assert!(server["db_size"].as_f64().unwrap() > 0.0, "{server}");
 
-    // Without a client certificate the server refuses us: an infrastructure error.
+    // Without a client certificate the server refuses us: an infrastructure error that says so.
     let r = run(
         &fixture("keys.rhai"),
         &["--endpoints", &endpoint, "--cacert", &p("ca.crt")],
     );
     assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("etcd asks for a client certificate: give --cert and --key"),
+        "{}",
+        r.stderr
+    );
+    // Each TLS mistake is named: which side rejected which certificate, or which file is wrong.
+    let other_ca = |name: &str| {
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                &format!("/CN={name}"),
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.crt"),
+            ],
+        );
+    };
+    other_ca("stranger");
+    openssl(
+        d,
+        &[
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=old", "-keyout", "old.key",
+            "-out", "old.csr",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "old.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-days",
+            "-1",
+            "-extfile",
+            "client.ext",
+            "-out",
+            "old.crt",
+        ],
+    );
+    std::fs::write(d.join("garbage.pem"), "not a certificate\n").unwrap();
+    for (cacert, cert, key, code, says) in [
+        (
+            "stranger.crt",
+            "client.crt",
+            "client.key",
+            3,
+            "the server's certificate is not signed by --cacert",
+        ),
+        (
+            "ca.crt",
+            "stranger.crt",
+            "stranger.key",
+            3,
+            "etcd rejected our client certificate (--cert): it is not signed by a CA etcd trusts",
+        ),
+        (
+            "ca.crt",
+            "old.crt",
+            "old.key",
+            3,
+            "etcd rejected our client certificate (--cert): it has expired",
+        ),
+        (
+            "ca.crt",
+            "client.crt",
+            "stranger.key",
+            2,
+            "does not belong to the certificate in --cert",
+        ),
+        (
+            "garbage.pem",
+            "client.crt",
+            "client.key",
+            2,
+            "holds no PEM certificate",
+        ),
+    ] {
+        let r = run(
+            &fixture("keys.rhai"),
+            &[
+                "--endpoints",
+                &endpoint,
+                "--cacert",
+                &p(cacert),
+                "--cert",
+                &p(cert),
+                "--key",
+                &p(key),
+            ],
+        );
+        assert_eq!(r.code, code, "{cacert} {cert} {key}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(says),
+            "{cacert} {cert} {key}: {}",
+            r.stderr
+        );
+        assert!(
+            !r.stderr.contains("transport error") && !r.stderr.contains("MetadataMap"),
+            "{}",
+            r.stderr
+        );
+    }
     // --cert without --key is a usage error.
     let r = run(
         &fixture("keys.rhai"),

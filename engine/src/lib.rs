@@ -16,6 +16,7 @@ pub mod run;
 pub mod script;
 pub mod target;
 pub mod threshold;
+pub mod tls;
 pub mod units;
 
 pub use report::{Outcome, Report};

@@ -58,13 +58,27 @@ pub enum Error {
     #[error("--user must be name:password")]
     BadUser,
     /// The cluster could not be reached or refused us.
-    #[error("cannot reach etcd at {endpoints}: {source} (check --endpoints, TLS flags and that etcd is running)")]
+    #[error("cannot reach etcd at {endpoints}: {reason} (check --endpoints, TLS flags and that etcd is running)")]
     Unreachable {
         /// The endpoints tried.
         endpoints: String,
+        /// What the client said, without its debug text.
+        reason: String,
         /// The client error.
         #[source]
         source: etcd_client::Error,
+    },
+    /// The TLS files do not hold what their flags need (`--cacert` without a certificate, a
+    /// `--key` that does not belong to `--cert`).
+    #[error("{0}")]
+    TlsFiles(String),
+    /// The TLS handshake with a member failed: who rejected what.
+    #[error("TLS with etcd at {endpoint} failed: {why}")]
+    TlsRejected {
+        /// The member's URL.
+        endpoint: String,
+        /// Which side rejected which certificate.
+        why: String,
     },
     /// No endpoints were given.
     #[error("no etcd endpoints given")]
@@ -77,7 +91,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// True when the flags are wrong (exit code 2) rather than the cluster unreachable (exit code 3).
     pub fn is_usage(&self) -> bool {
-        !matches!(self, Error::Unreachable { .. })
+        !matches!(self, Error::Unreachable { .. } | Error::TlsRejected { .. })
     }
 }
 
@@ -86,6 +100,12 @@ impl ConnectSettings {
         if self.cacert.is_none() && self.cert.is_none() && self.key.is_none() {
             return Ok(None);
         }
+        crate::tls::check_files(
+            self.cacert.as_deref(),
+            self.cert.as_deref(),
+            self.key.as_deref(),
+        )
+        .map_err(Error::TlsFiles)?;
         let read = |what: &'static str, path: &PathBuf| {
             std::fs::read(path).map_err(|source| Error::TlsFile {
                 what,
@@ -182,12 +202,35 @@ impl ConnectSettings {
             let (name, password) = user.split_once(':').ok_or(Error::BadUser)?;
             opts = opts.with_user(name, password);
         }
-        Client::connect(endpoints, Some(opts))
-            .await
-            .map_err(|source| Error::Unreachable {
-                endpoints: endpoints.join(","),
-                source,
-            })
+        match Client::connect(endpoints, Some(opts)).await {
+            Ok(c) => Ok(c),
+            Err(source) => Err(self.unreachable(endpoints, source).await),
+        }
+    }
+
+    /// Why `endpoints` could not be used: a TLS handshake of our own says who rejected what,
+    /// else the client's error without its debug text.
+    async fn unreachable(&self, endpoints: &[String], source: etcd_client::Error) -> Error {
+        if let Some(url) = endpoints.iter().find(|u| u.starts_with("https://")) {
+            let why = crate::tls::diagnose(
+                url,
+                self.cacert.as_deref(),
+                self.cert.as_deref(),
+                self.key.as_deref(),
+            )
+            .await;
+            if let Some(why) = why {
+                return Error::TlsRejected {
+                    endpoint: url.clone(),
+                    why,
+                };
+            }
+        }
+        Error::Unreachable {
+            endpoints: endpoints.join(","),
+            reason: crate::actions::etcd_message(&source),
+            source,
+        }
     }
 }
 
@@ -252,10 +295,10 @@ impl Target {
     ) -> Result<Self> {
         let urls = settings.urls();
         let mut client = settings.connect_to(&urls).await?;
-        let status = client.status().await.map_err(|source| Error::Unreachable {
-            endpoints: urls.join(","),
-            source,
-        })?;
+        let status = match client.status().await {
+            Ok(s) => s,
+            Err(source) => return Err(settings.unreachable(&urls, source).await),
+        };
         let info = TargetInfo {
             endpoints: urls,
             embedded,
