@@ -217,3 +217,92 @@ fn example_values_files_fit_the_flagship() {
     }
     assert_eq!(n, 4, "small, medium, large, xlarge");
 }
+
+/// The `scen api` text of each function: `ns::name` → every section documenting an overload.
+fn api_sections() -> std::collections::BTreeMap<String, String> {
+    let (code, api, _) = output(&["api"]);
+    assert_eq!(code, 0);
+    let mut out = std::collections::BTreeMap::new();
+    for section in api.split("\n### `").skip(1) {
+        let name = section.split('(').next().unwrap().to_string();
+        out.entry(name)
+            .or_insert_with(String::new)
+            .push_str(section);
+    }
+    out
+}
+
+#[test]
+fn the_docs_name_only_functions_and_options_scen_api_knows() {
+    let api = api_sections();
+    let call = |text: &str, at: usize| -> Option<(String, String)> {
+        // `ns::name(` at `at`, and the first options map of the call, if any.
+        let rest = &text[at..];
+        let open = rest.find('(')?;
+        let name = rest[..open].to_string();
+        let args = &rest[open + 1..];
+        // Up to the parenthesis that closes the call.
+        let mut depth = 0;
+        let end = args.char_indices().find_map(|(i, c)| match c {
+            '(' => {
+                depth += 1;
+                None
+            }
+            ')' if depth == 0 => Some(i),
+            ')' => {
+                depth -= 1;
+                None
+            }
+            _ => None,
+        })?;
+        Some((name, args[..end].to_string()))
+    };
+    for doc in ["README.md", "docs/guide.md"] {
+        let text = std::fs::read_to_string(root().join(doc)).unwrap();
+        for ns in ["etcd::", "cluster::", "metrics::", "fault::"] {
+            for (at, _) in text.match_indices(ns) {
+                let Some((name, args)) = call(&text, at) else {
+                    continue;
+                };
+                if !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+                {
+                    continue; // prose such as `etcd::` on its own
+                }
+                if name.ends_with("::") {
+                    continue;
+                }
+                let section = api.get(&name).unwrap_or_else(|| {
+                    panic!("{doc} calls {name}, which `scen api` does not know")
+                });
+                // Each option key of a literal map must be one the function documents.
+                if let Some(map) = args.split("#{").nth(1) {
+                    let mut depth = 0;
+                    let mut key = String::new();
+                    for ch in map.chars() {
+                        match ch {
+                            '{' | '[' | '(' => depth += 1,
+                            '}' | ']' | ')' if depth == 0 => break,
+                            '}' | ']' | ')' => depth -= 1,
+                            ':' if depth == 0 && !key.trim().is_empty() => {
+                                let k = key.trim().to_string();
+                                assert!(
+                                    section.contains(&k),
+                                    "{doc}: {name} is given option `{k}`, which `scen api` does not document for it"
+                                );
+                                key.clear();
+                            }
+                            ',' if depth == 0 => key.clear(),
+                            c if depth == 0 && (c.is_ascii_alphanumeric() || c == '_') => {
+                                key.push(c)
+                            }
+                            _ if depth == 0 => key.clear(),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -159,8 +159,8 @@ pub fn spawn_run(file: &Path, json: &Path, stderr: std::process::Stdio) -> std::
         .unwrap()
 }
 
-/// The etcd processes among `pid`'s children (of any of its threads: scen spawns members from
-/// one spawner thread).
+/// The etcd members among `pid`'s children (of any of its threads: scen spawns members from
+/// one spawner thread); not the short-lived `etcd --version` scen runs to check the binary.
 pub fn etcd_children(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for t in std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -174,7 +174,8 @@ pub fn etcd_children(pid: u32) -> Vec<u32> {
             .filter_map(|k| k.parse::<u32>().ok())
         {
             let comm = std::fs::read_to_string(format!("/proc/{k}/comm")).unwrap_or_default();
-            if comm.trim() == "etcd" {
+            let cmdline = std::fs::read_to_string(format!("/proc/{k}/cmdline")).unwrap_or_default();
+            if comm.trim() == "etcd" && cmdline.contains("--name=") {
                 out.push(k);
             }
         }
