@@ -131,14 +131,21 @@ pub(crate) fn options<T: DeserializeOwned + actions::CheckOptions>(
             format!("invalid options for {what}: {}", inner_message(&e)),
         )
     })?;
-    o.check().map_err(|e| {
-        let why = match e {
-            actions::Error::Options(m) => m,
-            other => other.to_string(),
-        };
-        options_error(ctx, format!("invalid options for {what}: {why}"))
-    })?;
+    o.check().map_err(|e| refused(ctx, what, e))?;
     Ok(o)
+}
+
+/// An action's refusal of its options, at the call site (and noted when checking a plan).
+pub(crate) fn refused(
+    ctx: &NativeCallContext,
+    what: &str,
+    e: actions::Error,
+) -> Box<EvalAltResult> {
+    let why = match e {
+        actions::Error::Options(m) => m,
+        other => other.to_string(),
+    };
+    options_error(ctx, format!("invalid options for {what}: {why}"))
 }
 
 fn inner_message(e: &EvalAltResult) -> String {

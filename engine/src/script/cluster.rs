@@ -42,6 +42,8 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>, base_dir: &std::
         .set_into_module(&mut m, move |ctx: NativeCallContext, o: Map| -> R {
             let mut o: SimulateOptions = options(&ctx, "cluster::simulate", Dynamic::from_map(o))?;
             o.base_dir = base.clone();
+            act::check_templates(&o)
+                .map_err(|e| super::bridge::refused(&ctx, "cluster::simulate", e))?;
             let p = progress(&s);
             action(&s, &ctx, "cluster", |t| async move { act::simulate(&t, &o, p).await })
         });

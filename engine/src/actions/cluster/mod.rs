@@ -441,10 +441,19 @@ pub async fn simulate_through(
     ))
 }
 
+/// The most objects one simulation may write.
+const MAX_OBJECTS: u64 = 100_000_000;
+
 impl crate::actions::CheckOptions for SimulateOptions {
     fn check(&self) -> Result<()> {
         shape_of(self).map(|_| ())
     }
+}
+
+/// Checks what `opts` need besides their values: the templates they name exist and compile
+/// (files are relative to `opts.base_dir`, the scenario's directory).
+pub fn check_templates(opts: &SimulateOptions) -> Result<()> {
+    templates::Renderer::new(opts, shape_of(opts)?).map(|_| ())
 }
 
 crate::no_option_checks!(inventory::InventoryOptions);
@@ -456,7 +465,26 @@ fn shape_of(opts: &SimulateOptions) -> Result<Shape> {
             "batch must be 1..=128 (etcd's --max-txn-ops) and clients 1..=256".into(),
         ));
     }
-    let pods = opts.pods.unwrap_or(opts.nodes * opts.pods_per_node);
+    let pods = opts
+        .pods
+        .unwrap_or(opts.nodes.saturating_mul(opts.pods_per_node));
+    let total = [
+        opts.nodes.saturating_mul(2), // and their leases
+        pods,
+        opts.deployments.saturating_mul(2),
+        opts.services,
+        opts.configmaps,
+        opts.secrets,
+        opts.events,
+    ]
+    .into_iter()
+    .chain(opts.custom.iter().map(|c| c.count))
+    .fold(0u64, u64::saturating_add);
+    if total > MAX_OBJECTS {
+        return Err(Error::Options(format!(
+            "{total} objects is more than {MAX_OBJECTS} (a typo?): the largest Kubernetes clusters hold a few million"
+        )));
+    }
     if pods > 0 && opts.nodes == 0 {
         return Err(Error::Options(
             "pods need nodes to run on: set `nodes`".into(),
