@@ -340,12 +340,15 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
             }
         };
         let mut threshold = Threshold::parse(expr, o.abort_on_fail).map_err(|e| {
+            // A very long expression is shown by its start.
+            let shown: String = if expr.chars().count() > 120 {
+                expr.chars().take(117).chain("...".chars()).collect()
+            } else {
+                expr.to_string()
+            };
             usage(
                 ctx,
-                format!(
-                    "invalid threshold `{expr}`: {}; e.g. \"write.latency.p99 < 25ms\"",
-                    e
-                ),
+                format!("invalid threshold `{shown}`: {e}; e.g. \"write.latency.p99 < 25ms\""),
             )
         })?;
         threshold.no_data_passes = no_data_passes;

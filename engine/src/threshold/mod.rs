@@ -213,6 +213,9 @@ pub enum EvalError {
         /// Why there is nothing (`has no samples`, `member ... could not be scraped: ...`).
         why: String,
     },
+    /// A divisor was 0: the ratio has no value (not infinity, which would pass `> x`).
+    #[error("division by zero: the divisor is 0, so the ratio has no value")]
+    DivisionByZero,
     /// The field holds something other than a number or a boolean.
     #[error("`{path}` is not a number (it is {found})")]
     NotANumber {
@@ -558,6 +561,7 @@ fn eval_expr(e: &Expr, root: &Value, base: Option<f64>) -> Result<f64, EvalError
                 ArithOp::Add => x + y,
                 ArithOp::Sub => x - y,
                 ArithOp::Mul => x * y,
+                ArithOp::Div if y == 0.0 => return Err(EvalError::DivisionByZero),
                 ArithOp::Div => x / y,
             }
         }
@@ -737,6 +741,21 @@ mod tests {
             .unwrap()
             .evaluate(&root(), None)
             .unwrap()
+    }
+
+    #[test]
+    fn division_by_zero_and_monstrous_input_are_errors_not_passes() {
+        let t = Threshold::parse("write.errors / 0 > 1", false).unwrap();
+        assert!(matches!(
+            t.evaluate(&root(), None),
+            Err(EvalError::DivisionByZero)
+        ));
+        let deep = format!("{}write.errors{} > 0", "(".repeat(100), ")".repeat(100));
+        let e = Threshold::parse(&deep, false).unwrap_err();
+        assert!(e.to_string().contains("nested more than"), "{e}");
+        let long = format!("write.errors{} > 0", " + 1".repeat(10_000));
+        let e = Threshold::parse(&long, false).unwrap_err();
+        assert!(e.to_string().contains("tokens"), "{e}");
     }
 
     #[test]

@@ -397,6 +397,12 @@ fn check_dims(a: &Expr, b: &Expr, column: usize) -> Result<(), ParseError> {
 }
 
 /// Parses a whole threshold expression.
+/// The longest threshold, in tokens (numbers, names, operators).
+const MAX_TOKENS: usize = 400;
+
+/// The deepest nesting of parentheses.
+const MAX_DEPTH: usize = 32;
+
 pub fn parse(src: &str) -> Result<Cond, ParseError> {
     let toks = lex(src)?;
     if toks.is_empty() {
@@ -404,6 +410,29 @@ pub fn parse(src: &str) -> Result<Cond, ParseError> {
             message: "empty threshold: write something like `step.latency.p99 < 25ms`".into(),
             column: 1,
         });
+    }
+    // The parser and the evaluator recurse: bound the input so no threshold can overflow a stack.
+    if toks.len() > MAX_TOKENS {
+        return Err(ParseError {
+            message: format!(
+                "a threshold of more than {MAX_TOKENS} tokens: split it into several thresholds"
+            ),
+            column: toks[MAX_TOKENS].1,
+        });
+    }
+    let mut depth = 0usize;
+    for (t, col) in &toks {
+        match t {
+            Tok::Op(o) if *o == "(" => depth += 1,
+            Tok::Op(o) if *o == ")" => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > MAX_DEPTH {
+            return Err(ParseError {
+                message: format!("parentheses nested more than {MAX_DEPTH} deep"),
+                column: *col,
+            });
+        }
     }
     let mut p = Parser {
         toks,
