@@ -42,6 +42,15 @@ impl Recorder {
         }
     }
 
+    /// Records `n` samples of one latency at once.
+    pub fn record_n(&mut self, d: Duration, n: u64) {
+        let us = (d.as_micros() as u64).clamp(1, HIGH);
+        if n == 1 {
+            return self.record(d);
+        }
+        let _ = self.histogram().record_n(us, n);
+    }
+
     /// The histogram, allocated on first use with the raw samples folded in.
     fn histogram(&mut self) -> &mut Histogram<u64> {
         let pending = std::mem::take(&mut self.pending);

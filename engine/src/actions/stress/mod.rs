@@ -514,10 +514,25 @@ impl crate::actions::CheckOptions for StressOptions {
     }
 }
 
+/// The highest open-loop rate one load may be asked for, per second.
+const MAX_RATE: f64 = 10_000_000.0;
+
 /// The most requests one load may be asked for (a bound, not a target).
 const MAX_COUNT: u64 = 1_000_000_000;
 
 fn load_shape(opts: &StressOptions) -> Result<LoadShape> {
+    let rates = opts
+        .rate
+        .iter()
+        .chain(opts.start_rate.iter())
+        .chain(opts.stages.iter().flatten().map(|s| &s.rate));
+    for r in rates {
+        if !(0.0..=MAX_RATE).contains(r) {
+            return Err(Error::Options(format!(
+                "rate {r}/s is outside 0..{MAX_RATE}/s (a typo?)"
+            )));
+        }
+    }
     if opts.count.is_some_and(|c| c > MAX_COUNT) {
         return Err(Error::Options(format!(
             "count above {MAX_COUNT} is refused (a typo?): for a longer load give a `duration`"
