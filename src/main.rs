@@ -732,11 +732,13 @@ fn run(args: RunArgs, quiet: bool) -> i32 {
     cfg.embedded_overrides.members = args.members.as_deref().and_then(|m| m.parse().ok());
     if let Some(q) = &args.etcd_quota {
         match scen_engine::units::parse_size(q) {
-            Ok(bytes) if !(16 << 20..=64 << 30).contains(&bytes) => {
-                say!("error: --etcd-quota {q}: give 16MiB to 64GiB (etcd's default is 2GiB, its suggested maximum 8GiB)");
-                return 2;
-            }
-            Ok(bytes) => cfg.embedded_overrides.settings.quota_backend_bytes = Some(bytes),
+            Ok(bytes) => match scen_engine::embedded::check_quota(bytes) {
+                Ok(b) => cfg.embedded_overrides.settings.quota_backend_bytes = Some(b),
+                Err(why) => {
+                    say!("error: --etcd-quota {q}: {why}");
+                    return 2;
+                }
+            },
             Err(e) => {
                 say!("error: --etcd-quota {q}: {e} (write a size such as 8GiB)");
                 return 2;

@@ -513,6 +513,16 @@ async fn check_binary(bin: &Path) -> Result<()> {
     }
 }
 
+/// A backend quota for the etcd scen starts, checked: 16 MiB (below it etcd stores next to
+/// nothing) to 64 GiB (etcd suggests at most 8 GiB).
+pub fn check_quota(bytes: u64) -> std::result::Result<u64, String> {
+    if (16 << 20..=64 << 30).contains(&bytes) {
+        Ok(bytes)
+    } else {
+        Err("give 16MiB to 64GiB (etcd's default is 2GiB, its suggested maximum 8GiB)".into())
+    }
+}
+
 /// How the embedded cluster's temporary directory is named.
 const DIR_PREFIX: &str = "scen-etcd-";
 

@@ -88,7 +88,12 @@ impl EmbeddedOptions {
         let settings = crate::embedded::MemberSettings {
             quota_backend_bytes: self
                 .quota_backend_bytes
-                .map(|q| q.bytes().map_err(|e| format!("quota_backend_bytes: {e}")))
+                .map(|q| {
+                    q.bytes()
+                        .map_err(|e| e.to_string())
+                        .and_then(crate::embedded::check_quota)
+                        .map_err(|e| format!("quota_backend_bytes: {e}"))
+                })
                 .transpose()?,
             snapshot_count: self.snapshot_count,
             auto_compaction_mode: self.auto_compaction_mode,
