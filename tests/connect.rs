@@ -22,7 +22,8 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA.
-fn mint_certs(dir: &Path) {
+/// A self-signed CA certificate `name.crt` with its key `name.key`.
+fn self_signed(dir: &Path, name: &str) {
     openssl(
         dir,
         &[
@@ -34,13 +35,17 @@ fn mint_certs(dir: &Path) {
             "-days",
             "1",
             "-subj",
-            "/CN=scen-test-ca",
+            &format!("/CN={name}"),
             "-keyout",
-            "ca.key",
+            &format!("{name}.key"),
             "-out",
-            "ca.crt",
+            &format!("{name}.crt"),
         ],
     );
+}
+
+fn mint_certs(dir: &Path) {
+    self_signed(dir, "ca");
     std::fs::write(
         dir.join("server.ext"),
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
@@ -144,27 +149,7 @@ fn tls_with_client_certificates() {
         r.stderr
     );
     // Each TLS mistake is named: which side rejected which certificate, or which file is wrong.
-    let other_ca = |name: &str| {
-        openssl(
-            d,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                &format!("/CN={name}"),
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.crt"),
-            ],
-        );
-    };
-    other_ca("stranger");
+    self_signed(d, "stranger");
     openssl(
         d,
         &[

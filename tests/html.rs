@@ -4,20 +4,28 @@ mod common;
 
 use common::*;
 
+/// Runs tests/fixtures/html.rhai (a load across maintenance) with `extra` output flags, writing
+/// its JSON report into `dir`; returns the report's path.
+fn html_run(dir: &std::path::Path, extra: &[&std::ffi::OsStr]) -> std::path::PathBuf {
+    let json = dir.join("r.json");
+    let file = fixture("html.rhai");
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "run".as_ref(),
+        file.as_os_str(),
+        "-q".as_ref(),
+        "--report".as_ref(),
+        json.as_os_str(),
+    ];
+    args.extend_from_slice(extra);
+    scen_ok(&args);
+    json
+}
+
 #[test]
 fn the_html_report_is_self_contained_and_marks_maintenance_on_the_load() {
     let dir = tempfile::tempdir().unwrap();
     let html = dir.path().join("r.html");
-    let json = dir.path().join("r.json");
-    scen_ok(&[
-        "run".as_ref(),
-        fixture("html.rhai").as_os_str(),
-        "-q".as_ref(),
-        "--report".as_ref(),
-        json.as_os_str(),
-        "--html".as_ref(),
-        html.as_os_str(),
-    ]);
+    let json = html_run(dir.path(), &["--html".as_ref(), html.as_os_str()]);
     let text = std::fs::read_to_string(&html).unwrap();
     let doc = html_doc(&text);
 
@@ -148,14 +156,7 @@ fn compare_writes_the_two_runs_overlaid() {
 #[test]
 fn pages_show_each_figure_in_its_unit_and_a_dash_for_no_data() {
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("r.json");
-    scen_ok(&[
-        "run".as_ref(),
-        fixture("html.rhai").as_os_str(),
-        "-q".as_ref(),
-        "--report".as_ref(),
-        json.as_os_str(),
-    ]);
+    let json = html_run(dir.path(), &[]);
     // The load as it would stand had no request succeeded: a distribution without samples.
     let mut report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
