@@ -7,6 +7,12 @@ use serde_json::Value;
 use super::StepReport;
 use crate::measure::figures::{figures, Figure};
 
+/// The server view's schema, made once.
+static SERVER_SCHEMA: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+    serde_json::to_value(schemars::schema_for!(crate::actions::metrics::ServerStep))
+        .unwrap_or_default()
+});
+
 /// Every figure of a step's record, typed where the step's action is known.
 pub fn step_figures(step: &StepReport) -> Vec<Figure> {
     let Value::Object(record) = &step.record else {
@@ -16,13 +22,12 @@ pub fn step_figures(step: &StepReport) -> Vec<Figure> {
         .action
         .as_deref()
         .and_then(crate::script::record_schema);
-    let server = serde_json::to_value(schemars::schema_for!(crate::actions::metrics::ServerStep))
-        .unwrap_or_default();
+    let server = &*SERVER_SCHEMA;
     let mut own = record.clone();
     let mut out = Vec::new();
     if let Some(view) = own.remove("server") {
         out.extend(figures(
-            Some(&server),
+            Some(server),
             &view,
             &format!("{}.server", step.name),
             Some(step.duration_ms),
