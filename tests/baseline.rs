@@ -73,7 +73,13 @@ fn report(dir: &std::path::Path, name: &str, file: &str, sets: &[&str]) -> std::
         args.extend(["--set".into(), (*s).into()]);
     }
     args.extend(["-q".into(), "--report".into(), path.clone().into()]);
-    scen_ok(&args);
+    // What is compared is the report: a threshold that failed on a busy machine does not matter.
+    let out = scen().args(&args).output().unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     path
 }
 

@@ -59,6 +59,12 @@ pub enum Basis {
         /// Events.
         n: u64,
     },
+    /// A search's answer bracketed from above (`etcd::capacity`'s sustained rate, below the
+    /// lowest rate that failed): the truth lies in `[value, upper]`.
+    Bracket {
+        /// The bracket's upper end (`None`: unbounded above).
+        upper: Option<f64>,
+    },
 }
 
 impl Basis {
@@ -69,7 +75,7 @@ impl Basis {
             | Basis::Mean { n, .. }
             | Basis::Share { n }
             | Basis::RateOf { n } => Some(*n),
-            Basis::Unknown | Basis::Events => None,
+            Basis::Unknown | Basis::Events | Basis::Bracket { .. } => None,
         }
     }
 }
@@ -249,7 +255,11 @@ fn leaf(
     let samples = ext("x-samples")
         .and_then(|f| parent.get(f))
         .and_then(Value::as_u64);
+    let upper = ext("x-upper").and_then(|f| parent.get(f));
     let basis = match (unit, samples) {
+        _ if upper.is_some() => Basis::Bracket {
+            upper: upper.and_then(Value::as_f64),
+        },
         (Some(Unit::Ratio), Some(n)) => Basis::Share { n },
         (Some(Unit::PerSecond), Some(n)) => Basis::RateOf { n },
         (Some(Unit::Count), _) if better.is_some() => Basis::Events,

@@ -11,6 +11,7 @@
 //! - A count of events: Poisson, the score interval `c + z²/2 ± z·√(c + z²/4)` (0 events: 0..3.8).
 //! - A share of `n` trials: Wilson's score interval.
 //! - A rate of `n` events: the rate scaled by the Poisson interval of `n`.
+//! - A search's answer (a capacity): its own bracket, from the rate that held to the one that failed.
 
 use super::figures::Basis;
 use super::latency::{bucket_bounds, buckets_of, quantile_of};
@@ -49,6 +50,7 @@ pub fn interval(value: f64, basis: &Basis, min_samples: u64) -> Result<(f64, f64
             Ok((value - half, value + half))
         }
         Basis::Events => Ok(poisson(value)),
+        Basis::Bracket { upper } => Ok((value, upper.unwrap_or(f64::INFINITY))),
         Basis::Share { n } => Ok(wilson(value, *n as f64)),
         Basis::RateOf { n } => {
             let n = *n as f64;

@@ -217,6 +217,9 @@ fn step_view(report: &Report, s: &StepReport) -> Value {
             &marks,
         )));
     }
+    if let Some(chart) = capacity_chart(s) {
+        charts.push(safe(chart));
+    }
     for (key, title) in [
         ("latency", "latency percentiles"),
         ("txn_latency", "transaction latency percentiles"),
@@ -249,6 +252,52 @@ fn step_view(report: &Report, s: &StepReport) -> Value {
         charts => charts,
         figures => figures,
     }
+}
+
+/// A capacity search as a chart: each trial's achieved rate against its p99 (and p50), the rate
+/// that held and the one that failed marked: the knee between them.
+fn capacity_chart(s: &StepReport) -> Option<String> {
+    let trials = s.record.get("trials")?.as_array()?;
+    let pts = |field: &str| -> Vec<(f64, f64)> {
+        let mut v: Vec<(f64, f64)> = trials
+            .iter()
+            .filter_map(|t| Some((t.get("achieved")?.as_f64()?, t.get(field)?.as_f64()?)))
+            .collect();
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        v
+    };
+    let (p99, p50) = (pts("p99"), pts("p50"));
+    if p99.is_empty() {
+        return None;
+    }
+    let marks: Vec<Mark> = [("sustained_rate", "held"), ("failed_rate", "failed")]
+        .iter()
+        .filter_map(|(k, label)| {
+            Some(Mark {
+                x: s.record.get(*k)?.as_f64()?,
+                end: None,
+                label: format!("{label} ({})", s.record.get("slo")?.as_str()?),
+            })
+        })
+        .collect();
+    Some(svg::lines(
+        &format!("{}: the capacity search, p99 by achieved rate", s.name),
+        "requests per second",
+        "ms",
+        &[
+            Line {
+                label: "p99",
+                color: "#8e24aa",
+                points: p99,
+            },
+            Line {
+                label: "p50",
+                color: "#1e88e5",
+                points: p50,
+            },
+        ],
+        &marks,
+    ))
 }
 
 /// Database size across the run: every status step's size and in-use size, and each

@@ -124,15 +124,25 @@ pub(crate) fn options<T: DeserializeOwned + actions::CheckOptions>(
     what: &str,
     map: Dynamic,
 ) -> Result<T, Box<EvalAltResult>> {
+    let o: T = decode(ctx, what, map)?;
+    o.check().map_err(|e| refused(ctx, what, e))?;
+    Ok(o)
+}
+
+/// Decodes an options map into `T` without checking it (for options made of several parts,
+/// checked together).
+pub(crate) fn decode<T: DeserializeOwned>(
+    ctx: &NativeCallContext,
+    what: &str,
+    map: Dynamic,
+) -> Result<T, Box<EvalAltResult>> {
     let map = super::renamed::apply(ctx, what, map)?;
-    let o: T = rhai::serde::from_dynamic(&map).map_err(|e| {
+    rhai::serde::from_dynamic(&map).map_err(|e| {
         options_error(
             ctx,
             format!("invalid options for {what}: {}", inner_message(&e)),
         )
-    })?;
-    o.check().map_err(|e| refused(ctx, what, e))?;
-    Ok(o)
+    })
 }
 
 /// An action's refusal of its options, at the call site (and noted when checking a plan).

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, FnNamespace, FuncRegistration, Map, Module, NativeCallContext};
 
-use super::bridge::{action, bytes_of, options, progress};
+use super::bridge::{action, bytes_of, decode, options, progress, refused};
 use super::State;
 use crate::actions::etcd::{self as act, KeyOptions, PutManyOptions, RangeOptions};
 use crate::actions::maintenance::{self as maint, CompactOptions, DefragOptions};
@@ -32,6 +32,7 @@ pub(crate) fn record_schema(name: &str) -> Option<serde_json::Value> {
         "health" => schema_for!(act::HealthRecord),
         "alarms" => schema_for!(act::AlarmsRecord),
         "stress" => schema_for!(stress::StressRecord),
+        "capacity" => schema_for!(crate::actions::capacity::CapacityRecord),
         "compact" => schema_for!(maint::CompactRecord),
         "defrag" => schema_for!(maint::DefragRecord),
         "disarm" => schema_for!(maint::DisarmRecord),
@@ -272,6 +273,39 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
         let o: StressOptions = options(&ctx, "etcd::stress", Dynamic::from_map(o))?;
         let p = progress(&s);
         action(&s, &ctx, "etcd", |t| async move { stress::stress(&t, &o, p).await })
+    });
+
+    let s = state.clone();
+    reg(
+        "capacity",
+        &["options: Map", "Map"],
+        "/// The highest open-loop rate the cluster holds within an SLO: trials at fixed rates (an `etcd::stress`\n\
+         /// load each: give its `op` or `mix`, `value_size`, `key_space`, `clients`...) ramp from `from` doubling\n\
+         /// to `to`, then bisect the bracket to `precision` (\"5%\") within `budget` (\"2m\"), each trial\n\
+         /// `step_duration` (\"10s\") long, compacted and settled (`settle`, \"1s\") after. A trial passes when\n\
+         /// `slo` (\"p99 < 25ms\"; fields p50, p90, p99, p999, max, mean) holds, its error rate is at most\n\
+         /// `max_error_rate` (\"0.1%\") and it fell short of its rate by at most `max_shortfall` (\"5%\").\n\
+         /// Returns `#{ slo, sustained_rate, failed_rate, bracket, converged, limited_by, trials: [#{ rate,\n\
+         /// achieved, passed, failed_on, p50, p99, max, errors, error_rate, shortfall, wal_fsync_p99,\n\
+         /// backend_commit_p99, server_cpu_per_request, server_cpu_busy, client_cpu_busy }], db_size_before,\n\
+         /// db_size_after, compacted, duration_ms }` (`sustained_rate` is `null` when no rate passed).",
+    )
+    .set_into_module(&mut m, move |ctx: NativeCallContext, o: Map| -> R {
+        use crate::actions::capacity::{self as cap, CapacityOptions, SEARCH_KEYS};
+        use crate::actions::CheckOptions as _;
+        let what = "etcd::capacity";
+        let (search, load): (Map, Map) = o
+            .into_iter()
+            .partition(|(k, _)| SEARCH_KEYS.contains(&k.as_str()));
+        let o = CapacityOptions {
+            search: decode(&ctx, what, Dynamic::from_map(search))?,
+            load: decode(&ctx, what, Dynamic::from_map(load))?,
+        };
+        o.check().map_err(|e| refused(&ctx, what, e))?;
+        let scraper = s.metrics();
+        action(&s, &ctx, "etcd", |t| async move {
+            cap::capacity(&t, &o, Some(&scraper)).await
+        })
     });
 
     let s = state.clone();

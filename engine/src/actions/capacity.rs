@@ -1,0 +1,476 @@
+//! `etcd::capacity`: the highest open-loop rate a cluster holds within an SLO. Trials at fixed
+//! rates (an `etcd::stress` load each, latency from the scheduled time) ramp geometrically to
+//! bracket the knee, then bisect the bracket until it is within `precision` or the `budget` is
+//! spent. Between trials the store is compacted (on a cluster scen may maintain) and etcd settles,
+//! so trials are comparable.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::metrics::{server_step, Scraper};
+use super::stress::{StressOptions, StressRecord};
+use super::{ms, CheckOptions, Error, Result};
+use crate::target::Target;
+use crate::threshold::{FieldPath, Threshold};
+
+/// How the search runs (the load itself is `etcd::stress`'s options, without a rate or length).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchOptions {
+    /// The latency bound, in the threshold language over one trial: `p99 < 25ms` (default), or
+    /// `p99 < 25ms && p50 < 5ms`. Fields: `p50`, `p90`, `p99`, `p999`, `max`, `mean`.
+    #[serde(default = "default_slo")]
+    pub slo: String,
+    /// The lowest rate to try, requests/s.
+    #[serde(deserialize_with = "crate::actions::de_f64")]
+    pub from: f64,
+    /// The highest rate to try, requests/s.
+    #[serde(deserialize_with = "crate::actions::de_f64")]
+    pub to: f64,
+    /// Length of each trial (default `"10s"`).
+    pub step_duration: Option<String>,
+    /// Time for the whole search, trials and settling (default `"2m"`).
+    pub budget: Option<String>,
+    /// Stop when the bracket `[sustained, failed]` is this narrow, relative (default `"5%"`).
+    pub precision: Option<String>,
+    /// A trial whose error rate is above this fails (default `"0.1%"`).
+    pub max_error_rate: Option<String>,
+    /// A trial whose achieved rate falls short of its target by more than this fails (default
+    /// `"5%"`).
+    pub max_shortfall: Option<String>,
+    /// Pause after each trial's compaction, for etcd to settle (default `"1s"`).
+    pub settle: Option<String>,
+}
+
+fn default_slo() -> String {
+    "p99 < 25ms".into()
+}
+
+/// `etcd::capacity`'s options: the search, and the load of every trial.
+#[derive(Debug, Clone)]
+pub struct CapacityOptions {
+    /// How the search runs.
+    pub search: SearchOptions,
+    /// The load of each trial (its `rate` and `duration` are the search's).
+    pub load: StressOptions,
+}
+
+/// The option names that belong to the search; the rest describe the load.
+pub const SEARCH_KEYS: &[&str] = &[
+    "slo",
+    "from",
+    "to",
+    "step_duration",
+    "budget",
+    "precision",
+    "max_error_rate",
+    "max_shortfall",
+    "settle",
+];
+
+/// The fields an SLO may read besides any quantile (`p95`, `p(99.9)`), all durations in ms.
+const SLO_FIELDS: &[&str] = &["p50", "p90", "p99", "p999", "max", "mean"];
+
+/// The search's settings, parsed.
+struct Plan {
+    slo: Threshold,
+    step: Duration,
+    budget: Duration,
+    precision: f64,
+    max_error_rate: f64,
+    max_shortfall: f64,
+    settle: Duration,
+}
+
+fn ratio(text: &Option<String>, default: &str, what: &str) -> Result<f64> {
+    let t = text.as_deref().unwrap_or(default);
+    let q = crate::units::parse_quantity(t).map_err(|e| Error::Options(format!("{what}: {e}")))?;
+    if !matches!(
+        q.dimension,
+        crate::units::Dimension::Ratio | crate::units::Dimension::Number
+    ) || !(0.0..1.0).contains(&q.value)
+    {
+        return Err(Error::Options(format!(
+            "{what}: `{t}` is not a percentage below 100% (write it like 5%)"
+        )));
+    }
+    Ok(q.value)
+}
+
+/// The SLO as a threshold over one trial: each bare field name (`p99`) becomes `trial.p99`.
+fn in_trial(slo: &str) -> String {
+    let mut out = String::with_capacity(slo.len() + 16);
+    let chars: Vec<char> = slo.chars().collect();
+    let mut i = 0;
+    let mut prev = ' ';
+    let mut quote = None;
+    while i < chars.len() {
+        let c = chars[i];
+        if let Some(q) = quote {
+            quote = (c != q).then_some(q);
+        } else if c == '\'' || c == '"' {
+            quote = Some(c);
+        } else if (c.is_ascii_alphabetic() || c == '_')
+            && !prev.is_ascii_alphanumeric()
+            && prev != '.'
+            && prev != '_'
+        {
+            let word: String = chars[i..]
+                .iter()
+                .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
+                .collect();
+            let next = chars[i + word.chars().count()..]
+                .iter()
+                .find(|c| !c.is_whitespace());
+            // A number's unit (`25ms`) follows a digit; a function is followed by `(`.
+            let unit = prev.is_ascii_digit();
+            let function = next == Some(&'(') && word != "p";
+            if !unit && !function && word != "baseline" && word != "true" && word != "false" {
+                out.push_str("trial.");
+            }
+            out.push_str(&word);
+            prev = word.chars().last().unwrap_or(c);
+            i += word.chars().count();
+            continue;
+        }
+        out.push(c);
+        if !c.is_whitespace() || quote.is_some() {
+            prev = c;
+        } else {
+            prev = ' ';
+        }
+        i += 1;
+    }
+    out
+}
+
+fn plan(o: &CapacityOptions) -> Result<Plan> {
+    let s = &o.search;
+    if !(s.from > 0.0 && s.from < s.to) {
+        return Err(Error::Options(format!(
+            "from ({}) must be above 0 and below to ({})",
+            s.from, s.to
+        )));
+    }
+    if o.load.rate.is_some()
+        || o.load.duration.is_some()
+        || o.load.count.is_some()
+        || o.load.stages.is_some()
+        || o.load.start_rate.is_some()
+    {
+        return Err(Error::Options(
+            "capacity chooses each trial's rate and length: leave out rate, duration, count and stages (give from, to and step_duration)".into(),
+        ));
+    }
+    let duration =
+        |t: &Option<String>, d: &str, w: &str| crate::actions::duration_option(t.as_deref(), d, w);
+    let step = duration(&s.step_duration, "10s", "step_duration")?;
+    let budget = duration(&s.budget, "2m", "budget")?;
+    if step < Duration::from_secs(1) || budget < step {
+        return Err(Error::Options(format!(
+            "step_duration must be 1s or more and budget at least one step ({step:?} and {budget:?} given)"
+        )));
+    }
+    let mut slo = Threshold::parse(&in_trial(&s.slo), false).map_err(|e| {
+        Error::Options(format!(
+            "slo `{}`: {e} (write it like \"p99 < 25ms\")",
+            s.slo
+        ))
+    })?;
+    for p in slo.paths() {
+        let name = p.to_string();
+        let name = name.trim_start_matches("trial.");
+        let quantile =
+            name.starts_with("p(") || crate::measure::latency::quantile_key(name).is_some();
+        if !SLO_FIELDS.contains(&name) && !quantile {
+            return Err(Error::Options(format!(
+                "slo `{}` reads `{name}`: a trial's latency fields are {}",
+                s.slo,
+                SLO_FIELDS.join(", ")
+            )));
+        }
+    }
+    slo.check_units(&|_: &FieldPath| Some(crate::measure::Unit::Ms))
+        .map_err(|e| Error::Options(format!("slo `{}`: {e}", s.slo)))?;
+    Ok(Plan {
+        slo,
+        step,
+        budget,
+        precision: ratio(&s.precision, "5%", "precision")?,
+        max_error_rate: ratio(&s.max_error_rate, "0.1%", "max_error_rate")?,
+        max_shortfall: ratio(&s.max_shortfall, "5%", "max_shortfall")?,
+        settle: duration(&s.settle, "1s", "settle")?,
+    })
+}
+
+impl CheckOptions for CapacityOptions {
+    fn check(&self) -> Result<()> {
+        plan(self)?;
+        trial_load(&self.load, self.search.to, Duration::from_secs(1)).check()
+    }
+}
+
+/// One trial of the search.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Trial {
+    /// The rate asked for, requests/s.
+    #[schemars(with = "crate::measure::PerSecond")]
+    pub rate: f64,
+    /// The rate achieved: successful requests per second of the trial's length.
+    #[schemars(with = "crate::measure::PerSecond")]
+    pub achieved: f64,
+    /// Whether the trial held the SLO and the error and shortfall bounds.
+    pub passed: bool,
+    /// Why it failed: `latency`, `errors`, `client` (scen could not send the rate),
+    /// `shortfall` (etcd did not serve it), `no data`.
+    pub failed_on: Option<String>,
+    /// Median latency from the scheduled time (ms).
+    #[schemars(with = "Option<crate::measure::Ms>")]
+    pub p50: Option<f64>,
+    /// 99th percentile (ms).
+    #[schemars(with = "Option<crate::measure::Ms>")]
+    pub p99: Option<f64>,
+    /// Slowest request (ms).
+    #[schemars(with = "Option<crate::measure::Ms>")]
+    pub max: Option<f64>,
+    /// Failed requests.
+    pub errors: u64,
+    /// Failed share of requests.
+    #[schemars(with = "crate::measure::Ratio")]
+    pub error_rate: f64,
+    /// How far the achieved rate fell short of the target.
+    #[schemars(with = "Option<crate::measure::Ratio>")]
+    pub shortfall: Option<f64>,
+    /// etcd's WAL fsync p99 during the trial (ms).
+    #[schemars(with = "Option<crate::measure::Ms>")]
+    pub wal_fsync_p99: Option<f64>,
+    /// etcd's backend commit p99 during the trial (ms).
+    #[schemars(with = "Option<crate::measure::Ms>")]
+    pub backend_commit_p99: Option<f64>,
+    /// The embedded etcd's CPU per successful request (ms; `null` for clusters scen did not start).
+    #[schemars(with = "Option<crate::measure::Ms>")]
+    pub server_cpu_per_request: Option<f64>,
+    /// Share of the machine's CPUs the embedded etcd used (`null` for other clusters).
+    #[schemars(with = "Option<crate::measure::Ratio>")]
+    pub server_cpu_busy: Option<f64>,
+    /// Share of one CPU scen's load thread used: near 100%, scen itself was the limit.
+    #[schemars(with = "crate::measure::Ratio")]
+    pub client_cpu_busy: f64,
+}
+
+/// The record of `etcd::capacity`.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct CapacityRecord {
+    /// The SLO each trial was held to.
+    pub slo: String,
+    /// The highest rate that passed (`null`: no rate passed).
+    #[schemars(
+        with = "Option<crate::measure::PerSecond>",
+        extend("x-better" = "higher", "x-upper" = "failed_rate")
+    )]
+    pub sustained_rate: Option<f64>,
+    /// The lowest rate that failed (`null`: the highest rate asked for passed).
+    #[schemars(with = "Option<crate::measure::PerSecond>")]
+    pub failed_rate: Option<f64>,
+    /// How narrow the final bracket is: (failed − sustained) / sustained.
+    #[schemars(with = "Option<crate::measure::Ratio>")]
+    pub bracket: Option<f64>,
+    /// Whether the bracket reached `precision` within the budget.
+    pub converged: bool,
+    /// What limited the cluster at `failed_rate`: `latency`, `errors`, `shortfall`, `server CPU
+    /// saturated` or `client` (scen could not send faster: its own CPU is the limit, not etcd).
+    pub limited_by: Option<String>,
+    /// The trials, in the order they ran.
+    pub trials: Vec<Trial>,
+    /// Backend size before the search (largest member).
+    #[schemars(with = "Option<crate::measure::Bytes>")]
+    pub db_size_before: Option<f64>,
+    /// Backend size after it.
+    #[schemars(with = "Option<crate::measure::Bytes>")]
+    pub db_size_after: Option<f64>,
+    /// Whether the store was compacted between trials (on clusters scen may maintain).
+    pub compacted: bool,
+    /// Wall time of the search.
+    #[schemars(with = "crate::measure::Ms")]
+    pub duration_ms: f64,
+}
+
+/// The load of one trial: the user's load at `rate` for `length`, errors expected (they are
+/// what a trial measures).
+fn trial_load(load: &StressOptions, rate: f64, length: Duration) -> StressOptions {
+    let mut o = load.clone();
+    o.rate = Some(rate);
+    o.duration = Some(format!("{}ms", length.as_millis()));
+    o.expect_errors = true;
+    o
+}
+
+/// Runs the search.
+pub async fn capacity(
+    target: &Target,
+    opts: &CapacityOptions,
+    scraper: Option<&Scraper>,
+) -> Result<CapacityRecord> {
+    let plan = plan(opts)?;
+    let start = Instant::now();
+    let db = |s: &super::etcd::StatusRecord| Some(s.db_size as f64);
+    let db_size_before = super::etcd::status(target).await.ok().as_ref().and_then(db);
+    let mut trials: Vec<Trial> = Vec::new();
+    let (mut lo, mut hi): (Option<f64>, Option<f64>) = (None, None);
+    let mut rate = opts.search.from;
+    let cost = plan.step + plan.settle + Duration::from_secs(1);
+    // The next trial must fit in the budget, with its settling (twice a step if it fails).
+    loop {
+        if start.elapsed() + cost > plan.budget && !trials.is_empty() {
+            break;
+        }
+        let t = trial(target, opts, &plan, rate, scraper).await?;
+        let passed = t.passed;
+        trials.push(t);
+        // An overloaded etcd works off its backlog for a while: give it a trial's length more.
+        if !passed {
+            tokio::time::sleep(plan.step).await;
+        }
+        if passed {
+            lo = Some(lo.map_or(rate, |l: f64| l.max(rate)));
+        } else {
+            hi = Some(hi.map_or(rate, |h: f64| h.min(rate)));
+        }
+        settle(target, &plan).await;
+        rate = match (lo, hi) {
+            // The ramp: double until a trial fails or `to` is reached.
+            (Some(l), None) if l >= opts.search.to => break,
+            (Some(l), None) => (l * 2.0).min(opts.search.to),
+            (None, Some(_)) => break, // even `from` failed
+            (Some(l), Some(h)) if (h - l) / l <= plan.precision => break,
+            (Some(l), Some(h)) => (l + h) / 2.0,
+            (None, None) => unreachable!("a trial ran"),
+        };
+    }
+    let bracket = match (lo, hi) {
+        (Some(l), Some(h)) => Some((h - l) / l),
+        _ => None,
+    };
+    let limited_by = hi.and_then(|h| {
+        trials
+            .iter()
+            .find(|t| t.rate == h)
+            .and_then(|t| t.failed_on.clone())
+    });
+    let db_size_after = super::etcd::status(target).await.ok().as_ref().and_then(db);
+    Ok(CapacityRecord {
+        slo: opts.search.slo.clone(),
+        sustained_rate: lo,
+        failed_rate: hi,
+        bracket,
+        converged: bracket.is_some_and(|b| b <= plan.precision)
+            || (hi.is_none() && lo.is_some_and(|l| l >= opts.search.to))
+            || (lo.is_none() && hi == Some(opts.search.from)),
+        limited_by,
+        trials,
+        db_size_before,
+        db_size_after,
+        compacted: target.may_maintain(),
+        duration_ms: ms(start.elapsed()),
+    })
+}
+
+/// Compacts what the trial wrote (where scen may) and lets etcd settle.
+async fn settle(target: &Target, plan: &Plan) {
+    if target.may_maintain() {
+        let o = super::maintenance::CompactOptions {
+            keep: Some(0),
+            revision: None,
+            physical: true,
+        };
+        if let Err(e) = super::maintenance::compact(target, &o).await {
+            tracing::debug!("capacity: compaction between trials failed: {e}");
+        }
+    }
+    tokio::time::sleep(plan.settle).await;
+}
+
+/// One trial at `rate`, judged.
+async fn trial(
+    target: &Target,
+    opts: &CapacityOptions,
+    plan: &Plan,
+    rate: f64,
+    scraper: Option<&Scraper>,
+) -> Result<Trial> {
+    let before = match scraper {
+        Some(s) => Some(s.scrape_all().await),
+        None => None,
+    };
+    let load = trial_load(&opts.load, rate, plan.step);
+    let r: StressRecord = super::stress::stress(target, &load, None).await?;
+    let server = match (scraper, before) {
+        (Some(s), Some(b)) => Some(server_step(&b, &s.scrape_all().await)),
+        _ => None,
+    };
+    let wall = r.duration_ms.max(1.0);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    // The trial's latency distribution: any quantile can be asked (`p95`, `p(99.9)`).
+    let root = serde_json::json!({ "trial": &r.latency });
+    let slo_held = plan.slo.evaluate(&root, None);
+    let client_cpu_busy = r.cpu.client_ms / wall;
+    let shortfall = r.shortfall.unwrap_or(0.0);
+    let failed_on = if r.error_rate > plan.max_error_rate {
+        Some("errors")
+    } else if shortfall > plan.max_shortfall {
+        // The load thread ran flat out: scen was the limit, not etcd.
+        Some(if client_cpu_busy >= 0.9 {
+            "client"
+        } else {
+            "shortfall"
+        })
+    } else {
+        match &slo_held {
+            Ok(v) if v.passed => None,
+            Ok(_) => Some("latency"),
+            Err(_) => Some("no data"),
+        }
+    };
+    let server_cpu_busy = r.cpu.server_ms.map(|s| s / wall / cpus);
+    let failed_on = failed_on.map(|f| {
+        if f == "latency" && server_cpu_busy.is_some_and(|b| b >= 0.9) {
+            "server CPU saturated".to_string()
+        } else {
+            f.to_string()
+        }
+    });
+    Ok(Trial {
+        rate,
+        // Over the trial's own length, as the shortfall is (the wall time adds the tail).
+        achieved: r.shortfall.map_or(r.throughput, |s| rate * (1.0 - s)),
+        passed: failed_on.is_none(),
+        failed_on,
+        p50: r.latency.p50,
+        p99: r.latency.p99,
+        max: r.latency.max,
+        errors: r.errors,
+        error_rate: r.error_rate,
+        shortfall: r.shortfall,
+        wal_fsync_p99: server.as_ref().and_then(|s| s.wal_fsync.p99),
+        backend_commit_p99: server.as_ref().and_then(|s| s.backend_commit.p99),
+        server_cpu_per_request: r.cpu.server_per_op,
+        server_cpu_busy,
+        client_cpu_busy,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_trial;
+
+    #[test]
+    fn slo_fields_are_read_from_the_trial() {
+        assert_eq!(in_trial("p99 < 25ms"), "trial.p99 < 25ms");
+        assert_eq!(
+            in_trial("p99 < 25ms && max(p50) <= 2.5s"),
+            "trial.p99 < 25ms && max(trial.p50) <= 2.5s"
+        );
+        assert_eq!(in_trial("p(99.9) < 1s"), "trial.p(99.9) < 1s");
+    }
+}

@@ -1,0 +1,109 @@
+//! End-to-end: `etcd::capacity` against real etcd, with small budgets.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn the_search_brackets_the_knee_and_an_impossible_slo_passes_no_rate() {
+    let r = run(&fixture("capacity-small.rhai"), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_schema_valid(&report);
+    let c = &step(&report, "healthy")["record"];
+    let trials = c["trials"].as_array().unwrap();
+    let sustained = c["sustained_rate"].as_f64().unwrap();
+    // Every passed trial is at or below the answer, every failed one above it.
+    for t in trials {
+        let rate = t["rate"].as_f64().unwrap();
+        if t["passed"] == true {
+            assert!(rate <= sustained, "{t}");
+        } else {
+            assert!(rate > sustained, "{t}");
+            assert!(t["failed_on"].is_string(), "{t}");
+        }
+        assert!(
+            !t["wal_fsync_p99"].is_null(),
+            "each trial has etcd's own view: {t}"
+        );
+    }
+    match c["failed_rate"].as_f64() {
+        Some(failed) => {
+            assert!(failed > sustained);
+            let bracket = (failed - sustained) / sustained;
+            assert!((c["bracket"].as_f64().unwrap() - bracket).abs() < 1e-9);
+            // Converged within the precision, or said it ran out of budget.
+            assert_eq!(c["converged"], bracket <= 0.25, "{c}");
+            assert!(c["limited_by"].is_string(), "{c}");
+        }
+        None => assert_eq!(sustained, 32000.0, "nothing failed: the highest rate held"),
+    }
+    assert!(c["compacted"] == true && c["db_size_after"].as_f64().unwrap() > 0.0);
+    // The HTML report draws the search: p99 and p50 by achieved rate, the held rate marked.
+    let html = r.dir.path().join("r.html");
+    scen_ok(&[
+        "report".as_ref(),
+        "render".as_ref(),
+        r.dir.path().join("r.json").as_os_str(),
+        "--html".as_ref(),
+        html.as_os_str(),
+    ]);
+    let text = std::fs::read_to_string(&html).unwrap();
+    let doc = html_doc(&text);
+    let chart = doc
+        .descendants()
+        .find(|n| {
+            n.attribute("aria-label")
+                .is_some_and(|l| l.contains("the capacity search"))
+        })
+        .expect("a capacity chart");
+    assert_eq!(
+        chart
+            .descendants()
+            .filter(|n| n.tag_name().name() == "polyline")
+            .count(),
+        2
+    );
+    assert!(chart
+        .descendants()
+        .filter_map(|n| n.text())
+        .any(|t| t.starts_with("held (p99 < 25ms)")));
+
+    // No rate can hold p99 under a microsecond: "no rate passed", a threshold failure (exit 1).
+    let r = run(&fixture("capacity-small.rhai"), &["--set", "slo=p99 < 1us"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let c = &step(&report, "healthy")["record"];
+    assert!(c["sustained_rate"].is_null(), "{c}");
+    assert_eq!(c["failed_rate"], 250.0);
+    assert_eq!(c["trials"].as_array().unwrap().len(), 1);
+    assert_eq!(c["limited_by"], "latency");
+    assert_eq!(
+        threshold(&report, "healthy.sustained_rate > 0/s")["status"],
+        "no_data"
+    );
+}
+
+#[test]
+fn a_slow_disk_lowers_the_sustained_rate() {
+    let r = run(
+        &fixture("capacity-small.rhai"),
+        &[
+            "--set",
+            "compare=true",
+            "--set",
+            "delay=10ms",
+            "--set",
+            "slo=p99 < 50ms",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let rate = |s: &str| step(&report, s)["record"]["sustained_rate"].as_f64();
+    assert!(
+        rate("slowed").unwrap_or(0.0) < rate("healthy").unwrap(),
+        "{:?} {:?}",
+        rate("slowed"),
+        rate("healthy")
+    );
+}
