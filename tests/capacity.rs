@@ -107,3 +107,28 @@ fn a_slow_disk_lowers_the_sustained_rate() {
         rate("healthy")
     );
 }
+
+#[test]
+fn the_shipped_capacity_scenario_runs_small() {
+    let r = run(
+        &root().join("scenarios/capacity.rhai"),
+        &[
+            "--set",
+            "step_duration=1s",
+            "--set",
+            "budget=20s",
+            "--set",
+            "precision=50%",
+            "--set",
+            "from=2000",
+        ],
+    );
+    assert!(matches!(r.code, 0 | 1), "{}", r.stderr);
+    let report = r.report.unwrap();
+    let c = &step(&report, "capacity")["record"];
+    assert!(c["sustained_rate"].as_f64().unwrap() >= 2000.0, "{c}");
+    assert_eq!(
+        threshold(&report, "capacity.sustained_rate > 0/s")["status"],
+        "passed"
+    );
+}

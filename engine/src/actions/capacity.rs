@@ -345,7 +345,7 @@ pub async fn capacity(
             (None, Some(_)) => break, // even `from` failed
             (Some(l), Some(h)) if (h - l) / l <= plan.precision => break,
             (Some(l), Some(h)) => (l + h) / 2.0,
-            (None, None) => unreachable!("a trial ran"),
+            (None, None) => break, // not reached: a trial ran
         };
     }
     let bracket = match (lo, hi) {
