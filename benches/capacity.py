@@ -113,7 +113,8 @@ def main():
                 reset(url)
                 out = subprocess.run(["etcdctl", f"--endpoints={url}", "check", "perf", f"--load={load}"],
                                      capture_output=True, text=True).stdout
-                verdict = "PASS" if "\nPASS" in "\n" + out else "FAIL"
+                lines = [l.strip() for l in out.splitlines() if l.strip()]
+                verdict = lines[-1] if lines and lines[-1] in ("PASS", "FAIL") else "FAIL"
                 tput = next((l for l in out.splitlines() if "Throughput" in l), "").strip()
                 print(f"  etcdctl check perf {load}     {verdict} ({tput})")
     finally:

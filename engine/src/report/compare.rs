@@ -336,6 +336,21 @@ mod tests {
         let mut untyped = fig(1.0, Better::Lower, Basis::Events);
         untyped.better = None;
         assert_eq!(row(&untyped, &untyped, opts).verdict, Verdict::Info);
+        // A capacity: its own bracket is its interval.
+        let cap =
+            |v: f64, upper: f64| fig(v, Better::Higher, Basis::Bracket { upper: Some(upper) });
+        assert_eq!(
+            row(&cap(5000.0, 5500.0), &cap(4000.0, 4400.0), opts).verdict,
+            Verdict::Regressed
+        );
+        assert_eq!(
+            row(&cap(5000.0, 5500.0), &cap(4400.0, 5100.0), opts).verdict,
+            Verdict::Noise
+        );
+        assert_eq!(
+            row(&cap(4000.0, 4400.0), &cap(5000.0, 5500.0), opts).verdict,
+            Verdict::Improved
+        );
         let mut none = fig(1.0, Better::Lower, Basis::Events);
         none.value = None;
         assert_eq!(
