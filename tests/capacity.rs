@@ -62,7 +62,8 @@ fn the_search_brackets_the_knee_and_an_impossible_slo_passes_no_rate() {
             .descendants()
             .filter(|n| n.tag_name().name() == "polyline")
             .count(),
-        2
+        3,
+        "p99, p50 and the SLO's limit"
     );
     assert!(chart
         .descendants()

@@ -270,6 +270,20 @@ fn capacity_chart(s: &StepReport) -> Option<String> {
     if p99.is_empty() {
         return None;
     }
+    // The SLO's limit as a line, when it is one bound on the p99 (`p99 < 25ms`).
+    let slo = s.record.get("slo").and_then(Json::as_str).unwrap_or("");
+    let limit = slo
+        .split_once('<')
+        .filter(|(field, _)| field.trim() == "p99")
+        .and_then(|(_, rest)| {
+            crate::units::parse_quantity(rest.trim_start_matches('=').trim()).ok()
+        })
+        .filter(|q| q.dimension == Dimension::Duration)
+        .map(|q| q.value);
+    let slo_line: Vec<(f64, f64)> = match (limit, p99.first(), p99.last()) {
+        (Some(l), Some(a), Some(b)) => vec![(a.0, l), (b.0, l)],
+        _ => Vec::new(),
+    };
     let marks: Vec<Mark> = [("sustained_rate", "held"), ("failed_rate", "failed")]
         .iter()
         .filter_map(|(k, label)| {
@@ -294,6 +308,11 @@ fn capacity_chart(s: &StepReport) -> Option<String> {
                 label: "p50",
                 color: "#1e88e5",
                 points: p50,
+            },
+            Line {
+                label: "SLO",
+                color: "#e53935",
+                points: slo_line,
             },
         ],
         &marks,
