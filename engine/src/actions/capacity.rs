@@ -41,6 +41,10 @@ pub struct SearchOptions {
     pub max_shortfall: Option<String>,
     /// Pause after each trial's compaction, for etcd to settle (default `"1s"`).
     pub settle: Option<String>,
+    /// Also defragment after each trial's compaction, so every trial starts on a compact store
+    /// (default false; on clusters scen may maintain).
+    #[serde(default)]
+    pub defrag: bool,
 }
 
 fn default_slo() -> String {
@@ -67,6 +71,7 @@ pub const SEARCH_KEYS: &[&str] = &[
     "max_error_rate",
     "max_shortfall",
     "settle",
+    "defrag",
 ];
 
 /// The fields an SLO may read besides any quantile (`p95`, `p(99.9)`), all durations in ms.
@@ -81,6 +86,7 @@ struct Plan {
     max_error_rate: f64,
     max_shortfall: f64,
     settle: Duration,
+    defrag: bool,
 }
 
 fn ratio(text: &Option<String>, default: &str, what: &str) -> Result<f64> {
@@ -201,6 +207,7 @@ fn plan(o: &CapacityOptions) -> Result<Plan> {
         max_error_rate: ratio(&s.max_error_rate, "0.1%", "max_error_rate")?,
         max_shortfall: ratio(&s.max_shortfall, "5%", "max_shortfall")?,
         settle: duration(&s.settle, "1s", "settle")?,
+        defrag: s.defrag,
     })
 }
 
@@ -291,6 +298,8 @@ pub struct CapacityRecord {
     pub db_size_after: Option<f64>,
     /// Whether the store was compacted between trials (on clusters scen may maintain).
     pub compacted: bool,
+    /// Whether it was also defragmented between trials.
+    pub defragmented: bool,
     /// Wall time of the search.
     #[schemars(with = "crate::measure::Ms")]
     pub duration_ms: f64,
@@ -372,6 +381,7 @@ pub async fn capacity(
         db_size_before,
         db_size_after,
         compacted: target.may_maintain(),
+        defragmented: target.may_maintain() && plan.defrag,
         duration_ms: ms(start.elapsed()),
     })
 }
@@ -386,6 +396,12 @@ async fn settle(target: &Target, plan: &Plan) {
         };
         if let Err(e) = super::maintenance::compact(target, &o).await {
             tracing::debug!("capacity: compaction between trials failed: {e}");
+        }
+        if plan.defrag {
+            let o = super::maintenance::DefragOptions::default();
+            if let Err(e) = super::maintenance::defrag(target, &o).await {
+                tracing::debug!("capacity: defragmentation between trials failed: {e}");
+            }
         }
     }
     tokio::time::sleep(plan.settle).await;

@@ -282,13 +282,15 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
         "/// The highest open-loop rate the cluster holds within an SLO: trials at fixed rates (an `etcd::stress`\n\
          /// load each: give its `op` or `mix`, `value_size`, `key_space`, `clients`...) ramp from `from` doubling\n\
          /// to `to`, then bisect the bracket to `precision` (\"5%\") within `budget` (\"2m\"), each trial\n\
-         /// `step_duration` (\"10s\") long, compacted and settled (`settle`, \"1s\") after. A trial passes when\n\
+         /// `step_duration` (\"10s\") long, compacted (and with `defrag: true` defragmented) and settled\n\
+         /// (`settle`, \"1s\") after. A trial passes when\n\
          /// `slo` (\"p99 < 25ms\"; fields p50, p90, p99, p999, max, mean) holds, its error rate is at most\n\
          /// `max_error_rate` (\"0.1%\") and it fell short of its rate by at most `max_shortfall` (\"5%\").\n\
          /// Returns `#{ slo, sustained_rate, failed_rate, bracket, converged, limited_by, trials: [#{ rate,\n\
          /// achieved, passed, failed_on, p50, p99, max, errors, error_rate, shortfall, wal_fsync_p99,\n\
          /// backend_commit_p99, server_cpu_per_request, server_cpu_busy, client_cpu_busy }], db_size_before,\n\
-         /// db_size_after, compacted, duration_ms }` (`sustained_rate` is `null` when no rate passed).",
+         /// db_size_after, compacted, defragmented, duration_ms }` (`sustained_rate` is `null` when no rate\n\
+         /// passed).",
     )
     .set_into_module(&mut m, move |ctx: NativeCallContext, o: Map| -> R {
         use crate::actions::capacity::{self as cap, CapacityOptions, SEARCH_KEYS};
