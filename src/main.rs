@@ -135,6 +135,13 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
     },
+    /// Print a shell completion script: `source <(scen completions bash)`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `scen man > scen.1; man ./scen.1`.
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -262,6 +269,27 @@ fn main() -> ExitCode {
         Command::Schema => {
             out_raw!("{}", report::json_schema());
             0
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "scen", &mut buf);
+            out_raw!("{}", String::from_utf8_lossy(&buf));
+            0
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            match clap_mangen::Man::new(cmd).render(&mut buf) {
+                Ok(()) => {
+                    out_raw!("{}", String::from_utf8_lossy(&buf));
+                    0
+                }
+                Err(e) => {
+                    say!("error: {e}");
+                    2
+                }
+            }
         }
         Command::Report {
             cmd:

@@ -306,3 +306,73 @@ fn the_docs_name_only_functions_and_options_scen_api_knows() {
         }
     }
 }
+
+#[test]
+fn bash_completion_completes_subcommands_and_the_man_page_renders() {
+    let (code, script, err) = output(&["completions", "bash"]);
+    assert_eq!(code, 0, "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("scen.bash");
+    std::fs::write(&file, script).unwrap();
+    // Source it in bash, then ask it to complete `scen ru` and `scen run --rep`.
+    let probe = format!(
+        "set -e; source {}; complete -p scen >/dev/null; \
+         COMP_WORDS=(scen ru); COMP_CWORD=1; COMP_LINE='scen ru'; COMP_POINT=7; _scen scen ru scen; echo \"${{COMPREPLY[@]}}\"; \
+         COMP_WORDS=(scen run --rep); COMP_CWORD=2; COMP_LINE='scen run --rep'; COMP_POINT=14; _scen scen --rep run; echo \"${{COMPREPLY[@]}}\"",
+        file.display()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["--norc", "-c", &probe])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines = stdout.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .any(|w| w == "run"),
+        "{stdout}"
+    );
+    assert!(lines.next().unwrap_or("").contains("--report"), "{stdout}");
+    for shell in ["zsh", "fish"] {
+        let (code, script, _) = output(&["completions", shell]);
+        assert_eq!(code, 0);
+        assert!(script.contains("compare"), "{shell}");
+    }
+    let (code, man, _) = output(&["man"]);
+    assert_eq!(code, 0);
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH scen"),
+        "{}",
+        &man[..200.min(man.len())]
+    );
+    assert!(man.contains("completions"));
+}
+
+#[test]
+fn report_dash_writes_json_to_stdout_and_logs_stay_on_stderr_without_colour() {
+    let out = scen()
+        .args(["run"])
+        .arg(fixture("keys.rhai"))
+        .args(["--report", "-"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is the JSON report");
+    assert_eq!(report["outcome"], "passed");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("PASSED"), "{err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "no colour codes when stderr is not a terminal: {err:?}"
+    );
+}
