@@ -134,3 +134,33 @@ fn the_shipped_capacity_scenario_runs_small() {
         "passed"
     );
 }
+
+#[test]
+fn on_an_external_etcd_the_search_stays_under_the_run_prefix_and_does_not_compact() {
+    let (_rt, _etcd, url) = external();
+    etcdctl(&url, &["put", "/registry/keep", "me"]);
+    let r = run(
+        &fixture("capacity-small.rhai"),
+        &[
+            "--endpoints",
+            &url,
+            "--set",
+            "budget=6s",
+            "--set",
+            "precision=90%",
+        ],
+    );
+    assert!(matches!(r.code, 0 | 1), "{}", r.stderr);
+    let report = r.report.unwrap();
+    let c = &step(&report, "healthy")["record"];
+    assert_eq!(
+        c["compacted"], false,
+        "no compaction without --allow-maintenance"
+    );
+    assert_eq!(c["defragmented"], false);
+    assert!(!c["trials"].as_array().unwrap().is_empty());
+    // The run's keys are gone; what was there before is untouched.
+    let keys = etcdctl(&url, &["get", "", "--from-key", "--keys-only"]);
+    let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+    assert_eq!(keys, ["/registry/keep"]);
+}
