@@ -439,7 +439,11 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
         .register_into_engine(
             engine,
             move |ctx: NativeCallContext, d: &str| -> RhaiResult<()> {
-                let d = units::parse_duration(d).map_err(|e| usage(&ctx, format!("sleep: {e}")))?;
+                let d = units::parse_duration(d)
+                    .map_err(|e| bridge::options_error(&ctx, format!("sleep: {e}")))?;
+                if bridge::is_checking() {
+                    return Ok(()); // the duration is checked; nothing waits at plan time
+                }
                 if s.handle().is_none() {
                     return Err(usage(&ctx, "sleep can only run inside a step"));
                 }

@@ -8,6 +8,12 @@ use crate::plan::StepSpec;
 
 /// The action a step's closure calls directly (`etcd::status`), when its body is exactly one call.
 pub(crate) fn direct_action(step: &StepSpec, ast: &AST) -> Option<(String, String)> {
+    direct_call(step, ast).filter(|(ns, _)| !ns.is_empty())
+}
+
+/// The function a step's closure calls, namespaced or not (`("", "sleep")`), when its body is
+/// exactly one call.
+pub(crate) fn direct_call(step: &StepSpec, ast: &AST) -> Option<(String, String)> {
     let def = ast.iter_fn_def().find(|d| d.name == step.func.fn_name())?;
     let key = |p: Position| (p.line().unwrap_or(0), p.position().unwrap_or(0));
     let (start, end) = (def.body.start_position(), def.body.end_position());
@@ -36,8 +42,7 @@ pub(crate) fn direct_action(step: &StepSpec, ast: &AST) -> Option<(String, Strin
         },
         _ => return None,
     };
-    let ns = call.namespace.to_string();
-    (!ns.is_empty()).then(|| (ns, call.name.to_string()))
+    Some((call.namespace.to_string(), call.name.to_string()))
 }
 
 /// Functions that declare the plan: they belong at the top level, not inside a step.

@@ -374,7 +374,12 @@ impl Host {
     /// which actions decode and check their options and do nothing. What cannot be known yet (a
     /// `result(...)` of an earlier step) is left to the run.
     fn check_options(&self, plan: &Plan) -> Result<(), ScriptError> {
-        for step in plan.steps().filter(|s| s.action.is_some()) {
+        let checkable = |s: &StepSpec| {
+            s.action.is_some()
+                || fields::direct_call(s, &self.ast)
+                    .is_some_and(|(ns, f)| ns.is_empty() && f == "sleep")
+        };
+        for step in plan.steps().filter(|s| checkable(s)) {
             let (result, refused) = bridge::checking(|| self.call_step(step, &plan.resolved, None));
             if let (Err(mut e), true) = (result, refused) {
                 e.hint.get_or_insert_with(|| {
