@@ -17,6 +17,7 @@ pub mod script;
 pub mod target;
 pub mod threshold;
 pub mod tls;
+pub mod transport;
 pub mod units;
 
 pub use report::{Outcome, Report};

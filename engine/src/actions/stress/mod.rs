@@ -2,14 +2,14 @@
 //! or mixed by weight), optional watchers measuring event delay, HDR latency per operation, errors
 //! by gRPC code, a per-second series and the client's (and an embedded server's) CPU per request.
 
-mod h2c;
 mod keys;
 mod lease;
 mod record;
 mod schedule;
 mod watch;
-mod wire;
 mod worker;
+
+use crate::transport::wire;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64};

@@ -14,8 +14,8 @@ use rand::{Rng, SeedableRng};
 
 use super::keys::{KeyModel, ValueModel};
 use super::schedule::Schedule;
-use super::wire::{RangeArgs, Wire};
 use crate::measure::latency::Recorder;
+use crate::transport::wire::{RangeArgs, Wire};
 
 /// The operations a worker can issue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
