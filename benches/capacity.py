@@ -17,30 +17,14 @@ Takes about runs x budget + 2 x step + 130 s. Build: cargo build --release --bin
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def etcdctl(url, *args, check=True):
-    return subprocess.run(["etcdctl", f"--endpoints={url}", *args], capture_output=True, text=True, check=check).stdout
-
-
-def reset(url):
-    status = json.loads(etcdctl(url, "endpoint", "status", "-w", "json"))
-    rev = status[0]["Status"]["header"]["revision"]
-    etcdctl(url, "compact", str(rev), "--physical", check=False)
-    etcdctl(url, "defrag", check=False)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchetcd import Etcd, reset  # noqa: E402
 
 
 def scen(args, report, url, sets):
@@ -62,18 +46,7 @@ def main():
     if not os.path.exists(args.scen):
         sys.exit(f"{args.scen} missing: run cargo build --release --bin scen")
     work = tempfile.mkdtemp(prefix="scen-capacity-")
-    c, p = free_port(), free_port()
-    url = f"http://127.0.0.1:{c}"
-    etcd = subprocess.Popen(
-        ["etcd", "--name=bench", f"--data-dir={work}/data", f"--listen-client-urls={url}",
-         f"--advertise-client-urls={url}", f"--listen-peer-urls=http://127.0.0.1:{p}",
-         f"--initial-advertise-peer-urls=http://127.0.0.1:{p}", f"--initial-cluster=bench=http://127.0.0.1:{p}",
-         "--log-level=warn"], stdout=subprocess.DEVNULL, stderr=open(f"{work}/etcd.log", "w"))
-    try:
-        for _ in range(100):
-            if subprocess.run(["etcdctl", f"--endpoints={url}", "endpoint", "health"], capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
+    with Etcd(work) as url:
         rates, last = [], None
         for i in range(args.runs):
             reset(url)
@@ -117,9 +90,6 @@ def main():
                 verdict = lines[-1] if lines and lines[-1] in ("PASS", "FAIL") else "FAIL"
                 tput = next((l for l in out.splitlines() if "Throughput" in l), "").strip()
                 print(f"  etcdctl check perf {load}     {verdict} ({tput})")
-    finally:
-        etcd.terminate()
-        etcd.wait()
 
 
 if __name__ == "__main__":

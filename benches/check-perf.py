@@ -17,20 +17,15 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchetcd import Etcd, reset  # noqa: E402
 CLK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def server_cpu(pid):
@@ -46,18 +41,6 @@ def run_measured(cmd, etcd_pid):
     _, status, ru = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
     return out, p.returncode, ru.ru_utime + ru.ru_stime, server_cpu(etcd_pid) - s0, time.time() - t0
-
-
-def etcdctl(url, *args):
-    return subprocess.run(["etcdctl", f"--endpoints={url}", *args], capture_output=True, text=True, check=True).stdout
-
-
-def reset(url):
-    """Compact to the current revision and defragment: each run starts from a small, clean store."""
-    status = json.loads(etcdctl(url, "endpoint", "status", "-w", "json"))
-    rev = status[0]["Status"]["header"]["revision"]
-    subprocess.run(["etcdctl", f"--endpoints={url}", "compact", str(rev), "--physical"], capture_output=True)
-    subprocess.run(["etcdctl", f"--endpoints={url}", "defrag"], capture_output=True)
 
 
 def parse_etcdctl(out, duration):
@@ -84,18 +67,9 @@ def main():
 
     extra = [a for kv in args.set for a in ("--set", kv)]
     work = tempfile.mkdtemp(prefix="scen-bench-")
-    c, p = free_port(), free_port()
-    url = f"http://127.0.0.1:{c}"
-    etcd = subprocess.Popen(
-        ["etcd", "--name=bench", f"--data-dir={work}/data", f"--listen-client-urls={url}",
-         f"--advertise-client-urls={url}", f"--listen-peer-urls=http://127.0.0.1:{p}",
-         f"--initial-advertise-peer-urls=http://127.0.0.1:{p}", f"--initial-cluster=bench=http://127.0.0.1:{p}",
-         "--log-level=warn"], stdout=subprocess.DEVNULL, stderr=open(f"{work}/etcd.log", "w"))
+    etcd = Etcd(work)
     try:
-        for _ in range(100):
-            if subprocess.run(["etcdctl", f"--endpoints={url}", "endpoint", "health"], capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
+        url = etcd.__enter__()
         rows = []
         for load in args.loads.split(","):
             if not args.skip_etcdctl:
@@ -136,8 +110,7 @@ def main():
         print(f"\nclosed loop, 64 clients, 256 B values: {rec['throughput']:.0f} puts/s, p99 {rec['latency']['p99']:.1f} ms; "
               f"client CPU/put {client_us:.1f}us, server CPU/put {server_us:.1f}us, ratio {client_us / server_us:.2f}")
     finally:
-        etcd.terminate()
-        etcd.wait()
+        etcd.__exit__(None, None, None)
         shutil.rmtree(work, ignore_errors=True)
 
 
