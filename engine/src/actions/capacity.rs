@@ -199,11 +199,18 @@ fn plan(o: &CapacityOptions) -> Result<Plan> {
     }
     slo.check_units(&|_: &FieldPath| Some(crate::measure::Unit::Ms))
         .map_err(|e| Error::Options(format!("slo `{}`: {e}", s.slo)))?;
+    let precision = ratio(&s.precision, "5%", "precision")?;
+    if precision < 0.001 {
+        return Err(Error::Options(
+            "precision must be at least 0.1%: a narrower bracket is below the noise of any trial"
+                .into(),
+        ));
+    }
     Ok(Plan {
         slo,
         step,
         budget,
-        precision: ratio(&s.precision, "5%", "precision")?,
+        precision,
         max_error_rate: ratio(&s.max_error_rate, "0.1%", "max_error_rate")?,
         max_shortfall: ratio(&s.max_shortfall, "5%", "max_shortfall")?,
         settle: duration(&s.settle, "1s", "settle")?,
