@@ -240,8 +240,7 @@ fn step_view(report: &Report, s: &StepReport) -> Value {
             )));
         }
     }
-    let mut figures = super::typed::top_figures(s);
-    figures.extend(super::typed::server_figures(s));
+    let figures = super::typed::page_figures(s);
     minijinja::context! {
         name => s.name,
         background => s.background,

@@ -43,42 +43,34 @@ pub fn step_figures(step: &StepReport) -> Vec<Figure> {
     out
 }
 
-/// The record's own top-level figures as a page lists them: `(field, value in its unit)`, `—` for
-/// no samples; short strings as they are.
-pub fn top_figures(step: &StepReport) -> Vec<(String, String)> {
+/// The figures a page lists for a step: the record's own top-level figures (in their units, `—`
+/// for no samples; short strings as they are), then the headline of its server view. The record
+/// is typed once for both.
+pub fn page_figures(step: &StepReport) -> Vec<(String, String)> {
     let figures = step_figures(step);
+    let find = |path: String| figures.iter().find(|f| f.path == path);
     let mut out = Vec::new();
-    let Value::Object(record) = &step.record else {
-        return out;
-    };
-    for (k, v) in record {
-        let path = format!("{}.{k}", step.name);
-        if let Some(f) = figures.iter().find(|f| f.path == path) {
-            out.push((k.clone(), f.display()));
-        } else if let Some(t) = v.as_str().filter(|t| t.len() < 80) {
-            out.push((k.clone(), t.to_string()));
+    if let Value::Object(record) = &step.record {
+        for (k, v) in record {
+            if let Some(f) = find(format!("{}.{k}", step.name)) {
+                out.push((k.clone(), f.display()));
+            } else if let Some(t) = v.as_str().filter(|t| t.len() < 80) {
+                out.push((k.clone(), t.to_string()));
+            }
         }
     }
-    out
-}
-
-/// Headline figures of the server view: `(label, value)` for those the step has.
-pub fn server_figures(step: &StepReport) -> Vec<(String, String)> {
-    let figures = step_figures(step);
-    [
+    for (field, label) in [
         ("wal_fsync.p99", "server: WAL fsync p99"),
         ("backend_commit.p99", "server: backend commit p99"),
         ("peer_rtt.p99", "server: peer round trip p99"),
         ("leader_changes", "server: leader changes"),
         ("proposals_failed", "server: failed proposals"),
-    ]
-    .iter()
-    .filter_map(|(field, label)| {
-        let path = format!("{}.server.{field}", step.name);
-        let f = figures.iter().find(|f| f.path == path)?;
-        Some((label.to_string(), f.display()))
-    })
-    .collect()
+    ] {
+        if let Some(f) = find(format!("{}.server.{field}", step.name)) {
+            out.push((label.to_string(), f.display()));
+        }
+    }
+    out
 }
 
 /// One line for a step with a latency distribution: `p50 1.2ms, p99 4.5ms, 950/s` (`—` where
