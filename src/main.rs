@@ -237,6 +237,20 @@ struct RunArgs {
     /// Script operation limit per step (sandbox).
     #[arg(long, default_value_t = Limits::default().max_operations)]
     max_operations: u64,
+    /// Push measurements while the run goes on: prometheus-rw=URL (Prometheus remote write,
+    /// e.g. prometheus-rw=http://127.0.0.1:9090/api/v1/write). Repeatable.
+    #[arg(long = "out", value_name = "OUTPUT=URL")]
+    outs: Vec<String>,
+    /// A label every pushed or served series carries, name=value (e.g. team=storage). Repeatable.
+    #[arg(long = "out-label", value_name = "NAME=VALUE")]
+    out_labels: Vec<String>,
+    /// Time between two pushes of --out [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    out_interval: Option<String>,
+    /// Serve the live measurements as OpenMetrics at http://ADDR/metrics for Prometheus to
+    /// scrape during the run (e.g. 127.0.0.1:9464; port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -773,6 +787,18 @@ fn run(args: RunArgs, quiet: bool) -> i32 {
             }
         }
     }
+    let live = match scen_engine::live::outputs::Spec::parse(
+        &args.outs,
+        &args.out_labels,
+        args.out_interval.as_deref(),
+        args.metrics_listen.as_deref(),
+    ) {
+        Ok(l) => l,
+        Err(e) => {
+            say!("error: {e}");
+            return 2;
+        }
+    };
     let progress = Arc::new(Progress::new(quiet));
     let outputs = Outputs {
         report: args.report.clone(),
@@ -782,14 +808,38 @@ fn run(args: RunArgs, quiet: bool) -> i32 {
     };
     // block_on runs this future on the main thread, which outlives the embedded etcd.
     let report = rt.block_on(async {
+        let running = if live.any() {
+            match live.start().await {
+                Ok((hub, running)) => {
+                    if let Some(addr) = running.listening() {
+                        say!("serving live metrics at http://{addr}/metrics");
+                    }
+                    cfg.live = Some(hub);
+                    Some(running)
+                }
+                Err(e) => {
+                    say!("error: {e}");
+                    return None;
+                }
+            }
+        } else {
+            None
+        };
         let cancel = CancellationToken::new();
         tokio::spawn(watch_signals(
             cancel.clone(),
             progress.clone(),
             outputs.clone(),
         ));
-        scen_engine::run(&cfg, cancel, progress.clone()).await
+        let mut report = scen_engine::run(&cfg, cancel, progress.clone()).await;
+        if let Some(r) = running {
+            report.outputs = r.finish().await;
+        }
+        Some(report)
     });
+    let Some(report) = report else {
+        return 2;
+    };
     drop(progress);
     let mut code = report.exit_code;
     let render = |e: &report::ErrorInfo| {
@@ -808,6 +858,16 @@ fn run(args: RunArgs, quiet: bool) -> i32 {
         if let Some(e) = &s.error {
             say!("step `{}` failed:\n{}", s.name, render(e));
         }
+    }
+    for o in report.outputs.iter().filter(|o| o.dropped_samples > 0) {
+        say!(
+            "warning: --out {} dropped {} samples: {}",
+            o.target,
+            o.dropped_samples,
+            o.last_error
+                .as_deref()
+                .unwrap_or("the receiver was too slow")
+        );
     }
     if !outputs.write(&report) {
         code = code.max(2);

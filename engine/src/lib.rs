@@ -8,6 +8,7 @@
 
 pub mod actions;
 pub mod embedded;
+pub mod live;
 pub mod measure;
 pub mod params;
 pub mod plan;

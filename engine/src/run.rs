@@ -54,6 +54,8 @@ pub struct RunConfig {
     pub limits: Limits,
     /// Run id (default: time and random suffix).
     pub run_id: Option<String>,
+    /// Where live totals go while the run goes on (`--out`, `--metrics-listen`).
+    pub live: Option<Arc<crate::live::Hub>>,
 }
 
 /// Progress notifications for a front end (the CLI draws progress lines from these).
@@ -74,6 +76,31 @@ pub trait Observer: Send + Sync {
 /// An observer that ignores everything.
 pub struct Quiet;
 impl Observer for Quiet {}
+
+/// The front end's observer, with the live hub told of steps and verdicts on the way.
+struct Live(Arc<dyn Observer>, Arc<crate::live::Hub>);
+
+impl Observer for Live {
+    fn connected(&self, target: &TargetReport) {
+        self.0.connected(target);
+    }
+    fn step_started(&self, name: &str, background: bool) {
+        self.1.step_started(name);
+        self.0.step_started(name, background);
+    }
+    fn step_finished(&self, step: &StepReport) {
+        self.1.step_finished(step);
+        self.0.step_finished(step);
+    }
+    fn step_progress(&self, step: &str, line: &str) {
+        self.0.step_progress(step, line);
+    }
+    fn snapshot(&self, report: &Report) {
+        self.1.begin(report);
+        self.1.verdicts(report, false);
+        self.0.snapshot(report);
+    }
+}
 
 /// Reads and checks a scenario without running it (`scen check`).
 pub fn check(
@@ -131,10 +158,19 @@ pub async fn run(
         error: None,
         steps: Vec::new(),
         thresholds: Vec::new(),
+        outputs: Vec::new(),
+    };
+    let observer: Arc<dyn Observer> = match &cfg.live {
+        Some(hub) => Arc::new(Live(observer, hub.clone())),
+        None => observer,
     };
     let outcome = execute(cfg, &run_id, &mut report, cancel, observer).await;
     report.outcome = outcome;
     report.exit_code = outcome.exit_code();
+    if let Some(hub) = &cfg.live {
+        hub.begin(&report);
+        hub.verdicts(&report, true);
+    }
     report.finished_at = Utc::now();
     report.duration_ms = started.elapsed().as_secs_f64() * 1e3;
     report
@@ -321,6 +357,9 @@ async fn execute(
             return Outcome::ScriptError;
         }
     };
+    if let Some(hub) = &cfg.live {
+        hub.forward_server(metrics.clone());
+    }
     let metrics = Arc::new(metrics);
     let artifacts = cfg
         .artifacts
@@ -343,6 +382,7 @@ async fn execute(
         target: target.clone(),
         handle: tokio::runtime::Handle::current(),
         progress: Some(progress),
+        live: cfg.live.clone(),
         artifacts,
         metrics: (*metrics).clone(),
         etcd_bin: embedded_cfg.etcd_bin.clone(),

@@ -170,12 +170,12 @@ async fn simulate_then(server: Server, extra: Value, then: Then) -> (Outcome, Ou
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
     let opts: SimulateOptions = serde_json::from_value(o).unwrap();
-    let r = simulate_through(client, "https://mock:6443", &opts, None).await;
+    let r = simulate_through(client, "https://mock:6443", &opts, Default::default()).await;
     let after = match (&r, then) {
         (Ok((_, written)), Then::Cleanup) => cleanup(written).await,
         (Ok((_, written)), Then::Heartbeat(o)) => {
             let o: HeartbeatOptions = serde_json::from_value(o).unwrap();
-            heartbeat_through(written, &o, None)
+            heartbeat_through(written, &o, Default::default())
                 .await
                 .map(|r| serde_json::to_value(r).unwrap())
         }

@@ -327,6 +327,7 @@ pub async fn capacity(
     target: &Target,
     opts: &CapacityOptions,
     scraper: Option<&Scraper>,
+    observers: &super::Watch,
 ) -> Result<CapacityRecord> {
     let plan = plan(opts)?;
     let start = Instant::now();
@@ -341,7 +342,7 @@ pub async fn capacity(
         if start.elapsed() + cost > plan.budget && !trials.is_empty() {
             break;
         }
-        let t = trial(target, opts, &plan, rate, scraper).await?;
+        let t = trial(target, opts, &plan, rate, scraper, observers).await?;
         let passed = t.passed;
         trials.push(t);
         // An overloaded etcd works off its backlog for a while: give it a trial's length more.
@@ -421,13 +422,14 @@ async fn trial(
     plan: &Plan,
     rate: f64,
     scraper: Option<&Scraper>,
+    observers: &super::Watch,
 ) -> Result<Trial> {
     let before = match scraper {
         Some(s) => Some(s.scrape_all().await),
         None => None,
     };
     let load = trial_load(&opts.load, rate, plan.step);
-    let r: StressRecord = super::stress::stress(target, &load, None).await?;
+    let r: StressRecord = super::stress::stress(target, &load, observers.clone()).await?;
     let server = match (scraper, before) {
         (Some(s), Some(b)) => Some(server_step(&b, &s.scrape_all().await)),
         _ => None,

@@ -218,6 +218,16 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 /// A live progress line sink, called about once a second by long actions.
 pub type ProgressFn = std::sync::Arc<dyn Fn(String) + Send + Sync>;
 
+/// Who watches a running action: a person (progress lines, about once a second) and live outputs
+/// (the step's totals in the run's [`crate::live::Hub`]). Either may be absent.
+#[derive(Clone, Default)]
+pub struct Watch {
+    /// Where progress lines go.
+    pub line: Option<ProgressFn>,
+    /// Where the step's live totals go.
+    pub live: Option<crate::live::Feed>,
+}
+
 /// An etcd client error as a person reads it: the gRPC code and etcd's message, never tonic's
 /// debug text (`MetadataMap {...}`).
 pub fn etcd_message(e: &etcd_client::Error) -> String {

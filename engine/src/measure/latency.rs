@@ -76,6 +76,60 @@ impl Recorder {
         }
     }
 
+    /// Forgets every sample (keeping the histogram's memory for the next ones).
+    pub fn clear(&mut self) {
+        self.pending.clear();
+        if let Some(h) = &mut self.hist {
+            h.reset();
+        }
+    }
+
+    /// For each bound (µs, ascending), how many samples are at most that long — the cumulative
+    /// buckets of a Prometheus histogram. A sample counts at the low edge of its histogram slot
+    /// (3 significant figures), so one of exactly a bound's length is inside it, as in a client
+    /// library's histogram.
+    pub fn count_le(&self, bounds_us: &[u64]) -> Vec<u64> {
+        let mut out = vec![0u64; bounds_us.len()];
+        let mut add = |us: u64, n: u64| {
+            for (i, b) in bounds_us.iter().enumerate() {
+                if us <= *b {
+                    out[i] += n;
+                }
+            }
+        };
+        if let Some(h) = &self.hist {
+            for v in h.iter_recorded() {
+                add(
+                    h.lowest_equivalent(v.value_iterated_to()),
+                    v.count_at_value(),
+                );
+            }
+        }
+        for &us in &self.pending {
+            add(us, 1);
+        }
+        out
+    }
+
+    /// The quantiles `qs` in ms (`None` each when there are no samples): the same values
+    /// [`Recorder::summary`] gives, without encoding the histogram.
+    pub fn quantiles_ms(&self, qs: &[f64]) -> Vec<Option<f64>> {
+        if self.count() == 0 {
+            return vec![None; qs.len()];
+        }
+        let mut folded;
+        let h: &Histogram<u64> = match (&self.hist, self.pending.is_empty()) {
+            (Some(h), true) => h,
+            _ => {
+                folded = self.clone();
+                folded.histogram()
+            }
+        };
+        qs.iter()
+            .map(|q| Some(h.value_at_quantile(*q) as f64 / 1e3))
+            .collect()
+    }
+
     /// Number of samples.
     pub fn count(&self) -> u64 {
         self.hist.as_ref().map_or(0, |h| h.len()) + self.pending.len() as u64

@@ -305,6 +305,29 @@ pub struct Report {
     pub steps: Vec<StepReport>,
     /// Thresholds, in declaration order.
     pub thresholds: Vec<ThresholdReport>,
+    /// Live outputs (`--out`, `--metrics-listen`): what each sent, and what it had to drop.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<OutputReport>,
+}
+
+/// What one live output did during the run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct OutputReport {
+    /// `prometheus-rw` or `metrics-listen`.
+    pub kind: String,
+    /// The receiver's URL, or the address served.
+    pub target: String,
+    /// Requests the receiver accepted (pushes), or scrapes served.
+    pub requests: u64,
+    /// Samples the receiver accepted.
+    pub sent_samples: u64,
+    /// Samples dropped: the queue was full (a slow or absent receiver), the receiver rejected
+    /// them, or they could not be sent before the end.
+    pub dropped_samples: u64,
+    /// Pushes tried again after a failure.
+    pub retries: u64,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
 }
 
 /// Where and why a run stopped before the end.

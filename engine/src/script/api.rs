@@ -48,6 +48,7 @@ pub fn reference() -> String {
         records: Mutex::new(BTreeMap::new()),
         cancel: CancellationToken::new(),
         progress: RwLock::new(None),
+        live: RwLock::new(None),
     });
     let (engine, _) = build_engine(state, Default::default(), &Limits::default());
     let json = engine

@@ -63,11 +63,26 @@ pub(crate) fn in_step<R>(name: &str, deadline: Option<Instant>, f: impl FnOnce()
     r
 }
 
-/// A progress callback for the step running on this thread, when the front end wants progress.
-pub(crate) fn progress(state: &State) -> Option<crate::actions::stress::ProgressFn> {
-    let sink = state.progress.read().ok()?.clone()?;
+/// Who watches the step running on this thread: the front end's progress lines, when it wants
+/// them, and the run's live outputs, when it has any.
+pub(crate) fn watch(state: &State) -> crate::actions::Watch {
     let step = STEP.with(|s| s.borrow().clone());
-    Some(Arc::new(move |line: String| sink(&step, &line)))
+    let line = state
+        .progress
+        .read()
+        .ok()
+        .and_then(|p| p.clone())
+        .map(|sink| {
+            let step = step.clone();
+            Arc::new(move |line: String| sink(&step, &line)) as crate::actions::ProgressFn
+        });
+    let live = state
+        .live
+        .read()
+        .ok()
+        .and_then(|h| h.clone())
+        .map(|hub| hub.feed(&step));
+    crate::actions::Watch { line, live }
 }
 
 /// This thread's step deadline.

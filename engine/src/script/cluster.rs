@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, FnNamespace, FuncRegistration, Map, Module, NativeCallContext};
 
-use super::bridge::{action, options, progress};
+use super::bridge::{action, options, watch};
 use super::State;
 use crate::actions::cluster::{self as act, HeartbeatOptions, InventoryOptions, SimulateOptions};
 
@@ -44,7 +44,7 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>, base_dir: &std::
             o.base_dir = base.clone();
             act::check_templates(&o)
                 .map_err(|e| super::bridge::refused(&ctx, "cluster::simulate", e))?;
-            let p = progress(&s);
+            let p = watch(&s);
             action(&s, &ctx, "cluster", |t| async move { act::simulate(&t, &o, p).await })
         });
     let s = state.clone();
@@ -94,7 +94,7 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>, base_dir: &std::
                          /// shortfall (a ratio), latency`."])
         .set_into_module(&mut m, move |ctx: NativeCallContext, o: Map| -> R {
             let o: HeartbeatOptions = options(&ctx, "cluster::heartbeat", Dynamic::from_map(o))?;
-            let p = progress(&s);
+            let p = watch(&s);
             action(&s, &ctx, "cluster", |t| async move { act::heartbeat(&t, &o, p).await })
         });
     engine.register_static_module("cluster", m.into());

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, FnNamespace, FuncRegistration, Map, Module, NativeCallContext};
 
-use super::bridge::{action, bytes_of, decode, options, progress, refused};
+use super::bridge::{action, bytes_of, decode, options, refused, watch};
 use super::State;
 use crate::actions::etcd::{self as act, KeyOptions, PutManyOptions, RangeOptions};
 use crate::actions::maintenance::{self as maint, CompactOptions, DefragOptions};
@@ -271,7 +271,7 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
     )
     .set_into_module(&mut m, move |ctx: NativeCallContext, o: Map| -> R {
         let o: StressOptions = options(&ctx, "etcd::stress", Dynamic::from_map(o))?;
-        let p = progress(&s);
+        let p = watch(&s);
         action(&s, &ctx, "etcd", |t| async move { stress::stress(&t, &o, p).await })
     });
 
@@ -305,8 +305,9 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
         };
         o.check().map_err(|e| refused(&ctx, what, e))?;
         let scraper = s.metrics();
+        let w = watch(&s);
         action(&s, &ctx, "etcd", |t| async move {
-            cap::capacity(&t, &o, Some(&scraper)).await
+            cap::capacity(&t, &o, Some(&scraper), &w).await
         })
     });
 

@@ -129,6 +129,8 @@ pub struct RunSetup {
     pub handle: tokio::runtime::Handle,
     /// Where live progress lines go.
     pub progress: Option<ProgressSink>,
+    /// Where live totals go, when the run has live outputs.
+    pub live: Option<Arc<crate::live::Hub>>,
     /// Where files a run produces go.
     pub artifacts: PathBuf,
     /// Each member's metrics URL, and the HTTP client to scrape them with.
@@ -145,6 +147,7 @@ pub(crate) struct State {
     records: Mutex<BTreeMap<String, serde_json::Value>>,
     cancel: CancellationToken,
     progress: RwLock<Option<ProgressSink>>,
+    live: RwLock<Option<Arc<crate::live::Hub>>>,
 }
 
 /// Where actions send live progress lines: `(step, line)`.
@@ -301,6 +304,7 @@ impl Host {
             records: Mutex::new(BTreeMap::new()),
             cancel,
             progress: RwLock::new(None),
+            live: RwLock::new(None),
         });
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let (mut engine, resolved) = build_engine(state.clone(), base, limits);
@@ -397,6 +401,7 @@ impl Host {
             target,
             handle,
             progress,
+            live,
             artifacts,
             metrics,
             etcd_bin,
@@ -409,6 +414,7 @@ impl Host {
             etcd_bin,
         });
         *self.state.progress.write().expect("progress lock") = progress;
+        *self.state.live.write().expect("live lock") = live;
     }
 
     /// Ends the run: bindings refuse actions again, and the client connection is released.

@@ -14,7 +14,7 @@ use super::apiserver::Prepared;
 use super::objects::{Kind, Shape};
 use super::templates::Renderer;
 use super::{effective_root, Encoding, SimulateOptions, Written};
-use crate::actions::{duration_option as duration, grpc_code, ms, Error, ProgressFn, Result};
+use crate::actions::{duration_option as duration, grpc_code, ms, Error, Result, Watch};
 use crate::measure::latency::{Distribution, Recorder};
 use crate::report::ErrorKind;
 use crate::target::Target;
@@ -196,6 +196,8 @@ struct Stats {
     open: BTreeMap<u64, (u64, u64, Recorder)>,
     series: Vec<HeartbeatSecond>,
     last_rev: i64,
+    /// Each flow's live totals (`leases`, `node_status`, `pod_churn`), when the run has live outputs.
+    live: Option<[Arc<Mutex<crate::live::OpTotals>>; 3]>,
 }
 
 #[derive(Default)]
@@ -214,6 +216,13 @@ impl Stats {
             .entry(sec)
             .or_insert_with(|| (0, 0, Recorder::default()));
         f.conflicts += outcome.conflicts;
+        if let Some(live) = &self.live {
+            let mut t = live[flow as usize].lock().expect("live lock");
+            match &outcome.error {
+                None => t.ok(latency),
+                Some((code, _, _)) => t.error(code),
+            }
+        }
         match &outcome.error {
             None => {
                 f.ok += 1;
@@ -289,10 +298,10 @@ struct Ctx {
 pub async fn heartbeat(
     target: &Target,
     opts: &HeartbeatOptions,
-    progress: Option<ProgressFn>,
+    observers: Watch,
 ) -> Result<HeartbeatRecord> {
     let w = cluster_of(target, opts)?;
-    let (record, last_rev) = keep_alive(&w, Some(target.client.clone()), opts, progress).await?;
+    let (record, last_rev) = keep_alive(&w, Some(target.client.clone()), opts, observers).await?;
     if record.pod_churn.ok > 0 && w.kube.is_none() {
         extend_ledger(target, &w.root, last_rev);
     }
@@ -304,9 +313,9 @@ pub async fn heartbeat(
 pub async fn heartbeat_through(
     written: &Written,
     opts: &HeartbeatOptions,
-    progress: Option<ProgressFn>,
+    observers: Watch,
 ) -> Result<HeartbeatRecord> {
-    Ok(keep_alive(written, None, opts, progress).await?.0)
+    Ok(keep_alive(written, None, opts, observers).await?.0)
 }
 
 /// Runs the flows against `w` (through its API server, or `etcd`); the record and the last
@@ -315,7 +324,7 @@ async fn keep_alive(
     w: &Written,
     etcd: Option<etcd_client::Client>,
     opts: &HeartbeatOptions,
-    progress: Option<ProgressFn>,
+    observers: Watch,
 ) -> Result<(HeartbeatRecord, i64)> {
     let length = duration(Some(&opts.duration), "", "duration")?;
     let lease_interval = duration(opts.lease_interval.as_deref(), "10s", "lease_interval")?;
@@ -395,10 +404,17 @@ async fn keep_alive(
             prime(&ctx, &mut kv, Kind::Node, &ctx.node_revs).await?;
         }
     }
-    let stats = Arc::new(Mutex::new(Stats::default()));
+    let live = observers.live.as_ref().map(|feed| {
+        feed.intended_rate(Some(intended_rate(&flows)));
+        ["leases", "node_status", "pod_churn"].map(|f| feed.op(f))
+    });
+    let stats = Arc::new(Mutex::new(Stats {
+        live,
+        ..Stats::default()
+    }));
     let permits = Arc::new(tokio::sync::Semaphore::new(opts.clients as usize));
     let start = Instant::now();
-    let _ticker = progress.map(|p| {
+    let _ticker = observers.line.map(|p| {
         let (stats, intended) = (stats.clone(), intended_rate(&flows));
         tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));

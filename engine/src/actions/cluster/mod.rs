@@ -25,7 +25,7 @@ pub use heartbeat::{
 pub use inventory::{cleanup, inventory, CleanupRecord, InventoryOptions, InventoryRecord};
 pub use objects::{CustomSpec, Kind, Shape};
 
-use super::{Error, ProgressFn, Result, SizeValue};
+use super::{Error, ProgressFn, Result, SizeValue, Watch};
 use crate::measure::latency::{Distribution, Recorder};
 use crate::target::Target;
 
@@ -278,12 +278,13 @@ struct Tally {
 pub async fn simulate(
     target: &Target,
     opts: &SimulateOptions,
-    progress: Option<ProgressFn>,
+    observers: Watch,
 ) -> Result<SimulateRecord> {
+    let progress = observers.line.clone();
     if opts.backend == Backend::Kube {
         let (client, server) =
             apiserver::connect(opts.kubeconfig.as_deref(), opts.context.as_deref()).await?;
-        let (record, written) = simulate_through(client, &server, opts, progress).await?;
+        let (record, written) = simulate_through(client, &server, opts, observers).await?;
         target.simulated.lock().expect("ledger lock").push(written);
         return Ok(record);
     }
@@ -424,11 +425,11 @@ pub async fn simulate_through(
     client: kube::Client,
     server: &str,
     opts: &SimulateOptions,
-    progress: Option<ProgressFn>,
+    observers: Watch,
 ) -> Result<(SimulateRecord, Written)> {
     let shape = shape_of(opts)?;
     let (record, created) =
-        apiserver::simulate(client, server, opts, shape.clone(), progress).await?;
+        apiserver::simulate(client, server, opts, shape.clone(), observers.line).await?;
     Ok((
         record,
         Written {

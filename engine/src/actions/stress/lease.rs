@@ -71,10 +71,7 @@ impl Acc {
         match r {
             Ok(()) => {
                 self.latency[op.index()].record(took);
-                self.slot.ok += 1;
-                self.slot
-                    .hist
-                    .saturating_record((took.as_micros() as u64).max(1));
+                self.slot.ok(op, took);
                 let before = shared.last_ok_ns.fetch_max(ns, Ordering::Relaxed);
                 if ns > before {
                     shared
@@ -84,11 +81,9 @@ impl Acc {
             }
             Err(e) => {
                 self.errors[op.index()] += 1;
-                self.slot.errors += 1;
-                *self
-                    .codes
-                    .entry(crate::actions::FailCode::of(&e))
-                    .or_default() += 1;
+                let code = crate::actions::FailCode::of(&e);
+                self.slot.error(op, code);
+                *self.codes.entry(code).or_default() += 1;
                 if self.samples.len() < 3 {
                     self.samples.push(format!(
                         "{}: {}",
@@ -151,7 +146,7 @@ pub async fn run(
         codes: HashMap::new(),
         samples: Vec::new(),
         sec: 0,
-        slot: Slot::new(),
+        slot: Slot::for_worker(&shared),
     };
     // Grant, each lease's renewals offset so all leases' renewals spread over the interval.
     let mut held: Vec<(Held, Instant)> = Vec::new();

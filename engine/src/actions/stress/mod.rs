@@ -193,7 +193,7 @@ fn op_from(name: &str) -> Result<Op> {
     }
 }
 
-pub use crate::actions::ProgressFn;
+pub use crate::actions::{ProgressFn, Watch};
 
 /// The step's connections: etcd-client channels (leases, watches, transactions) and, for plaintext
 /// connections without auth, the lean wire for put/range/delete.
@@ -294,7 +294,19 @@ async fn connect(
 }
 
 /// The workers' shared state; its `start` is the load's time zero, so create it just before them.
-fn new_shared(acks: Option<Arc<AckRing>>) -> Arc<Shared> {
+/// `ops` are the operations the load runs, for its live totals (when it has a live feed).
+fn new_shared(
+    acks: Option<Arc<AckRing>>,
+    live: Option<&crate::live::Feed>,
+    ops: &[Op],
+) -> Arc<Shared> {
+    let live = match live {
+        Some(feed) => Op::ALL
+            .iter()
+            .map(|o| ops.contains(o).then(|| feed.op(o.name())))
+            .collect(),
+        None => Vec::new(),
+    };
     Arc::new(Shared {
         next: AtomicU64::new(0),
         completed: AtomicU64::new(0),
@@ -304,16 +316,19 @@ fn new_shared(acks: Option<Arc<AckRing>>) -> Arc<Shared> {
         fatal: Mutex::new(None),
         series: Mutex::new(Vec::new()),
         acks,
+        live,
         start: Instant::now(),
     })
 }
 
-/// Joins the workers, with a progress line a second, measuring client and server CPU.
+/// Joins the workers, with a progress line a second (and the open loop's intended rate for live
+/// outputs), measuring client and server CPU.
 async fn drive(
     target: &Target,
     shared: &Arc<Shared>,
     mut set: tokio::task::JoinSet<worker::WorkerResult>,
-    progress: Option<ProgressFn>,
+    observers: Watch,
+    schedule: Option<&Schedule>,
     cpu0: (Duration, Option<crate::actions::process::CpuMark>),
 ) -> Result<(
     Vec<worker::WorkerResult>,
@@ -321,7 +336,24 @@ async fn drive(
     Duration,
     Option<Duration>,
 )> {
-    let ticker = progress.map(|p| {
+    if let (Some(feed), Some(s)) = (&observers.live, schedule) {
+        feed.intended_rate(Some(s.rate_at(Duration::ZERO)));
+    }
+    let rates = observers
+        .live
+        .clone()
+        .zip(schedule.cloned())
+        .map(|(feed, s)| {
+            let start = shared.start;
+            tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    feed.intended_rate(Some(s.rate_at(start.elapsed())));
+                }
+            }))
+        });
+    let ticker = observers.line.map(|p| {
         let shared = shared.clone();
         tokio::spawn(async move {
             // The first report a second in: an interval's first tick is immediate.
@@ -345,6 +377,7 @@ async fn drive(
     if let Some(t) = ticker {
         t.abort();
     }
+    drop(rates);
     let elapsed = shared.start.elapsed();
     let cpu = crate::actions::process::self_cpu().saturating_sub(cpu0.0);
     let server_cpu = cpu0.1.map(|m| m.since(&target.server_pids()));
@@ -411,7 +444,7 @@ fn verdict(shared: &Shared, rec: &StressRecord, died: &[String]) -> Option<Error
 async fn lease_stress(
     target: &Target,
     opts: &StressOptions,
-    progress: Option<ProgressFn>,
+    observers: Watch,
 ) -> Result<StressRecord> {
     if opts.duration.is_none()
         || opts.rate.is_some()
@@ -438,7 +471,11 @@ async fn lease_stress(
     let clients = connect(target, opts, connections, &base, false)
         .await?
         .clients;
-    let shared = new_shared(None);
+    let shared = new_shared(
+        None,
+        observers.live.as_ref(),
+        &[Op::LeaseGrant, Op::LeaseKeepAlive, Op::LeaseRevoke],
+    );
     let cpu0 = (
         crate::actions::process::self_cpu(),
         target.server_cpu_mark(),
@@ -463,7 +500,8 @@ async fn lease_stress(
         let client = clients[(id % connections) as usize].lease_client();
         set.spawn(lease::run(id, client, plan, shared.clone()));
     }
-    let (results, elapsed, cpu, server_cpu) = drive(target, &shared, set, progress, cpu0).await?;
+    let (results, elapsed, cpu, server_cpu) =
+        drive(target, &shared, set, observers, None, cpu0).await?;
     let renewed = results.iter().map(|r| r.renewals).sum::<u64>() as f64;
     let mut rec = record::build(record::Inputs {
         results,
@@ -658,7 +696,7 @@ fn load_shape(opts: &StressOptions) -> Result<LoadShape> {
 pub async fn stress(
     target: &Target,
     opts: &StressOptions,
-    progress: Option<ProgressFn>,
+    observers: Watch,
 ) -> Result<StressRecord> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let stop = tokio_util::sync::CancellationToken::new();
@@ -681,7 +719,7 @@ pub async fn stress(
             };
             let r = rt.block_on(async {
                 tokio::select! {
-                    r = stress_here(&target, &opts, progress) => r,
+                    r = stress_here(&target, &opts, observers) => r,
                     _ = stop.cancelled() => Err(Error::Stopped("interrupted".into())),
                 }
             });
@@ -696,10 +734,10 @@ pub async fn stress(
 async fn stress_here(
     target: &Target,
     opts: &StressOptions,
-    progress: Option<ProgressFn>,
+    observers: Watch,
 ) -> Result<StressRecord> {
     if opts.op.as_deref() == Some("lease") {
-        return lease_stress(target, opts, progress).await;
+        return lease_stress(target, opts, observers).await;
     }
     let LoadShape {
         cumulative,
@@ -744,7 +782,8 @@ async fn stress_here(
         Some(a) => Some(watch::start(&clients.clients[0], &base, opts.watchers, a.clone()).await?),
         None => None,
     };
-    let shared = new_shared(acks);
+    let ops: Vec<Op> = cumulative.iter().map(|(o, _)| *o).collect();
+    let shared = new_shared(acks, observers.live.as_ref(), &ops);
     let plan = Arc::new(worker::Plan {
         cumulative,
         total,
@@ -780,7 +819,8 @@ async fn stress_here(
             pool.clone(),
         ));
     }
-    let (results, elapsed, cpu, server_cpu) = drive(target, &shared, set, progress, cpu0).await?;
+    let (results, elapsed, cpu, server_cpu) =
+        drive(target, &shared, set, observers, schedule.as_ref(), cpu0).await?;
     let expected_events: u64 = results.iter().map(|r| r.events).sum();
     let watch = match watchers {
         Some(w) => Some(w.finish(expected_events).await),

@@ -60,6 +60,15 @@ impl Schedule {
         }
     }
 
+    /// The rate asked for at `t` from the start (0 past the end).
+    pub fn rate_at(&self, t: Duration) -> f64 {
+        let t = t.as_secs_f64();
+        self.segments
+            .iter()
+            .find(|(t0, _, _, d, _)| t >= *t0 && t < t0 + d)
+            .map_or(0.0, |&(t0, r0, r1, d, _)| r0 + (r1 - r0) * (t - t0) / d)
+    }
+
     /// When request `i` (0-based) is due, from the start; `None` past the end.
     pub fn due(&self, i: u64) -> Option<Duration> {
         let k = i as f64;
@@ -121,6 +130,9 @@ mod tests {
         );
         assert_eq!(s.total(), 300);
         assert!((s.mean_rate() - 150.0).abs() < 1e-9);
+        assert!((s.rate_at(Duration::from_millis(500)) - 100.0).abs() < 1e-9);
+        assert!((s.rate_at(Duration::from_millis(1500)) - 200.0).abs() < 1e-9);
+        assert_eq!(s.rate_at(Duration::from_secs(3)), 0.0);
         // Half-way through the ramp (t = 1.5 s): n(0.5) = 100·0.5 + 100·0.5² = 75 more than the first 100.
         assert!((s.due(175).unwrap().as_secs_f64() - 1.5).abs() < 1e-6);
         let mut last = Duration::ZERO;

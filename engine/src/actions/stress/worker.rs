@@ -97,6 +97,9 @@ pub struct Shared {
     pub series: Mutex<Vec<Slot>>,
     /// Revision and acknowledgement time of writes, for watch delay (ring indexed by revision).
     pub acks: Option<Arc<AckRing>>,
+    /// The step's live totals per operation (index: `Op::ALL`), when the run has live outputs;
+    /// empty otherwise.
+    pub live: Vec<Option<Arc<Mutex<crate::live::OpTotals>>>>,
     /// When the step's load started.
     pub start: Instant,
 }
@@ -140,6 +143,9 @@ pub struct Slot {
     pub errors: u64,
     /// Their latencies (µs, 2 significant figures: enough for a per-second p99).
     pub hist: Histogram<u64>,
+    /// A worker's live totals per operation since its last flush (index: `Op::ALL`); empty when
+    /// the run has no live outputs.
+    pub live: Vec<crate::live::OpTotals>,
 }
 
 impl Slot {
@@ -149,6 +155,34 @@ impl Slot {
             ok: 0,
             errors: 0,
             hist: Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid bounds"),
+            live: Vec::new(),
+        }
+    }
+
+    /// A worker's slot: with live totals when the step has them.
+    pub fn for_worker(shared: &Shared) -> Self {
+        let mut s = Slot::new();
+        if !shared.live.is_empty() {
+            s.live = Op::ALL.iter().map(|_| Default::default()).collect();
+        }
+        s
+    }
+
+    /// Counts a success of `op` that took `took`.
+    pub fn ok(&mut self, op: Op, took: Duration) {
+        self.ok += 1;
+        self.hist
+            .saturating_record((took.as_micros() as u64).max(1));
+        if let Some(t) = self.live.get_mut(op.index()) {
+            t.ok(took);
+        }
+    }
+
+    /// Counts a failure of `op` with `code`.
+    pub fn error(&mut self, op: Op, code: crate::actions::FailCode) {
+        self.errors += 1;
+        if let Some(t) = self.live.get_mut(op.index()) {
+            t.error(&code.name());
         }
     }
 }
@@ -260,7 +294,7 @@ pub async fn run(
     let mut events = 0u64;
     let mut revisions: HashMap<u64, i64> = HashMap::new();
     let mut key = Vec::with_capacity(64);
-    let (mut sec, mut slot) = (0u64, Slot::new());
+    let (mut sec, mut slot) = (0u64, Slot::for_worker(&shared));
     let (mut by_transport, mut switched) = ([0u64; 2], false);
 
     loop {
@@ -439,9 +473,7 @@ pub async fn run(
             Ok((rev, changed)) => {
                 events += changed;
                 latency[op.index()].record(took);
-                slot.ok += 1;
-                slot.hist
-                    .saturating_record((took.as_micros() as u64).max(1));
+                slot.ok(op, took);
                 let before = shared.last_ok_ns.fetch_max(ns, Ordering::Relaxed);
                 if ns > before {
                     shared
@@ -454,8 +486,9 @@ pub async fn run(
             }
             Err(e) => {
                 errors[op.index()] += 1;
-                slot.errors += 1;
-                *codes.entry(crate::actions::FailCode::of(&e)).or_default() += 1;
+                let code = crate::actions::FailCode::of(&e);
+                slot.error(op, code);
+                *codes.entry(code).or_default() += 1;
                 if samples.len() < 3 {
                     samples.push(format!(
                         "{}: {}",
@@ -508,7 +541,13 @@ pub(crate) fn flush(shared: &Shared, sec: u64, slot: &mut Slot) {
     s.ok += slot.ok;
     s.errors += slot.errors;
     let _ = s.hist.add(&slot.hist);
+    drop(series);
     slot.ok = 0;
     slot.errors = 0;
     slot.hist.reset();
+    for (delta, total) in slot.live.iter_mut().zip(&shared.live) {
+        if let (false, Some(total)) = (delta.is_empty(), total) {
+            total.lock().expect("live lock").absorb(delta);
+        }
+    }
 }
