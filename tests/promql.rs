@@ -3,86 +3,15 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
+use common::prometheus::{free_port, Prometheus};
 use common::*;
-
-/// A Prometheus process on a free loopback port, killed on drop.
-struct Prometheus {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_status(host: &str, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(host).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    text.lines().next().map(str::to_string)
-}
-
-/// Starts Prometheus scraping `target` (host:port) every second and waits until it is ready.
-fn prometheus(target: &str) -> Prometheus {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\n\
-             scrape_configs:\n  - job_name: etcd\n    static_configs: [{{ targets: [\"{target}\"] }}]\n"
-        ),
-    )
-    .unwrap();
-    let host = format!("127.0.0.1:{}", free_port());
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address={host}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus is installed (scripts/setup.sh installs it)");
-    let p = Prometheus {
-        child,
-        url: format!("http://{host}"),
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http_status(&host, "/-/ready").is_none_or(|l| !l.contains(" 200")) {
-        assert!(Instant::now() < deadline, "prometheus not ready after 30s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    p
-}
 
 #[test]
 fn instant_and_range_queries_against_real_prometheus() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let etcd = external_etcd(&rt);
     let target = etcd.metrics_url().trim_start_matches("http://").to_string();
-    let prom = prometheus(&target);
+    let prom = Prometheus::start("etcd", &[&target]);
     let r = run(
         &fixture("promql.rhai"),
         &[

@@ -151,13 +151,16 @@ impl Running {
 
     /// Pushes the last snapshot (bounded in time) and stops serving; what each output did.
     pub async fn finish(self) -> Vec<OutputReport> {
-        let mut out = Vec::new();
-        for p in self.pushers {
-            out.push(p.finish().await);
-        }
-        if let Some(l) = self.listener {
-            out.push(l.finish().await);
-        }
+        // Together: a receiver that hangs costs one flush timeout, not one per output.
+        let pushed = futures_util::future::join_all(self.pushers.into_iter().map(|p| p.finish()));
+        let served = async {
+            match self.listener {
+                Some(l) => Some(l.finish().await),
+                None => None,
+            }
+        };
+        let (mut out, served) = tokio::join!(pushed, served);
+        out.extend(served);
         out
     }
 }
