@@ -70,6 +70,18 @@ fn check_pod(file: &str, pod: &PodSpec) {
             "{file}: scen run has no --{f}"
         );
     }
+    // Live outputs and their labels are ones scen would start with.
+    let values = |flag: &str| -> Vec<String> {
+        args.iter()
+            .filter_map(|a| a.strip_prefix(flag))
+            .map(String::from)
+            .collect()
+    };
+    let (outs, labels) = (values("--out="), values("--out-label="));
+    assert!(!outs.is_empty(), "{file}: metrics go out via --out");
+    if let Err(e) = scen_engine::live::outputs::Spec::parse(&outs, &labels, None, None) {
+        panic!("{file}: {e}");
+    }
 }
 
 #[test]
