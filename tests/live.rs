@@ -43,10 +43,16 @@ fn report_totals(report: &Value) -> Vec<(String, String, u64, Value, f64)> {
 fn assert_totals_match(prom: &Prometheus, report: &Value) {
     let run_id = report["run_id"].as_str().unwrap();
     let totals = report_totals(report);
-    assert!(totals.len() >= 4, "three steps, one with two ops: {totals:?}");
+    assert!(
+        totals.len() >= 4,
+        "three steps, one with two ops: {totals:?}"
+    );
     for (step, op, requests, codes, p99) in totals {
         let sel = format!("run_id=\"{run_id}\",step=\"{step}\",op=\"{op}\"");
-        let got = value(prom, &format!("last_over_time(scen_requests_total{{{sel}}}[10m])"));
+        let got = value(
+            prom,
+            &format!("last_over_time(scen_requests_total{{{sel}}}[10m])"),
+        );
         assert_eq!(got, Some(requests as f64), "{step} {op} requests");
         if let Some(codes) = codes.as_object() {
             for (code, n) in codes {
@@ -135,7 +141,10 @@ fn assert_dashboard_has_data(prom: &Prometheus, report: &Value, started: f64) {
             .replace("$run_id", run_id)
             .replace("$__rate_interval", "5s")
             .replace("$__range", "10m");
-        assert!(!promql.contains('$'), "{title}: a variable left in {promql}");
+        assert!(
+            !promql.contains('$'),
+            "{title}: a variable left in {promql}"
+        );
         let v = prom.api(
             "/api/v1/query_range",
             &[
@@ -157,11 +166,7 @@ fn assert_dashboard_has_data(prom: &Prometheus, report: &Value, started: f64) {
         &[("match[]", "scen_requests_total")],
     );
     assert!(
-        v["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|x| x == run_id),
+        v["data"].as_array().unwrap().iter().any(|x| x == run_id),
         "the run_id variable lists the run: {v}"
     );
 }
@@ -195,7 +200,10 @@ fn remote_write_into_real_prometheus_matches_the_report_and_feeds_the_dashboard(
     assert_eq!(out["kind"], "prometheus-rw");
     assert_eq!(out["dropped_samples"], 0, "{out}");
     assert!(out["sent_samples"].as_u64().unwrap() > 100, "{out}");
-    assert!(out["requests"].as_u64().unwrap() >= 3, "a push a second: {out}");
+    assert!(
+        out["requests"].as_u64().unwrap() >= 3,
+        "a push a second: {out}"
+    );
 
     assert_totals_match(&prom, &report);
     let run_id = report["run_id"].as_str().unwrap();
@@ -225,7 +233,10 @@ fn remote_write_into_real_prometheus_matches_the_report_and_feeds_the_dashboard(
     ));
     assert_eq!(passed.len(), 3, "{passed:?}");
     assert_eq!(
-        value(&prom, &format!("last_over_time(scen_run_exit_code{{{sel}}}[10m])")),
+        value(
+            &prom,
+            &format!("last_over_time(scen_run_exit_code{{{sel}}}[10m])")
+        ),
         Some(0.0)
     );
     // etcd's own view rode along.
@@ -249,7 +260,11 @@ fn metrics_listen_is_scraped_by_prometheus_through_the_end_of_the_run() {
         &["--metrics-listen", &addr, "--set", "seconds=4"],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stderr.contains(&format!("http://{addr}/metrics")), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("http://{addr}/metrics")),
+        "{}",
+        r.stderr
+    );
     let report = r.report.unwrap();
     let out = &report["outputs"][0];
     assert_eq!(out["kind"], "metrics-listen");
@@ -289,9 +304,13 @@ fn a_receiver_that_is_down_or_hangs_fails_no_run_and_the_drops_are_counted() {
         .args(["run", "tests/fixtures/live.rhai", "--set", "seconds=1"])
         .args(["--report", json.to_str().unwrap(), "--out-interval", "1s"])
         .arg("--out")
-        .arg(format!("prometheus-rw=http://127.0.0.1:{down}/api/v1/write"))
+        .arg(format!(
+            "prometheus-rw=http://127.0.0.1:{down}/api/v1/write"
+        ))
         .arg("--out")
-        .arg(format!("prometheus-rw=http://127.0.0.1:{hung_port}/api/v1/write"))
+        .arg(format!(
+            "prometheus-rw=http://127.0.0.1:{hung_port}/api/v1/write"
+        ))
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -331,7 +350,10 @@ fn a_receiver_that_is_down_or_hangs_fails_no_run_and_the_drops_are_counted() {
 #[test]
 fn bad_live_flags_are_usage_errors_before_anything_runs() {
     for (args, says) in [
-        (vec!["--out", "influxdb=http://x"], "expected prometheus-rw=URL"),
+        (
+            vec!["--out", "influxdb=http://x"],
+            "expected prometheus-rw=URL",
+        ),
         (vec!["--out", "prometheus-rw=ftp://h/w"], "http(s) URL"),
         (vec!["--out-label", "step=x"], "--out-label step=x"),
         (vec!["--out-interval", "10ms"], "--out-interval 10ms"),
@@ -347,4 +369,55 @@ fn bad_live_flags_are_usage_errors_before_anything_runs() {
     let r = run(&fixture("live.rhai"), &["--metrics-listen", &addr]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("--metrics-listen"), "{}", r.stderr);
+}
+
+#[test]
+fn heartbeat_flows_go_out_live_as_operations_of_their_step() {
+    let prom = Prometheus::start("none", &[]);
+    let r = run(
+        &fixture("heartbeat.rhai"),
+        &[
+            "--out",
+            &format!("prometheus-rw={}", prom.write_url()),
+            "--out-interval",
+            "1s",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let run_id = report["run_id"].as_str().unwrap();
+    let hb = &step(&report, "hb")["record"];
+    for flow in ["leases", "node_status", "pod_churn"] {
+        let want = hb[flow]["ok"].as_u64().unwrap() + hb[flow]["errors"].as_u64().unwrap();
+        assert!(want > 0, "{flow}: {hb}");
+        let sel = format!("run_id=\"{run_id}\",step=\"hb\",op=\"{flow}\"");
+        assert_eq!(
+            value(
+                &prom,
+                &format!("last_over_time(scen_requests_total{{{sel}}}[10m])")
+            ),
+            Some(want as f64),
+            "{flow}"
+        );
+        let p99 = value(
+            &prom,
+            &format!(
+                "last_over_time(scen_request_duration_quantile_seconds{{{sel},quantile=\"0.99\"}}[10m])"
+            ),
+        )
+        .unwrap();
+        let want_p99 = hb[flow]["latency"]["p99"].as_f64().unwrap();
+        assert!(
+            (p99 * 1e3 - want_p99).abs() < 1e-6,
+            "{flow}: {p99}s vs {want_p99}ms"
+        );
+    }
+    let intended = value(
+        &prom,
+        &format!(
+            "max_over_time(scen_intended_rate_per_second{{run_id=\"{run_id}\",step=\"hb\"}}[10m])"
+        ),
+    )
+    .unwrap();
+    assert!(intended > 0.0);
 }

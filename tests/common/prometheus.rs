@@ -118,8 +118,8 @@ impl Prometheus {
             .iter()
             .map(|(k, v)| format!("{k}={}", encode(v)))
             .collect();
-        let text = http_get(&self.host, &format!("{path}?{}", q.join("&")))
-            .expect("prometheus answers");
+        let text =
+            http_get(&self.host, &format!("{path}?{}", q.join("&"))).expect("prometheus answers");
         let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
         serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"))
     }
