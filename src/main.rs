@@ -32,6 +32,8 @@ macro_rules! out_raw {
     }};
 }
 
+mod ab;
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -58,6 +60,21 @@ Examples:
   scen list scenarios/                           # scenarios and their parameters
   scen api                                       # the functions scripts can call
 ";
+
+const AB_HELP: &str = "\
+Examples:
+  scen ab scenarios/check-perf.rhai --a etcd-bin=/opt/etcd-3.5.16/etcd --b etcd-bin=./bin/etcd \\
+      --rounds 6 --set load=m --html ab.html --report ab.json
+  scen ab scenarios/etcd-stress.rhai --a member.snapshot_count=10000 --b member.snapshot_count=100000
+  scen ab scenarios/capacity.rhai --a etcd-bin=./etcd-go1.22 --b etcd-bin=./etcd-go1.23 \\
+      --rounds 3 --gate capacity.sustained_rate:-5%
+
+Exit codes:
+  0    no gating figure regressed significantly
+  1    a gating figure (--gate, or one a threshold reads) regressed significantly
+  2    usage or scenario error (found before the first run, or a run's script failed)
+  3    infrastructure error (an etcd could not start or failed)
+  130  interrupted; the rounds so far are reported";
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -87,6 +104,10 @@ enum Command {
     /// Run a scenario against an embedded etcd (default) or --endpoints, and write reports.
     #[command(after_help = EXIT_CODES)]
     Run(Box<RunArgs>),
+    /// A/B two etcd builds or configurations: interleaved rounds of a scenario, each on a fresh
+    /// embedded etcd, and the change of each figure with a confidence interval.
+    #[command(after_help = AB_HELP)]
+    Ab(Box<ab::AbArgs>),
     /// Build and validate a scenario's plan and print it, touching no etcd.
     Check {
         /// The scenario file.
@@ -163,7 +184,7 @@ enum ReportCmd {
 }
 
 #[derive(Args)]
-struct ParamArgs {
+pub(crate) struct ParamArgs {
     /// Override a parameter: --set nodes=5000 (typed by the parameter's default; repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -258,6 +279,7 @@ fn main() -> ExitCode {
     init_logging(cli.verbose, cli.quiet);
     let code = match cli.command {
         Command::Run(args) => run(*args, cli.quiet),
+        Command::Ab(args) => ab::ab(*args, cli.quiet),
         Command::Check { file, params, json } => check(&file, &params, json),
         Command::List { dir } => list(&dir),
         Command::Compare {
@@ -359,7 +381,7 @@ fn init_logging(verbose: u8, quiet: bool) {
         .init();
 }
 
-fn overrides(p: &ParamArgs) -> Overrides {
+pub(crate) fn overrides(p: &ParamArgs) -> Overrides {
     Overrides {
         values_file: p.values.clone(),
         set: p.set.clone(),
@@ -877,7 +899,7 @@ fn run(args: RunArgs, quiet: bool) -> i32 {
 }
 
 /// Renders and writes one report file when its flag was given; false when that failed.
-fn write_report(
+pub(crate) fn write_report(
     path: &Option<PathBuf>,
     render: impl FnOnce() -> Result<String, report::Error>,
 ) -> bool {

@@ -6,6 +6,7 @@
 // Errors carry positions, sources and client errors; they are built on cold paths only.
 #![allow(clippy::result_large_err)]
 
+pub mod ab;
 pub mod actions;
 pub mod embedded;
 pub mod live;

@@ -478,7 +478,8 @@ fn restore(snapshot: &Path, data_dir: &Path, peer_url: &str) -> Result<()> {
 
 /// Checks that `bin` is etcd: `bin --version` must answer, within 10 s, with etcd's own banner
 /// (`etcd Version: 3.5.16`).
-async fn check_binary(bin: &Path) -> Result<()> {
+/// Checks that `bin` runs and says it is etcd (`--version`), within 10 s.
+pub async fn check_binary(bin: &Path) -> Result<()> {
     let out = tokio::time::timeout(
         Duration::from_secs(10),
         tokio::process::Command::new(bin)

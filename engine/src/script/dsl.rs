@@ -109,6 +109,13 @@ impl EmbeddedOptions {
     }
 }
 
+/// Embedded cluster settings from a map of `embedded_etcd()` options (`snapshot_count`,
+/// `members`...): what `scen ab --a member.<setting>=V` sets. Unknown names are refused.
+pub fn embedded_spec(options: serde_json::Value) -> Result<crate::embedded::EmbeddedSpec, String> {
+    let o: EmbeddedOptions = serde_json::from_value(options).map_err(|e| e.to_string())?;
+    o.spec()
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ThresholdOptions {

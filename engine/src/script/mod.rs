@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 pub use bridge::ActionError;
+pub use dsl::embedded_spec;
 pub use resolver::{stdlib_source, STDLIB};
 
 use crate::measure::{self, Unit};

@@ -1,0 +1,523 @@
+//! The A/B report: every round's report, the verdict per figure and per gate, and what size of
+//! change the rounds could have seen; rendered as text (benchstat's layout), JSON and HTML.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use super::stats::{paired_change, Change};
+use super::{compared, worse_sign, Config, Gate, Order, Which};
+use crate::measure::figures::Better;
+use crate::measure::Unit;
+use crate::report::{Outcome, Report};
+
+/// Layout version of the A/B JSON report.
+pub const AB_SCHEMA_VERSION: u32 = 1;
+
+/// One run of a round.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunEntry {
+    /// Round, from 0.
+    pub round: usize,
+    /// Which side ran.
+    pub side: Which,
+    /// Its full report.
+    pub report: Report,
+}
+
+/// A figure's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The interval includes no change (or the change is below `--min-change`).
+    NoChange,
+    /// B is significantly worse.
+    Regressed,
+    /// B is significantly better.
+    Improved,
+    /// Some round lacks the figure, or a side is zero where the other is not.
+    NoData,
+}
+
+impl Verdict {
+    /// How the text report says it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::NoChange => "~ no significant change",
+            Verdict::Regressed => "REGRESSED",
+            Verdict::Improved => "improved",
+            Verdict::NoData => "no data",
+        }
+    }
+}
+
+/// One figure, A vs B.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FigureVerdict {
+    /// `step.field`.
+    pub path: String,
+    /// Its unit.
+    pub unit: Option<String>,
+    /// `lower` or `higher` is better.
+    pub better: String,
+    /// A's value per round (`null`: missing).
+    pub a: Vec<Option<f64>>,
+    /// B's value per round.
+    pub b: Vec<Option<f64>>,
+    /// A's median.
+    pub a_median: Option<f64>,
+    /// B's median.
+    pub b_median: Option<f64>,
+    /// B vs A, relative (0.1: B is 10% higher).
+    pub change: Option<f64>,
+    /// The interval of the change, relative.
+    pub interval: Option<[f64; 2]>,
+    /// The smallest change these rounds would detect (80% power), relative (±).
+    pub detectable: Option<f64>,
+    /// The verdict.
+    pub verdict: Verdict,
+}
+
+/// A gate's verdict.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GateVerdict {
+    /// The figure.
+    pub path: String,
+    /// The change allowed (relative; signed as the figure gets worse).
+    pub limit: f64,
+    /// `--gate` or the threshold it came from.
+    pub from: String,
+    /// Whether B is significantly worse than A by more than the limit (or the figure had no
+    /// data for a `--gate`).
+    pub failed: bool,
+    /// Why.
+    pub message: String,
+}
+
+/// The whole A/B.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AbReport {
+    /// [`AB_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// `scen <version>`.
+    pub scen_version: String,
+    /// The scenario file.
+    pub scenario: String,
+    /// A's items as given.
+    pub a: Vec<String>,
+    /// B's items.
+    pub b: Vec<String>,
+    /// Rounds asked for.
+    pub rounds: usize,
+    /// Rounds completed (both runs).
+    pub completed_rounds: usize,
+    /// `abba` or `random`.
+    pub order: String,
+    /// The seed of a random order.
+    pub seed: Option<u64>,
+    /// The order the runs ran in (`A`, `B`, `B`, `A`...).
+    pub sequence: Vec<Which>,
+    /// Family-wise confidence (0.95): intervals are simultaneous over the figures compared.
+    pub confidence: f64,
+    /// A significant change smaller than this is reported as no change.
+    pub min_change: f64,
+    /// Per figure.
+    pub figures: Vec<FigureVerdict>,
+    /// Per gate.
+    pub gates: Vec<GateVerdict>,
+    /// The median of the figures' detectable changes.
+    pub detectable: Option<f64>,
+    /// How the A/B ended.
+    pub outcome: Outcome,
+    /// The process exit code.
+    pub exit_code: i32,
+    /// Every run's report, in the order they ran.
+    pub runs: Vec<RunEntry>,
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    Some(if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    })
+}
+
+/// Compares the runs and decides.
+pub fn build(
+    cfg: &Config,
+    gates: Vec<Gate>,
+    runs: Vec<RunEntry>,
+    stopped: Option<Outcome>,
+) -> AbReport {
+    // Rounds with both runs.
+    let complete: Vec<usize> = (0..cfg.rounds)
+        .filter(|r| {
+            [Which::A, Which::B]
+                .iter()
+                .all(|w| runs.iter().any(|e| e.round == *r && e.side == *w))
+        })
+        .collect();
+    let get = |r: usize, w: Which| runs.iter().find(|e| e.round == r && e.side == w);
+    // The figures: those of the first complete round's A run, typed.
+    let chosen = complete
+        .first()
+        .and_then(|r| get(*r, Which::A))
+        .map(|e| compared(&e.report, cfg, &gates))
+        .unwrap_or_default();
+    let k = chosen.len().max(1);
+    let mut figures = Vec::new();
+    for f in &chosen {
+        let value = |w: Which, r: usize| -> Option<f64> {
+            let e = get(r, w)?;
+            let step = f.path.split('.').next()?;
+            let s = e.report.steps.iter().find(|s| s.name == step)?;
+            crate::report::typed::step_figures(s)
+                .into_iter()
+                .find(|g| g.path == f.path)?
+                .value
+        };
+        let a: Vec<Option<f64>> = complete.iter().map(|r| value(Which::A, *r)).collect();
+        let b: Vec<Option<f64>> = complete.iter().map(|r| value(Which::B, *r)).collect();
+        let av: Vec<f64> = a.iter().flatten().copied().collect();
+        let bv: Vec<f64> = b.iter().flatten().copied().collect();
+        let better = f.better.unwrap_or(Better::Lower);
+        let change: Option<Change> = if av.len() == a.len() && bv.len() == b.len() {
+            if av == bv {
+                Some(Change {
+                    estimate: 0.0,
+                    low: 0.0,
+                    high: 0.0,
+                    detectable: 0.0,
+                })
+            } else {
+                paired_change(&av, &bv, 1.0 - confidence(cfg), k)
+            }
+        } else {
+            None
+        };
+        let verdict = match change {
+            None => Verdict::NoData,
+            Some(c) if c.excludes_zero() && c.estimate.abs() >= cfg.min_change => {
+                if c.estimate * worse_sign(better) > 0.0 {
+                    Verdict::Regressed
+                } else {
+                    Verdict::Improved
+                }
+            }
+            Some(_) => Verdict::NoChange,
+        };
+        figures.push(FigureVerdict {
+            path: f.path.clone(),
+            unit: f.unit.map(|u| u.symbol().to_string()),
+            better: match better {
+                Better::Lower => "lower".into(),
+                Better::Higher => "higher".into(),
+            },
+            a_median: median(&av),
+            b_median: median(&bv),
+            a,
+            b,
+            change: change.map(|c| c.estimate),
+            interval: change.map(|c| [c.low, c.high]),
+            detectable: change.map(|c| c.detectable),
+            verdict,
+        });
+    }
+    let mut gate_verdicts = Vec::new();
+    for g in gates {
+        let f = figures.iter().find(|f| f.path == g.path);
+        let explicit = g.from == "--gate";
+        let (failed, message) = match f {
+            None if explicit => (
+                true,
+                "no such figure with a direction in this scenario's records: no data is never a pass".into(),
+            ),
+            None => continue,
+            Some(f) => match (f.verdict, f.interval) {
+                (Verdict::NoData, _) if explicit => {
+                    (true, "no data in some round: no data is never a pass".into())
+                }
+                (Verdict::NoData, _) => continue,
+                (_, Some([lo, hi])) => {
+                    let sign = if f.better == "lower" { 1.0 } else { -1.0 };
+                    // Worse beyond the limit with confidence: the whole interval past it.
+                    let past = if sign > 0.0 { lo > g.limit } else { hi < g.limit };
+                    let failed = past && f.verdict == Verdict::Regressed;
+                    let text = format!(
+                        "{} (interval {} .. {}), allowed {}",
+                        pct(f.change),
+                        pct(Some(lo)),
+                        pct(Some(hi)),
+                        pct(Some(g.limit))
+                    );
+                    (failed, text)
+                }
+                _ => (false, String::new()),
+            },
+        };
+        gate_verdicts.push(GateVerdict {
+            path: g.path,
+            limit: g.limit,
+            from: g.from,
+            failed,
+            message,
+        });
+    }
+    let mut detectable: Vec<f64> = figures.iter().filter_map(|f| f.detectable).collect();
+    detectable.retain(|d| d.is_finite() && *d > 0.0);
+    let outcome = match stopped {
+        Some(o) => o,
+        None if complete.len() < 2 => Outcome::ScriptError,
+        None if gate_verdicts.iter().any(|g| g.failed) => Outcome::ThresholdsFailed,
+        None => Outcome::Passed,
+    };
+    let (order, seed) = match cfg.order {
+        Order::Abba => ("abba".to_string(), None),
+        Order::Random(s) => ("random".to_string(), Some(s)),
+    };
+    AbReport {
+        schema_version: AB_SCHEMA_VERSION,
+        scen_version: env!("CARGO_PKG_VERSION").to_string(),
+        scenario: cfg.base.scenario.display().to_string(),
+        a: cfg.a.items.clone(),
+        b: cfg.b.items.clone(),
+        rounds: cfg.rounds,
+        completed_rounds: complete.len(),
+        order,
+        seed,
+        sequence: runs.iter().map(|e| e.side).collect(),
+        confidence: confidence(cfg),
+        min_change: cfg.min_change,
+        figures,
+        gates: gate_verdicts,
+        detectable: median(&detectable),
+        outcome,
+        exit_code: outcome.exit_code(),
+        runs,
+    }
+}
+
+fn confidence(cfg: &Config) -> f64 {
+    1.0 - cfg.alpha
+}
+
+/// A relative change as `+12.3%`.
+pub fn pct(v: Option<f64>) -> String {
+    match v {
+        None => "—".into(),
+        Some(x) if !x.is_finite() || x > 9.99 => ">+999%".into(),
+        Some(x) => format!("{:+.1}%", x * 100.0),
+    }
+}
+
+/// A figure's value in its unit.
+fn show(unit: &Option<String>, v: Option<f64>) -> String {
+    crate::measure::show(unit.as_deref().and_then(Unit::from_symbol), v)
+}
+
+impl AbReport {
+    /// The text report: benchstat's layout, then gates and the power statement.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let side = |items: &[String]| {
+            if items.is_empty() {
+                "(the scenario as it is)".to_string()
+            } else {
+                items.join(" ")
+            }
+        };
+        let _ = writeln!(out, "A: {}", side(&self.a));
+        let _ = writeln!(out, "B: {}", side(&self.b));
+        let _ = writeln!(
+            out,
+            "{} of {} rounds ({} order{}); intervals: {:.0}% simultaneous over {} figures (paired t across rounds, log scale)\n",
+            self.completed_rounds,
+            self.rounds,
+            self.order,
+            self.seed.map(|s| format!(", seed {s}")).unwrap_or_default(),
+            self.confidence * 100.0,
+            self.figures.len()
+        );
+        let w = self
+            .figures
+            .iter()
+            .map(|f| f.path.len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        let _ = writeln!(
+            out,
+            "{:w$}  {:>11}  {:>11}  {:>8}  {:>19}  {:>10}  verdict",
+            "figure", "A (median)", "B (median)", "change", "interval", "detectable"
+        );
+        for f in &self.figures {
+            let interval = f
+                .interval
+                .map(|[lo, hi]| format!("[{}, {}]", pct(Some(lo)), pct(Some(hi))))
+                .unwrap_or_else(|| "—".into());
+            let _ = writeln!(
+                out,
+                "{:w$}  {:>11}  {:>11}  {:>8}  {:>19}  {:>10}  {}",
+                f.path,
+                show(&f.unit, f.a_median),
+                show(&f.unit, f.b_median),
+                pct(f.change),
+                interval,
+                f.detectable
+                    .map(|d| if d > 9.99 {
+                        ">±999%".into()
+                    } else {
+                        format!("±{:.1}%", d * 100.0)
+                    })
+                    .unwrap_or_else(|| "—".into()),
+                f.verdict.label()
+            );
+        }
+        if !self.gates.is_empty() {
+            let _ = writeln!(out, "\ngates:");
+            for g in &self.gates {
+                let _ = writeln!(
+                    out,
+                    "  {} {} ({}): {}",
+                    if g.failed { "✗" } else { "✓" },
+                    g.path,
+                    g.from,
+                    g.message
+                );
+            }
+        }
+        if let Some(d) = self.detectable {
+            let _ = writeln!(
+                out,
+                "\npower: with {} rounds and the noise measured here, a change smaller than about ±{:.1}% (median over figures; per figure in `detectable`) would not show",
+                self.completed_rounds,
+                d * 100.0
+            );
+        }
+        out
+    }
+
+    /// A self-contained HTML page: per figure, A's and B's values across rounds on one axis.
+    pub fn html(&self) -> String {
+        let esc = |s: &str| {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+        };
+        let mut rows = String::new();
+        for f in &self.figures {
+            let vals: Vec<f64> = f.a.iter().chain(&f.b).flatten().copied().collect();
+            let (lo, hi) = vals
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+                    (l.min(*v), h.max(*v))
+                });
+            let span = if hi > lo { hi - lo } else { lo.abs().max(1.0) };
+            let (lo, hi) = (lo - span * 0.1, hi + span * 0.1);
+            let x = |v: f64| 60.0 + (v - lo) / (hi - lo) * 420.0;
+            let mut svg = format!(
+                "<svg viewBox=\"0 0 500 78\" width=\"500\" height=\"78\" role=\"img\"><title>{} per round, A and B</title>\
+                 <text x=\"4\" y=\"24\">A</text><text x=\"4\" y=\"52\">B</text>\
+                 <line x1=\"60\" y1=\"66\" x2=\"480\" y2=\"66\" stroke=\"#999\"/>\
+                 <text x=\"60\" y=\"77\" font-size=\"9\">{}</text><text x=\"480\" y=\"77\" font-size=\"9\" text-anchor=\"end\">{}</text>",
+                esc(&f.path),
+                esc(&show(&f.unit, Some(lo))),
+                esc(&show(&f.unit, Some(hi)))
+            );
+            for (side, values, y, color) in
+                [("A", &f.a, 20.0, "#1f77b4"), ("B", &f.b, 48.0, "#ff7f0e")]
+            {
+                for (r, v) in values.iter().enumerate() {
+                    if let Some(v) = v {
+                        let _ = write!(
+                            svg,
+                            "<circle cx=\"{:.1}\" cy=\"{y}\" r=\"4\" fill=\"{color}\" fill-opacity=\"0.7\"><title>{side} round {}: {}</title></circle>",
+                            x(*v),
+                            r + 1,
+                            esc(&show(&f.unit, Some(*v)))
+                        );
+                    }
+                }
+                let m = if side == "A" { f.a_median } else { f.b_median };
+                if let Some(m) = m {
+                    let _ = write!(
+                        svg,
+                        "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{1}\" y2=\"{2}\" stroke=\"{color}\" stroke-width=\"2\"/>",
+                        x(m),
+                        y - 9.0,
+                        y + 9.0
+                    );
+                }
+            }
+            svg.push_str("</svg>");
+            let interval = f
+                .interval
+                .map(|[l, h]| format!("[{}, {}]", pct(Some(l)), pct(Some(h))))
+                .unwrap_or_else(|| "—".into());
+            let _ = write!(
+                rows,
+                "<tr class=\"{}\"><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                serde_json::to_value(f.verdict).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                esc(&f.path),
+                esc(&show(&f.unit, f.a_median)),
+                esc(&show(&f.unit, f.b_median)),
+                esc(&pct(f.change)),
+                esc(&interval),
+                esc(f.verdict.label()),
+                svg
+            );
+        }
+        let gates: String = self
+            .gates
+            .iter()
+            .map(|g| {
+                format!(
+                    "<li>{} <code>{}</code> ({}): {}</li>",
+                    if g.failed { "✗" } else { "✓" },
+                    esc(&g.path),
+                    esc(&g.from),
+                    esc(&g.message)
+                )
+            })
+            .collect();
+        let power = self
+            .detectable
+            .map(|d| {
+                format!(
+                    "<p>With {} rounds and the noise measured here, a change smaller than about ±{:.1}% would not show.</p>",
+                    self.completed_rounds,
+                    d * 100.0
+                )
+            })
+            .unwrap_or_default();
+        format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+<title>scen ab: {scenario}</title><style>body{{font-family:system-ui,sans-serif;margin:1em;max-width:72em}}\
+table{{border-collapse:collapse}}td,th{{padding:.2em .5em;border-bottom:1px solid #ddd;text-align:left;vertical-align:middle}}\
+tr.regressed td:first-child{{border-left:4px solid #d62728}}tr.improved td:first-child{{border-left:4px solid #2ca02c}}\
+svg{{max-width:100%;height:auto}}@media print{{body{{margin:0}}}}</style></head><body>\
+<h1>A/B: {scenario}</h1><p><b>A</b> <code>{a}</code><br><b>B</b> <code>{b}</code></p>\
+<p>{done} of {rounds} rounds, {order} order{seed}; {conf:.0}% intervals, simultaneous over {k} figures; outcome <b>{outcome}</b> (exit {exit}).</p>\
+{power}<ul>{gates}</ul><table><thead><tr><th>figure</th><th>A (median)</th><th>B (median)</th><th>change</th><th>interval</th><th>verdict</th><th>A and B per round (blue A, orange B; bars: medians)</th></tr></thead><tbody>\n{rows}</tbody></table></body></html>\n",
+            scenario = esc(&self.scenario),
+            a = esc(&self.a.join(" ")),
+            b = esc(&self.b.join(" ")),
+            done = self.completed_rounds,
+            rounds = self.rounds,
+            order = self.order,
+            seed = self.seed.map(|s| format!(", seed {s}")).unwrap_or_default(),
+            conf = self.confidence * 100.0,
+            k = self.figures.len(),
+            outcome = serde_json::to_value(self.outcome).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            exit = self.exit_code,
+        )
+    }
+}

@@ -1,0 +1,214 @@
+//! End-to-end: `scen ab` on real embedded etcds — an A/A of one binary says "no significant
+//! change" and exits 0, in ABBA order, leaving no member behind; a real difference fails its gate
+//! with exit 1; bad specs are usage errors before anything runs.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// Runs `scen ab ARGS` to the end, collecting the etcd processes it starts meanwhile; the exit
+/// code, stderr, the JSON report and every etcd pid seen.
+fn ab(args: &[&str]) -> (i32, String, String, Option<Value>, BTreeSet<u32>) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("ab.json");
+    let mut child = scen()
+        .arg("ab")
+        .args(args)
+        .args(["--report", json.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Drain the pipes in threads so the child never blocks on a full pipe.
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut out_pipe, &mut s).unwrap();
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut err_pipe, &mut s).unwrap();
+        s
+    });
+    let mut seen = BTreeSet::new();
+    let started = Instant::now();
+    let status = loop {
+        seen.extend(etcd_children(pid));
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "scen ab did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let report = std::fs::read_to_string(&json)
+        .ok()
+        .map(|t| serde_json::from_str(&t).unwrap());
+    (
+        status.code().unwrap_or(-1),
+        out.join().unwrap(),
+        err.join().unwrap(),
+        report,
+        seen,
+    )
+}
+
+#[test]
+fn an_ab_of_one_binary_against_itself_is_no_significant_change_in_abba_order() {
+    let html = tempfile::NamedTempFile::new().unwrap();
+    let etcd = which_etcd();
+    let (code, stdout, stderr, report, pids) = ab(&[
+        "tests/fixtures/ab-tiny.rhai",
+        "--a",
+        &format!("etcd-bin={etcd}"),
+        "--b",
+        &format!("etcd-bin={etcd}"),
+        "--rounds",
+        "2",
+        "--html",
+        html.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let r = report.unwrap();
+    assert_eq!(r["outcome"], "passed");
+    assert_eq!(r["completed_rounds"], 2);
+    // ABBA: round 1 A then B, round 2 B then A.
+    assert_eq!(r["sequence"], serde_json::json!(["A", "B", "B", "A"]));
+    let runs = r["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 4);
+    let rounds: Vec<(u64, &str)> = runs
+        .iter()
+        .map(|e| (e["round"].as_u64().unwrap(), e["side"].as_str().unwrap()))
+        .collect();
+    assert_eq!(rounds, [(0, "A"), (0, "B"), (1, "B"), (1, "A")]);
+    for e in runs {
+        assert_eq!(
+            e["report"]["outcome"], "passed",
+            "every round's report is kept"
+        );
+        assert_eq!(e["report"]["target"]["embedded"], true);
+    }
+    let figures = r["figures"].as_array().unwrap();
+    let paths: Vec<&str> = figures
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    for want in ["load.throughput", "load.latency.p50", "load.latency.p99"] {
+        assert!(paths.contains(&want), "{want} compared: {paths:?}");
+    }
+    for f in figures {
+        assert_eq!(f["verdict"], "no_change", "{f}");
+        assert_eq!(f["a"].as_array().unwrap().len(), 2);
+        let [lo, hi] = [
+            f["interval"][0].as_f64().unwrap(),
+            f["interval"][1].as_f64().unwrap(),
+        ];
+        assert!(lo <= 0.0 && hi >= 0.0, "the interval holds no change: {f}");
+    }
+    // The scenario's threshold gates its figure.
+    let gate = &r["gates"][0];
+    assert_eq!(gate["path"], "load.latency.p99");
+    assert_eq!(gate["failed"], false);
+    assert!(stdout.contains("no significant change"), "{stdout}");
+    assert!(
+        stdout.contains("would not show"),
+        "the power statement: {stdout}"
+    );
+    // The page draws A and B per figure.
+    let page = std::fs::read_to_string(html.path()).unwrap();
+    assert_eq!(page.matches("<svg").count(), figures.len());
+    assert!(page.contains("round 2"));
+    // Every member of every round is gone.
+    assert!(pids.len() >= 4, "one etcd per run at least: {pids:?}");
+    let pids: Vec<u32> = pids.into_iter().collect();
+    assert!(gone(&pids), "etcd processes left behind: {pids:?}");
+}
+
+#[test]
+fn a_real_difference_fails_its_gate_with_exit_1() {
+    // B asks for half A's rate: its throughput is significantly lower, beyond -5%.
+    let (code, stdout, stderr, report, _) = ab(&[
+        "tests/fixtures/ab-tiny.rhai",
+        "--a",
+        "rate=400",
+        "--b",
+        "rate=200",
+        "--rounds",
+        "2",
+        "--gate",
+        "load.throughput:-5%",
+    ]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    let r = report.unwrap();
+    assert_eq!(r["outcome"], "thresholds_failed");
+    let tp = r["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "load.throughput")
+        .unwrap();
+    assert_eq!(tp["verdict"], "regressed", "{tp}");
+    let [lo, hi] = [
+        tp["interval"][0].as_f64().unwrap(),
+        tp["interval"][1].as_f64().unwrap(),
+    ];
+    assert!(
+        lo <= -0.5 + 0.05 && hi >= -0.5 - 0.05,
+        "the -50% is inside the interval: {tp}"
+    );
+    let gate = r["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["path"] == "load.throughput")
+        .unwrap();
+    assert_eq!(gate["failed"], true, "{gate}");
+    assert!(stderr.contains("GATE REGRESSED"), "{stderr}");
+}
+
+#[test]
+fn bad_specs_are_usage_errors_before_anything_runs() {
+    for (args, says) in [
+        (vec!["--a", "nosuch=1"], "nosuch"),
+        (
+            vec!["--b", "etcd-bin=/nonexistent/etcd"],
+            "/nonexistent/etcd",
+        ),
+        (vec!["--rounds", "1"], "--rounds 1"),
+        (vec!["--a", "member.bogus=1"], "bogus"),
+        (vec!["--a", "novalue"], "expected key=value"),
+        (vec!["--order", "zigzag"], "--order zigzag"),
+        (vec!["--gate", "nosuch.latency.p99"], "no step `nosuch`"),
+        (vec!["--gate", "load.latency.p99:5"], "percentage"),
+        (vec!["--min-change", "lots"], "--min-change"),
+    ] {
+        let mut all = vec!["tests/fixtures/ab-tiny.rhai"];
+        all.extend(&args);
+        let (code, _, stderr, report, pids) = ab(&all);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("run 1/"),
+            "{args:?}: nothing ran: {stderr}"
+        );
+        assert!(report.is_none() && pids.is_empty(), "{args:?}");
+    }
+}
+
+/// The etcd on PATH.
+fn which_etcd() -> String {
+    let out = std::process::Command::new("sh")
+        .args(["-c", "command -v etcd"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
