@@ -462,9 +462,9 @@ impl AbReport {
                 .interval
                 .map(|[l, h]| format!("[{}, {}]", pct(Some(l)), pct(Some(h))))
                 .unwrap_or_else(|| "—".into());
-            let _ = write!(
+            let _ = writeln!(
                 rows,
-                "<tr class=\"{}\"><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                "<tr class=\"{}\"><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 serde_json::to_value(f.verdict).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
                 esc(&f.path),
                 esc(&show(&f.unit, f.a_median)),
