@@ -181,10 +181,16 @@ pub fn ab(args: AbArgs, quiet: bool) -> i32 {
         let cancel = CancellationToken::new();
         let c = cancel.clone();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                say!("interrupted: stopping the current run; the rounds so far are reported");
-                c.cancel();
-            }
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+            say!("interrupted: stopping the current run and its etcd; the rounds so far are reported");
+            c.cancel();
         });
         Some(ab::run(&cfg, from_thresholds, cancel, &lines).await)
     });

@@ -143,7 +143,7 @@ fn a_real_difference_fails_its_gate_with_exit_1() {
         "--b",
         "rate=200",
         "--rounds",
-        "2",
+        "3",
         "--gate",
         "load.throughput:-5%",
     ]);
