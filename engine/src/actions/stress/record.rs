@@ -49,13 +49,13 @@ pub struct CpuRecord {
     #[schemars(with = "crate::measure::Ms")]
     pub client_ms: f64,
     /// scen's CPU per successful request, ms (`null` when no request succeeded).
-    #[schemars(with = "Option<crate::measure::Ms>")]
+    #[schemars(with = "Option<crate::measure::Ms>", extend("x-better" = "lower"))]
     pub client_per_op: Option<f64>,
     /// The embedded etcd's CPU time during the load, ms (absent for clusters scen did not start).
     #[schemars(with = "Option<crate::measure::Ms>")]
     pub server_ms: Option<f64>,
     /// The embedded etcd's CPU per successful request, ms.
-    #[schemars(with = "Option<crate::measure::Ms>")]
+    #[schemars(with = "Option<crate::measure::Ms>", extend("x-better" = "lower"))]
     pub server_per_op: Option<f64>,
 }
 
