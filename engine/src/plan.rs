@@ -92,6 +92,8 @@ pub struct Plan {
     pub embedded: crate::embedded::EmbeddedSpec,
     /// What `scen check` warns about (deprecated option names), as `file:line: message`.
     pub warnings: Vec<String>,
+    /// Groups of steps the HTML report draws side by side (`report(#{ compare: [...] })`).
+    pub compare_steps: Vec<Vec<String>>,
 }
 
 impl Plan {

@@ -158,6 +158,8 @@ pub async fn run(
         error: None,
         steps: Vec::new(),
         thresholds: Vec::new(),
+        server_timeline: Vec::new(),
+        compare_steps: Vec::new(),
         outputs: Vec::new(),
     };
     let observer: Arc<dyn Observer> = match &cfg.live {
@@ -265,6 +267,7 @@ async fn execute(
             location: t.pos.to_string(),
         })
         .collect();
+    report.compare_steps = plan.compare_steps.clone();
 
     // 2. etcd: embedded (dropped, hence stopped and removed, when this function returns) or external.
     let prefix = format!("/scen/{run_id}/");
@@ -400,7 +403,14 @@ async fn execute(
         baseline: baseline.as_ref(),
         embedded: target.embedded.as_ref(),
     };
+    // etcd's own view across the run, for the timeline: a scrape every 2 s beside the steps.
+    let sampler = crate::actions::timeline::Sampler::start(
+        metrics.clone(),
+        report.started_at,
+        Duration::from_secs(2),
+    );
     let mut outcome = run_steps(ctx, report).await;
+    report.server_timeline = sampler.finish();
 
     // 4. Thresholds not decided yet: those whose steps finished are evaluated even when the run
     //    stopped early, so a partial report still says what was learned.

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod process;
 pub mod promql;
 pub mod stress;
+pub mod timeline;
 
 use std::time::Duration;
 

@@ -51,6 +51,17 @@ pub fn to_html(report: &Report) -> Result<String> {
         },
         steps => steps,
         overview => overview(report),
+        timeline => super::timeline::timeline(report)
+            .unwrap_or_default()
+            .into_iter()
+            .map(safe)
+            .collect::<Vec<_>>(),
+        phases => report
+            .compare_steps
+            .iter()
+            .map(|g| safe(super::phases::group(report, g)))
+            .collect::<Vec<_>>(),
+        script => safe(super::tables::SORT_SCRIPT.to_string()),
     })
     .map_err(|e| render_err(&e))
 }
@@ -150,11 +161,7 @@ fn render_err(e: &minijinja::Error) -> Error {
     }
 }
 
-/// Seconds from the run's start to a step's start.
-fn offset_s(report: &Report, s: &StepReport) -> Option<f64> {
-    let start = s.started_at?;
-    Some((start - report.started_at).num_milliseconds() as f64 / 1e3)
-}
+use super::timeline::{offset_s, rate_points};
 
 fn step_view(report: &Report, s: &StepReport) -> Value {
     let rec = &s.record;
@@ -180,6 +187,7 @@ fn step_view(report: &Report, s: &StepReport) -> Value {
             })
             .collect();
         let point = |field: &str| points(series, field);
+        let rate = |field: &str| rate_points(series, field, s.duration_ms / 1e3);
         charts.push(safe(svg::lines(
             &format!("{}: requests per second", s.name),
             "seconds",
@@ -188,12 +196,12 @@ fn step_view(report: &Report, s: &StepReport) -> Value {
                 Line {
                     label: "ok",
                     color: "#1e88e5",
-                    points: point("ok"),
+                    points: rate("ok"),
                 },
                 Line {
                     label: "errors",
                     color: "#e53935",
-                    points: point("errors"),
+                    points: rate("errors"),
                 },
             ],
             &marks,
@@ -240,7 +248,6 @@ fn step_view(report: &Report, s: &StepReport) -> Value {
             )));
         }
     }
-    let figures = super::typed::page_figures(s);
     minijinja::context! {
         name => s.name,
         background => s.background,
@@ -249,7 +256,7 @@ fn step_view(report: &Report, s: &StepReport) -> Value {
         duration => format_quantity(s.duration_ms, Dimension::Duration),
         error => s.error.as_ref().map(|e| e.message.clone()),
         charts => charts,
-        figures => figures,
+        tables => safe(super::tables::record_tables(s)),
     }
 }
 

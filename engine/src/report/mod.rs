@@ -6,7 +6,10 @@ mod json;
 mod junit;
 mod markdown;
 pub mod model;
+mod phases;
 mod svg;
+mod tables;
+mod timeline;
 pub mod typed;
 
 use std::io::Write;

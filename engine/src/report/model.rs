@@ -305,6 +305,12 @@ pub struct Report {
     pub steps: Vec<StepReport>,
     /// Thresholds, in declaration order.
     pub thresholds: Vec<ThresholdReport>,
+    /// etcd's own view across the run, every few seconds (the HTML report's timeline).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_timeline: Vec<crate::actions::timeline::ServerPoint>,
+    /// Groups of steps the scenario asked to see side by side (`report(#{ compare: [...] })`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compare_steps: Vec<Vec<String>>,
     /// Live outputs (`--out`, `--metrics-listen`): what each sent, and what it had to drop.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<OutputReport>,

@@ -45,10 +45,13 @@ fn label_rows(starts: &[(f64, usize)]) -> Vec<usize> {
         .collect()
 }
 
-const W: f64 = 640.0;
+/// Chart width (viewBox units); the timeline's charts share it, so their x axes line up.
+pub(super) const W: f64 = 640.0;
 const H: f64 = 220.0;
-const LEFT: f64 = 56.0;
-const RIGHT: f64 = 12.0;
+/// Left margin (y ticks); the timeline's lanes start here too.
+pub(super) const LEFT: f64 = 56.0;
+/// Right margin.
+pub(super) const RIGHT: f64 = 12.0;
 const TOP: f64 = 24.0;
 const BOTTOM: f64 = 34.0;
 
@@ -73,23 +76,52 @@ fn tick(v: f64) -> String {
     }
 }
 
-/// The y position of `y` on a chart whose axis tops out at `y1`.
-fn y_pos(y: f64, y1: f64) -> f64 {
-    TOP + (1.0 - y / y1) * (H - TOP - BOTTOM)
+/// The y position of `y` on a chart `h` high whose axis tops out at `y1`.
+fn y_pos(y: f64, y1: f64, h: f64) -> f64 {
+    TOP + (1.0 - y / y1) * (h - TOP - BOTTOM)
 }
 
-/// Horizontal grid lines and y tick labels at quarters of `y1`.
-fn y_grid(s: &mut String, y1: f64) {
-    for k in 0..=4 {
-        let y = y1 * f64::from(k) / 4.0;
+/// `y` rounded up to the next round tick, so the axis ends on a labelled line.
+fn round_up(y: f64) -> f64 {
+    let t = nice_ticks(0.0, y);
+    let step = t.get(1).copied().unwrap_or(y);
+    match t.last() {
+        Some(last) if *last >= y => *last,
+        Some(last) => last + step,
+        None => y,
+    }
+}
+
+/// Round tick values from `x0` to `x1`: steps of 1, 2 or 5 times a power of ten, four or so.
+pub(super) fn nice_ticks(x0: f64, x1: f64) -> Vec<f64> {
+    let span = (x1 - x0).max(1e-9);
+    let raw = span / 4.0;
+    let p = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * p)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * p);
+    let mut t = (x0 / step).ceil() * step;
+    let mut out = Vec::new();
+    while t <= x1 + step * 1e-9 {
+        out.push(t);
+        t += step;
+    }
+    out
+}
+
+/// Horizontal grid lines and y tick labels at round values up to `y1`.
+fn y_grid(s: &mut String, y1: f64, h: f64) {
+    for y in nice_ticks(0.0, y1) {
         let _ = write!(
             s,
             r#"<line x1="{LEFT}" x2="{}" y1="{p:.1}" y2="{p:.1}" class="grid"/><text x="{}" y="{:.1}" class="tk" text-anchor="end">{}</text>"#,
             W - RIGHT,
             LEFT - 4.0,
-            y_pos(y, y1) + 4.0,
+            y_pos(y, y1, h) + 4.0,
             tick(y),
-            p = y_pos(y, y1)
+            p = y_pos(y, y1, h)
         );
     }
 }
@@ -102,6 +134,31 @@ pub fn lines(
     lines: &[Line<'_>],
     marks: &[Mark],
 ) -> String {
+    lines_in(title, x_label, y_label, lines, marks, None)
+}
+
+/// [`lines`] over a given x range (charts stacked on one time axis), or the data's own.
+pub fn lines_in(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    lines: &[Line<'_>],
+    marks: &[Mark],
+    x_range: Option<(f64, f64)>,
+) -> String {
+    chart(title, x_label, y_label, lines, marks, x_range, H)
+}
+
+/// A chart `h` high (the timeline's are flatter); see [`lines_in`].
+pub fn chart(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    lines: &[Line<'_>],
+    marks: &[Mark],
+    x_range: Option<(f64, f64)>,
+    h: f64,
+) -> String {
     let pts = lines.iter().flat_map(|l| l.points.iter());
     let (mut x0, mut x1, mut y1) = (f64::MAX, f64::MIN, 0.0f64);
     for &(x, y) in pts {
@@ -113,6 +170,9 @@ pub fn lines(
         x0 = x0.min(m.x);
         x1 = x1.max(m.x);
     }
+    if let Some((a, b)) = x_range {
+        (x0, x1) = (a, b);
+    }
     if x0 > x1 {
         (x0, x1) = (0.0, 1.0);
     }
@@ -122,13 +182,13 @@ pub fn lines(
     if y1 <= 0.0 {
         y1 = 1.0;
     }
-    y1 *= 1.1;
+    y1 = round_up(y1 * 1.05);
     let px = |x: f64| LEFT + (x - x0) / (x1 - x0) * (W - LEFT - RIGHT);
-    let py = |y: f64| y_pos(y, y1);
+    let py = |y: f64| y_pos(y, y1, h);
     let mut s = String::new();
     let _ = write!(
         s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{t}"><title>{t}</title>"#,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {W} {h}" role="img" aria-label="{t}"><title>{t}</title>"#,
         t = esc(title)
     );
     let _ = write!(
@@ -136,14 +196,13 @@ pub fn lines(
         r#"<text x="{LEFT}" y="15" class="ct">{}</text>"#,
         esc(title)
     );
-    y_grid(&mut s, y1);
-    for k in 0..=4 {
-        let x = x0 + (x1 - x0) * f64::from(k) / 4.0;
+    y_grid(&mut s, y1, h);
+    for x in nice_ticks(x0, x1) {
         let _ = write!(
             s,
             r#"<text x="{:.1}" y="{}" class="tk" text-anchor="middle">{}</text>"#,
             px(x),
-            H - BOTTOM + 14.0,
+            h - BOTTOM + 14.0,
             tick(x)
         );
     }
@@ -151,10 +210,10 @@ pub fn lines(
         s,
         r#"<text x="{}" y="{}" class="tk" text-anchor="middle">{}</text><text x="12" y="{}" class="tk" transform="rotate(-90 12 {})" text-anchor="middle">{}</text>"#,
         (LEFT + W - RIGHT) / 2.0,
-        H - 4.0,
+        h - 4.0,
         esc(x_label),
-        (TOP + H - BOTTOM) / 2.0,
-        (TOP + H - BOTTOM) / 2.0,
+        (TOP + h - BOTTOM) / 2.0,
+        (TOP + h - BOTTOM) / 2.0,
         esc(y_label)
     );
     let mut sorted: Vec<&Mark> = marks.iter().collect();
@@ -170,34 +229,34 @@ pub fn lines(
                 r#"<rect x="{:.1}" y="{TOP}" width="{:.1}" height="{}" class="span"/>"#,
                 px(m.x),
                 px(end) - px(m.x),
-                H - TOP - BOTTOM
+                h - TOP - BOTTOM
             );
         }
         let _ = write!(
             s,
             r#"<line x1="{x:.1}" x2="{x:.1}" y1="{TOP}" y2="{}" class="mark"/><text x="{:.1}" y="{}" class="mk">{}</text>"#,
-            H - BOTTOM,
+            h - BOTTOM,
             px(m.x) + 3.0,
             TOP + 20.0 + 11.0 * (row % 4) as f64,
             esc(&m.label),
             x = px(m.x)
         );
     }
-    for (i, l) in lines.iter().enumerate() {
-        if !l.points.is_empty() {
-            let d: Vec<String> = l
-                .points
-                .iter()
-                .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
-                .collect();
-            let _ = write!(
-                s,
-                r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="1.6"/>"#,
-                d.join(" "),
-                esc(l.color)
-            );
-        }
-        let lx = LEFT + 8.0 + 150.0 * i as f64;
+    // Only lines with points are drawn, and only drawn lines are in the legend.
+    let drawn: Vec<&Line<'_>> = lines.iter().filter(|l| !l.points.is_empty()).collect();
+    for (i, l) in drawn.iter().enumerate() {
+        let d: Vec<String> = l
+            .points
+            .iter()
+            .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
+            .collect();
+        let _ = write!(
+            s,
+            r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="1.6"/>"#,
+            d.join(" "),
+            esc(l.color)
+        );
+        let lx = LEFT + 8.0 + 110.0 * i as f64;
         let _ = write!(
             s,
             r#"<rect x="{lx}" y="{}" width="10" height="3" fill="{}"/><text x="{}" y="{}" class="tk">{}</text>"#,
@@ -213,26 +272,53 @@ pub fn lines(
             s,
             r#"<text x="{}" y="{}" class="tk" text-anchor="middle">no data</text>"#,
             W / 2.0,
-            H / 2.0
+            h / 2.0
         );
     }
     s.push_str("</svg>");
     s
 }
 
+/// Latency percentile curves as HdrHistogram plots them: the percentile on a log scale of
+/// `1/(1−q)` (1 is 90%, 2 is 99%, 3 is 99.9%, 4 is 99.99%), the latency up. Each line's points
+/// are `(q, ms)` with `q < 1`.
+pub fn percentiles(title: &str, curves: &[Line<'_>]) -> String {
+    let logx: Vec<Line<'_>> = curves
+        .iter()
+        .map(|l| Line {
+            label: l.label,
+            color: l.color,
+            points: l
+                .points
+                .iter()
+                .filter(|(q, _)| *q < 1.0)
+                .map(|&(q, v)| ((1.0 / (1.0 - q)).log10().min(4.0), v))
+                .collect(),
+        })
+        .collect();
+    lines_in(
+        title,
+        "percentile, log scale (1: 90%, 2: 99%, 3: 99.9%, 4: 99.99%)",
+        "ms",
+        &logx,
+        &[],
+        Some((0.0, 4.0)),
+    )
+}
+
 /// A bar chart of labelled values (percentiles, sizes per step).
 pub fn bars(title: &str, y_label: &str, values: &[(String, f64)], color: &str) -> String {
-    let y1 = values.iter().map(|v| v.1).fold(0.0f64, f64::max).max(1e-9) * 1.1;
+    let y1 = round_up(values.iter().map(|v| v.1).fold(0.0f64, f64::max).max(1e-9) * 1.05);
     let n = values.len().max(1) as f64;
     let slot = (W - LEFT - RIGHT) / n;
-    let py = |y: f64| y_pos(y, y1);
+    let py = |y: f64| y_pos(y, y1, H);
     let mut s = String::new();
     let _ = write!(
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{t}"><title>{t}</title><text x="{LEFT}" y="15" class="ct">{t}</text>"#,
         t = esc(title)
     );
-    y_grid(&mut s, y1);
+    y_grid(&mut s, y1, H);
     let _ = write!(
         s,
         r#"<text x="12" y="{c}" class="tk" transform="rotate(-90 12 {c})" text-anchor="middle">{}</text>"#,

@@ -24,6 +24,16 @@ pub(crate) struct Builder {
     pub items: Vec<Item>,
     pub thresholds: Vec<PlannedThreshold>,
     pub embedded: crate::embedded::EmbeddedSpec,
+    /// `report(#{ compare: [...] })`: steps to see side by side, and where that was said.
+    pub compare_steps: Vec<(Vec<String>, crate::plan::SourcePos)>,
+}
+
+/// `report(...)`: how the HTML report presents the run.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportOptions {
+    /// Steps whose latency distributions and series are drawn on shared axes.
+    compare: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -125,7 +135,13 @@ struct ThresholdOptions {
     no_data: Option<String>,
 }
 
-crate::no_option_checks!(ScenarioMeta, StepOptions, EmbeddedOptions, ThresholdOptions);
+crate::no_option_checks!(
+    ScenarioMeta,
+    StepOptions,
+    EmbeddedOptions,
+    ThresholdOptions,
+    ReportOptions
+);
 
 fn declaring(state: &State, ctx: &NativeCallContext) -> RhaiResult<()> {
     if state.target().is_some() {
@@ -410,6 +426,29 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
             let o: EmbeddedOptions = bridge::options(&ctx, "embedded_etcd", Dynamic::from_map(m))?;
             let spec = o.spec().map_err(|e| usage(&ctx, format!("embedded_etcd: {e}")))?;
             s.builder.lock().expect("builder lock").embedded = spec;
+            Ok(())
+        });
+
+    let s = state.clone();
+    FuncRegistration::new("report")
+        .with_params_info(["options: Map", "()"])
+        .with_comments([
+            "/// How the HTML report presents the run: `compare: [\"baseline\", \"slow\"]` draws those steps'\n\
+             /// latency distributions (percentile curves) and per-second series on shared axes, with the\n\
+             /// ratios written out. Call it once per group to compare.\n\
+             /// ```rhai\n/// report(#{ compare: [\"baseline\", \"slow\"] });\n/// ```",
+        ])
+        .register_into_engine(engine, move |ctx: NativeCallContext, m: Map| -> RhaiResult<()> {
+            declaring(&s, &ctx)?;
+            let o: ReportOptions = bridge::options(&ctx, "report", Dynamic::from_map(m))?;
+            if o.compare.len() < 2 {
+                return Err(usage(&ctx, "report: `compare` names two steps or more".to_string()));
+            }
+            s.builder
+                .lock()
+                .expect("builder lock")
+                .compare_steps
+                .push((o.compare, pos_of(&ctx)));
             Ok(())
         });
 

@@ -565,6 +565,20 @@ fn finish_plan(
         .iter()
         .filter_map(|i| if let Item::Step(s) = i { Some(s) } else { None })
         .collect();
+    for (names, pos) in &b.compare_steps {
+        for name in names {
+            if !steps.iter().any(|s| &s.name == name) {
+                let all: Vec<_> = steps.iter().map(|s| s.name.as_str()).collect();
+                return Err(at(
+                    pos,
+                    format!(
+                        "report: compare names step `{name}`, which this scenario does not declare"
+                    ),
+                    Some(format!("the steps are: {}", all.join(", "))),
+                ));
+            }
+        }
+    }
     for t in &mut b.thresholds {
         for name in t.threshold.steps() {
             if !steps.iter().any(|s| s.name == name) {
@@ -633,6 +647,7 @@ fn finish_plan(
         items: b.items,
         thresholds: b.thresholds,
         embedded: b.embedded,
+        compare_steps: b.compare_steps.into_iter().map(|(n, _)| n).collect(),
         warnings: renamed::scan(ast)
             .into_iter()
             .map(|(line, m)| format!("{file}:{line}: {m}"))

@@ -1,0 +1,161 @@
+//! Phases side by side (`report(#{ compare: ["baseline", "slow"] })`): the chosen steps' latency
+//! distributions as percentile curves on one log axis (from the HDR histograms the report keeps),
+//! their per-second series on shared axes from each step's start, and the ratios written out.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use super::svg::{self, esc, Line};
+use super::timeline::rate_points;
+use super::{Report, StepReport};
+use crate::measure::latency::quantile_of;
+
+/// Colours of the steps compared, in order.
+const COLORS: [&str; 6] = [
+    "#1e88e5", "#e53935", "#43a047", "#8e24aa", "#fb8c00", "#00897b",
+];
+
+/// Quantiles drawn as a curve.
+const CURVE: [f64; 12] = [
+    0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99995,
+];
+
+/// The step's latency distribution: the record's `latency` (or `txn_latency`) with samples.
+fn latency(s: &StepReport) -> Option<&Value> {
+    ["latency", "txn_latency"]
+        .iter()
+        .filter_map(|k| s.record.get(*k))
+        .find(|d| d.get("count").and_then(Value::as_f64).unwrap_or(0.0) > 0.0)
+}
+
+/// One group of steps drawn side by side: its charts and the ratio table, as HTML.
+pub fn group(report: &Report, names: &[String]) -> String {
+    let steps: Vec<&StepReport> = names
+        .iter()
+        .filter_map(|n| report.steps.iter().find(|s| &s.name == n))
+        .collect();
+    let title = names.join(" vs ");
+    let mut out = format!(
+        r#"<section class="phases" data-compare="{}"><h3>{}</h3><div class="charts">"#,
+        esc(&title),
+        esc(&title)
+    );
+    // Percentile curves, one per step.
+    let curves: Vec<Line<'_>> = steps
+        .iter()
+        .zip(COLORS.iter().cycle())
+        .filter_map(|(s, c)| {
+            let d = latency(s)?;
+            Some(Line {
+                label: &s.name,
+                color: c,
+                points: CURVE
+                    .iter()
+                    .filter_map(|q| Some((*q, quantile_of(d, *q)?)))
+                    .collect(),
+            })
+        })
+        .collect();
+    if !curves.is_empty() {
+        out.push_str(&svg::percentiles(
+            &format!("{title}: latency by percentile"),
+            &curves,
+        ));
+    }
+    // Per-second series from each step's start, on shared axes.
+    for (field, what, unit) in [
+        ("ok", "requests per second", "per second"),
+        ("p99", "p99 per second", "ms"),
+    ] {
+        let lines: Vec<Line<'_>> = steps
+            .iter()
+            .zip(COLORS.iter().cycle())
+            .filter_map(|(s, c)| {
+                let series = s.record.get("series")?.as_array()?;
+                let points = if field == "ok" {
+                    rate_points(series, field, s.duration_ms / 1e3)
+                } else {
+                    series
+                        .iter()
+                        .filter_map(|p| Some((p.get("t")?.as_f64()?, p.get(field)?.as_f64()?)))
+                        .collect()
+                };
+                Some(Line {
+                    label: &s.name,
+                    color: c,
+                    points,
+                })
+            })
+            .collect();
+        if lines.iter().any(|l| !l.points.is_empty()) {
+            out.push_str(&svg::lines(
+                &format!("{title}: {what}, from each step's start"),
+                "seconds since the step started",
+                unit,
+                &lines,
+                &[],
+            ));
+        }
+    }
+    out.push_str("</div>");
+    out.push_str(&ratios(&steps));
+    out.push_str("</section>");
+    out
+}
+
+/// The figures of each step and their ratio to the first step's.
+fn ratios(steps: &[&StepReport]) -> String {
+    let Some(first) = steps.first() else {
+        return String::new();
+    };
+    let rows: [(&str, &str); 7] = [
+        ("p50", "latency p50"),
+        ("p90", "latency p90"),
+        ("p99", "latency p99"),
+        ("p999", "latency p99.9"),
+        ("max", "latency max"),
+        ("mean", "latency mean"),
+        ("throughput", "throughput"),
+    ];
+    let value = |s: &StepReport, k: &str| -> Option<f64> {
+        if k == "throughput" {
+            return s.record.get("throughput")?.as_f64();
+        }
+        latency(s)?.get(k)?.as_f64()
+    };
+    let mut t = String::from(r#"<table class="fig ratios"><thead><tr><th>figure</th>"#);
+    for s in steps {
+        let _ = write!(t, "<th>{}</th>", esc(&s.name));
+    }
+    t.push_str("</tr></thead><tbody>");
+    for (k, label) in rows {
+        let base = value(first, k);
+        if steps.iter().all(|s| value(s, k).is_none()) {
+            continue;
+        }
+        let unit = if k == "throughput" {
+            crate::measure::Unit::PerSecond
+        } else {
+            crate::measure::Unit::Ms
+        };
+        let _ = write!(t, "<tr><td>{label}</td>");
+        for (i, s) in steps.iter().enumerate() {
+            let v = value(s, k);
+            let ratio = match (i, base, v) {
+                (0, _, _) => String::new(),
+                (_, Some(b), Some(v)) if b > 0.0 => format!(" <b>×{:.2}</b>", v / b),
+                _ => String::new(),
+            };
+            let _ = write!(
+                t,
+                r#"<td class="num">{}{}</td>"#,
+                esc(&unit.format(v)),
+                ratio
+            );
+        }
+        t.push_str("</tr>");
+    }
+    t.push_str("</tbody></table>");
+    t
+}
