@@ -187,9 +187,12 @@ fn lanes_svg(report: &Report, length: f64) -> String {
     s
 }
 
-/// Requests per second (all steps together) and p99 (the slowest step in each second) across
-/// the run, from the steps' per-second series.
-fn load(report: &Report) -> (Vec<(f64, f64)>, Vec<(f64, f64)>, Vec<(f64, f64)>) {
+/// Points of a chart line: `(seconds, value)`.
+type Points = Vec<(f64, f64)>;
+
+/// Requests per second (all steps together: ok, errors) and p99 (the slowest step in each
+/// second) across the run, from the steps' per-second series.
+fn load(report: &Report) -> (Points, Points, Points) {
     let mut bins: BTreeMap<i64, (f64, f64, Option<f64>)> = BTreeMap::new();
     for s in &report.steps {
         let (Some(off), Some(series)) = (
