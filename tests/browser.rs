@@ -3,40 +3,7 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
-
-/// Runs headless Chromium on `page` with `args`; returns (success, stdout, stderr).
-fn chromium(
-    page: &std::path::Path,
-    profile: &std::path::Path,
-    args: &[&str],
-) -> (bool, String, String) {
-    let out = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .expect("chromium runs (scripts/setup.sh installs Debian's chromium)");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn chromium_renders_the_html_report_without_console_messages() {

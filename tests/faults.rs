@@ -19,6 +19,7 @@ fn quorum_loss_fails_writes_without_a_majority_and_recovers() {
         &root().join("scenarios/quorum-loss.rhai"),
         &["--set", "load_duration=10s", "--set", "rate=100"],
     );
+    assert_page_renders(&r);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let report = r.report.unwrap();
     assert_schema_valid(&report);
@@ -66,6 +67,7 @@ fn killing_the_leader_elects_another_and_the_load_sees_the_window() {
             "before=2s",
         ],
     );
+    assert_page_renders(&r);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let report = r.report.unwrap();
     let kill = record(&report, "kill");
@@ -109,6 +111,7 @@ fn a_slow_disk_shows_in_etcds_own_fsync_latency_and_the_clients_p99() {
             "slowdown=1.5",
         ],
     );
+    assert_page_renders(&r);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let report = r.report.unwrap();
     let healthy = record(&report, "healthy")["server"]["wal_fsync"]["p99"]
@@ -126,6 +129,7 @@ fn a_slow_disk_shows_in_etcds_own_fsync_latency_and_the_clients_p99() {
 #[test]
 fn nospace_is_raised_then_cleared_by_the_documented_recovery() {
     let r = run(&root().join("scenarios/nospace-recovery.rhai"), &[]);
+    assert_page_renders(&r);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let report = r.report.unwrap();
     assert_eq!(record(&report, "full")["nospace"], true);

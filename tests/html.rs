@@ -239,3 +239,142 @@ fn pages_show_each_figure_in_its_unit_and_a_dash_for_no_data() {
         cell("load", "shortfall")
     );
 }
+
+/// Runs tests/fixtures/page.rhai (a simulated cluster, background heartbeats, a mixed load in two
+/// phases, an inventory, a map of the script's own) with `--html`; the report and the page.
+fn page_run(dir: &std::path::Path) -> (scen_engine::Report, String) {
+    let (json, html) = (dir.join("r.json"), dir.join("r.html"));
+    let file = fixture("page.rhai");
+    scen_ok(&[
+        "run".as_ref(),
+        file.as_os_str(),
+        "-q".as_ref(),
+        "--report".as_ref(),
+        json.as_os_str(),
+        "--html".as_ref(),
+        html.as_os_str(),
+    ]);
+    let report = scen_engine::report::from_json(&json).unwrap();
+    (report, std::fs::read_to_string(&html).unwrap())
+}
+
+#[test]
+fn every_leaf_figure_of_every_record_is_on_the_page_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let (report, text) = page_run(dir.path());
+    let doc = html_doc(&text);
+    let on_page: std::collections::BTreeSet<&str> = doc
+        .descendants()
+        .filter_map(|n| n.attribute("data-path"))
+        .collect();
+    let mut checked = 0;
+    for s in &report.steps {
+        for f in scen_engine::report::typed::step_figures(s) {
+            assert!(
+                on_page.contains(f.path.as_str()),
+                "{} is not on the page",
+                f.path
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 300, "a rich report: {checked} figures");
+    // Nested figures the old page left out: per flow, per operation, per resource, the script's own.
+    for path in [
+        "hb.leases.latency.p99",
+        "after.by_op.get.latency.p99",
+        "after.by_op.put.throughput",
+        "inventory.resources.pods.keys",
+        "mine.nested.b.c",
+    ] {
+        assert!(on_page.contains(path), "{path}");
+    }
+    // Maps of maps are sortable tables, a row per key.
+    let by_op = doc
+        .descendants()
+        .find(|n| {
+            n.has_tag_name("table")
+                && n.attribute("class") == Some("fig sortable")
+                && n.descendants()
+                    .any(|c| c.attribute("data-path") == Some("after.by_op.get.ok"))
+        })
+        .expect("by_op as a sortable table");
+    let rows = by_op.descendants().filter(|n| n.has_tag_name("tr")).count();
+    assert_eq!(rows, 3, "a header and one row per operation");
+    // No samples is a dash, never 0.
+    let rtt = doc
+        .descendants()
+        .find(|n| n.attribute("data-path") == Some("after.server.peer_rtt.p99"))
+        .unwrap();
+    assert_eq!(rtt.text(), Some("—"), "one member: no peer round trips");
+}
+
+#[test]
+fn the_timeline_has_every_step_in_order_with_background_steps_in_their_own_lane() {
+    let dir = tempfile::tempdir().unwrap();
+    let (report, text) = page_run(dir.path());
+    let doc = html_doc(&text);
+    let timeline = doc
+        .descendants()
+        .find(|n| n.attribute("class") == Some("chart wide timeline"))
+        .expect("a timeline at the top");
+    let bars: Vec<(&str, &str)> = timeline
+        .descendants()
+        .filter_map(|n| Some((n.attribute("data-step")?, n.attribute("data-lane")?)))
+        .collect();
+    let names: Vec<&str> = report.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        bars.iter().map(|b| b.0).collect::<Vec<_>>(),
+        names,
+        "every step, in order"
+    );
+    for (step, lane) in &bars {
+        let want = if *step == "hb" { "1" } else { "0" };
+        assert_eq!(*lane, want, "{step}");
+    }
+    // The bars follow each other on the time axis: each one starts where the previous ended or
+    // later (the background lane overlaps them).
+    let x = |name: &str| -> f64 {
+        timeline
+            .descendants()
+            .find(|n| n.attribute("data-step") == Some(name))
+            .and_then(|g| g.children().find(|c| c.has_tag_name((SVG, "rect"))))
+            .and_then(|r| r.attribute("x"))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(x("sim") < x("before") && x("before") < x("after") && x("after") < x("inventory"));
+    assert!(x("hb") < x("after"), "the heartbeats ran beside the loads");
+    // Under it, on the same time axis: the load and etcd's own view, sampled during the run.
+    let labels: Vec<&str> = doc
+        .descendants()
+        .filter_map(|n| n.attribute("aria-label"))
+        .collect();
+    for want in [
+        "the load: requests per second, all steps",
+        "the load: p99 per second (slowest step)",
+        "etcd: WAL fsync and backend commit p99 (every 2 s)",
+        "etcd: database size",
+    ] {
+        assert!(labels.contains(&want), "{want}: {labels:?}");
+    }
+    assert!(!report.server_timeline.is_empty());
+    // Phases side by side: percentile curves of both, the ratios written out.
+    let phases = doc
+        .descendants()
+        .find(|n| n.attribute("data-compare") == Some("before vs after"))
+        .expect("report(#{ compare }) draws the phases");
+    assert!(phases
+        .descendants()
+        .any(|n| n.attribute("aria-label") == Some("before vs after: latency by percentile")));
+    let ratio = phases
+        .descendants()
+        .filter(|n| n.has_tag_name("b"))
+        .filter_map(|n| n.text())
+        .find(|t| t.starts_with('×'))
+        .expect("a ratio");
+    let _: f64 = ratio.trim_start_matches('×').parse().unwrap();
+}
+
+const SVG: &str = "http://www.w3.org/2000/svg";

@@ -57,6 +57,7 @@ fn kyverno_reports_measure_storage_with_history_and_compaction_gives_it_back() {
             "scans=2",
         ],
     );
+    assert_page_renders(&r);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let report = r.report.unwrap();
     assert_schema_valid(&report);
@@ -137,6 +138,7 @@ fn a_rewrite_never_touches_what_the_run_did_not_create() {
             "maintenance=false",
         ],
     );
+    assert_page_renders(&r);
     // The pre-existing report is neither created nor rewritten: one short of the count.
     assert_eq!(r.code, 1, "{}", r.stderr);
     let report = r.report.unwrap();
@@ -178,6 +180,7 @@ fn large_cluster_heartbeats_at_the_intended_rate_beside_reads() {
             "max_shortfall=10.0",
         ],
     );
+    assert_page_renders(&r);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let report = r.report.unwrap();
     let hb = record(&report, "heartbeats");
@@ -206,6 +209,7 @@ fn the_health_lab_records_every_step_of_the_lab() {
             artifacts.path().to_str().unwrap(),
         ],
     );
+    assert_page_renders(&r);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let report = r.report.unwrap();
     assert_schema_valid(&report);
@@ -288,6 +292,7 @@ fn the_team_example_imports_its_common_module_and_takes_values_files() {
             "load_duration=2s",
         ],
     );
+    assert_page_renders(&r);
     // The team's latency SLOs are strict; on a busy test machine they may fail (exit 1). The layout
     // is what is tested here: the import, the values file, the shape.
     assert!(r.code == 0 || r.code == 1, "{}", r.stderr);

@@ -146,6 +146,7 @@ fn defrag_under_load_shows_the_load_across_the_defrag_window() {
             "rate=200",
         ],
     );
+    assert_page_renders(&r);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let report = r.report.unwrap();
     let load = step(&report, "load");
@@ -189,6 +190,7 @@ fn backup_restore_scenario_brings_every_key_back() {
             artifacts.path().to_str().unwrap(),
         ],
     );
+    assert_page_renders(&r);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let report = r.report.unwrap();
     assert!(

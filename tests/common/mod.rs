@@ -40,7 +40,8 @@ pub struct Run {
     pub dir: tempfile::TempDir,
 }
 
-/// Runs `scen run FILE ARGS...` writing all three reports into a temp dir.
+/// Runs `scen run FILE ARGS...` writing all four reports (JSON, JUnit, Markdown, HTML) into a
+/// temp dir (the HTML as `r.html`, for [`assert_page_renders`]).
 pub fn run(file: &Path, args: &[&str]) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let (json, xml, md) = (
@@ -58,6 +59,8 @@ pub fn run(file: &Path, args: &[&str]) -> Run {
             xml.to_str().unwrap(),
             "--markdown",
             md.to_str().unwrap(),
+            "--html",
+            dir.path().join("r.html").to_str().unwrap(),
         ])
         .args(args)
         .output()
@@ -216,6 +219,56 @@ pub fn scen_ok<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// Runs headless Chromium (Debian's, installed by scripts/setup.sh) on `page` with `args`;
+/// returns (success, stdout, stderr). Console messages are logged to stderr as CONSOLE lines.
+pub fn chromium(page: &Path, profile: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium runs (scripts/setup.sh installs Debian's chromium)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The run's HTML report loads in headless Chromium with no console message, its verdict banner,
+/// a timeline and every step's section in the DOM.
+pub fn assert_page_renders(r: &Run) {
+    let page = r.dir.path().join("r.html");
+    let (ok, dom, stderr) = chromium(&page, &r.dir.path().join("chromium"), &["--dump-dom"]);
+    assert!(ok, "chromium failed: {stderr}");
+    let console: Vec<&str> = stderr.lines().filter(|l| l.contains("CONSOLE")).collect();
+    assert!(console.is_empty(), "console messages: {console:?}");
+    assert!(dom.contains("class=\"banner "), "no verdict banner");
+    let report = r.report.as_ref().expect("a report");
+    if report["steps"]
+        .as_array()
+        .is_some_and(|s| s.iter().any(|s| s["started_at"].is_string()))
+    {
+        assert!(dom.contains("chart wide timeline"), "no timeline");
+    }
+    for s in report["steps"].as_array().into_iter().flatten() {
+        let id = format!("id=\"step-{}\"", s["name"].as_str().unwrap());
+        assert!(dom.contains(&id), "no section for step {}", s["name"]);
+    }
 }
 
 /// An HTML page scen wrote, parsed as the well-formed markup it must be.
