@@ -131,14 +131,28 @@ fn compare_writes_the_two_runs_overlaid() {
         .descendants()
         .filter(|n| {
             n.attribute("aria-label")
-                .is_some_and(|l| l.ends_with("old and new"))
+                .is_some_and(|l| l.contains("old and new"))
         })
         .collect();
     assert_eq!(
         overlays.len(),
-        2,
-        "throughput and p99 of the load, both runs"
+        3,
+        "the load's latency by percentile, throughput and p99 per second, both runs on shared axes"
     );
+    // Each overlay says the noise-aware verdict of its figure.
+    let titles: Vec<&str> = overlays
+        .iter()
+        .filter_map(|n| n.attribute("aria-label"))
+        .collect();
+    assert!(
+        titles[0].starts_with("load: latency by percentile, old and new — p99 "),
+        "{titles:?}"
+    );
+    assert!(
+        titles.iter().any(|t| t.contains("— throughput ")),
+        "{titles:?}"
+    );
+    let overlays = &overlays[1..];
     let legend: Vec<&str> = overlays[0].descendants().filter_map(|n| n.text()).collect();
     assert!(legend.contains(&"old") && legend.contains(&"new"));
     assert_eq!(

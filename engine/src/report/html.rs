@@ -86,8 +86,53 @@ pub fn to_compare_html(
             .and_then(Json::as_array)
             .map_or_else(Vec::new, |a| points(a, field))
     };
+    // A figure's verdict in a chart's title: "p99 REGRESSED +31%".
+    let verdict_of = |path: String, what: &str| -> String {
+        cmp.rows
+            .iter()
+            .find(|r| r.path == path)
+            .map(|r| format!(" — {what} {} {}", r.verdict.label(), r.change_text()))
+            .unwrap_or_default()
+    };
     let mut charts = Vec::new();
     for s in &new.steps {
+        // The two latency distributions as percentile curves on one log axis.
+        let dist = |r: &Report| -> Option<Json> {
+            let step = r.steps.iter().find(|x| x.name == s.name)?;
+            step.record
+                .get("latency")
+                .filter(|d| d.get("count").and_then(Json::as_f64).unwrap_or(0.0) > 0.0)
+                .cloned()
+        };
+        if let (Some(a), Some(b)) = (dist(old), dist(new)) {
+            let curve = |d: &Json| -> Vec<(f64, f64)> {
+                [
+                    0.0, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999,
+                ]
+                .iter()
+                .filter_map(|q| Some((*q, crate::measure::latency::quantile_of(d, *q)?)))
+                .collect()
+            };
+            charts.push(safe(svg::percentiles(
+                &format!(
+                    "{}: latency by percentile, old and new{}",
+                    s.name,
+                    verdict_of(format!("{}.latency.p99", s.name), "p99")
+                ),
+                &[
+                    Line {
+                        label: "old",
+                        color: "#9e9e9e",
+                        points: curve(&a),
+                    },
+                    Line {
+                        label: "new",
+                        color: "#1e88e5",
+                        points: curve(&b),
+                    },
+                ],
+            )));
+        }
         for (field, what, unit) in [
             ("ok", "requests per second", "per second"),
             ("p99", "p99 per second", "ms"),
@@ -96,8 +141,13 @@ pub fn to_compare_html(
             if a.is_empty() || b.is_empty() {
                 continue;
             }
+            let verdict = if field == "ok" {
+                verdict_of(format!("{}.throughput", s.name), "throughput")
+            } else {
+                verdict_of(format!("{}.latency.p99", s.name), "p99")
+            };
             charts.push(safe(svg::lines(
-                &format!("{}: {what}, old and new", s.name),
+                &format!("{}: {what}, old and new{verdict}", s.name),
                 "seconds",
                 unit,
                 &[

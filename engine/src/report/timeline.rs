@@ -14,7 +14,7 @@ use super::{Report, StepReport};
 /// What a step does to the cluster, for marking: a fault or maintenance.
 pub fn kind(s: &StepReport) -> Option<&'static str> {
     let a = s.action.as_deref()?;
-    if a.starts_with("fault::") {
+    if a.starts_with("fault::") && a != "fault::members" {
         Some("fault")
     } else if ["compact", "defrag", "disarm", "snapshot", "restore"]
         .iter()
@@ -129,7 +129,7 @@ fn lanes_svg(report: &Report, length: f64) -> String {
     );
     for lane in 0..n {
         let y = top + row * lane as f64;
-        let label = if lane == 0 { "steps" } else { "background" };
+        let label = if lane == 0 { "steps" } else { "bg" };
         let _ = write!(
             s,
             r#"<text x="{}" y="{:.1}" class="tk" text-anchor="end">{label}</text>"#,
@@ -284,18 +284,16 @@ pub fn timeline(report: &Report) -> Option<Vec<String>> {
         };
         // Leader changes as marks.
         let mut leader_marks: Vec<Mark> = Vec::new();
-        let mut last: Option<&str> = None;
-        for p in tl {
-            let now = p.leader.as_deref();
-            if last.is_some() && now != last {
+        for w in tl.windows(2) {
+            if w[0].leader != w[1].leader {
                 leader_marks.push(Mark {
-                    x: p.t,
+                    x: w[1].t,
                     end: None,
-                    label: format!("leader → {}", now.unwrap_or("none")),
+                    label: match &w[1].leader {
+                        Some(l) => format!("leader → {l}"),
+                        None => "no leader".into(),
+                    },
                 });
-            }
-            if now.is_some() || last.is_some() {
-                last = now;
             }
         }
         let mut etcd_marks: Vec<Mark> = marks
