@@ -181,14 +181,10 @@ pub fn ab(args: AbArgs, quiet: bool) -> i32 {
         let cancel = CancellationToken::new();
         let c = cancel.clone();
         tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) else {
+            let Some(mut signals) = crate::Signals::new() else {
                 return;
             };
-            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+            signals.next().await;
             say!("interrupted: stopping the current run and its etcd; the rounds so far are reported");
             c.cancel();
         });

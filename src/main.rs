@@ -956,18 +956,33 @@ fn print_summary(r: &scen_engine::Report, quiet: bool, code: i32) {
     }
 }
 
+/// SIGINT and SIGTERM, both meaning "stop".
+pub(crate) struct Signals(tokio::signal::unix::Signal, tokio::signal::unix::Signal);
+
+impl Signals {
+    /// Watches both; `None` when the runtime cannot.
+    pub(crate) fn new() -> Option<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Some(Signals(
+            signal(SignalKind::interrupt()).ok()?,
+            signal(SignalKind::terminate()).ok()?,
+        ))
+    }
+
+    /// Waits for the next of either.
+    pub(crate) async fn next(&mut self) {
+        tokio::select! { _ = self.0.recv() => {}, _ = self.1.recv() => {} }
+    }
+}
+
 async fn watch_signals(cancel: CancellationToken, progress: Arc<Progress>, outputs: Outputs) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
+    let Some(mut signals) = Signals::new() else {
         return;
     };
-    tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+    signals.next().await;
     say!("interrupted: stopping steps, writing the partial report, stopping etcd (again to force)");
     cancel.cancel();
-    tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+    signals.next().await;
     // A second signal: leave now, with the report as it stands. The embedded etcd dies with us
     // (parent-death signal); its data directory is removed by the next run.
     if let Some(r) = progress.partial_report() {

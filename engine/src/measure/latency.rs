@@ -117,17 +117,22 @@ impl Recorder {
         if self.count() == 0 {
             return vec![None; qs.len()];
         }
-        let mut folded;
-        let h: &Histogram<u64> = match (&self.hist, self.pending.is_empty()) {
-            (Some(h), true) => h,
+        self.with_histogram(|h| {
+            qs.iter()
+                .map(|q| Some(h.value_at_quantile(*q) as f64 / 1e3))
+                .collect()
+        })
+    }
+
+    /// Calls `f` with every sample in one histogram (the raw ones folded into a copy).
+    fn with_histogram<R>(&self, f: impl FnOnce(&Histogram<u64>) -> R) -> R {
+        match (&self.hist, self.pending.is_empty()) {
+            (Some(h), true) => f(h),
             _ => {
-                folded = self.clone();
-                folded.histogram()
+                let mut folded = self.clone();
+                f(folded.histogram())
             }
-        };
-        qs.iter()
-            .map(|q| Some(h.value_at_quantile(*q) as f64 / 1e3))
-            .collect()
+        }
     }
 
     /// Number of samples.
@@ -140,14 +145,11 @@ impl Recorder {
         if self.count() == 0 {
             return Distribution::default();
         }
-        let mut folded;
-        let h: &Histogram<u64> = match (&self.hist, self.pending.is_empty()) {
-            (Some(h), true) => h,
-            _ => {
-                folded = self.clone();
-                folded.histogram()
-            }
-        };
+        self.with_histogram(Self::distribution)
+    }
+
+    /// The distribution of a histogram with samples.
+    fn distribution(h: &Histogram<u64>) -> Distribution {
         let ms = |us: u64| Some(us as f64 / 1e3);
         Distribution {
             count: h.len(),
