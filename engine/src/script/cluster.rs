@@ -18,6 +18,7 @@ pub(crate) fn record_schema(name: &str) -> Option<serde_json::Value> {
         "inventory" => serde_json::to_value(schemars::schema_for!(act::InventoryRecord)).ok(),
         "cleanup" => serde_json::to_value(schemars::schema_for!(act::CleanupRecord)).ok(),
         "heartbeat" => serde_json::to_value(schemars::schema_for!(act::HeartbeatRecord)).ok(),
+        "lifecycle" => serde_json::to_value(schemars::schema_for!(act::LifecycleRecord)).ok(),
         _ => None,
     }
 }
@@ -96,6 +97,31 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>, base_dir: &std::
             let o: HeartbeatOptions = options(&ctx, "cluster::heartbeat", Dynamic::from_map(o))?;
             let p = watch(&s);
             action(&s, &ctx, "cluster", |t| async move { act::heartbeat(&t, &o, p).await })
+        });
+    let s = state.clone();
+    let base: PathBuf = base_dir.to_path_buf();
+    FuncRegistration::new("lifecycle")
+        .with_namespace(FnNamespace::Internal)
+        .with_params_info(["options: Map", "Map"])
+        .with_comments(["/// Drives `count` objects through `phases` (default all: \"create\", \"schedule\", \"run\",\n\
+                         /// \"monitor\", \"delete\"), each write as kube-apiserver makes it (create-only, then\n\
+                         /// compare-and-swap on the object's revision): `#{ kind: \"pod\" | \"vmi\" | \"custom\",\n\
+                         /// count, resource: #{ group, plural, template, namespaced } (custom), name (objects are\n\
+                         /// `<name>-<i>`), namespaces (10: `scen-ns-<n>`), concurrency (32), rate (objects/s),\n\
+                         /// monitor (how long each runs, e.g. \"20s\"), monitor_interval (\"5s\"), finalizer (two-step\n\
+                         /// delete), nodes (default: the simulated cluster's), root, name_prefix, templates, vars,\n\
+                         /// request_timeout }`. Returns `#{ kind, root, prefix, objects, names, namespaces, phases_run,\n\
+                         /// phases: #{ create: #{ count, errors, conflicts, latency, since_created, throughput }, ... },\n\
+                         /// completed, errors, errors_by_code, error_messages, remaining, duration_ms }`; fails when\n\
+                         /// the objects expected under the prefix at the end are not there."])
+        .set_into_module(&mut m, move |ctx: NativeCallContext, o: Map| -> R {
+            let what = "cluster::lifecycle";
+            let mut o: act::LifecycleOptions = options(&ctx, what, Dynamic::from_map(o))?;
+            o.base_dir = base.clone();
+            o.check()
+                .map_err(|e| super::bridge::refused(&ctx, what, e))?;
+            let p = watch(&s);
+            action(&s, &ctx, "cluster", |t| async move { act::lifecycle(&t, &o, p).await })
         });
     engine.register_static_module("cluster", m.into());
 }

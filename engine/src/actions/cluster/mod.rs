@@ -5,6 +5,7 @@
 pub mod apiserver;
 mod heartbeat;
 mod inventory;
+mod lifecycle;
 mod objects;
 pub mod protobuf;
 mod templates;
@@ -23,6 +24,9 @@ pub use heartbeat::{
     heartbeat, heartbeat_through, FlowRecord, HeartbeatOptions, HeartbeatRecord, HeartbeatSecond,
 };
 pub use inventory::{cleanup, inventory, CleanupRecord, InventoryOptions, InventoryRecord};
+pub use lifecycle::{
+    lifecycle, phases_of, LifecycleOptions, LifecycleRecord, PhaseRecord, ResourceSpec, PHASES,
+};
 pub use objects::{CustomSpec, Kind, Shape};
 
 use super::{Error, ProgressFn, Result, SizeValue, Watch};

@@ -53,6 +53,10 @@ pub const STDLIB: &[(&str, &str)] = &[
         "policyreport",
         include_str!("../../../../stdlib/templates/policyreport.yaml.j2"),
     ),
+    (
+        "vmi",
+        include_str!("../../../../stdlib/templates/vmi.yaml.j2"),
+    ),
 ];
 
 /// A set of templates ready to render.

@@ -1,0 +1,782 @@
+//! `cluster::lifecycle`: objects driven through the phases a controller and a node agent put them
+//! through — create, schedule, run, monitor, delete — written into etcd as kube-apiserver writes
+//! them (create-only, then compare-and-swap on the object's revision for every status update),
+//! and measured per phase: writes, latency, conflicts, errors, and the time for the population to
+//! reach the phase from each object's creation (the "VMI startup latency" KubeVirt and
+//! ClusterLoader2 report for pods).
+//!
+//! Objects are named `<name>-<i>` in the namespaces `<name_prefix>ns-<i % namespaces>` (the
+//! simulated cluster's: `scen-ns-0`...), scheduled round robin on the simulated nodes.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Compare, CompareOp, KvClient, Txn, TxnOp, TxnOpResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::objects::{CustomSpec, Kind, Shape};
+use super::templates::Renderer;
+use super::{effective_root, Encoding, SimulateOptions};
+use crate::actions::{duration_option as duration, grpc_code, ms, Error, Result, Watch};
+use crate::measure::latency::{Distribution, Recorder};
+use crate::target::Target;
+
+/// The phases, in the order objects go through them.
+pub const PHASES: [&str; 5] = ["create", "schedule", "run", "monitor", "delete"];
+
+/// A custom resource as a CRD names it: what a lifecycle of a custom kind needs besides a template.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceSpec {
+    /// API group (`kubevirt.io`).
+    pub group: String,
+    /// Resource plural (`virtualmachineinstances`).
+    pub plural: String,
+    /// Template: a stdlib name (`"vmi"`) or a file path.
+    pub template: String,
+    /// Namespaced (default) or cluster-scoped.
+    #[serde(default = "yes")]
+    pub namespaced: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Options of `cluster::lifecycle`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleOptions {
+    /// `pod`, `vmi` (KubeVirt's VirtualMachineInstance, stdlib template) or `custom` with
+    /// `resource`.
+    pub kind: String,
+    /// Objects.
+    pub count: u64,
+    /// A custom kind's resource (with `kind: "custom"`).
+    pub resource: Option<ResourceSpec>,
+    /// The phases, in order (default all five); `create` first.
+    pub phases: Option<Vec<String>>,
+    /// Object names are `<name>-<i>` (default: the kind, `pod` or `vmi`).
+    pub name: Option<String>,
+    /// Namespaces the objects are spread over.
+    #[serde(default = "ten")]
+    pub namespaces: u64,
+    /// Writes in flight at most.
+    #[serde(default = "thirty_two")]
+    pub concurrency: u64,
+    /// Objects created per second (default: as fast as `concurrency` allows).
+    #[serde(default, deserialize_with = "crate::actions::de_opt_f64")]
+    pub rate: Option<f64>,
+    /// How long each object stays running, its status updated every `monitor_interval`.
+    pub monitor: Option<String>,
+    /// Time between two status updates while running (`"5s"`).
+    pub monitor_interval: Option<String>,
+    /// Delete in two steps, as a finalizer makes kube-apiserver do: set `deletionTimestamp`,
+    /// then remove.
+    #[serde(default)]
+    pub finalizer: bool,
+    /// Nodes to schedule on (default: the simulated cluster's).
+    pub nodes: Option<u64>,
+    /// Storage root (default `/registry`, under the run prefix on an etcd scen did not start).
+    pub root: Option<String>,
+    /// Name prefix of namespaces and nodes (default `scen-`, as `cluster::simulate`).
+    pub name_prefix: Option<String>,
+    /// Your own templates by name.
+    #[serde(default)]
+    pub templates: BTreeMap<String, String>,
+    /// Extra template variables.
+    #[serde(default)]
+    pub vars: serde_json::Map<String, Value>,
+    /// Give up on a write after this long (`"5s"`).
+    pub request_timeout: Option<String>,
+    /// Directory relative template paths resolve against (the scenario's).
+    #[serde(skip)]
+    pub base_dir: std::path::PathBuf,
+}
+
+fn ten() -> u64 {
+    10
+}
+fn thirty_two() -> u64 {
+    32
+}
+
+crate::no_option_checks!(LifecycleOptions);
+
+/// One phase's figures.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct PhaseRecord {
+    /// Objects that entered the phase.
+    pub count: u64,
+    /// Writes of the phase that failed.
+    #[schemars(extend("x-better" = "lower"))]
+    pub errors: u64,
+    /// Compare-and-swap writes that found the object changed and tried again.
+    #[schemars(extend("x-better" = "lower"))]
+    pub conflicts: u64,
+    /// Latency of the phase's writes (ms).
+    pub latency: Distribution,
+    /// Time from each object's creation to its entering the phase (ms): the population's startup.
+    pub since_created: Distribution,
+    /// Objects entering the phase per second, over the step.
+    #[schemars(with = "crate::measure::PerSecond", extend("x-better" = "higher", "x-samples" = "count"))]
+    pub throughput: f64,
+}
+
+/// The record of `cluster::lifecycle`.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct LifecycleRecord {
+    /// `pod`, `vmi` or the custom resource's `group/plural`.
+    pub kind: String,
+    /// The storage root written under.
+    pub root: String,
+    /// Where the objects live: `<root>/<resource>/<namespace>/<name>`.
+    pub prefix: String,
+    /// Objects.
+    pub objects: u64,
+    /// Object names: `<name>-<i>`.
+    pub names: String,
+    /// The namespaces the objects are in.
+    pub namespaces: Vec<String>,
+    /// The phases run, in order.
+    pub phases_run: Vec<String>,
+    /// Per phase.
+    pub phases: BTreeMap<String, PhaseRecord>,
+    /// Objects that went through every phase.
+    pub completed: u64,
+    /// Failed writes, all phases.
+    #[schemars(extend("x-better" = "lower"))]
+    pub errors: u64,
+    /// Failures by code.
+    pub errors_by_code: BTreeMap<String, u64>,
+    /// The first few error messages.
+    pub error_messages: Vec<String>,
+    /// Objects found under the prefix at the end (0 after a `delete` phase).
+    pub remaining: u64,
+    /// Wall time (ms).
+    #[schemars(with = "crate::measure::Ms")]
+    pub duration_ms: f64,
+}
+
+/// The kind's layout: its resource directory, template, whether it is a built-in pod.
+struct Layout {
+    label: String,
+    resource: String,
+    template: String,
+    namespaced: bool,
+    pod: bool,
+}
+
+fn layout(opts: &LifecycleOptions) -> Result<Layout> {
+    match (opts.kind.as_str(), &opts.resource) {
+        ("pod", None) => Ok(Layout {
+            label: "pod".into(),
+            resource: "pods".into(),
+            template: "pod".into(),
+            namespaced: true,
+            pod: true,
+        }),
+        ("vmi", None) => Ok(Layout {
+            label: "vmi".into(),
+            resource: "kubevirt.io/virtualmachineinstances".into(),
+            template: "vmi".into(),
+            namespaced: true,
+            pod: false,
+        }),
+        ("custom", Some(r)) => Ok(Layout {
+            label: format!("{}/{}", r.group, r.plural),
+            resource: format!("{}/{}", r.group, r.plural),
+            template: r.template.clone(),
+            namespaced: r.namespaced,
+            pod: false,
+        }),
+        ("custom", None) => Err(Error::Options(
+            "kind \"custom\" needs `resource: #{ group, plural, template }`".into(),
+        )),
+        (k, Some(_)) => Err(Error::Options(format!(
+            "`resource` goes with kind \"custom\", not \"{k}\""
+        ))),
+        (k, None) => Err(Error::Options(format!(
+            "unknown kind `{k}`: use \"pod\", \"vmi\" or \"custom\" with `resource`"
+        ))),
+    }
+}
+
+/// The phases asked for, checked: known names, in lifecycle order, `create` first.
+pub fn phases_of(opts: &LifecycleOptions) -> Result<Vec<&'static str>> {
+    let Some(asked) = &opts.phases else {
+        return Ok(PHASES.to_vec());
+    };
+    let mut out: Vec<&'static str> = Vec::new();
+    for p in asked {
+        let Some(known) = PHASES.iter().find(|k| *k == p) else {
+            return Err(Error::Options(format!(
+                "unknown phase `{p}`: the phases are {}",
+                PHASES.join(", ")
+            )));
+        };
+        if let Some(last) = out.last() {
+            let (a, b) = (
+                PHASES.iter().position(|x| x == last),
+                PHASES.iter().position(|x| x == known),
+            );
+            if b <= a {
+                return Err(Error::Options(format!(
+                    "phase `{p}` comes after `{last}`: list them in the order {}",
+                    PHASES.join(", ")
+                )));
+            }
+        }
+        out.push(known);
+    }
+    if out.first() != Some(&"create") {
+        return Err(Error::Options("the phases start with `create`".into()));
+    }
+    Ok(out)
+}
+
+impl LifecycleOptions {
+    /// Everything knowable before a run: kind, phases, durations, templates.
+    pub fn check(&self) -> Result<()> {
+        let l = layout(self)?;
+        phases_of(self)?;
+        if self.count == 0 || self.concurrency == 0 || self.namespaces == 0 {
+            return Err(Error::Options(
+                "count, concurrency and namespaces must be positive".into(),
+            ));
+        }
+        if self.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+            return Err(Error::Options(
+                "rate must be a positive number of objects per second".into(),
+            ));
+        }
+        for (v, what) in [
+            (&self.monitor, "monitor"),
+            (&self.monitor_interval, "monitor_interval"),
+            (&self.request_timeout, "request_timeout"),
+        ] {
+            duration(v.as_deref(), "1s", what)?;
+        }
+        // The template renders an object of the kind (a missing variable or file is found here).
+        let r = renderer(self, &l, 1)?;
+        r.render_now(render_kind(&l), 0)?;
+        Ok(())
+    }
+}
+
+/// A renderer whose shape has only this kind's objects (and their namespaces first).
+fn renderer(opts: &LifecycleOptions, l: &Layout, nodes: u64) -> Result<Renderer> {
+    let mut sim: SimulateOptions = serde_json::from_value(json!({
+        "namespaces": opts.namespaces,
+        "templates": opts.templates,
+        "vars": opts.vars,
+    }))
+    .map_err(|e| Error::Options(e.to_string()))?;
+    sim.base_dir = opts.base_dir.clone();
+    let name = opts.name.clone().unwrap_or_else(|| l.label.clone());
+    let (group, plural) = l.resource.split_once('/').unwrap_or(("", &l.resource));
+    let shape = Shape {
+        namespaces: opts.namespaces,
+        nodes,
+        pods: if l.pod { opts.count } else { 0 },
+        deployments: 0,
+        services: 0,
+        configmaps: 0,
+        secrets: 0,
+        events: 0,
+        custom: if l.pod {
+            Vec::new()
+        } else {
+            vec![CustomSpec {
+                group: group.into(),
+                plural: plural.into(),
+                count: opts.count,
+                template: l.template.clone(),
+                namespaced: l.namespaced,
+                vars: {
+                    let mut v = serde_json::Map::new();
+                    v.insert("name_stem".into(), json!(name));
+                    v
+                },
+            }]
+        },
+        name_prefix: opts.name_prefix.clone().unwrap_or_else(|| "scen-".into()),
+    };
+    Renderer::new(&sim, shape)
+}
+
+/// The kind the renderer renders the objects as.
+fn render_kind(l: &Layout) -> Kind {
+    if l.pod {
+        Kind::Pod
+    } else {
+        Kind::Custom
+    }
+}
+
+/// One phase's tallies.
+#[derive(Default)]
+struct Tally {
+    count: u64,
+    errors: u64,
+    conflicts: u64,
+    latency: Recorder,
+    since_created: Recorder,
+}
+
+/// What the objects' tasks share.
+struct Shared {
+    kv: KvClient,
+    renderer: Renderer,
+    layout: Layout,
+    root: String,
+    name: String,
+    nodes: Vec<String>,
+    permits: tokio::sync::Semaphore,
+    timeout: Duration,
+    phases: Vec<&'static str>,
+    monitor: Duration,
+    monitor_interval: Duration,
+    finalizer: bool,
+    tallies: Mutex<BTreeMap<&'static str, Tally>>,
+    codes: Mutex<(BTreeMap<String, u64>, Vec<String>)>,
+    completed: std::sync::atomic::AtomicU64,
+}
+
+/// The `i`-th object: its key and its body as created (phase Pending, not scheduled).
+fn created(sh: &Shared, i: u64) -> Result<(String, Value)> {
+    let o = sh.renderer.render_now(render_kind(&sh.layout), i)?;
+    let mut v = o.value;
+    // Named `<name>-<i>` in its namespace, with a uid of its own.
+    let ns = v["metadata"]["namespace"].as_str().map(String::from);
+    let name = format!("{}-{i}", sh.name);
+    v["metadata"]["name"] = json!(name);
+    v["metadata"]["uid"] = json!(super::objects::uid(
+        &sh.layout.label,
+        ns.as_deref().unwrap_or(""),
+        &name
+    ));
+    let key = match (&ns, sh.layout.namespaced) {
+        (Some(ns), true) => format!("{}/{}/{ns}/{name}", sh.root, sh.layout.resource),
+        _ => format!("{}/{}/{name}", sh.root, sh.layout.resource),
+    };
+    if sh.layout.pod {
+        if let Some(spec) = v["spec"].as_object_mut() {
+            spec.remove("nodeName");
+        }
+        v["status"] = json!({ "phase": "Pending", "qosClass": "Burstable" });
+    } else {
+        v["status"] = json!({ "phase": "Pending" });
+    }
+    Ok((key, v))
+}
+
+fn now() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// The object's body for `phase` (and a second, intermediate write for a custom kind's schedule:
+/// `Scheduling`, then `Scheduled`).
+fn bodies(sh: &Shared, i: u64, base: &Value, phase: &str) -> Result<Vec<Value>> {
+    let node = sh.nodes[(i % sh.nodes.len() as u64) as usize].clone();
+    let mut v = base.clone();
+    let stamp = now();
+    let ready = |t: &str| json!({ "type": t, "status": "True", "lastProbeTime": null, "lastTransitionTime": stamp });
+    Ok(match (phase, sh.layout.pod) {
+        ("schedule", true) => {
+            v["spec"]["nodeName"] = json!(node);
+            v["status"]["conditions"] = json!([ready("PodScheduled")]);
+            vec![v]
+        }
+        ("schedule", false) => {
+            v["status"]["phase"] = json!("Scheduling");
+            let first = v.clone();
+            v["status"]["phase"] = json!("Scheduled");
+            v["status"]["nodeName"] = json!(node);
+            v["status"]["conditions"] = json!([ready("PodScheduled")]);
+            vec![first, v]
+        }
+        ("run", true) => {
+            // The template's running pod, on this node.
+            let full = sh.renderer.render_now(Kind::Pod, i)?.value;
+            v["spec"]["nodeName"] = json!(node);
+            v["status"] = full["status"].clone();
+            vec![v]
+        }
+        ("run", false) => {
+            v["status"]["phase"] = json!("Running");
+            v["status"]["nodeName"] = json!(node);
+            v["status"]["conditions"] = json!([ready("PodScheduled"), ready("Ready")]);
+            vec![v]
+        }
+        ("monitor", _) => {
+            if let Some(c) = v["status"]["conditions"].as_array_mut() {
+                for c in c {
+                    c["lastProbeTime"] = json!(stamp);
+                }
+            }
+            vec![v]
+        }
+        ("delete", _) => {
+            v["metadata"]["deletionTimestamp"] = json!(stamp);
+            v["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            vec![v]
+        }
+        _ => vec![v],
+    })
+}
+
+/// The stored bytes of `v`.
+fn encode(sh: &Shared, v: &Value) -> Result<Vec<u8>> {
+    let enc = if sh.layout.pod {
+        Encoding::Protobuf
+    } else {
+        Encoding::Json
+    };
+    Ok(enc.encode(v, &sh.layout.template)?.0)
+}
+
+/// What one write did: its new revision, conflicts met on the way.
+struct Wrote {
+    revision: i64,
+    conflicts: u64,
+}
+
+/// A write within the timeout and a permit: create-only, compare-and-swap put, or delete.
+async fn write(sh: &Shared, key: &str, value: Option<Vec<u8>>, rev: i64) -> Result<Wrote> {
+    let _permit = sh.permits.acquire().await.expect("never closed");
+    let mut kv = sh.kv.clone();
+    let mut known = rev;
+    let mut conflicts = 0;
+    let go = async {
+        for _ in 0..3 {
+            let op = match &value {
+                Some(v) => TxnOp::put(key, v.clone(), None),
+                None => TxnOp::delete(key, None),
+            };
+            let cmp = if rev == 0 {
+                Compare::create_revision(key, CompareOp::Equal, 0)
+            } else {
+                Compare::mod_revision(key, CompareOp::Equal, known)
+            };
+            let txn = Txn::new()
+                .when([cmp])
+                .and_then([op])
+                .or_else([TxnOp::get(key, None)]);
+            let r = kv
+                .txn(txn)
+                .await
+                .map_err(|source| Error::Etcd { op: "txn", source })?;
+            if r.succeeded() {
+                return Ok(Wrote {
+                    revision: r.header().map_or(0, |h| h.revision()),
+                    conflicts,
+                });
+            }
+            conflicts += 1;
+            let current = r.op_responses().into_iter().find_map(|op| match op {
+                TxnOpResponse::Get(g) => Some(g.kvs().first().map(|kv| kv.mod_revision())),
+                _ => None,
+            });
+            match (current.flatten(), rev) {
+                (Some(c), r) if r != 0 => known = c,
+                (Some(_), _) => {
+                    return Err(Error::Options(format!(
+                        "{key} exists already: objects of an earlier lifecycle with this name; give another `name`"
+                    )))
+                }
+                (None, _) => {
+                    return Err(Error::Options(format!(
+                        "{key} is gone: something else deleted it"
+                    )))
+                }
+            }
+        }
+        Err(Error::Options(format!(
+            "{key}: three compare-and-swap conflicts in a row"
+        )))
+    };
+    match tokio::time::timeout(sh.timeout, go).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::Failed {
+            kind: crate::report::ErrorKind::RequestTimeout,
+            message: format!("no answer in {:?} writing {key}", sh.timeout),
+        }),
+    }
+}
+
+fn fail(sh: &Shared, phase: &'static str, e: &Error) {
+    sh.tallies
+        .lock()
+        .expect("tally lock")
+        .entry(phase)
+        .or_default()
+        .errors += 1;
+    let code = match e {
+        Error::Etcd { source, .. } => grpc_code(source),
+        Error::Failed { .. } => "DeadlineExceeded".into(),
+        _ => "Other".into(),
+    };
+    let mut c = sh.codes.lock().expect("codes lock");
+    *c.0.entry(code).or_default() += 1;
+    if c.1.len() < 5 {
+        c.1.push(format!("{phase}: {e}"));
+    }
+}
+
+/// Drives object `i` through the phases.
+async fn object(sh: Arc<Shared>, i: u64) {
+    let (key, mut body) = match created(&sh, i) {
+        Ok(x) => x,
+        Err(e) => return fail(&sh, "create", &e),
+    };
+    let born = Instant::now();
+    let mut rev = 0i64;
+    for phase in sh.phases.clone() {
+        let writes = match phase {
+            "create" => vec![body.clone()],
+            "delete" if !sh.finalizer => Vec::new(),
+            p => match bodies(&sh, i, &body, p) {
+                Ok(b) => b,
+                Err(e) => return fail(&sh, phase, &e),
+            },
+        };
+        let started = Instant::now();
+        let mut conflicts = 0;
+        // A monitored object keeps updating its status until its time is up.
+        let until = started + sh.monitor;
+        let mut first = true;
+        loop {
+            for w in &writes {
+                let bytes = match encode(&sh, w) {
+                    Ok(b) => b,
+                    Err(e) => return fail(&sh, phase, &e),
+                };
+                match write(&sh, &key, Some(bytes), rev).await {
+                    Ok(o) => {
+                        rev = o.revision;
+                        conflicts += o.conflicts;
+                        body = w.clone();
+                    }
+                    Err(e) => return fail(&sh, phase, &e),
+                }
+            }
+            if phase == "delete" {
+                match write(&sh, &key, None, rev).await {
+                    Ok(o) => conflicts += o.conflicts,
+                    Err(e) => return fail(&sh, phase, &e),
+                }
+            }
+            if first {
+                let mut t = sh.tallies.lock().expect("tally lock");
+                let tally = t.entry(phase).or_default();
+                tally.count += 1;
+                tally.latency.record(started.elapsed());
+                tally.since_created.record(born.elapsed());
+                first = false;
+            }
+            if phase != "monitor" {
+                break;
+            }
+            // Running: a status update every interval until the object's time is up.
+            let next = Instant::now() + sh.monitor_interval;
+            if next >= until {
+                tokio::time::sleep_until(until.into()).await;
+                break;
+            }
+            tokio::time::sleep_until(next.into()).await;
+        }
+        sh.tallies
+            .lock()
+            .expect("tally lock")
+            .entry(phase)
+            .or_default()
+            .conflicts += conflicts;
+    }
+    sh.completed
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Runs the lifecycle of `opts.count` objects on the cluster `target` reaches.
+pub async fn lifecycle(
+    target: &Target,
+    opts: &LifecycleOptions,
+    observers: Watch,
+) -> Result<LifecycleRecord> {
+    opts.check()?;
+    let l = layout(opts)?;
+    let phases = phases_of(opts)?;
+    // The nodes: the simulated cluster's, or `nodes` of them by the same names.
+    let simulated = target
+        .simulated
+        .lock()
+        .expect("ledger lock")
+        .iter()
+        .rev()
+        .find(|w| w.shape.nodes > 0 && w.kube.is_none())
+        .map(|w| (w.shape.nodes, w.shape.name_prefix.clone(), w.root.clone()));
+    let prefix = opts.name_prefix.clone().unwrap_or_else(|| "scen-".into());
+    let nodes = match (opts.nodes, &simulated) {
+        (Some(n), _) if n > 0 => n,
+        (None, Some((n, _, _))) => *n,
+        _ if !phases.contains(&"schedule") => 1,
+        _ => {
+            return Err(Error::Options(
+                "no nodes to schedule on: run cluster::simulate first, or give `nodes`".into(),
+            ))
+        }
+    };
+    let node_prefix = simulated
+        .as_ref()
+        .map_or(prefix.clone(), |(_, p, _)| p.clone());
+    let root = effective_root(target, opts.root.as_deref());
+    let renderer = renderer(opts, &l, nodes)?;
+    let name = opts.name.clone().unwrap_or_else(|| l.label.clone());
+    let namespaces: Vec<String> = (0..opts.namespaces.min(opts.count))
+        .map(|n| format!("{prefix}ns-{n}"))
+        .collect();
+    let sh = Arc::new(Shared {
+        kv: crate::target::kv(&target.client),
+        renderer,
+        root: root.clone(),
+        name: name.clone(),
+        nodes: (0..nodes)
+            .map(|n| format!("{node_prefix}node-{n}"))
+            .collect(),
+        permits: tokio::sync::Semaphore::new(opts.concurrency as usize),
+        timeout: duration(opts.request_timeout.as_deref(), "5s", "request_timeout")?,
+        phases: phases.clone(),
+        monitor: duration(opts.monitor.as_deref(), "0s", "monitor")?,
+        monitor_interval: duration(opts.monitor_interval.as_deref(), "5s", "monitor_interval")?
+            .max(Duration::from_millis(10)),
+        finalizer: opts.finalizer,
+        tallies: Mutex::new(BTreeMap::new()),
+        codes: Mutex::new((BTreeMap::new(), Vec::new())),
+        completed: Default::default(),
+        layout: l,
+    });
+    let start = Instant::now();
+    let ticker = observers.line.map(|p| {
+        let sh = sh.clone();
+        tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let t = sh.tallies.lock().expect("tally lock");
+                let line: Vec<String> = sh
+                    .phases
+                    .iter()
+                    .map(|p| format!("{p} {}", t.get(p).map_or(0, |x| x.count)))
+                    .collect();
+                drop(t);
+                p(line.join(", "));
+            }
+        }))
+    });
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..opts.count {
+        if let Some(rate) = opts.rate {
+            tokio::time::sleep_until((start + Duration::from_secs_f64(i as f64 / rate)).into())
+                .await;
+        }
+        // Bounded: at most `concurrency` objects are being created at once.
+        while set.len() as u64 >= opts.concurrency.max(1) * 64 {
+            set.join_next().await;
+        }
+        set.spawn(object(sh.clone(), i));
+        while set.try_join_next().is_some() {}
+    }
+    while set.join_next().await.is_some() {}
+    drop(ticker);
+    let elapsed = start.elapsed();
+    // What is left under the prefix: nothing after a delete; every object otherwise.
+    let dir = match (namespaces.len(), sh.layout.namespaced) {
+        (_, true) => format!("{root}/{}/", sh.layout.resource),
+        _ => format!("{root}/{}/", sh.layout.resource),
+    };
+    let mut kv = crate::target::kv(&target.client);
+    let mut remaining = 0u64;
+    for ns in &namespaces {
+        let p = if sh.layout.namespaced {
+            format!("{dir}{ns}/{name}-")
+        } else {
+            format!("{dir}{name}-")
+        };
+        let r = kv
+            .get(
+                p.as_str(),
+                Some(
+                    etcd_client::GetOptions::new()
+                        .with_prefix()
+                        .with_count_only(),
+                ),
+            )
+            .await
+            .map_err(|source| Error::Etcd {
+                op: "range",
+                source,
+            })?;
+        remaining += r.count() as u64;
+        if !sh.layout.namespaced {
+            break;
+        }
+    }
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let tallies = std::mem::take(&mut *sh.tallies.lock().expect("tally lock"));
+    let (codes, messages) = std::mem::take(&mut *sh.codes.lock().expect("codes lock"));
+    let errors: u64 = tallies.values().map(|t| t.errors).sum();
+    let created = tallies.get("create").map_or(0, |t| t.count);
+    let phases_rec: BTreeMap<String, PhaseRecord> = phases
+        .iter()
+        .map(|p| {
+            let t = tallies.get(p);
+            (
+                p.to_string(),
+                PhaseRecord {
+                    count: t.map_or(0, |t| t.count),
+                    errors: t.map_or(0, |t| t.errors),
+                    conflicts: t.map_or(0, |t| t.conflicts),
+                    latency: t.map_or_else(Distribution::default, |t| t.latency.summary()),
+                    since_created: t
+                        .map_or_else(Distribution::default, |t| t.since_created.summary()),
+                    throughput: t.map_or(0.0, |t| t.count as f64 / secs),
+                },
+            )
+        })
+        .collect();
+    let record = LifecycleRecord {
+        kind: sh.layout.label.clone(),
+        root,
+        prefix: dir.clone(),
+        objects: opts.count,
+        names: format!("{name}-<i>"),
+        namespaces,
+        phases_run: phases.iter().map(|p| p.to_string()).collect(),
+        phases: phases_rec,
+        completed: sh.completed.load(std::sync::atomic::Ordering::Relaxed),
+        errors,
+        errors_by_code: codes,
+        error_messages: messages,
+        remaining,
+        duration_ms: ms(elapsed),
+    };
+    // Where objects were expected and none are found, the step failed: not an empty success.
+    let deleted = phases.contains(&"delete");
+    let expected = if deleted { 0 } else { created };
+    if created == 0 || remaining != expected {
+        return Err(Error::WithRecord {
+            record: Box::new(serde_json::to_value(&record).unwrap_or_default()),
+            source: Box::new(Error::Failed {
+                kind: crate::report::ErrorKind::Infrastructure,
+                message: format!(
+                    "expected {expected} objects under {dir} after the lifecycle, found {remaining} ({created} created, {errors} failed writes{})",
+                    record.error_messages.first().map(|m| format!(": {m}")).unwrap_or_default()
+                ),
+            }),
+        });
+    }
+    Ok(record)
+}
