@@ -333,3 +333,54 @@ fn the_team_example_imports_its_common_module_and_takes_values_files() {
         .iter()
         .any(|t| t["expression"] == "cluster.by_kind.node.count == 400"));
 }
+
+#[test]
+fn kubevirt_density_and_pod_lifecycle_run_small_and_leave_nothing() {
+    let r = run(
+        &root().join("scenarios/kubevirt-density.rhai"),
+        &[
+            "--set",
+            "nodes=5",
+            "--set",
+            "vmis=60",
+            "--set",
+            "rate=60",
+            "--set",
+            "monitor=1s",
+            "--set",
+            "monitor_interval=400ms",
+            "--set",
+            "heartbeats=3s",
+        ],
+    );
+    assert_page_renders(&r);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let vmis = record(&report, "vmis");
+    for phase in ["create", "schedule", "run", "monitor", "delete"] {
+        assert_eq!(vmis["phases"][phase]["count"], 60, "{phase}");
+    }
+    assert_eq!(vmis["remaining"], 0);
+    assert_eq!(
+        vmis["prefix"],
+        "/registry/kubevirt.io/virtualmachineinstances/"
+    );
+    let r = run(
+        &root().join("scenarios/pod-lifecycle.rhai"),
+        &[
+            "--set",
+            "nodes=5",
+            "--set",
+            "pods=100",
+            "--set",
+            "rate=100",
+            "--set",
+            "monitor=1s",
+        ],
+    );
+    assert_page_renders(&r);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let pods = record(r.report.as_ref().unwrap(), "pods");
+    assert_eq!(pods["completed"], 100);
+    assert_eq!(pods["remaining"], 0);
+}

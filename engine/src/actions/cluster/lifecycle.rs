@@ -275,6 +275,13 @@ fn renderer(opts: &LifecycleOptions, l: &Layout, nodes: u64) -> Result<Renderer>
     }))
     .map_err(|e| Error::Options(e.to_string()))?;
     sim.base_dir = opts.base_dir.clone();
+    // A template that is neither a stdlib one nor named in `templates` is a file path.
+    let stdlib = super::templates::STDLIB
+        .iter()
+        .any(|(n, _)| *n == l.template);
+    if !stdlib && !sim.templates.contains_key(&l.template) {
+        sim.templates.insert(l.template.clone(), l.template.clone());
+    }
     let name = opts.name.clone().unwrap_or_else(|| l.label.clone());
     let (group, plural) = l.resource.split_once('/').unwrap_or(("", &l.resource));
     let shape = Shape {
@@ -767,10 +774,16 @@ pub async fn lifecycle(
     let deleted = phases.contains(&"delete");
     let expected = if deleted { 0 } else { created };
     if created == 0 || remaining != expected {
+        // etcd's failures are the cluster's; the others (objects already there) the scenario's.
+        let kind = if record.errors_by_code.keys().any(|c| c != "Other") {
+            crate::report::ErrorKind::Infrastructure
+        } else {
+            crate::report::ErrorKind::Script
+        };
         return Err(Error::WithRecord {
             record: Box::new(serde_json::to_value(&record).unwrap_or_default()),
             source: Box::new(Error::Failed {
-                kind: crate::report::ErrorKind::Infrastructure,
+                kind,
                 message: format!(
                     "expected {expected} objects under {dir} after the lifecycle, found {remaining} ({created} created, {errors} failed writes{})",
                     record.error_messages.first().map(|m| format!(": {m}")).unwrap_or_default()

@@ -1,0 +1,147 @@
+//! End-to-end: `cluster::lifecycle` against real etcd, checked from outside with etcdctl: each
+//! object's version counts the writes its phases made, its status decodes (k8s-pb for pods, JSON
+//! for VMIs) in the phase it reached, and a lifecycle with `delete` leaves nothing.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+/// Every key under `prefix` with its version and value (`etcdctl -w json`).
+fn kvs(url: &str, prefix: &str) -> Vec<(String, i64, Vec<u8>)> {
+    use base64::Engine as _;
+    let out: Value =
+        serde_json::from_str(&etcdctl(url, &["get", prefix, "--prefix", "-w", "json"])).unwrap();
+    let b64 = |v: &Value| {
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap()
+    };
+    out["kvs"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|kv| {
+                    (
+                        String::from_utf8(b64(&kv["key"])).unwrap(),
+                        kv["version"].as_i64().unwrap(),
+                        b64(&kv["value"]),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn objects_go_through_their_phases_as_kube_apiserver_writes_them() {
+    let (_rt, _etcd, url) = external();
+    let r = run(
+        &fixture("lifecycle.rhai"),
+        &["--endpoints", &url, "--keep-keys"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_schema_valid(&report);
+    let root = format!("{}registry", report["target"]["prefix"].as_str().unwrap());
+
+    // VMIs: created, Scheduling, Scheduled, Running: four writes each, JSON, on a simulated node.
+    let vms = &step(&report, "vms")["record"];
+    assert_eq!(vms["names"], "vm-<i>");
+    assert_eq!(
+        vms["namespaces"],
+        serde_json::json!(["scen-ns-0", "scen-ns-1", "scen-ns-2"])
+    );
+    let found = kvs(
+        &url,
+        &format!("{root}/kubevirt.io/virtualmachineinstances/"),
+    );
+    assert_eq!(found.len(), 20, "every VMI, where the record says");
+    for (key, version, value) in &found {
+        assert!(key.contains("/scen-ns-") && key.contains("/vm-"), "{key}");
+        assert_eq!(*version, 4, "{key}: create, Scheduling, Scheduled, Running");
+        let vmi: Value = serde_json::from_slice(value).unwrap();
+        assert_eq!(vmi["kind"], "VirtualMachineInstance");
+        assert_eq!(vmi["status"]["phase"], "Running", "{key}");
+        assert!(vmi["status"]["nodeName"]
+            .as_str()
+            .unwrap()
+            .starts_with("scen-node-"));
+    }
+    for phase in ["create", "schedule", "run"] {
+        let p = &vms["phases"][phase];
+        assert_eq!(p["count"], 20, "{phase}");
+        assert_eq!(p["errors"], 0, "{phase}");
+        assert!(p["latency"]["p99"].as_f64().unwrap() > 0.0);
+    }
+    // Time since creation grows phase by phase.
+    let since = |p: &str| vms["phases"][p]["since_created"]["p50"].as_f64().unwrap();
+    assert!(since("create") <= since("schedule") && since("schedule") <= since("run"));
+
+    // Pods: protobuf in kube-apiserver's envelope; bound to a node and Running after `run`, with
+    // a status update every 300 ms for 1 s while monitored.
+    let pods = kvs(&url, &format!("{root}/pods/"));
+    let monitored: Vec<_> = pods
+        .iter()
+        .filter(|(k, _, _)| k.contains("/pod-"))
+        .collect();
+    assert_eq!(monitored.len(), 20);
+    for (key, version, value) in monitored {
+        assert!(
+            (5..=8).contains(version),
+            "{key}: create, schedule, run and 2 to 5 monitoring updates, not {version}"
+        );
+        use prost::Message as _;
+        let body = value.strip_prefix(b"k8s\0").expect("protobuf envelope");
+        let unknown = k8s_pb::apimachinery::pkg::runtime::Unknown::decode(body).unwrap();
+        let pod = k8s_pb::api::core::v1::Pod::decode(unknown.raw()).unwrap();
+        let (spec, status) = (pod.spec.unwrap(), pod.status.unwrap());
+        assert!(spec.node_name().starts_with("scen-node-"), "{key}");
+        assert_eq!(status.phase(), "Running", "{key}");
+        assert!(status
+            .conditions
+            .iter()
+            .any(|c| c.r#type() == "Ready" && c.last_probe_time.is_some()));
+    }
+
+    // Deleted through a finalizer: nothing left, every phase counted.
+    assert!(pods.iter().all(|(k, _, _)| !k.contains("/gone-")));
+    let gone = &step(&report, "gone")["record"];
+    assert_eq!(gone["remaining"], 0);
+    assert_eq!(gone["completed"], 20);
+    assert_eq!(gone["phases"]["delete"]["count"], 20);
+    assert!(
+        gone["phases"]["delete"]["since_created"]["p50"]
+            .as_f64()
+            .unwrap()
+            >= 200.0,
+        "monitored 200 ms before the delete"
+    );
+}
+
+#[test]
+fn objects_that_are_not_there_at_the_end_fail_the_step() {
+    // The second lifecycle's objects have the first one's names: every create finds its object
+    // already there, nothing of the second is created, and the step fails saying so rather than
+    // reporting an empty success.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("twice.rhai");
+    std::fs::write(
+        &file,
+        "step(\"first\", |p| cluster::lifecycle(#{ kind: \"vmi\", count: 3, phases: [\"create\"] }));\n\
+         step(\"again\", |p| cluster::lifecycle(#{ kind: \"vmi\", count: 3, phases: [\"create\"] }));\n",
+    )
+    .unwrap();
+    let r = run(&file, &[]);
+    assert_eq!(r.code, 2, "the scenario's doing: {}", r.stderr);
+    assert!(r.stderr.contains("exists already"), "{}", r.stderr);
+    assert!(r.stderr.contains("expected 0 objects"), "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_eq!(step(&report, "first")["status"], "passed");
+    let again = &step(&report, "again");
+    assert_eq!(again["status"], "failed");
+    assert_eq!(
+        again["record"]["phases"]["create"]["errors"], 3,
+        "the record is kept"
+    );
+}
