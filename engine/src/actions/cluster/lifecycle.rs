@@ -120,7 +120,8 @@ pub struct PhaseRecord {
     pub latency: Distribution,
     /// Time from each object's creation to its entering the phase (ms): the population's startup.
     pub since_created: Distribution,
-    /// Objects entering the phase per second, over the step.
+    /// Objects entering the phase per second, from the first entry to the last (over the step
+    /// when they all entered at once).
     #[schemars(with = "crate::measure::PerSecond", extend("x-better" = "higher", "x-samples" = "count"))]
     pub throughput: f64,
 }
@@ -331,6 +332,8 @@ struct Tally {
     conflicts: u64,
     latency: Recorder,
     since_created: Recorder,
+    /// The first and the last entry into the phase.
+    span: Option<(Instant, Instant)>,
 }
 
 /// What the objects' tasks share.
@@ -582,6 +585,8 @@ async fn object(sh: Arc<Shared>, i: u64) {
                 tally.count += 1;
                 tally.latency.record(started.elapsed());
                 tally.since_created.record(born.elapsed());
+                let at = Instant::now();
+                tally.span = Some(tally.span.map_or((at, at), |(a, b)| (a.min(at), b.max(at))));
                 first = false;
             }
             if phase != "monitor" {
@@ -749,7 +754,14 @@ pub async fn lifecycle(
                     latency: t.map_or_else(Distribution::default, |t| t.latency.summary()),
                     since_created: t
                         .map_or_else(Distribution::default, |t| t.since_created.summary()),
-                    throughput: t.map_or(0.0, |t| t.count as f64 / secs),
+                    throughput: t.map_or(0.0, |t| {
+                        let span = t
+                            .span
+                            .map_or(0.0, |(a, b)| (b - a).as_secs_f64())
+                            .max(1e-3);
+                        let span = if span < 0.01 { secs } else { span };
+                        t.count as f64 / span
+                    }),
                 },
             )
         })
