@@ -536,39 +536,47 @@ fn fail(sh: &Shared, phase: &'static str, e: &Error) {
     }
 }
 
+/// The writes of one round of `phase` from the state `body` (compact JSON): each encoded as
+/// stored, with the state it leaves. Objects keep only this text between writes, not a parsed tree:
+/// thousands of them are alive at once while monitored.
+fn next_writes(sh: &Shared, i: u64, body: &str, phase: &str) -> Result<Vec<(Vec<u8>, String)>> {
+    let base: Value = serde_json::from_str(body).map_err(|e| Error::Internal(e.to_string()))?;
+    let values = match phase {
+        "create" => vec![base],
+        "delete" if !sh.finalizer => Vec::new(),
+        p => bodies(sh, i, &base, p)?,
+    };
+    values
+        .into_iter()
+        .map(|v| Ok((encode(sh, &v)?, v.to_string())))
+        .collect()
+}
+
 /// Drives object `i` through the phases.
 async fn object(sh: Arc<Shared>, i: u64) {
     let (key, mut body) = match created(&sh, i) {
-        Ok(x) => x,
+        Ok((k, v)) => (k, v.to_string()),
         Err(e) => return fail(&sh, "create", &e),
     };
     let born = Instant::now();
     let mut rev = 0i64;
     for phase in sh.phases.clone() {
-        let writes = match phase {
-            "create" => vec![body.clone()],
-            "delete" if !sh.finalizer => Vec::new(),
-            p => match bodies(&sh, i, &body, p) {
-                Ok(b) => b,
-                Err(e) => return fail(&sh, phase, &e),
-            },
-        };
         let started = Instant::now();
         let mut conflicts = 0;
         // A monitored object keeps updating its status until its time is up.
         let until = started + sh.monitor;
         let mut first = true;
         loop {
-            for w in &writes {
-                let bytes = match encode(&sh, w) {
-                    Ok(b) => b,
-                    Err(e) => return fail(&sh, phase, &e),
-                };
+            let writes = match next_writes(&sh, i, &body, phase) {
+                Ok(w) => w,
+                Err(e) => return fail(&sh, phase, &e),
+            };
+            for (bytes, state) in writes {
                 match write(&sh, &key, Some(bytes), rev).await {
                     Ok(o) => {
                         rev = o.revision;
                         conflicts += o.conflicts;
-                        body = w.clone();
+                        body = state;
                     }
                     Err(e) => return fail(&sh, phase, &e),
                 }
@@ -694,7 +702,8 @@ pub async fn lifecycle(
             tokio::time::sleep_until((start + Duration::from_secs_f64(i as f64 / rate)).into())
                 .await;
         }
-        // Bounded: at most `concurrency` objects are being created at once.
+        // Bounded: at most 64 objects per write in flight are alive at once (a monitored
+        // population stays alive for its `monitor`, so the bound is wide).
         while set.len() as u64 >= opts.concurrency.max(1) * 64 {
             set.join_next().await;
         }
@@ -755,10 +764,7 @@ pub async fn lifecycle(
                     since_created: t
                         .map_or_else(Distribution::default, |t| t.since_created.summary()),
                     throughput: t.map_or(0.0, |t| {
-                        let span = t
-                            .span
-                            .map_or(0.0, |(a, b)| (b - a).as_secs_f64())
-                            .max(1e-3);
+                        let span = t.span.map_or(0.0, |(a, b)| (b - a).as_secs_f64()).max(1e-3);
                         let span = if span < 0.01 { secs } else { span };
                         t.count as f64 / span
                     }),
