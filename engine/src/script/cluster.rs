@@ -110,7 +110,7 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>, base_dir: &std::
                          /// `<name>-<i>`), namespaces (10: `scen-ns-<n>`), concurrency (32), rate (objects/s),\n\
                          /// monitor (how long each runs, e.g. \"20s\"), monitor_interval (\"5s\"), finalizer (two-step\n\
                          /// delete), nodes (default: the simulated cluster's), root, name_prefix, templates, vars,\n\
-                         /// request_timeout }`. Returns `#{ kind, root, prefix, objects, names, namespaces, phases_run,\n\
+                         /// request_timeout, backend: \"etcd\" | \"kube\", kubeconfig, context }`. Returns `#{ kind, root, prefix, objects, names, namespaces, phases_run,\n\
                          /// phases: #{ create: #{ count, errors, conflicts, latency, since_created, throughput }, ... },\n\
                          /// completed, errors, errors_by_code, error_messages, remaining, duration_ms }`; fails when\n\
                          /// the objects expected under the prefix at the end are not there."])

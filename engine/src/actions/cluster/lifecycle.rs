@@ -16,9 +16,10 @@ use etcd_client::{Compare, CompareOp, KvClient, Txn, TxnOp, TxnOpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::lifecycle_kube as kube_api;
 use super::objects::{CustomSpec, Kind, Shape};
 use super::templates::Renderer;
-use super::{effective_root, Encoding, SimulateOptions};
+use super::{effective_root, Backend, Encoding, SimulateOptions};
 use crate::actions::{duration_option as duration, grpc_code, ms, Error, Result, Watch};
 use crate::measure::latency::{Distribution, Recorder};
 use crate::target::Target;
@@ -91,6 +92,13 @@ pub struct LifecycleOptions {
     pub vars: serde_json::Map<String, Value>,
     /// Give up on a write after this long (`"5s"`).
     pub request_timeout: Option<String>,
+    /// Straight into etcd (default) or through a Kubernetes API server (`"kube"`).
+    #[serde(default)]
+    pub backend: Backend,
+    /// Kube backend: the kubeconfig (default `$KUBECONFIG`, then `~/.kube/config`).
+    pub kubeconfig: Option<String>,
+    /// Kube backend: the context (default the current one).
+    pub context: Option<String>,
     /// Directory relative template paths resolve against (the scenario's).
     #[serde(skip)]
     pub base_dir: std::path::PathBuf,
@@ -337,8 +345,24 @@ struct Tally {
 }
 
 /// What the objects' tasks share.
+/// Where the writes go.
+enum Sink {
+    /// Straight into etcd.
+    Etcd(KvClient),
+    /// Through an API server.
+    Kube(kube::Client),
+}
+
+/// What an object was last written at: its etcd mod revision, or its resourceVersion.
+enum Ver {
+    Etcd(i64),
+    Kube(String),
+}
+
 struct Shared {
-    kv: KvClient,
+    sink: Sink,
+    /// The kind's plural, for the kube backend's API paths.
+    plural: String,
     renderer: Renderer,
     layout: Layout,
     root: String,
@@ -457,7 +481,10 @@ struct Wrote {
 /// A write within the timeout and a permit: create-only, compare-and-swap put, or delete.
 async fn write(sh: &Shared, key: &str, value: Option<Vec<u8>>, rev: i64) -> Result<Wrote> {
     let _permit = sh.permits.acquire().await.expect("never closed");
-    let mut kv = sh.kv.clone();
+    let Sink::Etcd(kv) = &sh.sink else {
+        unreachable!("etcd writes go to etcd")
+    };
+    let mut kv = kv.clone();
     let mut known = rev;
     let mut conflicts = 0;
     let go = async {
@@ -541,15 +568,85 @@ fn fail(sh: &Shared, phase: &'static str, e: &Error) {
 /// thousands of them are alive at once while monitored.
 fn next_writes(sh: &Shared, i: u64, body: &str, phase: &str) -> Result<Vec<(Vec<u8>, String)>> {
     let base: Value = serde_json::from_str(body).map_err(|e| Error::Internal(e.to_string()))?;
-    let values = match phase {
-        "create" => vec![base],
-        "delete" if !sh.finalizer => Vec::new(),
-        p => bodies(sh, i, &base, p)?,
+    let values = match (phase, &sh.sink) {
+        ("create", _) => vec![base],
+        // The API server sets deletionTimestamp itself; into etcd, only a finalizer's first step.
+        ("delete", Sink::Kube(_)) => vec![base],
+        ("delete", Sink::Etcd(_)) if !sh.finalizer => Vec::new(),
+        (p, _) => bodies(sh, i, &base, p)?,
     };
     values
         .into_iter()
-        .map(|v| Ok((encode(sh, &v)?, v.to_string())))
+        .map(|v| {
+            let bytes = match sh.sink {
+                Sink::Etcd(_) => encode(sh, &v)?,
+                Sink::Kube(_) => Vec::new(),
+            };
+            Ok((bytes, v.to_string()))
+        })
         .collect()
+}
+
+/// One round of `phase`'s writes of object `i` at `key`; the conflicts met.
+async fn apply(
+    sh: &Shared,
+    phase: &str,
+    key: &str,
+    writes: &[(Vec<u8>, String)],
+    ver: &mut Ver,
+) -> Result<u64> {
+    let mut conflicts = 0;
+    match (&sh.sink, ver) {
+        (Sink::Etcd(_), Ver::Etcd(rev)) => {
+            for (bytes, _) in writes {
+                let o = write(sh, key, Some(bytes.clone()), *rev).await?;
+                *rev = o.revision;
+                conflicts += o.conflicts;
+            }
+            if phase == "delete" {
+                conflicts += write(sh, key, None, *rev).await?.conflicts;
+            }
+        }
+        (Sink::Kube(client), Ver::Kube(rv)) => {
+            let _permit = sh.permits.acquire().await.expect("never closed");
+            for (_, state) in writes {
+                let v: Value =
+                    serde_json::from_str(state).map_err(|e| Error::Internal(e.to_string()))?;
+                let api = kube_api::api(client, &v, &sh.plural);
+                let go = async {
+                    match phase {
+                        "create" => *rv = kube_api::create(&api, &v, sh.finalizer).await?,
+                        "delete" => kube_api::delete(&api, &v, sh.finalizer).await?,
+                        "schedule" if sh.layout.pod => {
+                            let node = v["spec"]["nodeName"].as_str().unwrap_or_default();
+                            kube_api::bind(&api, &v, node).await?;
+                            // The binding moved the pod on: learn where it is now.
+                            let name = v["metadata"]["name"].as_str().unwrap_or_default();
+                            let now = api.get(name).await.map_err(|source| Error::Kube {
+                                op: format!("read {name}"),
+                                source,
+                            })?;
+                            *rv = now.metadata.resource_version.unwrap_or_default();
+                        }
+                        _ => {
+                            let (new, c) = kube_api::status(&api, &v, rv).await?;
+                            *rv = new;
+                            conflicts += c;
+                        }
+                    }
+                    Ok::<(), Error>(())
+                };
+                tokio::time::timeout(sh.timeout, go)
+                    .await
+                    .map_err(|_| Error::Failed {
+                        kind: crate::report::ErrorKind::RequestTimeout,
+                        message: format!("no answer in {:?} writing {key}", sh.timeout),
+                    })??;
+            }
+        }
+        _ => unreachable!("a sink's own version"),
+    }
+    Ok(conflicts)
 }
 
 /// Drives object `i` through the phases.
@@ -559,7 +656,10 @@ async fn object(sh: Arc<Shared>, i: u64) {
         Err(e) => return fail(&sh, "create", &e),
     };
     let born = Instant::now();
-    let mut rev = 0i64;
+    let mut ver = match sh.sink {
+        Sink::Etcd(_) => Ver::Etcd(0),
+        Sink::Kube(_) => Ver::Kube(String::new()),
+    };
     for phase in sh.phases.clone() {
         let started = Instant::now();
         let mut conflicts = 0;
@@ -571,21 +671,12 @@ async fn object(sh: Arc<Shared>, i: u64) {
                 Ok(w) => w,
                 Err(e) => return fail(&sh, phase, &e),
             };
-            for (bytes, state) in writes {
-                match write(&sh, &key, Some(bytes), rev).await {
-                    Ok(o) => {
-                        rev = o.revision;
-                        conflicts += o.conflicts;
-                        body = state;
-                    }
-                    Err(e) => return fail(&sh, phase, &e),
-                }
+            match apply(&sh, phase, &key, &writes, &mut ver).await {
+                Ok(c) => conflicts += c,
+                Err(e) => return fail(&sh, phase, &e),
             }
-            if phase == "delete" {
-                match write(&sh, &key, None, rev).await {
-                    Ok(o) => conflicts += o.conflicts,
-                    Err(e) => return fail(&sh, phase, &e),
-                }
+            if let Some((_, state)) = writes.into_iter().last() {
+                body = state;
             }
             if first {
                 let mut t = sh.tallies.lock().expect("tally lock");
@@ -626,7 +717,11 @@ pub async fn lifecycle(
     observers: Watch,
 ) -> Result<LifecycleRecord> {
     opts.check()?;
-    let l = layout(opts)?;
+    if opts.backend == Backend::Kube {
+        let (client, _) =
+            super::apiserver::connect(opts.kubeconfig.as_deref(), opts.context.as_deref()).await?;
+        return lifecycle_through(client, opts, observers).await;
+    }
     let phases = phases_of(opts)?;
     // The nodes: the simulated cluster's, or `nodes` of them by the same names.
     let simulated = target
@@ -652,13 +747,66 @@ pub async fn lifecycle(
         .as_ref()
         .map_or(prefix.clone(), |(_, p, _)| p.clone());
     let root = effective_root(target, opts.root.as_deref());
+    let sink = Sink::Etcd(crate::target::kv(&target.client));
+    drive(sink, opts, nodes, &node_prefix, root, observers).await
+}
+
+/// `lifecycle` with `backend: "kube"` through a client of your own (a `tower-test` mock in
+/// tests): the objects are scheduled on `nodes` nodes named as the simulated cluster's.
+pub async fn lifecycle_through(
+    client: kube::Client,
+    opts: &LifecycleOptions,
+    observers: Watch,
+) -> Result<LifecycleRecord> {
+    opts.check()?;
+    let phases = phases_of(opts)?;
+    let prefix = opts.name_prefix.clone().unwrap_or_else(|| "scen-".into());
+    let nodes = match opts.nodes {
+        Some(n) if n > 0 => n,
+        _ if !phases.contains(&"schedule") => 1,
+        _ => {
+            return Err(Error::Options(
+                "backend \"kube\": give `nodes`, the nodes to schedule on".into(),
+            ))
+        }
+    };
+    drive(
+        Sink::Kube(client),
+        opts,
+        nodes,
+        &prefix,
+        String::new(),
+        observers,
+    )
+    .await
+}
+
+/// Drives the objects through `sink` and builds the record.
+async fn drive(
+    sink: Sink,
+    opts: &LifecycleOptions,
+    nodes: u64,
+    node_prefix: &str,
+    root: String,
+    observers: Watch,
+) -> Result<LifecycleRecord> {
+    let l = layout(opts)?;
+    let phases = phases_of(opts)?;
+    let prefix = opts.name_prefix.clone().unwrap_or_else(|| "scen-".into());
     let renderer = renderer(opts, &l, nodes)?;
     let name = opts.name.clone().unwrap_or_else(|| l.label.clone());
     let namespaces: Vec<String> = (0..opts.namespaces.min(opts.count))
         .map(|n| format!("{prefix}ns-{n}"))
         .collect();
+    let plural = l
+        .resource
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let sh = Arc::new(Shared {
-        kv: crate::target::kv(&target.client),
+        sink,
+        plural,
         renderer,
         root: root.clone(),
         name: name.clone(),
@@ -718,9 +866,42 @@ pub async fn lifecycle(
         (_, true) => format!("{root}/{}/", sh.layout.resource),
         _ => format!("{root}/{}/", sh.layout.resource),
     };
-    let mut kv = crate::target::kv(&target.client);
+    let remaining = remaining(&sh, &dir, &name, &namespaces).await?;
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    record(
+        &sh,
+        opts,
+        phases,
+        elapsed,
+        secs,
+        (dir, name, namespaces),
+        remaining,
+    )
+}
+
+/// Objects of this lifecycle found at the end: under the prefix in etcd, or listed by the API
+/// server in each namespace.
+async fn remaining(sh: &Shared, dir: &str, name: &str, namespaces: &[String]) -> Result<u64> {
     let mut remaining = 0u64;
-    for ns in &namespaces {
+    if let Sink::Kube(client) = &sh.sink {
+        let sample = sh.renderer.render_now(render_kind(&sh.layout), 0)?.value;
+        for ns in namespaces {
+            let mut probe = json!({ "apiVersion": sample["apiVersion"], "kind": sample["kind"], "metadata": {} });
+            if sh.layout.namespaced {
+                probe["metadata"]["namespace"] = json!(ns);
+            }
+            remaining += kube_api::count(&kube_api::api(client, &probe, &sh.plural), name).await?;
+            if !sh.layout.namespaced {
+                break;
+            }
+        }
+        return Ok(remaining);
+    }
+    let Sink::Etcd(kv) = &sh.sink else {
+        unreachable!()
+    };
+    let mut kv = kv.clone();
+    for ns in namespaces {
         let p = if sh.layout.namespaced {
             format!("{dir}{ns}/{name}-")
         } else {
@@ -745,7 +926,20 @@ pub async fn lifecycle(
             break;
         }
     }
-    let secs = elapsed.as_secs_f64().max(1e-9);
+    Ok(remaining)
+}
+
+/// The record, or the failure that carries it when the objects expected at the end are not there.
+fn record(
+    sh: &Shared,
+    opts: &LifecycleOptions,
+    phases: Vec<&'static str>,
+    elapsed: Duration,
+    secs: f64,
+    (dir, name, namespaces): (String, String, Vec<String>),
+    remaining: u64,
+) -> Result<LifecycleRecord> {
+    let root = sh.root.clone();
     let tallies = std::mem::take(&mut *sh.tallies.lock().expect("tally lock"));
     let (codes, messages) = std::mem::take(&mut *sh.codes.lock().expect("codes lock"));
     let errors: u64 = tallies.values().map(|t| t.errors).sum();

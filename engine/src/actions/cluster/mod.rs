@@ -6,6 +6,7 @@ pub mod apiserver;
 mod heartbeat;
 mod inventory;
 mod lifecycle;
+mod lifecycle_kube;
 mod objects;
 pub mod protobuf;
 mod templates;
@@ -25,7 +26,8 @@ pub use heartbeat::{
 };
 pub use inventory::{cleanup, inventory, CleanupRecord, InventoryOptions, InventoryRecord};
 pub use lifecycle::{
-    lifecycle, phases_of, LifecycleOptions, LifecycleRecord, PhaseRecord, ResourceSpec, PHASES,
+    lifecycle, lifecycle_through, phases_of, LifecycleOptions, LifecycleRecord, PhaseRecord,
+    ResourceSpec, PHASES,
 };
 pub use objects::{CustomSpec, Kind, Shape};
 
