@@ -196,7 +196,7 @@ async fn pods_are_created_bound_run_monitored_and_deleted_through_a_finalizer() 
     let run = seen
         .iter()
         .filter(|(m, p, _)| m == "PUT" && p.starts_with(path))
-        .last()
+        .next_back()
         .unwrap();
     assert_eq!(run.2["status"]["phase"], "Running");
     assert!(
