@@ -195,8 +195,7 @@ async fn pods_are_created_bound_run_monitored_and_deleted_through_a_finalizer() 
         .starts_with("scen-node-"));
     let run = seen
         .iter()
-        .filter(|(m, p, _)| m == "PUT" && p.starts_with(path))
-        .next_back()
+        .rfind(|(m, p, _)| m == "PUT" && p.starts_with(path))
         .unwrap();
     assert_eq!(run.2["status"]["phase"], "Running");
     assert!(
