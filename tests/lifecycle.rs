@@ -104,6 +104,19 @@ fn objects_go_through_their_phases_as_kube_apiserver_writes_them() {
             .any(|c| c.r#type() == "Ready" && c.last_probe_time.is_some()));
     }
 
+    // Deployments: protobuf too, created, progressing, then available (their controller's status).
+    let deps = kvs(&url, &format!("{root}/deployments/"));
+    assert_eq!(deps.len(), 5);
+    for (key, version, value) in &deps {
+        assert_eq!(*version, 3, "{key}: create, progressing, available");
+        use prost::Message as _;
+        let body = value.strip_prefix(b"k8s\0").expect("protobuf envelope");
+        let unknown = k8s_pb::apimachinery::pkg::runtime::Unknown::decode(body).unwrap();
+        let d = k8s_pb::api::apps::v1::Deployment::decode(unknown.raw()).unwrap();
+        assert_eq!(d.metadata.unwrap().name(), key.rsplit('/').next().unwrap());
+        assert_eq!(d.status.unwrap().available_replicas(), 1, "{key}");
+    }
+
     // Deleted through a finalizer: nothing left, every phase counted.
     assert!(pods.iter().all(|(k, _, _)| !k.contains("/gone-")));
     let gone = &step(&report, "gone")["record"];

@@ -105,7 +105,7 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>, base_dir: &std::
         .with_params_info(["options: Map", "Map"])
         .with_comments(["/// Drives `count` objects through `phases` (default all: \"create\", \"schedule\", \"run\",\n\
                          /// \"monitor\", \"delete\"), each write as kube-apiserver makes it (create-only, then\n\
-                         /// compare-and-swap on the object's revision): `#{ kind: \"pod\" | \"vmi\" | \"custom\",\n\
+                         /// compare-and-swap on the object's revision): `#{ kind: \"pod\" | \"deployment\" | \"vmi\" | \"custom\",\n\
                          /// count, resource: #{ group, plural, template, namespaced } (custom), name (objects are\n\
                          /// `<name>-<i>`), namespaces (10: `scen-ns-<n>`), concurrency (32), rate (objects/s),\n\
                          /// monitor (how long each runs, e.g. \"20s\"), monitor_interval (\"5s\"), finalizer (two-step\n\

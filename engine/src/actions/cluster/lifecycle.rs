@@ -50,8 +50,8 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LifecycleOptions {
-    /// `pod`, `vmi` (KubeVirt's VirtualMachineInstance, stdlib template) or `custom` with
-    /// `resource`.
+    /// `pod`, `deployment`, `vmi` (KubeVirt's VirtualMachineInstance, stdlib template) or
+    /// `custom` with `resource`.
     pub kind: String,
     /// Objects.
     pub count: u64,
@@ -175,7 +175,14 @@ struct Layout {
     resource: String,
     template: String,
     namespaced: bool,
-    pod: bool,
+    /// The built-in kind (pod, deployment), stored as protobuf; `None` for a custom kind.
+    builtin: Option<Kind>,
+}
+
+impl Layout {
+    fn pod(&self) -> bool {
+        self.builtin == Some(Kind::Pod)
+    }
 }
 
 fn layout(opts: &LifecycleOptions) -> Result<Layout> {
@@ -185,21 +192,28 @@ fn layout(opts: &LifecycleOptions) -> Result<Layout> {
             resource: "pods".into(),
             template: "pod".into(),
             namespaced: true,
-            pod: true,
+            builtin: Some(Kind::Pod),
+        }),
+        ("deployment", None) => Ok(Layout {
+            label: "deployment".into(),
+            resource: "deployments".into(),
+            template: "deployment".into(),
+            namespaced: true,
+            builtin: Some(Kind::Deployment),
         }),
         ("vmi", None) => Ok(Layout {
             label: "vmi".into(),
             resource: "kubevirt.io/virtualmachineinstances".into(),
             template: "vmi".into(),
             namespaced: true,
-            pod: false,
+            builtin: None,
         }),
         ("custom", Some(r)) => Ok(Layout {
             label: format!("{}/{}", r.group, r.plural),
             resource: format!("{}/{}", r.group, r.plural),
             template: r.template.clone(),
             namespaced: r.namespaced,
-            pod: false,
+            builtin: None,
         }),
         ("custom", None) => Err(Error::Options(
             "kind \"custom\" needs `resource: #{ group, plural, template }`".into(),
@@ -208,7 +222,7 @@ fn layout(opts: &LifecycleOptions) -> Result<Layout> {
             "`resource` goes with kind \"custom\", not \"{k}\""
         ))),
         (k, None) => Err(Error::Options(format!(
-            "unknown kind `{k}`: use \"pod\", \"vmi\" or \"custom\" with `resource`"
+            "unknown kind `{k}`: use \"pod\", \"deployment\", \"vmi\" or \"custom\" with `resource`"
         ))),
     }
 }
@@ -296,13 +310,18 @@ fn renderer(opts: &LifecycleOptions, l: &Layout, nodes: u64) -> Result<Renderer>
     let shape = Shape {
         namespaces: opts.namespaces,
         nodes,
-        pods: if l.pod { opts.count } else { 0 },
-        deployments: 0,
+        // A deployment of one replica per object: `replicas` is pods / deployments.
+        pods: if l.builtin.is_some() { opts.count } else { 0 },
+        deployments: if l.builtin == Some(Kind::Deployment) {
+            opts.count
+        } else {
+            0
+        },
         services: 0,
         configmaps: 0,
         secrets: 0,
         events: 0,
-        custom: if l.pod {
+        custom: if l.builtin.is_some() {
             Vec::new()
         } else {
             vec![CustomSpec {
@@ -325,11 +344,7 @@ fn renderer(opts: &LifecycleOptions, l: &Layout, nodes: u64) -> Result<Renderer>
 
 /// The kind the renderer renders the objects as.
 fn render_kind(l: &Layout) -> Kind {
-    if l.pod {
-        Kind::Pod
-    } else {
-        Kind::Custom
-    }
+    l.builtin.unwrap_or(Kind::Custom)
 }
 
 /// One phase's tallies.
@@ -396,11 +411,13 @@ fn created(sh: &Shared, i: u64) -> Result<(String, Value)> {
         (Some(ns), true) => format!("{}/{}/{ns}/{name}", sh.root, sh.layout.resource),
         _ => format!("{}/{}/{name}", sh.root, sh.layout.resource),
     };
-    if sh.layout.pod {
+    if sh.layout.pod() {
         if let Some(spec) = v["spec"].as_object_mut() {
             spec.remove("nodeName");
         }
         v["status"] = json!({ "phase": "Pending", "qosClass": "Burstable" });
+    } else if sh.layout.builtin == Some(Kind::Deployment) {
+        v["status"] = json!({ "observedGeneration": 1 });
     } else {
         v["status"] = json!({ "phase": "Pending" });
     }
@@ -418,7 +435,28 @@ fn bodies(sh: &Shared, i: u64, base: &Value, phase: &str) -> Result<Vec<Value>> 
     let mut v = base.clone();
     let stamp = now();
     let ready = |t: &str| json!({ "type": t, "status": "True", "lastProbeTime": null, "lastTransitionTime": stamp });
-    Ok(match (phase, sh.layout.pod) {
+    let deployment = sh.layout.builtin == Some(Kind::Deployment);
+    Ok(match (phase, sh.layout.pod()) {
+        // A deployment's controller: replicas created, not yet available; then the template's
+        // available status.
+        ("schedule", _) if deployment => {
+            v["status"] = json!({ "observedGeneration": 1, "replicas": 1, "updatedReplicas": 1,
+                "unavailableReplicas": 1, "conditions": [{ "type": "Progressing", "status": "True",
+                "reason": "NewReplicaSetAvailable", "lastUpdateTime": stamp, "lastTransitionTime": stamp }] });
+            vec![v]
+        }
+        ("run", _) if deployment => {
+            v["status"] = sh.renderer.render_now(Kind::Deployment, i)?.value["status"].clone();
+            vec![v]
+        }
+        ("monitor", _) if deployment => {
+            if let Some(c) = v["status"]["conditions"].as_array_mut() {
+                for c in c {
+                    c["lastUpdateTime"] = json!(stamp);
+                }
+            }
+            vec![v]
+        }
         ("schedule", true) => {
             v["spec"]["nodeName"] = json!(node);
             v["status"]["conditions"] = json!([ready("PodScheduled")]);
@@ -464,7 +502,7 @@ fn bodies(sh: &Shared, i: u64, base: &Value, phase: &str) -> Result<Vec<Value>> 
 
 /// The stored bytes of `v`.
 fn encode(sh: &Shared, v: &Value) -> Result<Vec<u8>> {
-    let enc = if sh.layout.pod {
+    let enc = if sh.layout.builtin.is_some() {
         Encoding::Protobuf
     } else {
         Encoding::Json
@@ -617,7 +655,7 @@ async fn apply(
                     match phase {
                         "create" => *rv = kube_api::create(&api, &v, sh.finalizer).await?,
                         "delete" => kube_api::delete(&api, &v, sh.finalizer).await?,
-                        "schedule" if sh.layout.pod => {
+                        "schedule" if sh.layout.pod() => {
                             let node = v["spec"]["nodeName"].as_str().unwrap_or_default();
                             kube_api::bind(&api, &v, node).await?;
                             // The binding moved the pod on: learn where it is now.
