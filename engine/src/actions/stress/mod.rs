@@ -2,6 +2,7 @@
 //! or mixed by weight), optional watchers measuring event delay, HDR latency per operation, errors
 //! by gRPC code, a per-second series and the client's (and an embedded server's) CPU per request.
 
+pub mod history;
 mod keys;
 mod lease;
 mod record;
