@@ -125,7 +125,7 @@ pub fn check(ops: &[Op], at: &AtRevision) -> SafetyRecord {
         operations: ops.len() as u64,
         ..SafetyRecord::default()
     };
-    let mut note = |r: &mut SafetyRecord, what: String| {
+    let note = |r: &mut SafetyRecord, what: String| {
         if r.violations.len() < 5 {
             r.violations.push(what);
         }
