@@ -22,6 +22,13 @@ fn quorum_loss_fails_writes_without_a_majority_and_recovers() {
     assert_page_renders(&r);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let report = r.report.unwrap();
+    // The safety verdict of the load's history: real, and passed through the fault.
+    let safety = &step(&report, "load")["record"]["safety"];
+    assert_eq!(safety["passed"], true, "{safety}");
+    assert!(
+        safety["writes_acknowledged"].as_u64().unwrap() > 50,
+        "{safety}"
+    );
     assert_schema_valid(&report);
     assert_eq!(report["target"]["endpoints"].as_array().unwrap().len(), 3);
     assert_eq!(record(&report, "kill_one")["alive"], 2);
@@ -70,6 +77,13 @@ fn killing_the_leader_elects_another_and_the_load_sees_the_window() {
     assert_page_renders(&r);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let report = r.report.unwrap();
+    // The safety verdict of the load's history: real, and passed through the fault.
+    let safety = &step(&report, "load")["record"]["safety"];
+    assert_eq!(safety["passed"], true, "{safety}");
+    assert!(
+        safety["writes_acknowledged"].as_u64().unwrap() > 50,
+        "{safety}"
+    );
     let kill = record(&report, "kill");
     assert_eq!(kill["was_leader"], true);
     assert_ne!(kill["leader_after"], kill["leader_before"]);

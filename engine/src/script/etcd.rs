@@ -263,7 +263,8 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
          /// request's scheduled time; keys `key_prefix` (\"stress/\"), `key_size`, `key_space` (10000), `key_pattern`\n\
          /// (sequential, uniform, zipfian; `zipf_s`); `value_size` (256, \"1KiB\" or `#{ min, max }`); `serializable`,\n\
          /// `range_limit` (100), `txn_ops` (4), `read_ratio` (0.5); `watchers` (watch delay and missed events);\n\
-         /// `request_timeout` (\"5s\"); `abort_after` (\"5s\": fail when nothing succeeds that long); `max_duration`.\n\
+         /// `request_timeout` (\"5s\"); `abort_after` (\"5s\": fail when nothing succeeds that long); `max_duration`;\n\
+         /// `history: true` keeps every put and get and checks them at the end (`safety`).\n\
          /// `op: \"lease\"` keeps `leases` (100) alive for a `duration`, each renewed every `renew_interval` (\"10s\")\n\
          /// with `lease_ttl` (\"40s\") and `churn` (share revoked and re-granted per renewal), all revoked at the end.\n\
          /// Returns `#{ model, clients, connections, ops, ok, errors, error_rate, errors_by_code, error_messages,\n\

@@ -214,5 +214,6 @@ pub async fn run(
         renewals,
         by_transport: [0, 0],
         switched: false,
+        history: Vec::new(),
     }
 }

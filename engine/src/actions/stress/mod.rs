@@ -124,6 +124,10 @@ pub struct StressOptions {
     /// failed, or whose etcd stopped answering, still passes; errors are counted and shown.
     #[serde(default)]
     pub expect_errors: bool,
+    /// Record every put and get (through etcd-client, values numbered) and check the history
+    /// against etcd's guarantees at the end: the record's `safety`.
+    #[serde(default)]
+    pub history: bool,
     /// Upper bound on the step's length when only `count` is given (default `"10m"`).
     pub max_duration: Option<String>,
     /// `auto` (default): put, get, range and delete go over scen's lean HTTP/2 gRPC path on
@@ -802,6 +806,7 @@ async fn stress_here(
         txn_ops: opts.txn_ops.clamp(1, 128),
         read_ratio: opts.read_ratio,
         abort_after: duration(&opts.abort_after, "5s", "abort_after")?,
+        history: opts.history,
     });
 
     let cpu0 = (
@@ -820,8 +825,12 @@ async fn stress_here(
             pool.clone(),
         ));
     }
-    let (results, elapsed, cpu, server_cpu) =
+    let (mut results, elapsed, cpu, server_cpu) =
         drive(target, &shared, set, observers, schedule.as_ref(), cpu0).await?;
+    let ops: Vec<history::Op> = results
+        .iter_mut()
+        .flat_map(|r| std::mem::take(&mut r.history))
+        .collect();
     let expected_events: u64 = results.iter().map(|r| r.events).sum();
     let watch = match watchers {
         Some(w) => Some(w.finish(expected_events).await),
@@ -839,5 +848,42 @@ async fn stress_here(
         server_cpu,
         watch,
     });
+    let mut rec = rec;
+    if opts.history {
+        rec.safety = Some(verify(target, &ops).await);
+    }
     finish(target, &shared, rec, opts.expect_errors)
+}
+
+/// Reads every acknowledged put back at its revision (16 at a time) and checks the history.
+async fn verify(target: &Target, ops: &[history::Op]) -> history::SafetyRecord {
+    use futures_util::StreamExt as _;
+    let kv = crate::target::kv(&target.client);
+    let reads = futures_util::stream::iter(history::to_read_back(ops))
+        .map(|(key, rev)| {
+            let mut kv = kv.clone();
+            async move {
+                let r = kv
+                    .get(
+                        key.as_str(),
+                        Some(etcd_client::GetOptions::new().with_revision(rev)),
+                    )
+                    .await;
+                let found = match r {
+                    Ok(resp) => Ok(resp.kvs().first().map(|kv| {
+                        let n = std::str::from_utf8(&kv.value()[..kv.value().len().min(16)])
+                            .ok()
+                            .and_then(|h| u64::from_str_radix(h, 16).ok())
+                            .unwrap_or(u64::MAX);
+                        (n, kv.mod_revision())
+                    })),
+                    Err(_) => Err(()),
+                };
+                ((key, rev), found)
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<history::AtRevision>()
+        .await;
+    history::check(ops, &reads)
 }

@@ -138,6 +138,9 @@ pub struct StressRecord {
     pub cpu: CpuRecord,
     /// Watch delay and missed events, when `watchers` were set.
     pub watch: Option<WatchRecord>,
+    /// The safety verdict of the load's history (`history: true`): lost writes, stale reads,
+    /// revisions against real time.
+    pub safety: Option<super::history::SafetyRecord>,
     /// The longest time no request succeeded (ms): an outage or a stall as the clients saw it,
     /// including one still going on when the load ended.
     #[schemars(with = "crate::measure::Ms")]
@@ -292,6 +295,7 @@ pub fn build(i: Inputs<'_>) -> StressRecord {
             server_per_op: i.server_cpu.and_then(per_op),
         },
         watch: i.watch,
+        safety: None,
         longest_gap_ms: {
             use std::sync::atomic::Ordering;
             let last = i.shared.last_ok_ns.load(Ordering::Relaxed);

@@ -213,6 +213,8 @@ pub struct WorkerResult {
     pub by_transport: [u64; 2],
     /// Whether the worker's lean connection was lost and it carried on through etcd-client.
     pub switched: bool,
+    /// Its puts and gets, for the safety checks (`history: true`).
+    pub history: Vec<super::history::Op>,
 }
 
 /// How a worker decides what to do next.
@@ -243,6 +245,8 @@ pub struct Plan {
     pub read_ratio: f64,
     /// Fail the step when no request has succeeded for this long.
     pub abort_after: Duration,
+    /// Record every put and get for the safety checks (through etcd-client, values numbered).
+    pub history: bool,
 }
 
 impl Plan {
@@ -296,6 +300,11 @@ pub async fn run(
     let mut key = Vec::with_capacity(64);
     let (mut sec, mut slot) = (0u64, Slot::for_worker(&shared));
     let (mut by_transport, mut switched) = ([0u64; 2], false);
+    let mut history: Vec<super::history::Op> = Vec::new();
+    if plan.history {
+        // The safety checks need what each read returned: etcd-client's responses.
+        wire = None;
+    }
 
     loop {
         if shared.stop.load(Ordering::Relaxed) {
@@ -333,7 +342,17 @@ pub async fn run(
         let k = plan.keys.pick(seq, &mut rng);
         plan.keys.key(k, &mut key);
         let vlen = plan.values.size(&mut rng);
-        let value = &value_pool[..vlen];
+        // With a history, each put's value starts with its number, so reads say whose it was.
+        let numbered;
+        let value: &[u8] = if plan.history {
+            let mut v = format!("{seq:016x}").into_bytes();
+            v.extend_from_slice(&value_pool[..vlen.saturating_sub(16)]);
+            numbered = v;
+            &numbered
+        } else {
+            &value_pool[..vlen]
+        };
+        let mut read: Option<(u64, i64)> = None;
 
         // Each arm yields the write's revision (for watch delay) and the keys it changed.
         // A request that never left (a dead endpoint: etcd-client's balancer still picks it) is
@@ -341,6 +360,7 @@ pub async fn run(
         let lean = wire.is_some() && matches!(op, Op::Put | Op::Get | Op::Range | Op::Delete);
         by_transport[usize::from(!lean)] += 1;
         let mut tries = 0;
+        let sent_ns = Instant::now().duration_since(shared.start).as_nanos() as u64;
         let result = loop {
             let r: Result<(Option<i64>, u64), etcd_client::Error> = match op {
                 Op::Put => match &wire {
@@ -380,7 +400,16 @@ pub async fn run(
                     } else {
                         None
                     };
-                    kv.get(key.clone(), o).await.map(|_| (None, 0))
+                    kv.get(key.clone(), o).await.map(|r| {
+                        read = r.kvs().first().map(|kv| {
+                            let n = std::str::from_utf8(&kv.value()[..kv.value().len().min(16)])
+                                .ok()
+                                .and_then(|h| u64::from_str_radix(h, 16).ok())
+                                .unwrap_or(u64::MAX);
+                            (n, kv.mod_revision())
+                        });
+                        (r.header().map(|h| h.revision()), 0)
+                    })
                 }
                 Op::Range => {
                     let mut o = GetOptions::new()
@@ -469,6 +498,28 @@ pub async fn run(
             flush(&shared, sec, &mut slot);
             sec = now_sec;
         }
+        if plan.history && matches!(op, Op::Put | Op::Get) && history.len() < HISTORY_CAP {
+            use super::history::{Kind, Outcome};
+            history.push(super::history::Op {
+                client: id as u32,
+                key: String::from_utf8_lossy(&key).into_owned(),
+                kind: match op {
+                    Op::Put => Kind::Put { value: seq },
+                    _ => Kind::Get {
+                        linearizable: !plan.serializable,
+                        read,
+                    },
+                },
+                revision: result.as_ref().ok().and_then(|(r, _)| *r),
+                sent: sent_ns,
+                done: ns,
+                outcome: match &result {
+                    Ok(_) => Outcome::Ok,
+                    Err(e) if is_unavailable(e) => Outcome::Unknown,
+                    Err(_) => Outcome::Failed,
+                },
+            });
+        }
         match result {
             Ok((rev, changed)) => {
                 events += changed;
@@ -524,8 +575,12 @@ pub async fn run(
         renewals: 0,
         by_transport,
         switched,
+        history,
     }
 }
+
+/// Operations a worker records at most for the safety checks.
+pub const HISTORY_CAP: usize = 200_000;
 
 /// Adds a worker's finished second to the shared series.
 pub(crate) fn flush(shared: &Shared, sec: u64, slot: &mut Slot) {
