@@ -306,3 +306,67 @@ fn clients_that_lose_their_lean_connection_switch_visibly() {
         load["errors_by_code"]
     );
 }
+
+#[test]
+fn a_partition_isolates_the_leader_heal_restores_it_and_a_slow_leader_link_slows_writes() {
+    let r = run(&fixture("partition.rhai"), &[]);
+    assert_page_renders(&r);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let rec = |name: &str| step(&report, name)["record"].clone();
+    // The cut: the old leader alone on one side, a new leader on the majority side, elected in a
+    // new term; the isolated leader stepped down.
+    let cut = rec("cut");
+    let before = cut["leader_before"].as_str().unwrap().to_string();
+    assert_eq!(cut["sides"][0], serde_json::json!([before]));
+    let after = cut["leader_after"].as_str().unwrap();
+    assert_ne!(after, before);
+    assert!(cut["sides"][1]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m == after));
+    assert!(cut["election_ms"].as_f64().unwrap() > 0.0);
+    assert!(cut["stepped_down_ms"].as_f64().is_some(), "{cut}");
+    let term = |r: &serde_json::Value, m: &str, when: &str| r[when][m].as_u64().unwrap();
+    assert!(term(&cut, after, "terms_after") > term(&cut, after, "terms_before"));
+    // The majority kept taking writes; the heal brought every member to one leader and term.
+    assert_eq!(rec("write_on_majority")["ok"], true);
+    let heal = rec("heal");
+    assert!(heal["recovered_ms"].as_f64().is_some(), "{heal}");
+    let terms: Vec<u64> = heal["terms_after"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|t| t.as_u64().unwrap())
+        .collect();
+    assert_eq!(terms.len(), 3);
+    assert!(terms.iter().all(|t| *t == terms[0]), "{heal}");
+    // A 30 ms link to the leader slows every write by at least that (replication waits on it).
+    let p50 = |name: &str| rec(name)["latency"]["p50"].as_f64().unwrap();
+    assert_eq!(rec("slow")["member"], heal["leader_after"]);
+    assert!(
+        p50("slowed") >= p50("healthy") + 25.0,
+        "slowed p50 {}ms vs healthy {}ms",
+        p50("slowed"),
+        p50("healthy")
+    );
+    // And through it all, no acknowledged write was lost and no read was stale.
+    let safety = &rec("load")["safety"];
+    assert_eq!(safety["passed"], true, "{safety}");
+    assert!(safety["writes_acknowledged"].as_u64().unwrap() > 100);
+}
+
+#[test]
+fn network_faults_need_the_peer_proxies_and_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("no-proxies.rhai");
+    std::fs::write(
+        &file,
+        "embedded_etcd(#{ members: 3 });\nstep(\"cut\", |p| fault::partition([\"leader\"], [\"others\"]));\n",
+    )
+    .unwrap();
+    let r = run(&file, &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("network_faults: true"), "{}", r.stderr);
+}

@@ -77,7 +77,7 @@ pub struct MembersRecord {
 }
 
 /// The embedded cluster, or why faults cannot run here.
-fn cluster(target: &Target) -> Result<&Shared> {
+pub(crate) fn cluster(target: &Target) -> Result<&Shared> {
     target.embedded.as_ref().ok_or_else(|| {
         Error::Options(
             "fault:: acts only on members scen started: run without --endpoints (scen never injects faults into a cluster it did not start)"
@@ -87,7 +87,7 @@ fn cluster(target: &Target) -> Result<&Shared> {
 }
 
 /// (name, client URL, alive) of every member.
-fn snapshot(c: &Shared) -> Vec<(String, String, bool)> {
+pub(crate) fn snapshot(c: &Shared) -> Vec<(String, String, bool)> {
     let mut e = c.lock().expect("embedded lock");
     (0..e.members().len())
         .map(|i| {

@@ -7,6 +7,7 @@ pub mod etcd;
 pub mod fault;
 pub mod maintenance;
 pub mod metrics;
+pub mod network;
 pub mod process;
 pub mod promql;
 pub mod stress;

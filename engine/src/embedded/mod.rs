@@ -5,6 +5,7 @@
 //! etcd down with it. Members can be killed, restarted, paused and slowed (`fault::`).
 
 mod member;
+pub mod proxy;
 mod spawner;
 
 pub use member::Member;
@@ -30,6 +31,9 @@ pub struct EmbeddedConfig {
     pub client_tls: Option<ServerTls>,
     /// Start from this snapshot (restored with `etcdutl snapshot restore`) instead of empty.
     pub restore_from: Option<PathBuf>,
+    /// Put a proxy scen owns in front of each member's peer listener, for network faults
+    /// (partitions, slow links); members of a multi-member cluster only.
+    pub network_faults: bool,
 }
 
 /// Server-side TLS files for the client port.
@@ -54,6 +58,7 @@ impl Default for EmbeddedConfig {
             settings: MemberSettings::default(),
             client_tls: None,
             restore_from: None,
+            network_faults: false,
         }
     }
 }
@@ -190,6 +195,8 @@ pub struct EmbeddedSpec {
     pub settings: MemberSettings,
     /// The etcd binary.
     pub etcd_bin: Option<PathBuf>,
+    /// Peer proxies for network faults.
+    pub network_faults: Option<bool>,
 }
 
 impl EmbeddedSpec {
@@ -201,6 +208,9 @@ impl EmbeddedSpec {
         cfg.settings.overlay(&self.settings);
         if let Some(bin) = &self.etcd_bin {
             cfg.etcd_bin.clone_from(bin);
+        }
+        if let Some(n) = self.network_faults {
+            cfg.network_faults = n;
         }
     }
 }
@@ -219,6 +229,8 @@ pub struct EmbeddedEtcd {
     members: Vec<Member>,
     dir: Option<tempfile::TempDir>,
     start_timeout: Duration,
+    /// The peer proxies, with `network_faults`.
+    proxies: Option<proxy::Proxies>,
     // Declared last: dropped after the members are stopped.
     spawner: Spawner,
 }
@@ -267,7 +279,8 @@ impl EmbeddedEtcd {
             std::fs::write(dir.path().join(OWNER), tag).map_err(Error::Prepare)?;
         }
         let n = config.members;
-        let ports = free_ports(3 * n)?;
+        let proxied = config.network_faults && n > 1;
+        let ports = free_ports(if proxied { 4 * n } else { 3 * n })?;
         let scheme = if config.client_tls.is_some() {
             "https"
         } else {
@@ -282,7 +295,15 @@ impl EmbeddedEtcd {
                 }
             })
             .collect();
-        let peer = |i: usize| format!("http://127.0.0.1:{}", ports[3 * i + 1]);
+        // The member listens on its own peer port; with proxies, it advertises its proxy's.
+        let listen_peer = |i: usize| format!("http://127.0.0.1:{}", ports[3 * i + 1]);
+        let peer = |i: usize| {
+            if proxied {
+                format!("http://127.0.0.1:{}", ports[3 * n + i])
+            } else {
+                listen_peer(i)
+            }
+        };
         let initial_cluster = (0..n)
             .map(|i| format!("{}={}", names[i], peer(i)))
             .collect::<Vec<_>>()
@@ -306,7 +327,7 @@ impl EmbeddedEtcd {
                 format!("--data-dir={}", data_dir.display()),
                 format!("--listen-client-urls={client_url}"),
                 format!("--advertise-client-urls={client_url}"),
-                format!("--listen-peer-urls={}", peer(i)),
+                format!("--listen-peer-urls={}", listen_peer(i)),
                 format!("--initial-advertise-peer-urls={}", peer(i)),
                 format!("--initial-cluster={initial_cluster}"),
                 format!("--listen-metrics-urls={metrics_url}"),
@@ -326,10 +347,25 @@ impl EmbeddedEtcd {
                 args,
             ));
         }
+        let proxies = if proxied {
+            let list: Vec<(String, String, String)> = (0..n)
+                .map(|i| {
+                    (
+                        names[i].clone(),
+                        format!("127.0.0.1:{}", ports[3 * n + i]),
+                        format!("127.0.0.1:{}", ports[3 * i + 1]),
+                    )
+                })
+                .collect();
+            Some(proxy::Proxies::start(&list).await.map_err(Error::Prepare)?)
+        } else {
+            None
+        };
         let mut me = EmbeddedEtcd {
             members,
             dir: Some(dir),
             start_timeout: config.start_timeout,
+            proxies,
             spawner: Spawner::new().map_err(Error::Prepare)?,
         };
         for i in 0..n {
@@ -412,6 +448,11 @@ impl EmbeddedEtcd {
         &self.members
     }
 
+    /// The network rules the peer proxies apply (with `network_faults`).
+    pub fn network(&self) -> Option<std::sync::Arc<std::sync::Mutex<proxy::Rules>>> {
+        self.proxies.as_ref().map(|p| p.rules.clone())
+    }
+
     /// Member `i`, and the spawner its restarts and helpers go through.
     pub fn member_mut(&mut self, i: usize) -> (&mut Member, &Spawner) {
         (&mut self.members[i], &self.spawner)
@@ -422,6 +463,7 @@ impl EmbeddedEtcd {
         for m in &mut self.members {
             m.terminate();
         }
+        self.proxies.take();
         if let Some(dir) = self.dir.take() {
             let _ = dir.close();
         }

@@ -71,6 +71,7 @@ struct EmbeddedOptions {
     heartbeat_interval: Option<String>,
     election_timeout: Option<String>,
     etcd_bin: Option<String>,
+    network_faults: Option<bool>,
 }
 
 impl EmbeddedOptions {
@@ -115,6 +116,7 @@ impl EmbeddedOptions {
             members: self.members,
             settings,
             etcd_bin: self.etcd_bin.map(std::path::PathBuf::from),
+            network_faults: self.network_faults,
         })
     }
 }

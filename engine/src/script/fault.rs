@@ -15,6 +15,10 @@ type R = Result<Dynamic, Box<rhai::EvalAltResult>>;
 pub(crate) fn record_schema(name: &str) -> Option<serde_json::Value> {
     match name {
         "members" => serde_json::to_value(schemars::schema_for!(MembersRecord)).ok(),
+        "partition" | "heal" | "link" => serde_json::to_value(schemars::schema_for!(
+            crate::actions::network::NetworkRecord
+        ))
+        .ok(),
         _ => serde_json::to_value(schemars::schema_for!(FaultRecord)).ok(),
     }
 }
@@ -75,6 +79,43 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
                          /// leader }], leader, alive, quorum }`."])
         .set_into_module(&mut m, move |ctx: NativeCallContext| -> R {
             action(&s, &ctx, "fault", |t| async move { act::members(&t).await })
+        });
+    let s = state.clone();
+    FuncRegistration::new("partition")
+        .with_namespace(FnNamespace::Internal)
+        .with_params_info(["one: Array", "other: Array", "Map"])
+        .with_comments(["/// Cuts the peer traffic between two sides (member names, \"leader\", \"others\"), through the\n\
+                         /// peer proxies of `embedded_etcd(#{ network_faults: true })`; clients still reach every\n\
+                         /// member. Waits for the majority side's leader and an isolated leader's step-down.\n\
+                         /// Returns `#{ action, sides, leader_before, leader_after, election_ms, stepped_down_ms,\n\
+                         /// terms_before, terms_after, duration_ms }`.\n\
+                         /// ```rhai\n/// step(\"cut\", |p| fault::partition([\"leader\"], [\"others\"]));\n/// ```"])
+        .set_into_module(&mut m, move |ctx: NativeCallContext, one: rhai::Array, other: rhai::Array| -> R {
+            let names = |a: rhai::Array| -> Vec<String> { a.into_iter().map(|d| d.to_string()).collect() };
+            let (one, other) = (names(one), names(other));
+            action(&s, &ctx, "fault", |t| async move {
+                crate::actions::network::partition(&t, &one, &other).await
+            })
+        });
+    let s = state.clone();
+    FuncRegistration::new("heal")
+        .with_namespace(FnNamespace::Internal)
+        .with_params_info(["Map"])
+        .with_comments(["/// Removes every partition and slow link; waits until every member agrees on one leader and\n\
+                         /// term: `#{ action, leader_before, leader_after, recovered_ms, terms_before, terms_after }`."])
+        .set_into_module(&mut m, move |ctx: NativeCallContext| -> R {
+            action(&s, &ctx, "fault", |t| async move { crate::actions::network::heal(&t).await })
+        });
+    let s = state.clone();
+    FuncRegistration::new("link")
+        .with_namespace(FnNamespace::Internal)
+        .with_params_info(["options: Map", "Map"])
+        .with_comments(["/// Slows every peer connection to or from a member: `#{ to: \"scen-2\", delay: \"50ms\",\n\
+                         /// jitter: \"10ms\" }` (`delay: \"0ms\"` removes it). Needs `network_faults: true`."])
+        .set_into_module(&mut m, move |ctx: NativeCallContext, o: rhai::Map| -> R {
+            let o: crate::actions::network::LinkOptions =
+                super::bridge::options(&ctx, "fault::link", Dynamic::from_map(o))?;
+            action(&s, &ctx, "fault", |t| async move { crate::actions::network::link(&t, &o).await })
         });
     engine.register_static_module("fault", m.into());
 }
