@@ -370,3 +370,21 @@ fn network_faults_need_the_peer_proxies_and_say_so() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("network_faults: true"), "{}", r.stderr);
 }
+
+#[test]
+fn the_partition_and_flaky_link_scenarios_run_small() {
+    let r = run(
+        &root().join("scenarios/partition.rhai"),
+        &["--set", "load_duration=10s", "--set", "cut=3s"],
+    );
+    assert_page_renders(&r);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_eq!(step(&report, "load")["record"]["safety"]["passed"], true);
+    let r = run(
+        &root().join("scenarios/flaky-link.rhai"),
+        &["--set", "phase=3s", "--set", "rate=100"],
+    );
+    assert_page_renders(&r);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
