@@ -388,3 +388,31 @@ fn the_partition_and_flaky_link_scenarios_run_small() {
     assert_page_renders(&r);
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+#[test]
+fn background_faults_start_at_their_offset_beside_the_load() {
+    let r = run(&fixture("fault-schedule.rhai"), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let start = |name: &str| {
+        chrono::DateTime::parse_from_rfc3339(step(&report, name)["started_at"].as_str().unwrap())
+            .unwrap()
+    };
+    let after = |name: &str| (start(name) - start("load")).num_milliseconds();
+    assert!(
+        (1900..4000).contains(&after("cut")),
+        "cut at +{}ms",
+        after("cut")
+    );
+    assert!(
+        after("heal") >= after("cut") + 1900,
+        "heal at +{}ms",
+        after("heal")
+    );
+    assert!(step(&report, "cut")["record"]["election_ms"]
+        .as_f64()
+        .is_some());
+    assert!(step(&report, "heal")["record"]["recovered_ms"]
+        .as_f64()
+        .is_some());
+}

@@ -37,6 +37,8 @@ pub struct StepSpec {
     pub func: rhai::FnPtr,
     /// Stop the step after this long.
     pub timeout: Option<Duration>,
+    /// Start this long after the step's turn comes (`at:`).
+    pub at: Option<Duration>,
     /// Record a failure but carry on with the next steps.
     pub continue_on_error: bool,
     /// Where it was declared.

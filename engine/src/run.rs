@@ -485,13 +485,13 @@ async fn run_steps(ctx: RunCtx<'_>, report: &mut Report) -> Outcome {
                 observer.step_started(&spec.name, true);
                 background.insert(
                     spec.name.clone(),
-                    spawn_step(host, spec, plan, metrics, ctx.embedded.cloned()),
+                    spawn_step(host, spec, plan, metrics, ctx.embedded.cloned(), stop),
                 );
                 continue;
             }
             Item::Step(spec) => {
                 observer.step_started(&spec.name, false);
-                let handle = spawn_step(host, spec, plan, metrics, ctx.embedded.cloned());
+                let handle = spawn_step(host, spec, plan, metrics, ctx.embedded.cloned(), stop);
                 join_step(handle, spec).await
             }
             Item::Join { step, .. } => match background.remove(step) {
@@ -679,11 +679,32 @@ fn spawn_step(
     plan: &Plan,
     metrics: &Arc<Scraper>,
     embedded: Option<crate::embedded::Shared>,
+    stop: &CancellationToken,
 ) -> JoinHandle<StepReport> {
     let metrics = metrics.clone();
     let blocking = call_step(host, spec, plan);
     let spec = spec.clone();
+    let stop = stop.clone();
     tokio::spawn(async move {
+        // `at:` — wait for the step's moment (an interrupt ends the wait).
+        if let Some(at) = spec.at {
+            tokio::select! {
+                _ = tokio::time::sleep(at) => {}
+                _ = stop.cancelled() => {
+                    // The run stopped before the step's moment came: it never started.
+                    return StepReport {
+                        name: spec.name.clone(),
+                        background: spec.background,
+                        status: StepStatus::Skipped,
+                        started_at: None,
+                        duration_ms: 0.0,
+                        error: None,
+                        record: json!({}),
+                        action: spec.action.clone(),
+                    };
+                }
+            }
+        }
         let before = metrics.scrape_all().await;
         let pids = move || embedded.as_ref().map(crate::embedded::running_pids);
         let cpu_before = pids().map(|p| process::CpuMark::now(&p));

@@ -57,6 +57,9 @@ struct StepOptions {
     /// Run concurrently with the following steps.
     #[serde(default)]
     background: bool,
+    /// Start this long after the step's turn comes (`"3s"`): a fault on schedule beside a
+    /// background load, without `sleep` steps.
+    at: Option<String>,
 }
 
 /// `embedded_etcd(...)`: the embedded cluster's settings.
@@ -204,6 +207,12 @@ fn declare_step(
         .map(units::parse_duration)
         .transpose()
         .map_err(|e| usage(ctx, format!("step `{name}` timeout: {e}")))?;
+    let at = opts
+        .at
+        .as_deref()
+        .map(units::parse_duration)
+        .transpose()
+        .map_err(|e| usage(ctx, format!("step `{name}` at: {e}")))?;
     let mut b = state.builder.lock().expect("builder lock");
     if b.items
         .iter()
@@ -219,6 +228,7 @@ fn declare_step(
         background: opts.background,
         func,
         timeout,
+        at,
         continue_on_error: opts.continue_on_error,
         pos: pos_of(ctx),
         action: None, // known once the whole script is read
@@ -330,7 +340,8 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
     let s = state.clone();
     FuncRegistration::new("background")
         .with_params_info(["name: &str", "options: Map", "f: FnPtr", "()"])
-        .with_comments(["/// A background step with options (`timeout`, `continue_on_error`)."])
+        .with_comments(["/// A background step with options (`timeout`, `continue_on_error`, `at`: start this long after\n\
+             /// its turn comes, e.g. a fault on schedule: `background(\"heal\", #{ at: \"5s\" }, |p| fault::heal())`)."])
         .register_into_engine(
             engine,
             move |ctx: NativeCallContext, name: &str, opts: Map, f: FnPtr| {
