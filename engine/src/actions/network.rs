@@ -47,6 +47,12 @@ pub struct NetworkRecord {
     /// Link: the jitter, ms.
     #[schemars(with = "Option<crate::measure::Ms>")]
     pub jitter_ms: Option<f64>,
+    /// Link: the share of packets lost.
+    #[schemars(with = "Option<crate::measure::Ratio>")]
+    pub loss: Option<f64>,
+    /// Link: the bandwidth each way, bytes per second.
+    #[schemars(with = "Option<crate::measure::Bytes>")]
+    pub bandwidth: Option<f64>,
     /// Wall time of the action, ms.
     #[schemars(with = "crate::measure::Ms")]
     pub duration_ms: f64,
@@ -62,6 +68,10 @@ pub struct LinkOptions {
     pub delay: String,
     /// Uniform extra delay, up to this (`"10ms"`).
     pub jitter: Option<String>,
+    /// Share of packets lost (`"1%"`): each costs the stream a 200 ms retransmission.
+    pub loss: Option<String>,
+    /// Bandwidth each way (`"1MiB"` per second).
+    pub bandwidth: Option<String>,
 }
 
 crate::no_option_checks!(LinkOptions);
@@ -205,6 +215,8 @@ fn blank(action: &str) -> NetworkRecord {
         terms_after: BTreeMap::new(),
         delay_ms: None,
         jitter_ms: None,
+        loss: None,
+        bandwidth: None,
         duration_ms: 0.0,
     }
 }
@@ -326,6 +338,33 @@ pub async fn link(target: &Target, opts: &LinkOptions) -> Result<NetworkRecord> 
             .map(|j| dur(j, "jitter"))
             .transpose()?
             .unwrap_or_default(),
+        loss: match &opts.loss {
+            None => 0.0,
+            Some(l) => match crate::units::parse_quantity(l) {
+                Ok(q)
+                    if q.dimension == crate::units::Dimension::Ratio
+                        && (0.0..=1.0).contains(&q.value) =>
+                {
+                    q.value
+                }
+                _ => {
+                    return Err(Error::Options(format!(
+                        "loss `{l}`: a share of packets such as 1%"
+                    )))
+                }
+            },
+        },
+        bandwidth: opts
+            .bandwidth
+            .as_deref()
+            .map(|b| {
+                crate::units::parse_size(b).map_err(|e| {
+                    Error::Options(format!(
+                        "bandwidth `{b}`: {e} (bytes per second, such as 1MiB)"
+                    ))
+                })
+            })
+            .transpose()?,
     };
     {
         let mut r = rules.lock().expect("rules lock");
@@ -343,6 +382,8 @@ pub async fn link(target: &Target, opts: &LinkOptions) -> Result<NetworkRecord> 
     rec.terms_after = rec.terms_before.clone();
     rec.delay_ms = Some(ms(slow.delay));
     rec.jitter_ms = Some(ms(slow.jitter));
+    rec.loss = Some(slow.loss);
+    rec.bandwidth = slow.bandwidth.map(|b| b as f64);
     rec.duration_ms = ms(t0.elapsed());
     Ok(rec)
 }

@@ -14,14 +14,23 @@ use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// A slow link: every chunk waits `delay` plus up to `jitter`.
+/// A slow link: every chunk waits `delay` plus up to `jitter`; a `loss` share of chunks wait a
+/// retransmission timeout more (200 ms, TCP's minimum: what a lost packet costs a TCP stream);
+/// with `bandwidth`, a chunk of n bytes also waits n / bandwidth.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Slow {
     /// Fixed delay.
     pub delay: Duration,
     /// Uniform extra delay, up to this.
     pub jitter: Duration,
+    /// Share of chunks "lost" (0..1): each costs a retransmission timeout.
+    pub loss: f64,
+    /// Bytes per second, each direction of each connection (`None`: unlimited).
+    pub bandwidth: Option<u64>,
 }
+
+/// What a lost packet costs a TCP stream: its minimum retransmission timeout.
+pub const RETRANSMIT: Duration = Duration::from_millis(200);
 
 /// What the proxies do, by pair of members.
 #[derive(Debug, Default)]
@@ -146,12 +155,23 @@ async fn pump(
         if cut {
             break;
         }
-        let wait = slow.delay
-            + if slow.jitter.is_zero() {
-                Duration::ZERO
-            } else {
-                slow.jitter.mul_f64(rand::rng().random::<f64>())
-            };
+        let wait = {
+            // The thread's generator, dropped before the await below.
+            let mut rng = rand::rng();
+            let mut wait = slow.delay
+                + if slow.jitter.is_zero() {
+                    Duration::ZERO
+                } else {
+                    slow.jitter.mul_f64(rng.random::<f64>())
+                };
+            if slow.loss > 0.0 && rng.random_bool(slow.loss.clamp(0.0, 1.0)) {
+                wait += RETRANSMIT;
+            }
+            if let Some(bw) = slow.bandwidth.filter(|b| *b > 0) {
+                wait += Duration::from_secs_f64(n as f64 / bw as f64);
+            }
+            wait
+        };
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
@@ -228,6 +248,7 @@ mod tests {
             Slow {
                 delay: Duration::from_millis(50),
                 jitter: Duration::from_millis(10),
+                ..Slow::default()
             },
         );
         assert_eq!(r.slow("scen-1", "scen-2").delay, Duration::from_millis(50));

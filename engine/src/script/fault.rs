@@ -110,8 +110,10 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
     FuncRegistration::new("link")
         .with_namespace(FnNamespace::Internal)
         .with_params_info(["options: Map", "Map"])
-        .with_comments(["/// Slows every peer connection to or from a member: `#{ to: \"scen-2\", delay: \"50ms\",\n\
-                         /// jitter: \"10ms\" }` (`delay: \"0ms\"` removes it). Needs `network_faults: true`."])
+        .with_comments(["/// Slows every peer connection to or from a member: `#{ to: \"scen-2\" | \"leader\", delay: \"50ms\",\n\
+                         /// jitter: \"10ms\", loss: \"1%\" (each lost chunk costs a 200 ms retransmission),\n\
+                         /// bandwidth: \"1MiB\" (per second, each way) }` (`delay: \"0ms\"` alone removes it).\n\
+                         /// Needs `network_faults: true`."])
         .set_into_module(&mut m, move |ctx: NativeCallContext, o: rhai::Map| -> R {
             let o: crate::actions::network::LinkOptions =
                 super::bridge::options(&ctx, "fault::link", Dynamic::from_map(o))?;
