@@ -163,6 +163,7 @@ fn watchers_record_delay_and_miss_nothing() {
     assert_eq!(w["expected_per_watcher"], 500);
     assert_eq!(w["received"], 1000);
     assert_eq!(w["missed"], 0);
+    assert_eq!(w["out_of_order"], 0, "events in revision order");
     assert_eq!(w["delay"]["count"], 1000);
     assert!(w["delay"]["max"].as_f64().unwrap() >= w["delay"]["p50"].as_f64().unwrap());
 }

@@ -71,6 +71,10 @@ pub struct WatchRecord {
     /// Events not received, all watchers together.
     #[schemars(extend("x-better" = "lower"))]
     pub missed: u64,
+    /// Events that arrived with a lower revision than an event before them on the same watch
+    /// (etcd promises revision order).
+    #[schemars(extend("x-better" = "lower"))]
+    pub out_of_order: u64,
     /// Delay from a write's acknowledgement to its event arriving (ms; 0 when the event came first).
     pub delay: Distribution,
 }

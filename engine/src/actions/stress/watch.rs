@@ -14,7 +14,7 @@ use crate::measure::latency::Recorder;
 
 /// Running watchers.
 pub struct Watchers {
-    tasks: Vec<tokio::task::JoinHandle<(Recorder, u64)>>,
+    tasks: Vec<tokio::task::JoinHandle<(Recorder, u64, u64)>>,
     counts: Vec<Arc<std::sync::atomic::AtomicU64>>,
     watchers: u64,
     done: tokio_util::sync::CancellationToken,
@@ -40,7 +40,7 @@ pub async fn start(client: &Client, prefix: &str, n: u64, acks: Arc<AckRing>) ->
         tasks.push(tokio::spawn(async move {
             let _keep = watcher; // dropping the watcher would cancel the watch
             let mut delay = Recorder::default();
-            let mut received = 0u64;
+            let (mut received, mut last_rev, mut out_of_order) = (0u64, 0i64, 0u64);
             loop {
                 let resp = tokio::select! {
                     m = stream.message() => match m {
@@ -53,6 +53,11 @@ pub async fn start(client: &Client, prefix: &str, n: u64, acks: Arc<AckRing>) ->
                 for ev in resp.events() {
                     received += 1;
                     if let Some(kv) = ev.kv() {
+                        // One transaction's events share a revision: never lower than the last.
+                        if kv.mod_revision() < last_rev {
+                            out_of_order += 1;
+                        }
+                        last_rev = last_rev.max(kv.mod_revision());
                         if let Some(acked) = acks.get(kv.mod_revision()) {
                             delay.record(Duration::from_nanos(now.saturating_sub(acked)));
                         } else {
@@ -63,7 +68,7 @@ pub async fn start(client: &Client, prefix: &str, n: u64, acks: Arc<AckRing>) ->
                 }
                 count.store(received, Ordering::Relaxed);
             }
-            (delay, received)
+            (delay, received, out_of_order)
         }));
     }
     Ok(Watchers {
@@ -88,12 +93,13 @@ impl Watchers {
         }
         self.done.cancel();
         let mut delay = Recorder::default();
-        let mut received = 0;
+        let (mut received, mut out_of_order) = (0, 0);
         for (t, count) in self.tasks.into_iter().zip(&self.counts) {
             match t.await {
-                Ok((d, r)) => {
+                Ok((d, r, o)) => {
                     delay.merge(&d);
                     received += r;
+                    out_of_order += o;
                 }
                 Err(_) => received += count.load(Ordering::Relaxed),
             }
@@ -103,6 +109,7 @@ impl Watchers {
             expected_per_watcher: expected,
             received,
             missed: (expected * self.watchers).saturating_sub(received),
+            out_of_order,
             delay: delay.summary(),
         }
     }
