@@ -330,6 +330,9 @@ fn a_partition_isolates_the_leader_heal_restores_it_and_a_slow_leader_link_slows
     assert!(cut["stepped_down_ms"].as_f64().is_some(), "{cut}");
     let term = |r: &serde_json::Value, m: &str, when: &str| r[when][m].as_u64().unwrap();
     assert!(term(&cut, after, "terms_after") > term(&cut, after, "terms_before"));
+    // Through the cut-off member a write fails; through each majority member it succeeds.
+    assert_eq!(cut["writes_by_side"][0]["failed"], 1, "{cut}");
+    assert_eq!(cut["writes_by_side"][1]["ok"], 2, "{cut}");
     // The majority kept taking writes; the heal brought every member to one leader and term.
     assert_eq!(rec("write_on_majority")["ok"], true);
     let heal = rec("heal");

@@ -37,6 +37,9 @@ pub struct NetworkRecord {
     /// Heal: ms until every member agreed on one leader and term.
     #[schemars(with = "Option<crate::measure::Ms>")]
     pub recovered_ms: Option<f64>,
+    /// Partition: a write sent through each member once the partition settled (1 s to answer),
+    /// by side: what clients of that side see.
+    pub writes_by_side: Vec<SideWrites>,
     /// Raft term of each member before.
     pub terms_before: BTreeMap<String, u64>,
     /// Raft term of each member after.
@@ -56,6 +59,34 @@ pub struct NetworkRecord {
     /// Wall time of the action, ms.
     #[schemars(with = "crate::measure::Ms")]
     pub duration_ms: f64,
+}
+
+/// Writes through the members of one side of a partition.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct SideWrites {
+    /// The side's members.
+    pub members: Vec<String>,
+    /// Writes that succeeded.
+    pub ok: u64,
+    /// Writes that failed or timed out.
+    #[schemars(extend("x-better" = "lower"))]
+    pub failed: u64,
+}
+
+/// A write through `member` alone, under the run's prefix, within 1 s: whether it succeeded.
+async fn write_through(target: &Target, url: &str, member: &str) -> bool {
+    let mut settings = target.settings.clone();
+    settings.dial_timeout = Some(Duration::from_millis(500));
+    settings.request_timeout = Some(Duration::from_secs(1));
+    let Ok(client) = settings.connect_to(&[url.to_string()]).await else {
+        return false;
+    };
+    let mut kv = crate::target::kv(&client);
+    let key = format!("{}fault/partition/{member}", target.info.prefix);
+    matches!(
+        tokio::time::timeout(Duration::from_millis(1500), kv.put(key, "probe", None)).await,
+        Ok(Ok(_))
+    )
 }
 
 /// Options of `fault::link`.
@@ -211,6 +242,7 @@ fn blank(action: &str) -> NetworkRecord {
         election_ms: None,
         stepped_down_ms: None,
         recovered_ms: None,
+        writes_by_side: Vec::new(),
         terms_before: BTreeMap::new(),
         terms_after: BTreeMap::new(),
         delay_ms: None,
@@ -280,6 +312,27 @@ pub async fn partition(target: &Target, one: &[String], other: &[String]) -> Res
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     rec.terms_after = terms(&after);
+    // What clients of each side see: one write through each member.
+    let urls: BTreeMap<String, String> = snapshot(cluster(target)?)
+        .into_iter()
+        .map(|(n, u, _)| (n, u))
+        .collect();
+    for side in [&a, &b] {
+        let mut w = SideWrites {
+            members: side.clone(),
+            ok: 0,
+            failed: 0,
+        };
+        for m in side {
+            let url = urls.get(m).cloned().unwrap_or_default();
+            if write_through(target, &url, m).await {
+                w.ok += 1;
+            } else {
+                w.failed += 1;
+            }
+        }
+        rec.writes_by_side.push(w);
+    }
     rec.duration_ms = ms(t0.elapsed());
     Ok(rec)
 }

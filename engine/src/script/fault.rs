@@ -88,7 +88,7 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
                          /// peer proxies of `embedded_etcd(#{ network_faults: true })`; clients still reach every\n\
                          /// member. Waits for the majority side's leader and an isolated leader's step-down.\n\
                          /// Returns `#{ action, sides, leader_before, leader_after, election_ms, stepped_down_ms,\n\
-                         /// terms_before, terms_after, duration_ms }`.\n\
+                         /// writes_by_side: [#{ members, ok, failed }], terms_before, terms_after, duration_ms }`.\n\
                          /// ```rhai\n/// step(\"cut\", |p| fault::partition([\"leader\"], [\"others\"]));\n/// ```"])
         .set_into_module(&mut m, move |ctx: NativeCallContext, one: rhai::Array, other: rhai::Array| -> R {
             let names = |a: rhai::Array| -> Vec<String> { a.into_iter().map(|d| d.to_string()).collect() };
