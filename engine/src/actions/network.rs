@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::fault::{cluster, snapshot};
+use super::fault::{cluster, member_client, member_status, snapshot};
 use super::{ms, Error, Result};
 use crate::embedded::proxy::{Rules, Slow};
 use crate::target::Target;
@@ -75,10 +75,7 @@ pub struct SideWrites {
 
 /// A write through `member` alone, under the run's prefix, within 1 s: whether it succeeded.
 async fn write_through(target: &Target, url: &str, member: &str) -> bool {
-    let mut settings = target.settings.clone();
-    settings.dial_timeout = Some(Duration::from_millis(500));
-    settings.request_timeout = Some(Duration::from_secs(1));
-    let Ok(client) = settings.connect_to(&[url.to_string()]).await else {
+    let Some(client) = member_client(target, url, Duration::from_secs(1)).await else {
         return false;
     };
     let mut kv = crate::target::kv(&client);
@@ -124,22 +121,13 @@ async fn views(target: &Target) -> Result<BTreeMap<String, Option<View>>> {
             out.insert(name, None);
             continue;
         }
-        let mut settings = target.settings.clone();
-        settings.dial_timeout = Some(Duration::from_millis(500));
-        settings.request_timeout = Some(Duration::from_millis(500));
-        let view = match settings.connect_to(std::slice::from_ref(&url)).await {
-            Ok(mut client) => {
-                match tokio::time::timeout(Duration::from_millis(700), client.status()).await {
-                    Ok(Ok(s)) => s.header().map(|h| View {
-                        id: h.member_id(),
-                        leader: s.leader(),
-                        term: s.raft_term(),
-                    }),
-                    _ => None,
-                }
-            }
-            Err(_) => None,
-        };
+        let view = member_status(target, &url).await.and_then(|s| {
+            s.header().map(|h| View {
+                id: h.member_id(),
+                leader: s.leader(),
+                term: s.raft_term(),
+            })
+        });
         out.insert(name, view);
     }
     Ok(out)
