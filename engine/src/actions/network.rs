@@ -102,7 +102,56 @@ pub struct LinkOptions {
     pub bandwidth: Option<String>,
 }
 
-crate::no_option_checks!(LinkOptions);
+impl LinkOptions {
+    /// The link these options describe: durations, a share of loss, a bandwidth, all checked.
+    fn slow(&self) -> Result<Slow> {
+        let dur = |t: &str, what: &str| {
+            crate::units::parse_duration(t).map_err(|e| Error::Options(format!("{what}: {e}")))
+        };
+        Ok(Slow {
+            delay: dur(&self.delay, "delay")?,
+            jitter: self
+                .jitter
+                .as_deref()
+                .map(|j| dur(j, "jitter"))
+                .transpose()?
+                .unwrap_or_default(),
+            loss: match &self.loss {
+                None => 0.0,
+                Some(l) => match crate::units::parse_quantity(l) {
+                    Ok(q)
+                        if q.dimension == crate::units::Dimension::Ratio
+                            && (0.0..=1.0).contains(&q.value) =>
+                    {
+                        q.value
+                    }
+                    _ => {
+                        return Err(Error::Options(format!(
+                            "loss `{l}`: a share of packets such as 1%"
+                        )))
+                    }
+                },
+            },
+            bandwidth: self
+                .bandwidth
+                .as_deref()
+                .map(|b| {
+                    crate::units::parse_size(b).map_err(|e| {
+                        Error::Options(format!(
+                            "bandwidth `{b}`: {e} (bytes per second, such as 1MiB)"
+                        ))
+                    })
+                })
+                .transpose()?,
+        })
+    }
+}
+
+impl crate::actions::CheckOptions for LinkOptions {
+    fn check(&self) -> Result<()> {
+        self.slow().map(|_| ())
+    }
+}
 
 /// One member's view: its id, who it thinks leads, its raft term.
 #[derive(Debug, Clone, Copy)]
@@ -368,45 +417,7 @@ pub async fn link(target: &Target, opts: &LinkOptions) -> Result<NetworkRecord> 
         .into_iter()
         .next()
         .ok_or_else(|| Error::Fault(format!("no member `{}`", opts.to)))?;
-    let dur = |t: &str, what: &str| {
-        crate::units::parse_duration(t).map_err(|e| Error::Options(format!("{what}: {e}")))
-    };
-    let slow = Slow {
-        delay: dur(&opts.delay, "delay")?,
-        jitter: opts
-            .jitter
-            .as_deref()
-            .map(|j| dur(j, "jitter"))
-            .transpose()?
-            .unwrap_or_default(),
-        loss: match &opts.loss {
-            None => 0.0,
-            Some(l) => match crate::units::parse_quantity(l) {
-                Ok(q)
-                    if q.dimension == crate::units::Dimension::Ratio
-                        && (0.0..=1.0).contains(&q.value) =>
-                {
-                    q.value
-                }
-                _ => {
-                    return Err(Error::Options(format!(
-                        "loss `{l}`: a share of packets such as 1%"
-                    )))
-                }
-            },
-        },
-        bandwidth: opts
-            .bandwidth
-            .as_deref()
-            .map(|b| {
-                crate::units::parse_size(b).map_err(|e| {
-                    Error::Options(format!(
-                        "bandwidth `{b}`: {e} (bytes per second, such as 1MiB)"
-                    ))
-                })
-            })
-            .transpose()?,
-    };
+    let slow = opts.slow()?;
     {
         let mut r = rules.lock().expect("rules lock");
         if slow == Slow::default() {

@@ -117,6 +117,8 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
         .set_into_module(&mut m, move |ctx: NativeCallContext, o: rhai::Map| -> R {
             let o: crate::actions::network::LinkOptions =
                 super::bridge::options(&ctx, "fault::link", Dynamic::from_map(o))?;
+            crate::actions::CheckOptions::check(&o)
+                .map_err(|e| super::bridge::refused(&ctx, "fault::link", e))?;
             action(&s, &ctx, "fault", |t| async move { crate::actions::network::link(&t, &o).await })
         });
     engine.register_static_module("fault", m.into());
