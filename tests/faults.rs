@@ -330,6 +330,17 @@ fn a_partition_isolates_the_leader_heal_restores_it_and_a_slow_leader_link_slows
     assert!(cut["stepped_down_ms"].as_f64().is_some(), "{cut}");
     let term = |r: &serde_json::Value, m: &str, when: &str| r[when][m].as_u64().unwrap();
     assert!(term(&cut, after, "terms_after") > term(&cut, after, "terms_before"));
+    // The timeline's sampled leader is named as the members are, and changes with the cut.
+    let leaders: Vec<&str> = report["server_timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["leader"].as_str())
+        .collect();
+    assert!(
+        leaders.contains(&before.as_str()) && leaders.contains(&after),
+        "{leaders:?}"
+    );
     // Through the cut-off member a write fails; through each majority member it succeeds.
     assert_eq!(cut["writes_by_side"][0]["failed"], 1, "{cut}");
     assert_eq!(cut["writes_by_side"][1]["ok"], 2, "{cut}");

@@ -404,10 +404,23 @@ async fn execute(
         embedded: target.embedded.as_ref(),
     };
     // etcd's own view across the run, for the timeline: a scrape every 2 s beside the steps.
+    let names = target
+        .embedded
+        .as_ref()
+        .map(|e| {
+            e.lock()
+                .expect("embedded lock")
+                .members()
+                .iter()
+                .map(|m| (m.metrics_url.clone(), m.name.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
     let sampler = crate::actions::timeline::Sampler::start(
         metrics.clone(),
         report.started_at,
         Duration::from_secs(2),
+        names,
     );
     let mut outcome = run_steps(ctx, report).await;
     report.server_timeline = sampler.finish();

@@ -3,6 +3,7 @@
 //! p99 (from the difference of the cumulative buckets, as `histogram_quantile` over the window),
 //! database size and which member leads. Cheap: one scrape per member per interval.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,7 +26,8 @@ pub struct ServerPoint {
     /// Backend size at the end, largest member.
     #[schemars(with = "Option<crate::measure::Bytes>")]
     pub db_size: Option<f64>,
-    /// The leader at the end (its metrics URL's host:port), when a member said it leads.
+    /// The leader at the end (its name on a cluster scen started, else its metrics URL's
+    /// host:port), when a member said it leads.
     pub leader: Option<String>,
     /// Members scraped.
     pub members: usize,
@@ -37,23 +39,31 @@ pub struct Sampler {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// The member that says it leads, as `host:port`.
-fn leader(scrape: &ClusterScrape) -> Option<String> {
+/// The member that says it leads: its name in `names` (by metrics URL), else `host:port`.
+fn leader(scrape: &ClusterScrape, names: &HashMap<String, String>) -> Option<String> {
     scrape.members.iter().find_map(|m| {
         let leads = m.scrape.samples.iter().any(|s| {
             s.metric == "etcd_server_is_leader"
                 && matches!(s.value, prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) if v == 1.0)
         });
         leads.then(|| {
-            let rest = m.url.split_once("://").map_or(m.url.as_str(), |(_, r)| r);
-            rest.split('/').next().unwrap_or(rest).to_string()
+            names.get(&m.url).cloned().unwrap_or_else(|| {
+                let rest = m.url.split_once("://").map_or(m.url.as_str(), |(_, r)| r);
+                rest.split('/').next().unwrap_or(rest).to_string()
+            })
         })
     })
 }
 
 impl Sampler {
-    /// Starts scraping `scraper` every `every`, times counted from `run_start`.
-    pub fn start(scraper: Arc<Scraper>, run_start: DateTime<Utc>, every: Duration) -> Sampler {
+    /// Starts scraping `scraper` every `every`, times counted from `run_start`; `names` are the
+    /// members' names by metrics URL, when scen started them.
+    pub fn start(
+        scraper: Arc<Scraper>,
+        run_start: DateTime<Utc>,
+        every: Duration,
+        names: HashMap<String, String>,
+    ) -> Sampler {
         let points = Arc::new(Mutex::new(Vec::new()));
         let out = points.clone();
         let task = tokio::spawn(async move {
@@ -71,7 +81,7 @@ impl Sampler {
                     wal_fsync_p99: step.wal_fsync.p99,
                     backend_commit_p99: step.backend_commit.p99,
                     db_size: step.db_size,
-                    leader: leader(&cur),
+                    leader: leader(&cur, &names),
                     members: cur.members.len(),
                 });
                 prev = cur;
