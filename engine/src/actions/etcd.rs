@@ -95,11 +95,19 @@ pub async fn put(
         .bounded("put", async {
             let mut kv = crate::target::kv(&target.client);
             // A dead member's endpoint fails before sending: try the others, as etcd's client does.
-            let mut tries = 0;
+            // A request cancelled by its connection's teardown (a member just killed) is tried
+            // once more: putting the same value again is harmless.
+            let (mut tries, mut cancelled) = (0, false);
             loop {
                 match kv.put(key.clone(), value.clone(), None).await {
                     Err(e) if super::not_sent(&e) && tries < 20 => {
                         tries += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                    Err(etcd_client::Error::GRpcStatus(s))
+                        if s.code() == tonic::Code::Cancelled && !cancelled =>
+                    {
+                        cancelled = true;
                         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     }
                     r => break r.map_err(etcd("put")),
