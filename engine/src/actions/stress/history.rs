@@ -84,7 +84,7 @@ pub struct SafetyRecord {
     pub revision_violations: u64,
     /// Acknowledged puts that could not be read back at their revision (compacted away).
     pub unverifiable: u64,
-    /// Whether every check passed.
+    /// Whether every check passed (never with nothing checked).
     pub passed: bool,
     /// The first violations, each with the operations involved.
     pub violations: Vec<String>,
@@ -258,7 +258,16 @@ pub fn check(ops: &[Op], at: &AtRevision) -> SafetyRecord {
             }
         }
     }
-    r.passed = r.lost_writes == 0 && r.stale_reads == 0 && r.revision_violations == 0;
+    // No data is never a pass: a history with nothing checked passes nothing.
+    if r.writes_acknowledged == 0 && r.reads_checked == 0 {
+        r.violations.push(
+            "nothing to check: no put was acknowledged and no linearizable read succeeded".into(),
+        );
+    }
+    r.passed = r.lost_writes == 0
+        && r.stale_reads == 0
+        && r.revision_violations == 0
+        && (r.writes_acknowledged > 0 || r.reads_checked > 0);
     r
 }
 
@@ -375,6 +384,13 @@ mod tests {
         let r = check(&ops, &faithful(&ops));
         assert_eq!(r.revision_violations, 1);
         assert!(r.violations[0].contains("share revision 20"));
+    }
+
+    #[test]
+    fn an_empty_history_does_not_pass() {
+        let r = check(&[], &AtRevision::new());
+        assert!(!r.passed);
+        assert!(r.violations[0].starts_with("nothing to check"));
     }
 
     #[test]
