@@ -60,6 +60,16 @@ pub fn paired_change(a: &[f64], b: &[f64], alpha: f64, figures: usize) -> Option
         .map(|s| s.inverse_cdf(0.8))
         .unwrap_or(0.0);
     let rel = |x: f64| x.exp() - 1.0;
+    if var == 0.0 && mean != 0.0 {
+        // Identical ratios every round: a quantized figure (CPU in clock ticks), not a noiseless
+        // one. Its noise cannot be estimated, so no change can be called significant.
+        return Some(Change {
+            estimate: rel(mean),
+            low: -1.0,
+            high: f64::INFINITY,
+            detectable: f64::INFINITY,
+        });
+    }
     Some(Change {
         estimate: rel(mean),
         low: rel(mean - t * se),
