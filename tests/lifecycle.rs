@@ -158,3 +158,89 @@ fn objects_that_are_not_there_at_the_end_fail_the_step() {
         "the record is kept"
     );
 }
+
+#[test]
+fn a_range_where_the_run_put_no_objects_fails_and_cluster_object_finds_each_one() {
+    // A new user's mistake from the issue: the objects are in `scen-ns-N`, the range asks
+    // `default/`, finds nothing, and must not pass as an empty success.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ranges.rhai");
+    std::fs::write(
+        &file,
+        r#"step("vms", |p| cluster::lifecycle(#{ kind: "vmi", count: 4, namespaces: 2, phases: ["create"] }));
+step("third", |p| etcd::get(cluster::object(result("vms"), 3).key, #{ absolute: true }));
+step("mine", |p| etcd::range(`${result("vms").prefix}${result("vms").namespaces[1]}/`, #{ absolute: true, count_only: true }));
+step("none_expected", |p| etcd::range(`${result("vms").prefix}default/`, #{ absolute: true, at_least: 0 }));
+step("cluster", |p| cluster::simulate(#{ nodes: 1, pods: 2, namespaces: 1 }));
+step("pods", |p| etcd::range(`${result("cluster").root}/pods/`, #{ absolute: true, count_only: true }));
+step("gone", |p| cluster::cleanup());
+step("after_cleanup", |p| etcd::range(`${result("cluster").root}/pods/`, #{ absolute: true, count_only: true }));
+step("emptied", |p| etcd::delete(`${result("vms").prefix}${result("vms").namespaces[0]}/`, #{ absolute: true, prefix: true }));
+step("after_delete", |p| etcd::range(`${result("vms").prefix}${result("vms").namespaces[0]}/`, #{ absolute: true, count_only: true }));
+step("wrong", |p| etcd::range(`${result("vms").prefix}default/`, #{ absolute: true, count_only: true }));
+step("never", |p| etcd::range("x/", #{}));
+threshold("third.found == true");
+threshold("mine.count == 2");
+"#,
+    )
+    .unwrap();
+    let r = run(&file, &[]);
+    assert_eq!(
+        r.code, 2,
+        "the scenario ranged the wrong place: {}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("found nothing under")
+            && r.stderr.contains("this run wrote 4")
+            && r.stderr.contains("namespaces scen-ns-0 … scen-ns-1")
+            && r.stderr.contains("at_least: 0"),
+        "{}",
+        r.stderr
+    );
+    let report = r.report.unwrap();
+    let vms = &step(&report, "vms")["record"];
+    assert_eq!(vms["namespaced"], true);
+    let third = &step(&report, "third")["record"];
+    assert_eq!(third["found"], true, "{third}");
+    assert_eq!(
+        third["key"].as_str().unwrap(),
+        format!(
+            "{}{}/{}-3",
+            vms["prefix"].as_str().unwrap(),
+            vms["namespaces"][1].as_str().unwrap(),
+            vms["name"].as_str().unwrap()
+        )
+    );
+    assert_eq!(step(&report, "mine")["record"]["count"], 2);
+    for s in [
+        "none_expected",
+        "pods",
+        "after_cleanup",
+        "emptied",
+        "after_delete",
+    ] {
+        assert_eq!(step(&report, s)["status"], "passed", "{s}: {report}");
+    }
+    assert_eq!(step(&report, "pods")["record"]["count"], 2);
+    assert_eq!(step(&report, "after_cleanup")["record"]["count"], 0);
+    assert_eq!(step(&report, "after_delete")["record"]["count"], 0);
+    let wrong = &step(&report, "wrong");
+    assert_eq!(wrong["status"], "failed");
+    assert_eq!(wrong["record"]["count"], 0, "the record is kept");
+    assert_eq!(step(&report, "never")["status"], "skipped");
+
+    // An explicit expectation holds anywhere.
+    std::fs::write(
+        &file,
+        "step(\"few\", |p| etcd::range(\"nothing/\", #{ at_least: 1 }));\n",
+    )
+    .unwrap();
+    let r = run(&file, &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("found 0 keys under") && r.stderr.contains("fewer than at_least: 1"),
+        "{}",
+        r.stderr
+    );
+}

@@ -282,6 +282,8 @@ pub struct Target {
     pub allow_registry_writes: bool,
     /// What `cluster::simulate` wrote in this run, so `cluster::cleanup` removes exactly that.
     pub simulated: crate::actions::cluster::Ledger,
+    /// Where this run's simulated and lifecycle objects are, so an empty range there fails.
+    pub places: crate::actions::cluster::Places,
     /// The embedded cluster, when scen started it: what `fault::` acts on.
     pub embedded: Option<crate::embedded::Shared>,
 }
@@ -312,6 +314,7 @@ impl Target {
             allow_maintenance: false,
             allow_registry_writes: false,
             simulated: Default::default(),
+            places: Default::default(),
             embedded: None,
         })
     }

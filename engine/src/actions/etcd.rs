@@ -209,6 +209,12 @@ pub struct RangeOptions {
     /// How many keys to list in the record (the rest are only counted).
     #[serde(default = "default_list")]
     pub list: usize,
+    /// The step fails when fewer keys than this are under the prefix. Unset: a range inside a
+    /// resource directory where this run's `cluster::simulate` or `cluster::lifecycle` put objects
+    /// must find at least one (a range of the wrong namespace is not an empty success); `0`
+    /// allows nothing anywhere.
+    #[serde(default)]
+    pub at_least: Option<u64>,
 }
 
 fn default_list() -> usize {
@@ -224,6 +230,7 @@ impl Default for RangeOptions {
             serializable: false,
             absolute: false,
             list: default_list(),
+            at_least: None,
         }
     }
 }
@@ -275,7 +282,7 @@ pub async fn range(target: &Target, prefix: &str, opts: &RangeOptions) -> Result
         .map_err(etcd("range"))?;
     let duration_ms = ms(start.elapsed());
     let kvs = resp.kvs();
-    Ok(RangeRecord {
+    let record = RangeRecord {
         count: resp.count(),
         returned: kvs.len() as u64,
         more: resp.more(),
@@ -288,6 +295,38 @@ pub async fn range(target: &Target, prefix: &str, opts: &RangeOptions) -> Result
         revision: resp.header().map_or(0, |h| h.revision()),
         prefix,
         duration_ms,
+    };
+    expected(target, opts.at_least, record)
+}
+
+/// The range's record, or the failure that carries it when fewer keys are there than expected:
+/// `at_least`, or one where this run put objects.
+fn expected(target: &Target, at_least: Option<u64>, record: RangeRecord) -> Result<RangeRecord> {
+    let found = record.count.max(0) as u64;
+    let message = match at_least {
+        Some(n) if found < n => format!(
+            "etcd::range found {found} keys under `{}`, fewer than at_least: {n}",
+            record.prefix
+        ),
+        None if found == 0 => {
+            match crate::actions::cluster::places::expected_under(&target.places, &record.prefix)
+            {
+                Some(place) => format!(
+                    "etcd::range found nothing under `{}`, but {}: range where they are (a lifecycle's record names its `prefix` and `namespaces`; `cluster::object(record, i)` gives an object's key), or pass `at_least: 0` if nothing is expected here",
+                    record.prefix,
+                    crate::actions::cluster::places::hint(&place)
+                ),
+                None => return Ok(record),
+            }
+        }
+        _ => return Ok(record),
+    };
+    Err(Error::WithRecord {
+        record: Box::new(serde_json::to_value(&record).unwrap_or_default()),
+        source: Box::new(Error::Failed {
+            kind: crate::report::ErrorKind::Script,
+            message,
+        }),
     })
 }
 
@@ -314,6 +353,9 @@ pub async fn delete(target: &Target, key: &str, opts: &KeyOptions) -> Result<Del
         .delete(key.clone(), o)
         .await
         .map_err(etcd("delete"))?;
+    if opts.prefix {
+        crate::actions::cluster::places::deleted(&target.places, &key);
+    }
     Ok(DeleteRecord {
         key,
         deleted: resp.deleted(),

@@ -110,7 +110,7 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>, base_dir: &std::
                          /// `<name>-<i>`), namespaces (10: `scen-ns-<n>`), concurrency (32), rate (objects/s),\n\
                          /// monitor (how long each runs, e.g. \"20s\"), monitor_interval (\"5s\"), finalizer (two-step\n\
                          /// delete), nodes (default: the simulated cluster's), root, name_prefix, templates, vars,\n\
-                         /// request_timeout, backend: \"etcd\" | \"kube\", kubeconfig, context }`. Returns `#{ kind, root, prefix, objects, names, namespaces, phases_run,\n\
+                         /// request_timeout, backend: \"etcd\" | \"kube\", kubeconfig, context }`. Returns `#{ kind, root, prefix, objects, names, name, namespaced, namespaces, phases_run,\n\
                          /// phases: #{ create: #{ count, errors, conflicts, latency, since_created, throughput }, ... },\n\
                          /// completed, errors, errors_by_code, error_messages, remaining, duration_ms }`; fails when\n\
                          /// the objects expected under the prefix at the end are not there."])
@@ -122,6 +122,20 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>, base_dir: &std::
                 .map_err(|e| super::bridge::refused(&ctx, what, e))?;
             let p = watch(&s);
             action(&s, &ctx, "cluster", |t| async move { act::lifecycle(&t, &o, p).await })
+        });
+    FuncRegistration::new("object")
+        .with_namespace(FnNamespace::Internal)
+        .with_params_info(["record: Map", "i: i64", "Map"])
+        .with_comments(["/// Where a `cluster::lifecycle` put its `i`-th object: `cluster::object(result(\"vms\"), 7)` is\n\
+                         /// `#{ name, namespace, key }` (the full etcd key, for `etcd::get` with `absolute: true`)."])
+        .set_into_module(&mut m, move |ctx: NativeCallContext, record: Map, i: i64| -> R {
+            let what = "cluster::object";
+            let p: act::Placement = rhai::serde::from_dynamic(&Dynamic::from_map(record))
+                .map_err(|e| super::bridge::usage(&ctx, format!("{what}: the first argument is not a lifecycle's record ({e}): pass `result(\"<lifecycle step>\")`")))?;
+            let i = u64::try_from(i)
+                .map_err(|_| super::bridge::usage(&ctx, format!("{what}: object index {i} is negative")))?;
+            let o = p.object(i).map_err(|e| super::bridge::refused(&ctx, what, e))?;
+            rhai::serde::to_dynamic(o)
         });
     engine.register_static_module("cluster", m.into());
 }

@@ -103,7 +103,7 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
             action(&s, &ctx, "etcd", |t| async move { act::range(&t, prefix, &RangeOptions::default()).await })
         });
     let s = state.clone();
-    reg("range", &["prefix: &str", "options: Map", "Map"], "/// `range` with options: `limit`, `count_only`, `keys_only`, `serializable`, `absolute`, `list` (keys to list in the record, default 100).")
+    reg("range", &["prefix: &str", "options: Map", "Map"], "/// `range` with options: `limit`, `count_only`, `keys_only`, `serializable`, `absolute`, `list` (keys to list in the record, default 100), `at_least` (fewer keys fail the step; unset: a range where this run's `cluster::` objects are must find one).")
         .set_into_module(&mut m, move |ctx: NativeCallContext, prefix: &str, o: Map| -> R {
             let o: RangeOptions = options(&ctx, "etcd::range", Dynamic::from_map(o))?;
             action(&s, &ctx, "etcd", |t| async move { act::range(&t, prefix, &o).await })

@@ -125,6 +125,7 @@ pub struct CleanupRecord {
 pub async fn cleanup(target: &Target) -> Result<CleanupRecord> {
     let written: Vec<super::Written> =
         std::mem::take(&mut *target.simulated.lock().expect("ledger lock"));
+    super::places::cleaned(&target.places);
     let mut kv = crate::target::kv(&target.client);
     let mut rec = CleanupRecord {
         deleted: 0,

@@ -24,6 +24,59 @@ use crate::actions::{duration_option as duration, grpc_code, ms, Error, Result, 
 use crate::measure::latency::{Distribution, Recorder};
 use crate::target::Target;
 
+/// Where a lifecycle put one of its objects (`cluster::object(record, i)`).
+#[derive(Debug, Serialize)]
+pub struct ObjectAddress {
+    /// The object's name (`<name>-<i>`).
+    pub name: String,
+    /// Its namespace; none for a cluster-scoped kind.
+    pub namespace: Option<String>,
+    /// Its full etcd key.
+    pub key: String,
+}
+
+/// The fields of a lifecycle's record that say where its objects are.
+#[derive(Debug, Deserialize)]
+pub struct Placement {
+    /// The resource's directory.
+    pub prefix: String,
+    /// The `<name>` of the names.
+    pub name: String,
+    /// Whether the kind is namespaced.
+    pub namespaced: bool,
+    /// The namespaces, object `i` in the `i % len`-th.
+    pub namespaces: Vec<String>,
+    /// How many objects there were.
+    pub objects: u64,
+}
+
+impl Placement {
+    /// The `i`-th object's name, namespace and key.
+    pub fn object(&self, i: u64) -> Result<ObjectAddress> {
+        if i >= self.objects {
+            return Err(Error::Options(format!(
+                "object {i} is past the lifecycle's {} objects (0 … {})",
+                self.objects,
+                self.objects.saturating_sub(1)
+            )));
+        }
+        let name = format!("{}-{i}", self.name);
+        let namespace = match (self.namespaced, self.namespaces.len() as u64) {
+            (true, n) if n > 0 => Some(self.namespaces[(i % n) as usize].clone()),
+            _ => None,
+        };
+        let key = match &namespace {
+            Some(ns) => format!("{}{ns}/{name}", self.prefix),
+            None => format!("{}{name}", self.prefix),
+        };
+        Ok(ObjectAddress {
+            name,
+            namespace,
+            key,
+        })
+    }
+}
+
 /// The phases, in the order objects go through them.
 pub const PHASES: [&str; 5] = ["create", "schedule", "run", "monitor", "delete"];
 
@@ -147,7 +200,12 @@ pub struct LifecycleRecord {
     pub objects: u64,
     /// Object names: `<name>-<i>`.
     pub names: String,
-    /// The namespaces the objects are in.
+    /// The `<name>` of the object names.
+    pub name: String,
+    /// Whether the kind is namespaced (objects at `<prefix><namespace>/<name>-<i>`, else
+    /// `<prefix><name>-<i>`).
+    pub namespaced: bool,
+    /// The namespaces the objects are in: object `i` is in the `i % len`-th.
     pub namespaces: Vec<String>,
     /// The phases run, in order.
     pub phases_run: Vec<String>,
@@ -786,7 +844,23 @@ pub async fn lifecycle(
         .map_or(prefix.clone(), |(_, p, _)| p.clone());
     let root = effective_root(target, opts.root.as_deref());
     let sink = Sink::Etcd(crate::target::kv(&target.client));
-    drive(sink, opts, nodes, &node_prefix, root, observers).await
+    let record = drive(sink, opts, nodes, &node_prefix, root, observers).await?;
+    super::places::add(
+        &target.places,
+        vec![super::places::Place {
+            dir: record.prefix.clone(),
+            kind: record.kind.clone(),
+            objects: record.remaining,
+            namespaces: if record.namespaced {
+                record.namespaces.clone()
+            } else {
+                Vec::new()
+            },
+            simulated: false,
+            emptied: Vec::new(),
+        }],
+    );
+    Ok(record)
 }
 
 /// `lifecycle` with `backend: "kube"` through a client of your own (a `tower-test` mock in
@@ -1010,6 +1084,8 @@ fn record(
         prefix: dir.clone(),
         objects: opts.count,
         names: format!("{name}-<i>"),
+        name,
+        namespaced: sh.layout.namespaced,
         namespaces,
         phases_run: phases.iter().map(|p| p.to_string()).collect(),
         phases: phases_rec,

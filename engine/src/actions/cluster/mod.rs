@@ -8,6 +8,7 @@ mod inventory;
 mod lifecycle;
 mod lifecycle_kube;
 mod objects;
+pub mod places;
 pub mod protobuf;
 mod templates;
 
@@ -26,10 +27,11 @@ pub use heartbeat::{
 };
 pub use inventory::{cleanup, inventory, CleanupRecord, InventoryOptions, InventoryRecord};
 pub use lifecycle::{
-    lifecycle, lifecycle_through, phases_of, LifecycleOptions, LifecycleRecord, PhaseRecord,
-    ResourceSpec, PHASES,
+    lifecycle, lifecycle_through, phases_of, LifecycleOptions, LifecycleRecord, ObjectAddress,
+    PhaseRecord, Placement, ResourceSpec, PHASES,
 };
 pub use objects::{CustomSpec, Kind, Shape};
+pub use places::Places;
 
 use super::{Error, ProgressFn, Result, SizeValue, Watch};
 use crate::measure::latency::{Distribution, Recorder};
@@ -396,13 +398,16 @@ pub async fn simulate(
         {
             // Rewritten keys keep their create revision: the first entry still finds them.
             Some(w) => w.revisions.1 = w.revisions.1.max(revisions.1),
-            None => ledger.push(Written {
-                root: root.clone(),
-                shape,
-                revisions,
-                options: opts.clone(),
-                kube: None,
-            }),
+            None => {
+                places::add(&target.places, places::of_shape(&shape, &root));
+                ledger.push(Written {
+                    root: root.clone(),
+                    shape,
+                    revisions,
+                    options: opts.clone(),
+                    kube: None,
+                })
+            }
         }
     }
     Ok(SimulateRecord {
