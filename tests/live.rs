@@ -246,6 +246,36 @@ fn remote_write_into_real_prometheus_matches_the_report_and_feeds_the_dashboard(
     )
     .unwrap();
     assert!(fsyncs > 0.0);
+    // Each ended step's typed figures went out in base units: its p99 in seconds, the server
+    // view scen computed for the step (etcd's WAL fsync p99 over the step), its throughput.
+    let figure = |family: &str, step: &str, path: &str| {
+        value(
+            &prom,
+            &format!("last_over_time({family}{{{sel},step=\"{step}\",figure=\"{path}\"}}[10m])"),
+        )
+    };
+    let load = &step(&report, "load")["record"];
+    let p99 = figure("scen_step_figure_seconds", "load", "latency.p99").unwrap();
+    assert!(
+        (p99 - load["latency"]["p99"].as_f64().unwrap() / 1e3).abs() < 1e-9,
+        "{p99} vs {}",
+        load["latency"]["p99"]
+    );
+    let fsync = figure("scen_step_figure_seconds", "load", "server.wal_fsync.p99").unwrap();
+    assert!(
+        (fsync - load["server"]["wal_fsync"]["p99"].as_f64().unwrap() / 1e3).abs() < 1e-9,
+        "{fsync} vs {}",
+        load["server"]["wal_fsync"]
+    );
+    let rate = figure("scen_step_figure_per_second", "mixed", "throughput").unwrap();
+    let want = step(&report, "mixed")["record"]["throughput"]
+        .as_f64()
+        .unwrap();
+    assert!((rate - want).abs() < 1e-6 * want, "{rate} vs {want}");
+    assert_eq!(
+        figure("scen_step_figure", "full", "errors"),
+        step(&report, "full")["record"]["errors"].as_f64()
+    );
 
     assert_dashboard_has_data(&prom, &report, started);
 }

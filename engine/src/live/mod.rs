@@ -90,6 +90,8 @@ struct StepLive {
     ops: BTreeMap<String, Arc<Mutex<OpTotals>>>,
     /// The rate an open-loop load is asked for now, per second.
     intended: Option<f64>,
+    /// Once it ended: every figure of its record (and its server view), typed.
+    figures: Vec<crate::measure::figures::Figure>,
 }
 
 /// What the hub knows of the run.
@@ -156,6 +158,7 @@ impl Hub {
         live.ended = Some(now());
         live.status = Some(step.status);
         live.intended = None;
+        live.figures = crate::report::typed::step_figures(step);
     }
 
     /// The thresholds' verdicts so far and, once the run ended, its exit code.
@@ -252,7 +255,9 @@ impl Hub {
             "Latency quantiles of successful requests since the step started; at its end, the step record's.",
             Some("seconds"),
         );
+        let mut figures = FigureFamilies::new();
         for (name, step) in &s.steps {
+            figures.push(name, &step.figures);
             let st = labels(&[("step", name)]);
             running.push("", st.clone(), f64::from(u8::from(step.ended.is_none())));
             started.push("", st.clone(), step.started);
@@ -336,8 +341,77 @@ impl Hub {
             threshold, observed, exit,
         ]
         .into_iter()
+        .chain(figures.into_families())
         .filter(|f| !f.samples.is_empty())
         .collect()
+    }
+}
+
+/// Ended steps' figures, one family per unit in Prometheus's base units (durations in seconds),
+/// labelled with `step` and `figure` (the record's path: `latency.p99`, `server.wal_fsync.p99`).
+/// A figure with no samples is left out, never sent as 0.
+struct FigureFamilies {
+    seconds: Family,
+    bytes: Family,
+    rate: Family,
+    ratio: Family,
+    plain: Family,
+}
+
+impl FigureFamilies {
+    fn new() -> Self {
+        let f = |name, help, unit| Family::new(name, Kind::Gauge, help, unit);
+        FigureFamilies {
+            seconds: f(
+                "scen_step_figure_seconds",
+                "A duration figure of an ended step's record (latency quantiles, the server view's WAL fsync and backend commit...).",
+                Some("seconds"),
+            ),
+            bytes: f(
+                "scen_step_figure_bytes",
+                "A size figure of an ended step's record.",
+                Some("bytes"),
+            ),
+            rate: f(
+                "scen_step_figure_per_second",
+                "A rate figure of an ended step's record (throughput).",
+                None,
+            ),
+            ratio: f(
+                "scen_step_figure_ratio",
+                "A ratio figure of an ended step's record (a fraction of 1).",
+                Some("ratio"),
+            ),
+            plain: f(
+                "scen_step_figure",
+                "A count or a boolean (1 or 0) of an ended step's record, or a figure of a record without a type.",
+                None,
+            ),
+        }
+    }
+
+    fn push(&mut self, step: &str, figures: &[crate::measure::figures::Figure]) {
+        use crate::measure::Unit;
+        for fig in figures {
+            let Some(v) = fig.value else { continue };
+            let path = fig
+                .path
+                .strip_prefix(step)
+                .and_then(|p| p.strip_prefix('.'))
+                .unwrap_or(&fig.path);
+            let l = labels(&[("step", step), ("figure", path)]);
+            match fig.unit {
+                Some(Unit::Ms) => self.seconds.push("", l, v / 1e3),
+                Some(Unit::Bytes) => self.bytes.push("", l, v),
+                Some(Unit::PerSecond) => self.rate.push("", l, v),
+                Some(Unit::Ratio) => self.ratio.push("", l, v),
+                Some(Unit::Count | Unit::Bool) | None => self.plain.push("", l, v),
+            }
+        }
+    }
+
+    fn into_families(self) -> [Family; 5] {
+        [self.seconds, self.bytes, self.rate, self.ratio, self.plain]
     }
 }
 
