@@ -2,7 +2,10 @@
 //! mock service stands in for kube-apiserver (none can be installed on the test machines), and
 //! every request's method, path, query and body is checked.
 
-use http::{Request, Response, StatusCode};
+mod common;
+
+use common::{reply, status, Incoming};
+use http::{Request, Response};
 use kube::client::Body;
 use scen_engine::actions::cluster::{
     apiserver, heartbeat_through, simulate_through, HeartbeatOptions, SimulateOptions, Written,
@@ -11,14 +14,7 @@ use serde_json::{json, Value};
 use tower_test::mock;
 
 /// One request the mock API server saw.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
-    query: String,
-    content_type: String,
-    body: Value,
-}
+type Seen = Incoming;
 
 /// How the mock answers.
 #[derive(Clone, Copy)]
@@ -29,32 +25,20 @@ struct Server {
     reject_pods: bool,
 }
 
-fn status(code: u16, reason: &str, message: &str) -> Value {
-    json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": message, "reason": reason, "code": code })
-}
-
 /// Serves requests until the client is dropped; returns what it saw.
 async fn serve(
     mut handle: mock::Handle<Request<Body>, Response<Body>>,
     server: Server,
 ) -> Vec<Seen> {
     let mut seen = Vec::new();
-    while let Some((req, send)) = handle.next_request().await {
-        let method = req.method().to_string();
-        let path = req.uri().path().to_string();
-        let query = req.uri().query().unwrap_or("").to_string();
-        let content_type = req
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        let bytes = req.into_body().collect_bytes().await.unwrap();
-        let body: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
+    while let Some((req, send)) = common::next(&mut handle).await {
+        let Incoming {
+            method,
+            path,
+            query,
+            body,
+            ..
+        } = req.clone();
         let (code, answer) = match (method.as_str(), path.as_str()) {
             ("GET", "/apis/apps/v1/namespaces/kube-system/deployments/kwok-controller") => {
                 if server.kwok {
@@ -128,19 +112,8 @@ async fn serve(
             }
             _ => (405, status(405, "MethodNotAllowed", "unexpected request")),
         };
-        seen.push(Seen {
-            method,
-            path,
-            query,
-            content_type,
-            body,
-        });
-        let response = Response::builder()
-            .status(StatusCode::from_u16(code).unwrap())
-            .header("content-type", "application/json")
-            .body(Body::from(serde_json::to_vec(&answer).unwrap()))
-            .unwrap();
-        send.send_response(response);
+        seen.push(req);
+        reply(send, code, &answer);
     }
     seen
 }

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use http::{Request, Response, StatusCode};
+mod common;
+
+use http::{Request, Response};
 use kube::client::Body;
 use scen_engine::actions::cluster::{lifecycle_through, LifecycleOptions};
 use serde_json::{json, Value};
@@ -15,8 +17,7 @@ use tower_test::mock;
 type Seen = (String, String, Value);
 
 fn status(code: u16, reason: &str) -> Value {
-    json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": reason, "reason": reason, "code": code })
+    common::status(code, reason, reason)
 }
 
 /// Serves until the client is dropped, keeping objects by path; returns what it saw.
@@ -25,11 +26,10 @@ async fn serve(mut handle: mock::Handle<Request<Body>, Response<Body>>) -> Vec<S
     let mut objects: BTreeMap<String, Value> = BTreeMap::new();
     let mut rv = 0u64;
     let mut conflicted = false;
-    while let Some((req, send)) = handle.next_request().await {
-        let method = req.method().to_string();
-        let path = req.uri().path().to_string();
-        let bytes = req.into_body().collect_bytes().await.unwrap();
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    while let Some((req, send)) = common::next(&mut handle).await {
+        let common::Incoming {
+            method, path, body, ..
+        } = req;
         seen.push((method.clone(), path.clone(), body.clone()));
         rv += 1;
         let (code, answer) = match method.as_str() {
@@ -111,12 +111,7 @@ async fn serve(mut handle: mock::Handle<Request<Body>, Response<Body>>) -> Vec<S
             },
             _ => (405, status(405, "MethodNotAllowed")),
         };
-        let response = Response::builder()
-            .status(StatusCode::from_u16(code).unwrap())
-            .header("content-type", "application/json")
-            .body(Body::from(serde_json::to_vec(&answer).unwrap()))
-            .unwrap();
-        send.send_response(response);
+        common::reply(send, code, &answer);
     }
     seen
 }
