@@ -365,6 +365,40 @@ fn a_partition_isolates_the_leader_heal_restores_it_and_a_slow_leader_link_slows
         p50("slowed"),
         p50("healthy")
     );
+    // scen's probes of each link saw it: during the cut every link to or from the isolated
+    // member failed and the majority's links answered; during the slow link, every link
+    // touching the slowed member took two delays (one each way) and the others did not.
+    let links = |name: &str| rec(name)["server"]["links"].as_object().unwrap().clone();
+    let cut_links = links("cut_for_a_while");
+    assert_eq!(cut_links.len(), 6, "{cut_links:?}");
+    for (link, l) in &cut_links {
+        let probes = l["probes"].as_u64().unwrap();
+        assert!(probes >= 2, "{link}: {l}");
+        if link.split("->").any(|m| m == before) {
+            assert_eq!(l["failed"].as_u64().unwrap(), probes, "{link} is cut: {l}");
+        } else {
+            assert_eq!(l["failed"], 0, "{link} is not cut: {l}");
+        }
+    }
+    let slowed = rec("slow")["member"].as_str().unwrap().to_string();
+    for (link, l) in links("slowed") {
+        let p50 = l["rtt"]["p50"].as_f64().unwrap();
+        if link.split("->").any(|m| m == slowed) {
+            assert!(
+                p50 >= 55.0,
+                "{link} goes through the 30 ms link both ways: {l}"
+            );
+        } else {
+            assert!(p50 < 20.0, "{link} is not slowed: {l}");
+        }
+    }
+    assert!(
+        links("healthy")
+            .values()
+            .all(|l| l["rtt"]["p50"].as_f64().unwrap() < 20.0),
+        "{:?}",
+        links("healthy")
+    );
     // And through it all, no acknowledged write was lost and no read was stale.
     let safety = &rec("load")["safety"];
     assert_eq!(safety["passed"], true, "{safety}");

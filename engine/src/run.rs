@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::actions::metrics::{server_step, ProcessStep, Scraper};
+use crate::actions::metrics::{links_during, server_step, ProcessStep, Scraper};
 use crate::actions::process;
 use crate::embedded::{EmbeddedConfig, EmbeddedEtcd, EmbeddedSpec};
 use crate::params::Overrides;
@@ -719,11 +719,16 @@ fn spawn_step(
             }
         }
         let before = metrics.scrape_all().await;
+        let probes = embedded
+            .as_ref()
+            .and_then(|e| e.lock().unwrap_or_else(|p| p.into_inner()).link_probes());
+        let began = Instant::now();
         let pids = move || embedded.as_ref().map(crate::embedded::running_pids);
         let cpu_before = pids().map(|p| process::CpuMark::now(&p));
         let mut report = join_step(tokio::task::spawn_blocking(blocking), &spec).await;
         let after = metrics.scrape_all().await;
         let mut server = server_step(&before, &after);
+        server.links = probes.map(|p| links_during(&p, began, Instant::now()));
         if let (Some(now), Some(mark)) = (pids(), cpu_before) {
             server.process = Some(ProcessStep {
                 cpu: mark.since(&now).as_secs_f64() * 1e3,

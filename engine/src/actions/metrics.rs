@@ -379,6 +379,58 @@ pub struct ServerStep {
     pub unscraped: Vec<String>,
     /// The etcd process scen started: CPU and memory during the step (absent for other clusters).
     pub process: Option<ProcessStep>,
+    /// Each directed link between members (`"scen-0->scen-1"`) as scen's probes saw it during
+    /// the step, on a cluster scen started with `network_faults` (absent otherwise): etcd's own
+    /// `peer_rtt` is observed only every 30 s.
+    pub links: Option<BTreeMap<String, LinkStep>>,
+}
+
+/// One directed link between members during a step: the round trips of scen's probes through
+/// the peer proxies (`GET /raft/probing`, as etcd's prober sends it, twice a second).
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
+pub struct LinkStep {
+    /// Round trips of the probes that were answered.
+    pub rtt: Distribution,
+    /// Probes sent.
+    #[schemars(with = "crate::measure::Count")]
+    pub probes: u64,
+    /// Probes unanswered or refused (a cut link, a stopped member).
+    #[schemars(with = "crate::measure::Count", extend("x-better" = "lower"))]
+    pub failed: u64,
+}
+
+/// The links as the probes sent in `[from, to)` saw them.
+pub fn links_during(
+    probes: &crate::embedded::proxy::Probes,
+    from: std::time::Instant,
+    to: std::time::Instant,
+) -> BTreeMap<String, LinkStep> {
+    let mut by: BTreeMap<String, (crate::measure::latency::Recorder, u64, u64)> = BTreeMap::new();
+    for p in probes
+        .lock()
+        .expect("probes lock")
+        .iter()
+        .filter(|p| p.at >= from && p.at < to)
+    {
+        let e = by.entry(format!("{}->{}", p.from, p.to)).or_default();
+        e.1 += 1;
+        match p.rtt {
+            Some(rtt) => e.0.record(rtt),
+            None => e.2 += 1,
+        }
+    }
+    by.into_iter()
+        .map(|(link, (rtt, probes, failed))| {
+            (
+                link,
+                LinkStep {
+                    rtt: rtt.summary(),
+                    probes,
+                    failed,
+                },
+            )
+        })
+        .collect()
 }
 
 /// CPU and memory of the embedded members during a step, summed over members.
@@ -449,6 +501,7 @@ pub fn server_step(before: &ClusterScrape, after: &ClusterScrape) -> ServerStep 
         proposals_pending: gauge_max(after, "etcd_server_proposals_pending"),
         unscraped,
         process: None,
+        links: None,
     }
 }
 

@@ -453,6 +453,11 @@ impl EmbeddedEtcd {
         self.proxies.as_ref().map(|p| p.rules.clone())
     }
 
+    /// The probes of the links between members (with `network_faults`).
+    pub fn link_probes(&self) -> Option<proxy::Probes> {
+        self.proxies.as_ref().map(|p| p.probes.clone())
+    }
+
     /// Member `i`, and the spawner its restarts and helpers go through.
     pub fn member_mut(&mut self, i: usize) -> (&mut Member, &Spawner) {
         (&mut self.members[i], &self.spawner)

@@ -5,10 +5,14 @@
 //! rules of that pair of members: **cut** (the connection is closed and new ones are refused:
 //! a partition), or **delay** with jitter on every chunk, both ways (a slow link). Clients are
 //! not proxied: they still reach every member, as in real partitions between etcd hosts.
+//!
+//! Every directed link is probed twice a second the way etcd's own prober does it (`GET
+//! /raft/probing` on the peer's listener, here through its proxy with the sender's
+//! `X-Server-From`): etcd observes its peer round trip only every 30 s, too seldom for a step.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -86,7 +90,90 @@ impl Rules {
 pub struct Proxies {
     /// The rules every proxy reads.
     pub rules: Arc<Mutex<Rules>>,
+    /// The link probes, oldest first.
+    pub probes: Probes,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// One probe of a directed link between members.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// When it was sent.
+    pub at: Instant,
+    /// The member it went from (name).
+    pub from: String,
+    /// The member it went to.
+    pub to: String,
+    /// Its round trip; `None` when it failed or timed out (a cut link, a stopped member).
+    pub rtt: Option<Duration>,
+}
+
+/// The probes of every link, oldest first, bounded to [`KEEP_PROBES`].
+pub type Probes = Arc<Mutex<VecDeque<Probe>>>;
+
+/// How often each link is probed.
+pub const PROBE_EVERY: Duration = Duration::from_millis(500);
+
+/// Probes kept (hours of a 5-member cluster); older ones are dropped.
+pub const KEEP_PROBES: usize = 200_000;
+
+/// Probes every directed link between `members` (name, proxy address) until aborted: a request
+/// to the receiver's proxy carrying the sender's id, so the link's rules apply to it.
+async fn probe_links(members: Vec<(String, String)>, rules: Arc<Mutex<Rules>>, probes: Probes) {
+    let Ok(client) = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(2))
+        .no_proxy()
+        .build()
+    else {
+        return;
+    };
+    let mut tick = tokio::time::interval(PROBE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // Before a fault has named the members' ids, a probe carries none: only the receiver's
+        // own slow link applies to it (there is no cut yet to apply).
+        let ids: HashMap<String, String> = rules
+            .lock()
+            .expect("rules lock")
+            .ids
+            .iter()
+            .map(|(id, name)| (name.clone(), id.clone()))
+            .collect();
+        let mut set = tokio::task::JoinSet::new();
+        for (from, _) in &members {
+            for (to, addr) in members.iter().filter(|(to, _)| to != from) {
+                let mut req = client.get(format!("http://{addr}/raft/probing"));
+                if let Some(id) = ids.get(from) {
+                    req = req.header("X-Server-From", id);
+                }
+                let (from, to) = (from.clone(), to.clone());
+                set.spawn(async move {
+                    let at = Instant::now();
+                    let ok = match req.send().await {
+                        Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                        Err(_) => false,
+                    };
+                    Probe {
+                        at,
+                        from,
+                        to,
+                        rtt: ok.then(|| at.elapsed()),
+                    }
+                });
+            }
+        }
+        while let Some(done) = set.join_next().await {
+            if let Ok(p) = done {
+                let mut all = probes.lock().expect("probes lock");
+                all.push_back(p);
+                while all.len() > KEEP_PROBES {
+                    all.pop_front();
+                }
+            }
+        }
+    }
 }
 
 impl Drop for Proxies {
@@ -207,7 +294,15 @@ impl Proxies {
     /// Starts one proxy per member: `(name, listen address, the member's own peer address)`.
     pub async fn start(members: &[(String, String, String)]) -> std::io::Result<Proxies> {
         let rules = Arc::new(Mutex::new(Rules::default()));
-        let mut tasks = Vec::new();
+        let probes: Probes = Default::default();
+        let mut tasks = vec![tokio::spawn(probe_links(
+            members
+                .iter()
+                .map(|(name, listen, _)| (name.clone(), listen.clone()))
+                .collect(),
+            rules.clone(),
+            probes.clone(),
+        ))];
         for (name, listen, target) in members {
             let l = TcpListener::bind(listen).await?;
             let (rules, name, target) = (rules.clone(), name.clone(), target.clone());
@@ -221,7 +316,11 @@ impl Proxies {
                 }
             }));
         }
-        Ok(Proxies { rules, tasks })
+        Ok(Proxies {
+            rules,
+            probes,
+            tasks,
+        })
     }
 }
 
