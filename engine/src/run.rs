@@ -24,6 +24,10 @@ use crate::report::{
 use crate::script::{Host, Limits, ScriptError};
 use crate::target::{ConnectSettings, Target};
 
+/// How long after a step that wrote its server view waits for etcd's backend to commit the
+/// step's last writes: etcd's default batch interval (100 ms) and a margin.
+const BACKEND_SETTLE: std::time::Duration = std::time::Duration::from_millis(150);
+
 /// Everything a run needs besides the scenario's own declarations.
 #[derive(Debug, Clone, Default)]
 pub struct RunConfig {
@@ -726,7 +730,16 @@ fn spawn_step(
         let pids = move || embedded.as_ref().map(crate::embedded::running_pids);
         let cpu_before = pids().map(|p| process::CpuMark::now(&p));
         let mut report = join_step(tokio::task::spawn_blocking(blocking), &spec).await;
-        let after = metrics.scrape_all().await;
+        let mut after = metrics.scrape_all().await;
+        // etcd commits its backend on a timer (`--backend-batch-interval`, 100 ms by default):
+        // the commit holding a step's last writes comes just after it, and belongs to it.
+        if server_step(&before, &after)
+            .proposals_committed
+            .is_some_and(|n| n > 0.0)
+        {
+            tokio::time::sleep(BACKEND_SETTLE).await;
+            after = metrics.scrape_all().await;
+        }
         let mut server = server_step(&before, &after);
         server.links = probes.map(|p| links_during(&p, began, Instant::now()));
         if let (Some(now), Some(mark)) = (pids(), cpu_before) {

@@ -76,6 +76,33 @@ pub struct FigureVerdict {
     pub detectable: Option<f64>,
     /// The verdict.
     pub verdict: Verdict,
+    /// Why the verdict is not the interval's alone (`within one histogram bucket`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The upper bound (ms; infinite for `+Inf`) of the histogram bucket a quantile of etcd's
+/// bucketed histograms lies in; `None` for other figures (scen's own HDR distributions resolve
+/// three significant figures).
+fn bucket_of(f: &crate::measure::figures::Figure) -> Option<f64> {
+    let crate::measure::figures::Basis::Quantile { dist, .. } = &f.basis else {
+        return None;
+    };
+    if dist.get("hist").is_some_and(|h| !h.is_null()) {
+        return None;
+    }
+    let v = f.value?;
+    dist.get("buckets")?
+        .as_array()?
+        .iter()
+        .filter_map(|b| b.get(0).map(|up| up.as_f64().unwrap_or(f64::INFINITY)))
+        .find(|up| v <= *up)
+}
+
+/// The bucket every value lies in, when they all lie in one (and each is a bucketed quantile).
+fn one_bucket(buckets: &[Option<f64>]) -> Option<f64> {
+    let first = buckets.first().copied().flatten()?;
+    buckets.iter().all(|b| *b == Some(first)).then_some(first)
 }
 
 /// A gate's verdict.
@@ -174,17 +201,25 @@ pub fn build(
     let k = chosen.len().max(1);
     let mut figures = Vec::new();
     for f in &chosen {
-        let value = |w: Which, r: usize| -> Option<f64> {
+        let figure = |w: Which, r: usize| {
             let e = get(r, w)?;
             let step = f.path.split('.').next()?;
             let s = e.report.steps.iter().find(|s| s.name == step)?;
             crate::report::typed::step_figures(s)
                 .into_iter()
-                .find(|g| g.path == f.path)?
-                .value
+                .find(|g| g.path == f.path)
         };
-        let a: Vec<Option<f64>> = complete.iter().map(|r| value(Which::A, *r)).collect();
-        let b: Vec<Option<f64>> = complete.iter().map(|r| value(Which::B, *r)).collect();
+        let (mut a, mut b, mut buckets) = (Vec::new(), Vec::new(), Vec::new());
+        for r in &complete {
+            for (w, out) in [(Which::A, &mut a), (Which::B, &mut b)] {
+                let g = figure(w, *r);
+                buckets.push(g.as_ref().and_then(bucket_of));
+                out.push(g.and_then(|g| g.value));
+            }
+        }
+        // Every round of both sides in one bucket of etcd's histogram: the values differ only by
+        // interpolation inside it, which says nothing of a change.
+        let one_bucket = one_bucket(&buckets);
         let av: Vec<f64> = a.iter().flatten().copied().collect();
         let bv: Vec<f64> = b.iter().flatten().copied().collect();
         let better = f.better.unwrap_or(Better::Lower);
@@ -204,6 +239,7 @@ pub fn build(
         };
         let verdict = match change {
             None => Verdict::NoData,
+            Some(_) if one_bucket.is_some() => Verdict::NoChange,
             Some(c) if c.excludes_zero() && c.estimate.abs() >= cfg.min_change => {
                 if c.estimate * worse_sign(better) > 0.0 {
                     Verdict::Regressed
@@ -228,6 +264,12 @@ pub fn build(
             interval: change.map(|c| [c.low, c.high]),
             detectable: change.map(|c| c.detectable),
             verdict,
+            note: one_bucket.filter(|_| change.is_some()).map(|up| {
+                format!(
+                    "every round of A and B in one bucket of etcd's histogram (up to {}): finer changes do not show",
+                    Unit::Ms.format(Some(up))
+                )
+            }),
         });
     }
     let mut gate_verdicts = Vec::new();
@@ -379,6 +421,9 @@ impl AbReport {
                     .unwrap_or_else(|| "—".into()),
                 f.verdict.label()
             );
+            if let Some(n) = &f.note {
+                let _ = writeln!(out, "{:w$}  ({n})", "");
+            }
         }
         if !self.gates.is_empty() {
             let _ = writeln!(out, "\ngates:");
@@ -519,5 +564,45 @@ svg{{max-width:100%;height:auto}}@media print{{body{{margin:0}}}}</style></head>
             outcome = serde_json::to_value(self.outcome).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
             exit = self.exit_code,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::figures::{Basis, Figure};
+    use serde_json::json;
+
+    fn quantile(value: f64, dist: serde_json::Value) -> Figure {
+        Figure {
+            path: "load.server.wal_fsync.p99".into(),
+            value: Some(value),
+            unit: Some(Unit::Ms),
+            better: Some(Better::Lower),
+            basis: Basis::Quantile {
+                q: 0.99,
+                n: 20,
+                dist,
+            },
+        }
+    }
+
+    #[test]
+    fn a_bucketed_quantile_knows_its_bucket_and_one_bucket_for_all_rounds_is_no_resolution() {
+        let etcd = json!({ "count": 20, "buckets": [[1.0, 10.0], [2.0, 20.0], [null, 20.0]] });
+        assert_eq!(bucket_of(&quantile(1.5, etcd.clone())), Some(2.0));
+        assert_eq!(bucket_of(&quantile(1.0, etcd.clone())), Some(1.0));
+        assert_eq!(bucket_of(&quantile(7.0, etcd)), Some(f64::INFINITY));
+        // scen's own HDR distributions and other figures have no bucket.
+        let hdr = json!({ "count": 20, "hist": "HISTFAAAA", "buckets": null });
+        assert_eq!(bucket_of(&quantile(1.5, hdr)), None);
+        let mut rate = quantile(1.5, json!({}));
+        rate.basis = Basis::RateOf { n: 100 };
+        assert_eq!(bucket_of(&rate), None);
+
+        assert_eq!(one_bucket(&[Some(2.0), Some(2.0), Some(2.0)]), Some(2.0));
+        assert_eq!(one_bucket(&[Some(2.0), Some(4.0)]), None);
+        assert_eq!(one_bucket(&[Some(2.0), None]), None);
+        assert_eq!(one_bucket(&[]), None);
     }
 }
