@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::actions::metrics::{links_during, server_step, ProcessStep, Scraper};
+use crate::actions::metrics::{links_during, server_step, wrote, ProcessStep, Scraper};
 use crate::actions::process;
 use crate::embedded::{EmbeddedConfig, EmbeddedEtcd, EmbeddedSpec};
 use crate::params::Overrides;
@@ -730,18 +730,16 @@ fn spawn_step(
         let pids = move || embedded.as_ref().map(crate::embedded::running_pids);
         let cpu_before = pids().map(|p| process::CpuMark::now(&p));
         let mut report = join_step(tokio::task::spawn_blocking(blocking), &spec).await;
+        let ended = Instant::now();
         let mut after = metrics.scrape_all().await;
         // etcd commits its backend on a timer (`--backend-batch-interval`, 100 ms by default):
         // the commit holding a step's last writes comes just after it, and belongs to it.
-        if server_step(&before, &after)
-            .proposals_committed
-            .is_some_and(|n| n > 0.0)
-        {
+        if wrote(&before, &after) {
             tokio::time::sleep(BACKEND_SETTLE).await;
             after = metrics.scrape_all().await;
         }
         let mut server = server_step(&before, &after);
-        server.links = probes.map(|p| links_during(&p, began, Instant::now()));
+        server.links = probes.map(|p| links_during(&p, began, ended));
         if let (Some(now), Some(mark)) = (pids(), cpu_before) {
             server.process = Some(ProcessStep {
                 cpu: mark.since(&now).as_secs_f64() * 1e3,

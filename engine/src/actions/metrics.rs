@@ -449,6 +449,11 @@ pub struct ProcessStep {
 
 crate::no_option_checks!(ScrapeOptions);
 
+/// Whether etcd committed proposals (writes) between the two scrapes.
+pub fn wrote(before: &ClusterScrape, after: &ClusterScrape) -> bool {
+    delta(before, after, "etcd_server_proposals_committed_total").is_some_and(|n| n > 0.0)
+}
+
 /// Computes a step's server figures.
 pub fn server_step(before: &ClusterScrape, after: &ClusterScrape) -> ServerStep {
     let mut unscraped: Vec<String> = before
