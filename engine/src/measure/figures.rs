@@ -3,11 +3,12 @@
 //! renderers and `scen compare` never guess from a field's name.
 //!
 //! Record fields declare direction and basis in their schema: `x-better` (`lower` or `higher`)
-//! and `x-samples` (the sibling field that counts what the figure rests on). Every quantile and
-//! mean of a latency distribution is lower-is-better and rests on the distribution's independent
-//! samples: requests in flight together share the server's state (one fsync stall slows all of
-//! them), so a distribution over a span of `T` with mean latency `m` rests on at most `T / m`
-//! independent samples (Little's law: `n / concurrency`), however many requests it counted.
+//! and `x-samples` (the sibling field, or a path through one, that counts what the figure rests
+//! on). Every quantile and mean of a latency distribution is lower-is-better and rests on the
+//! distribution's independent samples: requests in flight together share the server's state (one
+//! fsync stall slows all of them), so a distribution over a span of `T` with mean latency `m`
+//! rests on at most `T / m` independent samples (Little's law: `n / concurrency`), however many
+//! requests it counted.
 
 use serde_json::Value;
 
@@ -252,8 +253,13 @@ fn leaf(
         Some("higher") => Some(Better::Higher),
         _ => None,
     };
+    // A sibling field, or a path through one (`txn_latency.count`).
     let samples = ext("x-samples")
-        .and_then(|f| parent.get(f))
+        .and_then(|f| {
+            let mut keys = f.split('.');
+            let first = parent.get(keys.next()?)?;
+            keys.try_fold(first, |v, k| v.get(k))
+        })
         .and_then(Value::as_u64);
     let upper = ext("x-upper").and_then(|f| parent.get(f));
     let basis = match (unit, samples) {
@@ -283,6 +289,20 @@ mod tests {
         fs.iter()
             .find(|f| f.path == path)
             .unwrap_or_else(|| panic!("no {path} in {fs:#?}"))
+    }
+
+    #[test]
+    fn a_simulations_throughput_rests_on_its_transactions_not_its_objects() {
+        let schema = serde_json::to_value(schemars::schema_for!(
+            crate::actions::cluster::SimulateRecord
+        ))
+        .unwrap();
+        let record = serde_json::json!({
+            "objects": 10_000, "throughput": 8000.0, "duration_ms": 1250.0,
+            "txn_latency": { "count": 313, "mean": 20.0, "p50": 19.0 }
+        });
+        let fs = figures(Some(&schema), &record, "c", None);
+        assert_eq!(find(&fs, "c.throughput").basis, Basis::RateOf { n: 313 });
     }
 
     #[test]

@@ -238,8 +238,9 @@ pub struct SimulateRecord {
     /// Wall time, ms.
     #[schemars(with = "crate::measure::Ms")]
     pub duration_ms: f64,
-    /// Objects written per second.
-    #[schemars(with = "crate::measure::PerSecond", extend("x-better" = "higher", "x-samples" = "objects"))]
+    /// Objects written per second. It rests on the transactions (`txn_latency.count`), not the
+    /// objects: the objects of one transaction commit together.
+    #[schemars(with = "crate::measure::PerSecond", extend("x-better" = "higher", "x-samples" = "txn_latency.count"))]
     pub throughput: f64,
     /// Value bytes written per second.
     #[schemars(with = "crate::measure::PerSecond")]
