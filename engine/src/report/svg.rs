@@ -134,22 +134,11 @@ pub fn lines(
     lines: &[Line<'_>],
     marks: &[Mark],
 ) -> String {
-    lines_in(title, x_label, y_label, lines, marks, None)
+    chart(title, x_label, y_label, lines, marks, None, H)
 }
 
-/// [`lines`] over a given x range (charts stacked on one time axis), or the data's own.
-pub fn lines_in(
-    title: &str,
-    x_label: &str,
-    y_label: &str,
-    lines: &[Line<'_>],
-    marks: &[Mark],
-    x_range: Option<(f64, f64)>,
-) -> String {
-    chart(title, x_label, y_label, lines, marks, x_range, H)
-}
-
-/// A chart `h` high (the timeline's are flatter); see [`lines_in`].
+/// [`lines`] over a given x range (charts stacked on one time axis; `None`: the data's own), `h`
+/// high (the timeline's are flatter).
 pub fn chart(
     title: &str,
     x_label: &str,
@@ -296,13 +285,14 @@ pub fn percentiles(title: &str, curves: &[Line<'_>]) -> String {
                 .collect(),
         })
         .collect();
-    lines_in(
+    chart(
         title,
         "percentile, log scale (1: 90%, 2: 99%, 3: 99.9%, 4: 99.99%)",
         "ms",
         &logx,
         &[],
         Some((0.0, 4.0)),
+        H,
     )
 }
 
