@@ -8,6 +8,7 @@
 
 pub mod ab;
 pub mod actions;
+pub mod control_plane;
 pub mod embedded;
 pub mod live;
 pub mod measure;

@@ -92,6 +92,9 @@ pub struct Plan {
     pub thresholds: Vec<PlannedThreshold>,
     /// Settings for the embedded etcd (`embedded_etcd(...)`), when the run starts one.
     pub embedded: crate::embedded::EmbeddedSpec,
+    /// The embedded Kubernetes control plane (`kube_control_plane(...)`), when the scenario asks
+    /// for one.
+    pub control_plane: Option<crate::control_plane::ControlPlaneSpec>,
     /// What `scen check` warns about (deprecated option names), as `file:line: message`.
     pub warnings: Vec<String>,
     /// Groups of steps the HTML report draws side by side (`report(#{ compare: [...] })`).

@@ -575,10 +575,10 @@ pub fn check_quota(bytes: u64) -> std::result::Result<u64, String> {
 const DIR_PREFIX: &str = "scen-etcd-";
 
 /// The file in that directory naming the scen process that owns it: `<pid> <start time>`.
-const OWNER: &str = "scen.owner";
+pub(crate) const OWNER: &str = "scen.owner";
 
 /// A process, as `<pid> <start time in clock ticks since boot>` (a pid alone can be reused).
-fn owner_tag(pid: u32) -> Option<String> {
+pub(crate) fn owner_tag(pid: u32) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let start = stat
         .rsplit_once(')')?
@@ -594,13 +594,19 @@ fn owner_tag(pid: u32) -> Option<String> {
 /// run does. Directories without an owner file, or whose owner lives, are left alone. Returns
 /// the directories and bytes removed.
 pub fn remove_stale_dirs() -> (usize, u64) {
+    remove_stale_dirs_named(DIR_PREFIX)
+}
+
+/// [`remove_stale_dirs`] for directories whose names start with `prefix` (the embedded control
+/// plane's are `scen-kube-`).
+pub(crate) fn remove_stale_dirs_named(prefix: &str) -> (usize, u64) {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return (0, 0);
     };
     let (mut dirs, mut bytes) = (0, 0);
     for e in entries.flatten() {
         let path = e.path();
-        let named = e.file_name().to_string_lossy().starts_with(DIR_PREFIX);
+        let named = e.file_name().to_string_lossy().starts_with(prefix);
         let Ok(tag) = std::fs::read_to_string(path.join(OWNER)) else {
             continue;
         };
@@ -631,7 +637,7 @@ fn dir_size(path: &Path) -> u64 {
     })
 }
 
-fn free_ports(n: usize) -> Result<Vec<u16>> {
+pub(crate) fn free_ports(n: usize) -> Result<Vec<u16>> {
     // Hold every listener at once so the ports are distinct.
     let ls: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0"))

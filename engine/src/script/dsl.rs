@@ -24,8 +24,45 @@ pub(crate) struct Builder {
     pub items: Vec<Item>,
     pub thresholds: Vec<PlannedThreshold>,
     pub embedded: crate::embedded::EmbeddedSpec,
+    /// `kube_control_plane(...)`: the embedded Kubernetes control plane, when asked for.
+    pub control_plane: Option<crate::control_plane::ControlPlaneSpec>,
     /// `report(#{ compare: [...] })`: steps to see side by side, and where that was said.
     pub compare_steps: Vec<(Vec<String>, crate::plan::SourcePos)>,
+}
+
+/// `kube_control_plane(...)`: which components of the embedded control plane to start.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ControlPlaneOptions {
+    scheduler: Option<bool>,
+    controller_manager: Option<bool>,
+    kwok: Option<bool>,
+    start_timeout: Option<String>,
+    #[serde(default)]
+    apiserver_flags: Vec<String>,
+}
+
+crate::no_option_checks!(ControlPlaneOptions);
+
+impl ControlPlaneOptions {
+    fn spec(self) -> Result<crate::control_plane::ControlPlaneSpec, String> {
+        let d = crate::control_plane::ControlPlaneSpec::default();
+        let start_timeout = match self.start_timeout {
+            Some(t) => {
+                crate::units::parse_duration(&t).map_err(|e| format!("start_timeout: {e}"))?
+            }
+            None => d.start_timeout,
+        };
+        let spec = crate::control_plane::ControlPlaneSpec {
+            scheduler: self.scheduler.unwrap_or(d.scheduler),
+            controller_manager: self.controller_manager.unwrap_or(d.controller_manager),
+            kwok: self.kwok.unwrap_or(d.kwok),
+            start_timeout,
+            apiserver_flags: self.apiserver_flags,
+        };
+        spec.check_options().map_err(|e| e.to_string())?;
+        Ok(spec)
+    }
 }
 
 /// `report(...)`: how the HTML report presents the run.
@@ -439,6 +476,28 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
             let o: EmbeddedOptions = bridge::options(&ctx, "embedded_etcd", Dynamic::from_map(m))?;
             let spec = o.spec().map_err(|e| usage(&ctx, format!("embedded_etcd: {e}")))?;
             s.builder.lock().expect("builder lock").embedded = spec;
+            Ok(())
+        });
+
+    let s = state.clone();
+    FuncRegistration::new("kube_control_plane")
+        .with_params_info(["components: Map", "()"])
+        .with_comments([
+            "/// Starts a real Kubernetes control plane for the run on loopback, on the run's etcd: kube-apiserver\n\
+             /// (a throwaway PKI, an admin kubeconfig in `system:masters`), and, each by default, kube-scheduler,\n\
+             /// kube-controller-manager and the KWOK controller: `#{ scheduler: true, controller_manager: true,\n\
+             /// kwok: true, start_timeout: \"60s\", apiserver_flags: [\"--max-requests-inflight=800\"] }`. The kube\n\
+             /// backend (`cluster::simulate(#{ backend: \"kube\" })`, `cluster::lifecycle`) then uses it without a\n\
+             /// kubeconfig, and every step's record gains the API server's own view (`<step>.apiserver`). The binaries\n\
+             /// come from `scripts/build-control-plane.sh`; all of it stops with the run.\n\
+             /// ```rhai\n/// kube_control_plane(#{ scheduler: true, controller_manager: true, kwok: true });\n/// ```",
+        ])
+        .register_into_engine(engine, move |ctx: NativeCallContext, m: Map| -> RhaiResult<()> {
+            declaring(&s, &ctx)?;
+            let o: ControlPlaneOptions =
+                bridge::options(&ctx, "kube_control_plane", Dynamic::from_map(m))?;
+            let spec = o.spec().map_err(|e| usage(&ctx, format!("kube_control_plane: {e}")))?;
+            s.builder.lock().expect("builder lock").control_plane = Some(spec);
             Ok(())
         });
 

@@ -53,6 +53,7 @@ const DECLARATIONS: &[&str] = &[
     "threshold",
     "scenario",
     "embedded_etcd",
+    "kube_control_plane",
 ];
 
 /// The first call of a declaration function inside a closure (a step's body runs after the plan

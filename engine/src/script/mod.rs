@@ -647,10 +647,17 @@ fn finish_plan(
         items: b.items,
         thresholds: b.thresholds,
         embedded: b.embedded,
+        control_plane: b.control_plane.clone(),
         compare_steps: b.compare_steps.into_iter().map(|(n, _)| n).collect(),
         warnings: renamed::scan(ast)
             .into_iter()
             .map(|(line, m)| format!("{file}:{line}: {m}"))
+            .chain(
+                b.control_plane
+                    .iter()
+                    .filter_map(|s| s.check().err())
+                    .map(|e| format!("{file}: {e}")),
+            )
             .collect(),
     })
 }
