@@ -164,6 +164,7 @@ pub async fn run(
         thresholds: Vec::new(),
         server_timeline: Vec::new(),
         compare_steps: Vec::new(),
+        control_plane: None,
         outputs: Vec::new(),
     };
     let observer: Arc<dyn Observer> = match &cfg.live {
@@ -343,6 +344,48 @@ async fn execute(
     target.embedded = embedded.clone();
     target.allow_maintenance = cfg.allow_maintenance;
     target.allow_registry_writes = cfg.allow_registry_writes;
+    // The embedded Kubernetes control plane, on this etcd (dropped, hence stopped, when this
+    // function returns).
+    let control_plane = match &plan.control_plane {
+        None => None,
+        Some(spec) => {
+            let etcd = control_plane_etcd(&target);
+            let started = tokio::select! {
+                r = crate::control_plane::ControlPlane::start(spec, &etcd) => r,
+                _ = cancel.cancelled() => {
+                    report.stopped_early = Some(StoppedEarly { step: None, reason: "interrupted while starting the control plane".into() });
+                    return Outcome::Interrupted;
+                }
+            };
+            match started {
+                Ok(cp) => {
+                    target.kube = Some(crate::target::KubeTarget {
+                        kubeconfig: cp.kubeconfig.clone(),
+                        scheduler: cp.has(crate::control_plane::Which::KubeScheduler),
+                        kwok: cp.has(crate::control_plane::Which::Kwok),
+                        controller_manager: cp
+                            .has(crate::control_plane::Which::KubeControllerManager),
+                    });
+                    report.control_plane = Some(cp.report());
+                    Some(cp)
+                }
+                Err(e) => {
+                    let kind = if e.is_usage() {
+                        ErrorKind::Usage
+                    } else {
+                        ErrorKind::Infrastructure
+                    };
+                    report.error = Some(ErrorInfo {
+                        kind,
+                        message: e.to_string(),
+                        location: None,
+                        detail: None,
+                    });
+                    return kind.outcome();
+                }
+            }
+        }
+    };
     // Every member's /metrics, over the same TLS as the etcd connection: the given URLs, the
     // embedded members', or the cluster's own client URLs (etcd serves /metrics there).
     let urls = if !cfg.metrics_urls.is_empty() {
@@ -455,11 +498,30 @@ async fn execute(
             Err(_) => tracing::warn!("deleting the run prefix timed out"),
         }
     }
+    // The control plane before its etcd.
+    drop(control_plane);
     // Stop the members now: clones of the target may outlive this function.
     if let Some(e) = embedded {
         e.lock().expect("embedded lock").stop();
     }
     outcome
+}
+
+/// The etcd the embedded control plane stores in: `/registry` of an etcd scen started; on another,
+/// under the run's prefix (so nothing outside it is written, and the prefix's cleanup removes it).
+fn control_plane_etcd(target: &Target) -> crate::control_plane::EtcdFor {
+    let s = &target.settings;
+    let tls = (s.cacert.is_some() || s.cert.is_some())
+        .then(|| (s.cacert.clone(), s.cert.clone(), s.key.clone()));
+    crate::control_plane::EtcdFor {
+        servers: target.info.endpoints.clone(),
+        prefix: if target.info.embedded {
+            "/registry".into()
+        } else {
+            format!("{}registry", target.info.prefix)
+        },
+        tls,
+    }
 }
 
 /// Runs every item of the plan; returns the outcome so far (thresholds not yet counted).

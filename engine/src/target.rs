@@ -286,6 +286,22 @@ pub struct Target {
     pub places: crate::actions::cluster::Places,
     /// The embedded cluster, when scen started it: what `fault::` acts on.
     pub embedded: Option<crate::embedded::Shared>,
+    /// The embedded Kubernetes control plane, when the scenario asked for one: the kube backend's
+    /// default API server.
+    pub kube: Option<KubeTarget>,
+}
+
+/// What actions need to know of the embedded control plane.
+#[derive(Debug, Clone)]
+pub struct KubeTarget {
+    /// Its admin kubeconfig.
+    pub kubeconfig: std::path::PathBuf,
+    /// Whether kube-scheduler runs (pods are then left for it to bind).
+    pub scheduler: bool,
+    /// Whether the KWOK controller runs (node and pod status and leases are then its).
+    pub kwok: bool,
+    /// Whether kube-controller-manager runs (deployments go through its controllers).
+    pub controller_manager: bool,
 }
 
 impl Target {
@@ -316,6 +332,7 @@ impl Target {
             simulated: Default::default(),
             places: Default::default(),
             embedded: None,
+            kube: None,
         })
     }
 

@@ -172,3 +172,154 @@ async fn a_missing_binary_names_the_build_command() {
         assert!(err.is_usage());
     }
 }
+
+/// An embedded etcd, a target on it, and the control plane on that etcd.
+async fn cluster(
+    spec: ControlPlaneSpec,
+) -> (EmbeddedEtcd, scen_engine::target::Target, ControlPlane) {
+    let etcd = EmbeddedEtcd::start(&EmbeddedConfig::default())
+        .await
+        .expect("etcd starts");
+    let mut target = scen_engine::target::Target::connect(
+        scen_engine::target::ConnectSettings {
+            endpoints: etcd.client_urls(),
+            ..Default::default()
+        },
+        true,
+        "/scen/test/".into(),
+    )
+    .await
+    .unwrap();
+    let cp = ControlPlane::start(
+        &spec,
+        &EtcdFor {
+            servers: etcd.client_urls(),
+            prefix: "/registry".into(),
+            tls: None,
+        },
+    )
+    .await
+    .expect("the control plane starts (scripts/build-control-plane.sh)");
+    target.kube = Some(scen_engine::target::KubeTarget {
+        kubeconfig: cp.kubeconfig.clone(),
+        scheduler: cp.has(Which::KubeScheduler),
+        kwok: cp.has(Which::Kwok),
+        controller_manager: cp.has(Which::KubeControllerManager),
+    });
+    (etcd, target, cp)
+}
+
+fn jsonpath_lines(kubeconfig: &Path, args: &[&str]) -> Vec<String> {
+    kubectl(kubeconfig, args)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+#[tokio::test]
+async fn simulate_through_the_real_api_server_leaves_binding_to_the_scheduler_and_running_to_kwok()
+{
+    let (_etcd, target, cp) = cluster(ControlPlaneSpec::default()).await;
+    let opts: scen_engine::actions::cluster::SimulateOptions = serde_json::from_value(json!({
+        "backend": "kube", "nodes": 5, "pods_per_node": 4, "namespaces": 2,
+        "configmaps": 6, "secrets": 4, "services": 2, "deployments": 0,
+    }))
+    .unwrap();
+    let record = scen_engine::actions::cluster::simulate(&target, &opts, Default::default())
+        .await
+        .expect("simulate through the API server");
+    let r = serde_json::to_value(&record).unwrap();
+    assert_eq!(r["kwok_controller"], true, "{r}");
+    let pods = &r["pods"];
+    assert_eq!(pods["created"], 20, "{r}");
+    assert_eq!(pods["scheduled"], 20, "{pods}");
+    assert_eq!(pods["running"], 20, "{pods}");
+    assert!(pods["all_running_ms"].as_f64().unwrap() >= pods["all_scheduled_ms"].as_f64().unwrap());
+    assert_eq!(pods["startup_latency"]["count"], 20);
+    // scen never set a status itself: KWOK did.
+    assert!(
+        r["api"]["pods"].get("patch_status").is_none(),
+        "{}",
+        r["api"]
+    );
+    assert!(
+        r["api"]["nodes"].get("patch_status").is_none(),
+        "{}",
+        r["api"]
+    );
+
+    // From outside, with kubectl: every pod was bound by kube-scheduler (its Scheduled events),
+    // onto one of scen's nodes, and Running; every node Ready.
+    let kc = &cp.kubeconfig;
+    let scheduled_by = jsonpath_lines(
+        kc,
+        &[
+            "get",
+            "events",
+            "-A",
+            "--field-selector",
+            "reason=Scheduled",
+            "-o",
+            "jsonpath={range .items[*]}{.reportingComponent}{\"\\n\"}{end}",
+        ],
+    );
+    assert_eq!(scheduled_by.len(), 20, "{scheduled_by:?}");
+    assert!(
+        scheduled_by.iter().all(|c| c == "default-scheduler"),
+        "{scheduled_by:?}"
+    );
+    let phases = jsonpath_lines(
+        kc,
+        &[
+            "get",
+            "pods",
+            "-A",
+            "-o",
+            "jsonpath={.items[*].status.phase}",
+        ],
+    );
+    assert_eq!(phases.len(), 20);
+    assert!(phases.iter().all(|p| p == "Running"), "{phases:?}");
+    let node_of_pods = jsonpath_lines(
+        kc,
+        &[
+            "get",
+            "pods",
+            "-A",
+            "-o",
+            "jsonpath={.items[*].spec.nodeName}",
+        ],
+    );
+    assert!(
+        node_of_pods.iter().all(|n| n.starts_with("scen-node-")),
+        "{node_of_pods:?}"
+    );
+    let ready = jsonpath_lines(
+        kc,
+        &["get", "nodes", "-o", "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}"],
+    );
+    assert_eq!(ready, vec!["True"; 5]);
+    // Every kind simulate wrote lists with the record's counts.
+    for (kind, resource, stem) in [
+        ("configmap", "configmaps", "configmap"),
+        ("secret", "secrets", "secret"),
+        ("service", "services", "svc"),
+    ] {
+        let want = r["by_kind"][kind]["count"].as_u64().unwrap();
+        let names = jsonpath_lines(
+            kc,
+            &[
+                "get",
+                resource,
+                "-A",
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name}{\"\\n\"}{end}",
+            ],
+        );
+        let ours = names
+            .iter()
+            .filter(|n| n.starts_with("scen-ns-") && n.contains(&format!("/{stem}-")))
+            .count() as u64;
+        assert_eq!(ours, want, "{resource}: {names:?}");
+    }
+}

@@ -127,9 +127,10 @@ impl Error {
             | Error::Internal(_) => ErrorKind::Infrastructure,
             Error::Unavailable(_) => ErrorKind::ConnectionLost,
             Error::Failed { kind, .. } => *kind,
-            // The API server answering 4xx is the scenario's doing (a bad object, no permission).
+            // The API server answering 4xx is the scenario's doing (a bad object, no permission);
+            // throttling (429), its own failures (5xx) and no answer at all are the cluster's.
             Error::Kube { source, .. } => match source {
-                kube::Error::Api(s) if s.code < 500 => ErrorKind::Script,
+                kube::Error::Api(s) if s.code < 500 && s.code != 429 => ErrorKind::Script,
                 _ => ErrorKind::Infrastructure,
             },
             Error::WithRecord { source, .. } => source.kind(),

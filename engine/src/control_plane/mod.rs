@@ -11,7 +11,7 @@ pub mod pki;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use component::{Component, Which};
 pub use pki::Pki;
@@ -257,7 +257,7 @@ pub struct EtcdFor {
 }
 
 /// One component as the report shows it.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ComponentReport {
     /// Which component.
     pub component: Which,
@@ -275,7 +275,7 @@ pub struct ComponentReport {
 }
 
 /// The control plane as the report shows it.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ControlPlaneReport {
     /// The API server's URL.
     pub server: String,

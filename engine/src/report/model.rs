@@ -311,6 +311,10 @@ pub struct Report {
     /// Groups of steps the scenario asked to see side by side (`report(#{ compare: [...] })`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub compare_steps: Vec<Vec<String>>,
+    /// The embedded Kubernetes control plane (`kube_control_plane(...)`): versions, ports,
+    /// flags and start-up time of each component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_plane: Option<crate::control_plane::ControlPlaneReport>,
     /// Live outputs (`--out`, `--metrics-listen`): what each sent, and what it had to drop.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<OutputReport>,

@@ -79,6 +79,28 @@ impl std::fmt::Debug for Created {
     }
 }
 
+/// The client for a kube-backend action: the embedded control plane's when the run has one and
+/// the options name no kubeconfig or context; otherwise [`connect`]. Also what the embedded
+/// control plane runs (scheduler, KWOK), when it is the one used.
+pub async fn connect_for(
+    target: &crate::target::Target,
+    path: Option<&str>,
+    context: Option<&str>,
+) -> Result<(kube::Client, String, Option<crate::target::KubeTarget>)> {
+    let own =
+        path.filter(|p| !p.is_empty()).is_some() || context.filter(|c| !c.is_empty()).is_some();
+    match (&target.kube, own) {
+        (Some(k), false) => {
+            let (c, url) = connect(k.kubeconfig.to_str(), None).await?;
+            Ok((c, url, Some(k.clone())))
+        }
+        _ => {
+            let (c, url) = connect(path, context).await?;
+            Ok((c, url, None))
+        }
+    }
+}
+
 /// A kube-rs client from the kubeconfig: `path` (default `$KUBECONFIG`, then `~/.kube/config`)
 /// and `context` (default: the current one), and the API server's URL.
 pub async fn connect(path: Option<&str>, context: Option<&str>) -> Result<(kube::Client, String)> {
@@ -416,15 +438,22 @@ where
     Ok(all)
 }
 
-/// Creates one object and, without KWOK, sets its status as kubelet would.
+/// Creates one object and, without KWOK, sets its status as kubelet would. With a scheduler,
+/// pods are created unbound (no `spec.nodeName`): binding them is the scheduler's job.
 async fn create_one(
     client: &kube::Client,
     calls: &Calls,
     r: &Renderer,
     i: u64,
-    kwok: bool,
+    env: Env,
 ) -> Result<Did> {
-    let p = Prepared::at(r, i)?;
+    let kwok = env.kwok;
+    let mut p = Prepared::at(r, i)?;
+    if env.scheduler && p.resource == "pods" {
+        if let Some(spec) = p.body.get_mut("spec").and_then(|s| s.as_object_mut()) {
+            spec.remove("nodeName");
+        }
+    }
     let api = p.api(client);
     let bytes = serde_json::to_vec(&p.body).map_or(0, |v| v.len() as u64);
     match calls
@@ -444,8 +473,12 @@ async fn create_one(
             })
         }
     }
-    // Without KWOK, nothing else makes the node Ready or the pod Running.
-    if let (false, Some(status), "nodes" | "pods") = (kwok, &p.status, p.resource.as_str()) {
+    // Without KWOK, nothing else makes the node Ready or the pod Running (and an unbound pod
+    // cannot run before the scheduler placed it).
+    let unbound = env.scheduler && p.resource == "pods";
+    if let (false, false, Some(status), "nodes" | "pods") =
+        (kwok, unbound, &p.status, p.resource.as_str())
+    {
         let patch = serde_json::json!({ "status": status });
         calls
             .time(
@@ -462,13 +495,24 @@ async fn create_one(
     Ok(Did::Created(bytes))
 }
 
-/// Creates the objects `opts` describe through the API server `client` talks to.
+/// What runs beside the API server, as one simulation sees it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Env {
+    /// A KWOK controller keeps the nodes and pods alive.
+    pub kwok: bool,
+    /// kube-scheduler binds the pods.
+    pub scheduler: bool,
+}
+
+/// Creates the objects `opts` describe through the API server `client` talks to. `embedded`
+/// says what the run's own control plane runs, when `client` reaches it.
 pub async fn simulate(
     client: kube::Client,
     server: &str,
     opts: &SimulateOptions,
     shape: Shape,
     progress: Option<ProgressFn>,
+    embedded: Option<&crate::target::KubeTarget>,
 ) -> Result<(SimulateRecord, Created)> {
     if opts.rewrite {
         return Err(Error::Options(
@@ -483,10 +527,15 @@ pub async fn simulate(
         ));
     }
     let calls = Arc::new(Calls::default());
-    let kwok = match opts.kwok {
-        Kwok::Auto => kwok_present(&client, &calls).await?,
-        Kwok::Present => true,
-        Kwok::Absent => false,
+    let kwok = match (opts.kwok, embedded) {
+        (Kwok::Auto, Some(e)) => e.kwok,
+        (Kwok::Auto, None) => kwok_present(&client, &calls).await?,
+        (Kwok::Present, _) => true,
+        (Kwok::Absent, _) => false,
+    };
+    let env = Env {
+        kwok,
+        scheduler: embedded.is_some_and(|e| e.scheduler),
     };
     let r = Arc::new(Renderer::new(opts, shape)?);
     let started = Instant::now();
@@ -499,6 +548,17 @@ pub async fn simulate(
     );
     let mut by_kind: BTreeMap<String, KindRecord> = BTreeMap::new();
     let mut all = Tally::default();
+    // Pods' progress as the scheduler and KWOK move them, seen on a watch begun before the first
+    // create (only when something other than scen moves them).
+    let namespaces: HashSet<String> = (0..r.shape.namespaces)
+        .filter_map(|i| {
+            r.shape.object_of(Kind::Namespace, i).vars["name"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect();
+    let watch = (r.shape.pods > 0 && (env.scheduler || env.kwok))
+        .then(|| super::pod_watch::PodWatch::start(client.clone(), namespaces));
     // Kind by kind, so namespaces exist before what lives in them.
     let mut offset = 0;
     for (kind, custom, n) in r.shape.segments() {
@@ -510,7 +570,7 @@ pub async fn simulate(
         let (c, k, rr) = (client.clone(), calls.clone(), r.clone());
         let t = each_object(start, n, opts.clients, &done, move |i| {
             let (c, k, rr) = (c.clone(), k.clone(), rr.clone());
-            async move { create_one(&c, &k, &rr, i, kwok).await }
+            async move { create_one(&c, &k, &rr, i, env).await }
         })
         .await?;
         let entry = by_kind.entry(r.shape.kind_label(kind, custom)).or_default();
@@ -525,6 +585,14 @@ pub async fn simulate(
         all.merge(t);
     }
     let secs = started.elapsed().as_secs_f64().max(1e-9);
+    let created_pods = by_kind.get("pod").map_or(0, |k| k.count);
+    let pods = match watch {
+        Some(w) => Some(
+            w.wait_for(created_pods, env, started, opts.wait_timeout())
+                .await?,
+        ),
+        None => None,
+    };
     if opts.probe {
         probe(&client, &r.shape, &calls).await?;
     }
@@ -546,6 +614,7 @@ pub async fn simulate(
         kwok_controller: Some(kwok),
         api,
         api_slo,
+        pods,
     };
     let created = Created {
         client,

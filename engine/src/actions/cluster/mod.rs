@@ -9,6 +9,7 @@ mod lifecycle;
 mod lifecycle_kube;
 mod objects;
 pub mod places;
+pub mod pod_watch;
 pub mod protobuf;
 mod templates;
 
@@ -134,9 +135,22 @@ pub struct SimulateOptions {
     /// `backend: "kube"`: after creating, time GETs and namespaced and cluster-wide LISTs (default true).
     #[serde(default = "yes")]
     pub probe: bool,
+    /// `backend: "kube"` with a scheduler or KWOK at work: how long to wait for every pod to be
+    /// bound and Running (default `"5m"`).
+    pub wait: Option<String>,
     /// Set by the binding: the scenario's directory, for relative template paths.
     #[serde(skip)]
     pub base_dir: PathBuf,
+}
+
+impl SimulateOptions {
+    /// `wait`, or its default.
+    pub fn wait_timeout(&self) -> std::time::Duration {
+        self.wait
+            .as_deref()
+            .and_then(|w| crate::units::parse_duration(w).ok())
+            .unwrap_or(std::time::Duration::from_secs(300))
+    }
 }
 
 /// How simulated objects are stored.
@@ -258,6 +272,10 @@ pub struct SimulateRecord {
     pub api: BTreeMap<String, BTreeMap<String, apiserver::ApiCallRecord>>,
     /// Kube backend: the worst p99 of each ClusterLoader2 SLO class.
     pub api_slo: apiserver::ApiSloRecord,
+    /// Kube backend with a scheduler or KWOK at work: when the pods were bound and Running, seen
+    /// on a watch (`null` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods: Option<pod_watch::PodsRecord>,
 }
 
 /// The root simulated objects go under: the real one on an etcd scen started (or with
@@ -291,9 +309,26 @@ pub async fn simulate(
 ) -> Result<SimulateRecord> {
     let progress = observers.line.clone();
     if opts.backend == Backend::Kube {
-        let (client, server) =
-            apiserver::connect(opts.kubeconfig.as_deref(), opts.context.as_deref()).await?;
-        let (record, written) = simulate_through(client, &server, opts, observers).await?;
+        let (client, server, embedded) =
+            apiserver::connect_for(target, opts.kubeconfig.as_deref(), opts.context.as_deref())
+                .await?;
+        let shape = shape_of(opts)?;
+        let (record, created) = apiserver::simulate(
+            client,
+            &server,
+            opts,
+            shape.clone(),
+            observers.line,
+            embedded.as_ref(),
+        )
+        .await?;
+        let written = Written {
+            root: server.to_string(),
+            shape,
+            revisions: (0, 0),
+            options: opts.clone(),
+            kube: Some(created),
+        };
         target.simulated.lock().expect("ledger lock").push(written);
         return Ok(record);
     }
@@ -426,6 +461,7 @@ pub async fn simulate(
         txn_latency: all.latency.summary(),
         revisions,
         kwok_controller: None,
+        pods: None,
         api: BTreeMap::new(),
         api_slo: apiserver::ApiSloRecord::default(),
     })
@@ -441,7 +477,7 @@ pub async fn simulate_through(
 ) -> Result<(SimulateRecord, Written)> {
     let shape = shape_of(opts)?;
     let (record, created) =
-        apiserver::simulate(client, server, opts, shape.clone(), observers.line).await?;
+        apiserver::simulate(client, server, opts, shape.clone(), observers.line, None).await?;
     Ok((
         record,
         Written {
@@ -459,6 +495,23 @@ const MAX_OBJECTS: u64 = 100_000_000;
 
 impl crate::actions::CheckOptions for SimulateOptions {
     fn check(&self) -> Result<()> {
+        if let Some(w) = &self.wait {
+            match crate::units::parse_duration(w) {
+                Ok(d)
+                    if d > std::time::Duration::ZERO
+                        && d <= std::time::Duration::from_secs(3600) => {}
+                _ => {
+                    return Err(Error::Options(format!(
+                        "wait `{w}`: give a duration from 1s to 1h (\"5m\")"
+                    )))
+                }
+            }
+            if self.backend != Backend::Kube {
+                return Err(Error::Options(
+                    "wait is for backend \"kube\" (pods moved by the scheduler and KWOK)".into(),
+                ));
+            }
+        }
         shape_of(self).map(|_| ())
     }
 }
