@@ -9,6 +9,10 @@
 #   - prometheus (Debian's package, unpacked with dpkg-deb -x so no service is started), which the
 #     tests start against the embedded etcd to check metrics::query
 #   - cargo-nextest when missing (the test runner)
+#   - with --control-plane: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok,
+#     built from their Go modules by scripts/build-control-plane.sh (cached under
+#     $SCEN_TOOLS/kube/<version> and $SCEN_TOOLS/kwok/<version>; ~10 min on 2 cores the first time).
+#     The test suite needs them; `scripts/dev run` does not.
 # Binaries go to $SCEN_TOOLS (default /opt/scen) and are linked into /usr/local/bin.
 set -euo pipefail
 
@@ -105,11 +109,21 @@ install_prometheus() {
 }
 
 main() {
+  local control_plane=0
+  for a in "$@"; do
+    case "$a" in
+      --control-plane) control_plane=1 ;;
+      *) log "unknown option $a (use --control-plane)"; exit 2 ;;
+    esac
+  done
   install_debs ca-certificates protobuf-compiler openssl strace chromium
   install_etcd
   install_prometheus
   if ! command -v cargo-nextest >/dev/null && ! cargo nextest --version >/dev/null 2>&1; then
     log "installing cargo-nextest"; cargo install --locked cargo-nextest
+  fi
+  if [ "$control_plane" = 1 ]; then
+    bash "$(dirname "$0")/build-control-plane.sh"
   fi
   log "ready: $(etcd --version | head -1); $(protoc --version)"
 }

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::actions::apiserver_view::KubeScrapers;
 use crate::actions::metrics::{links_during, server_step, wrote, ProcessStep, Scraper};
 use crate::actions::process;
 use crate::embedded::{EmbeddedConfig, EmbeddedEtcd, EmbeddedSpec};
@@ -439,6 +440,22 @@ async fn execute(
     });
 
     // 3. Steps.
+    let kube_scrapers = control_plane.as_ref().map(|cp| {
+        let url = |w| {
+            cp.component(w)
+                .map(|c: &crate::control_plane::Component| c.metrics_url.clone())
+        };
+        Arc::new(KubeScrapers {
+            apiserver: Scraper::new(
+                cp.http().clone(),
+                url(crate::control_plane::Which::KubeApiserver)
+                    .into_iter()
+                    .collect(),
+            ),
+            scheduler: url(crate::control_plane::Which::KubeScheduler)
+                .map(|u| Scraper::new(cp.http().clone(), vec![u])),
+        })
+    });
     let stop = cancel.child_token();
     let ctx = RunCtx {
         host: &host,
@@ -447,6 +464,7 @@ async fn execute(
         stop: &stop,
         observer: observer.as_ref(),
         metrics: &metrics,
+        kube: kube_scrapers.as_ref(),
         baseline: baseline.as_ref(),
         embedded: target.embedded.as_ref(),
     };
@@ -534,6 +552,8 @@ struct RunCtx<'a> {
     stop: &'a CancellationToken,
     observer: &'a dyn Observer,
     metrics: &'a Arc<Scraper>,
+    /// The embedded control plane's `/metrics`, for each step's `apiserver` view.
+    kube: Option<&'a Arc<KubeScrapers>>,
     baseline: Option<&'a Value>,
     /// The embedded cluster, for its members' CPU and memory per step.
     embedded: Option<&'a crate::embedded::Shared>,
@@ -564,13 +584,29 @@ async fn run_steps(ctx: RunCtx<'_>, report: &mut Report) -> Outcome {
                 observer.step_started(&spec.name, true);
                 background.insert(
                     spec.name.clone(),
-                    spawn_step(host, spec, plan, metrics, ctx.embedded.cloned(), stop),
+                    spawn_step(
+                        host,
+                        spec,
+                        plan,
+                        metrics,
+                        ctx.kube,
+                        ctx.embedded.cloned(),
+                        stop,
+                    ),
                 );
                 continue;
             }
             Item::Step(spec) => {
                 observer.step_started(&spec.name, false);
-                let handle = spawn_step(host, spec, plan, metrics, ctx.embedded.cloned(), stop);
+                let handle = spawn_step(
+                    host,
+                    spec,
+                    plan,
+                    metrics,
+                    ctx.kube,
+                    ctx.embedded.cloned(),
+                    stop,
+                );
                 join_step(handle, spec).await
             }
             Item::Join { step, .. } => match background.remove(step) {
@@ -757,10 +793,12 @@ fn spawn_step(
     spec: &StepSpec,
     plan: &Plan,
     metrics: &Arc<Scraper>,
+    kube: Option<&Arc<KubeScrapers>>,
     embedded: Option<crate::embedded::Shared>,
     stop: &CancellationToken,
 ) -> JoinHandle<StepReport> {
     let metrics = metrics.clone();
+    let kube = kube.cloned();
     let blocking = call_step(host, spec, plan);
     let spec = spec.clone();
     let stop = stop.clone();
@@ -784,7 +822,12 @@ fn spawn_step(
                 }
             }
         }
-        let before = metrics.scrape_all().await;
+        let (before, kube_before) = tokio::join!(metrics.scrape_all(), async {
+            match &kube {
+                Some(k) => Some(k.scrape().await),
+                None => None,
+            }
+        });
         let probes = embedded
             .as_ref()
             .and_then(|e| e.lock().unwrap_or_else(|p| p.into_inner()).link_probes());
@@ -801,6 +844,10 @@ fn spawn_step(
             after = metrics.scrape_all().await;
         }
         let mut server = server_step(&before, &after);
+        let apiserver = match (&kube, &kube_before) {
+            (Some(k), Some(b)) => Some(KubeScrapers::view(b, &k.scrape().await)),
+            _ => None,
+        };
         server.links = probes.map(|p| links_during(&p, began, ended));
         if let (Some(now), Some(mark)) = (pids(), cpu_before) {
             server.process = Some(ProcessStep {
@@ -812,6 +859,10 @@ fn spawn_step(
         if let Value::Object(m) = &mut report.record {
             m.entry("server")
                 .or_insert_with(|| serde_json::to_value(server).unwrap_or_default());
+            if let Some(view) = apiserver {
+                m.entry("apiserver")
+                    .or_insert_with(|| serde_json::to_value(view).unwrap_or_default());
+            }
         }
         report
     })

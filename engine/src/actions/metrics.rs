@@ -214,11 +214,50 @@ pub async fn scrape(scraper: &Scraper, opts: &ScrapeOptions) -> ScrapeRecord {
     ScrapeRecord { members, families }
 }
 
+/// Label values a sample must have (`[("verb", "POST")]`); empty: every sample.
+pub(crate) type Sel<'a> = &'a [(&'a str, &'a str)];
+
+fn selected(sample: &prometheus_parse::Sample, sel: Sel) -> bool {
+    sel.iter()
+        .all(|(k, v)| sample.labels.get(k).is_some_and(|x| x == *v))
+}
+
+/// The distinct values of `labels` on the samples of `name` (and `name_bucket`) in any member
+/// of `scrape`: the groups a by-label view has.
+pub(crate) fn label_groups(
+    scrape: &ClusterScrape,
+    name: &str,
+    labels: &[&str],
+) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    for m in &scrape.members {
+        for sample in &m.scrape.samples {
+            if sample.metric != name && sample.metric != format!("{name}_bucket") {
+                continue;
+            }
+            let key: Option<Vec<String>> = labels
+                .iter()
+                .map(|l| sample.labels.get(l).map(String::from))
+                .collect();
+            if let Some(k) = key {
+                if !out.contains(&k) {
+                    out.push(k);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Cumulative buckets `(le, count)` of a histogram, summed over its label sets.
-fn buckets(s: &Scrape, name: &str) -> BTreeMap<u64, f64> {
+fn buckets(s: &Scrape, name: &str, sel: Sel) -> BTreeMap<u64, f64> {
     let mut out = BTreeMap::new();
     for sample in &s.samples {
         if sample.metric != name && sample.metric != format!("{name}_bucket") {
+            continue;
+        }
+        if !selected(sample, sel) {
             continue;
         }
         if let Value::Histogram(hs) = &sample.value {
@@ -232,10 +271,15 @@ fn buckets(s: &Scrape, name: &str) -> BTreeMap<u64, f64> {
 
 /// Sum of a counter or gauge over its label sets.
 fn scalar(s: &Scrape, name: &str) -> Option<f64> {
+    scalar_sel(s, name, &[])
+}
+
+/// Sum of a counter or gauge over the label sets `sel` selects.
+fn scalar_sel(s: &Scrape, name: &str, sel: Sel) -> Option<f64> {
     let vals: Vec<f64> = s
         .samples
         .iter()
-        .filter(|x| x.metric == name)
+        .filter(|x| x.metric == name && selected(x, sel))
         .filter_map(|x| match x.value {
             Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(v),
             _ => None,
@@ -245,9 +289,9 @@ fn scalar(s: &Scrape, name: &str) -> Option<f64> {
 }
 
 /// Cumulative buckets and sum of a histogram in one scrape, summed over its label sets.
-fn histogram(s: &Scrape, name: &str) -> (BTreeMap<u64, f64>, f64) {
-    let sum = scalar(s, &format!("{name}_sum")).unwrap_or(0.0);
-    (buckets(s, name), sum)
+fn histogram(s: &Scrape, name: &str, sel: Sel) -> (BTreeMap<u64, f64>, f64) {
+    let sum = scalar_sel(s, &format!("{name}_sum"), sel).unwrap_or(0.0);
+    (buckets(s, name, sel), sum)
 }
 
 /// The total observation count of cumulative buckets (the +Inf bucket's).
@@ -260,14 +304,24 @@ fn total(b: &BTreeMap<u64, f64>) -> f64 {
 /// buckets kept so any quantile can be asked later. A member whose counts went down restarted
 /// during the window: what it counted since is its increase, as Prometheus' `increase()` takes it.
 fn window(before: &ClusterScrape, after: &ClusterScrape, name: &str) -> Distribution {
+    window_sel(before, after, name, &[])
+}
+
+/// [`window`] of the label sets `sel` selects.
+pub(crate) fn window_sel(
+    before: &ClusterScrape,
+    after: &ClusterScrape,
+    name: &str,
+    sel: Sel,
+) -> Distribution {
     let mut sum: BTreeMap<u64, f64> = BTreeMap::new();
     let mut seconds = 0.0;
     for m in &after.members {
         let Some(b) = before.members.iter().find(|x| x.url == m.url) else {
             continue;
         };
-        let (b_buckets, b_sum) = histogram(&b.scrape, name);
-        let (a_buckets, a_sum) = histogram(&m.scrape, name);
+        let (b_buckets, b_sum) = histogram(&b.scrape, name, sel);
+        let (a_buckets, a_sum) = histogram(&m.scrape, name, sel);
         let reset = total(&a_buckets) < total(&b_buckets);
         for (le, c) in &a_buckets {
             let base = if reset {
@@ -309,13 +363,30 @@ fn window(before: &ClusterScrape, after: &ClusterScrape, name: &str) -> Distribu
 /// A counter's increase over the window, all members (`None` when no member was scraped twice
 /// or none exports it); a member whose counter went down restarted, and counts from zero.
 fn delta(before: &ClusterScrape, after: &ClusterScrape, name: &str) -> Option<f64> {
+    delta_sel(before, after, name, &[])
+}
+
+/// [`delta`] of the label sets `sel` selects; a label set absent before counts from zero.
+pub(crate) fn delta_sel(
+    before: &ClusterScrape,
+    after: &ClusterScrape,
+    name: &str,
+    sel: Sel,
+) -> Option<f64> {
     let mut out = None;
     for m in &after.members {
         let Some(b) = before.members.iter().find(|x| x.url == m.url) else {
             continue;
         };
-        let (Some(a), Some(b)) = (scalar(&m.scrape, name), scalar(&b.scrape, name)) else {
+        let Some(a) = scalar_sel(&m.scrape, name, sel) else {
             continue;
+        };
+        // A labelled series appears when its first event is counted: absent before is zero. A
+        // family absent before altogether is not exported there (no data).
+        let b = match (scalar_sel(&b.scrape, name, sel), sel.is_empty()) {
+            (Some(b), _) => b,
+            (None, false) => 0.0,
+            (None, true) => continue,
         };
         let inc = if a < b { a } else { a - b };
         out = Some(out.unwrap_or(0.0) + inc);
@@ -325,10 +396,15 @@ fn delta(before: &ClusterScrape, after: &ClusterScrape, name: &str) -> Option<f6
 
 /// A gauge after the window, its largest value over members (`None` when none exports it).
 fn gauge_max(after: &ClusterScrape, name: &str) -> Option<f64> {
+    gauge_max_sel(after, name, &[])
+}
+
+/// [`gauge_max`] of the label sets `sel` selects.
+pub(crate) fn gauge_max_sel(after: &ClusterScrape, name: &str, sel: Sel) -> Option<f64> {
     after
         .members
         .iter()
-        .filter_map(|m| scalar(&m.scrape, name))
+        .filter_map(|m| scalar_sel(&m.scrape, name, sel))
         .reduce(f64::max)
 }
 

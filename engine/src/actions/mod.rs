@@ -1,6 +1,7 @@
 //! Plain async Rust actions: the work steps do. No Rhai types here; each action takes typed options
 //! and returns a serde record that becomes part of the step's report entry.
 
+pub mod apiserver_view;
 pub mod capacity;
 pub mod cluster;
 pub mod etcd;

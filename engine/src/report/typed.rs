@@ -7,11 +7,25 @@ use serde_json::Value;
 use super::StepReport;
 use crate::measure::figures::{figures, Figure};
 
-/// The server view's schema, made once.
-static SERVER_SCHEMA: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
-    serde_json::to_value(schemars::schema_for!(crate::actions::metrics::ServerStep))
-        .unwrap_or_default()
-});
+/// The views every step's record may carry beside its action's own fields, with their schemas
+/// (made once): etcd's (`server`) and the embedded control plane's (`apiserver`).
+pub static STEP_VIEWS: std::sync::LazyLock<[(&'static str, Value); 2]> =
+    std::sync::LazyLock::new(|| {
+        [
+            (
+                "server",
+                serde_json::to_value(schemars::schema_for!(crate::actions::metrics::ServerStep))
+                    .unwrap_or_default(),
+            ),
+            (
+                "apiserver",
+                serde_json::to_value(schemars::schema_for!(
+                    crate::actions::apiserver_view::ApiserverStep
+                ))
+                .unwrap_or_default(),
+            ),
+        ]
+    });
 
 /// Every figure of a step's record, typed where the step's action is known.
 pub fn step_figures(step: &StepReport) -> Vec<Figure> {
@@ -22,16 +36,17 @@ pub fn step_figures(step: &StepReport) -> Vec<Figure> {
         .action
         .as_deref()
         .and_then(crate::script::record_schema);
-    let server = &*SERVER_SCHEMA;
     let mut own = record.clone();
     let mut out = Vec::new();
-    if let Some(view) = own.remove("server") {
-        out.extend(figures(
-            Some(server),
-            &view,
-            &format!("{}.server", step.name),
-            Some(step.duration_ms),
-        ));
+    for (key, schema) in STEP_VIEWS.iter() {
+        if let Some(view) = own.remove(*key) {
+            out.extend(figures(
+                Some(schema),
+                &view,
+                &format!("{}.{key}", step.name),
+                Some(step.duration_ms),
+            ));
+        }
     }
     out.extend(figures(
         schema.as_ref(),

@@ -503,18 +503,18 @@ pub fn record_schema(action: &str) -> Option<serde_json::Value> {
 /// `Ok(None)`: the record is the script's own (untyped). `Err`: the field does not exist.
 fn unit_of_field(field: &FieldPath, steps: &[&StepSpec]) -> Result<Option<Unit>, String> {
     use crate::threshold::Segment;
-    // `<step>.server.*` is the per-step server view every step gets.
-    if field.0.get(1) == Some(&Segment::Key("server".into())) {
-        let schema =
-            serde_json::to_value(schemars::schema_for!(crate::actions::metrics::ServerStep))
-                .unwrap_or_default();
-        let mut rest = vec![field.0[0].clone()];
-        rest.extend(field.0[2..].iter().cloned());
-        return measure::schema::field_unit(&schema, &FieldPath(rest))
-            .map(Some)
-            .map_err(|why| {
-                format!("reads `{field}`, which the server view of a step does not have: {why}")
-            });
+    // `<step>.server.*` is the per-step server view every step gets; `<step>.apiserver.*` the
+    // embedded control plane's.
+    for (key, schema) in crate::report::typed::STEP_VIEWS.iter() {
+        if field.0.get(1) == Some(&Segment::Key((*key).into())) {
+            let mut rest = vec![field.0[0].clone()];
+            rest.extend(field.0[2..].iter().cloned());
+            return measure::schema::field_unit(schema, &FieldPath(rest))
+                .map(Some)
+                .map_err(|why| {
+                    format!("reads `{field}`, which the {key} view of a step does not have: {why}")
+                });
+        }
     }
     if field.0.len() == 2 && field.0[1] == Segment::Key("duration_ms".into()) {
         return Ok(Some(Unit::Ms)); // every step record has it
