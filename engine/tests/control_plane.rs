@@ -542,3 +542,48 @@ async fn a_real_api_server_reads_every_kind_simulate_wrote_into_etcd() {
     let list = typed.list(&ListParams::default()).await.unwrap();
     assert!(list.items.len() >= pods.len());
 }
+
+#[tokio::test]
+async fn a_pod_lifecycle_through_the_real_scheduler_and_kwok_binds_nothing_itself() {
+    let (_etcd, target, cp) = cluster(ControlPlaneSpec::default()).await;
+    let nodes: scen_engine::actions::cluster::SimulateOptions = serde_json::from_value(json!({
+        "backend": "kube", "nodes": 3, "pods": 0, "namespaces": 2, "deployments": 0,
+        "services": 0, "configmaps": 0, "secrets": 0, "events": 0, "probe": false,
+    }))
+    .unwrap();
+    scen_engine::actions::cluster::simulate(&target, &nodes, Default::default())
+        .await
+        .expect("nodes through the API server");
+    let opts: scen_engine::actions::cluster::LifecycleOptions = serde_json::from_value(json!({
+        "backend": "kube", "kind": "pod", "count": 12, "nodes": 3, "namespaces": 2,
+        "phases": ["create", "schedule", "run", "delete"],
+    }))
+    .unwrap();
+    let record = scen_engine::actions::cluster::lifecycle(&target, &opts, Default::default())
+        .await
+        .expect("the lifecycle through the real control plane");
+    let r = serde_json::to_value(&record).unwrap();
+    for phase in ["create", "schedule", "run", "delete"] {
+        assert_eq!(r["phases"][phase]["count"], 12, "{phase}: {r}");
+    }
+    assert_eq!(r["remaining"], 0, "{r}");
+    assert_eq!(r["errors"], 0, "{r}");
+    // Every binding was kube-scheduler's: its Scheduled events, one per pod.
+    let scheduled_by = jsonpath_lines(
+        &cp.kubeconfig,
+        &[
+            "get",
+            "events",
+            "-A",
+            "--field-selector",
+            "reason=Scheduled",
+            "-o",
+            "jsonpath={range .items[*]}{.reportingComponent}{\"\\n\"}{end}",
+        ],
+    );
+    assert_eq!(scheduled_by.len(), 12, "{scheduled_by:?}");
+    assert!(
+        scheduled_by.iter().all(|c| c == "default-scheduler"),
+        "{scheduled_by:?}"
+    );
+}

@@ -449,8 +449,17 @@ struct Shared {
     finalizer: bool,
     tallies: Mutex<BTreeMap<&'static str, Tally>>,
     codes: Mutex<(BTreeMap<String, u64>, Vec<String>)>,
+    /// Whether a failure was the cluster's (exit 3) rather than the scenario's.
+    infra: std::sync::atomic::AtomicBool,
     completed: std::sync::atomic::AtomicU64,
+    /// What the embedded control plane runs: a scheduler binds the pods, KWOK runs them; scen
+    /// then waits for each on `watch` instead of writing for them.
+    env: super::apiserver::Env,
+    watch: Option<super::pod_watch::PodWatch>,
 }
+
+/// How long a pod may wait for the scheduler to bind it or KWOK to run it.
+const CONTROLLER_WAIT: Duration = Duration::from_secs(120);
 
 /// The `i`-th object: its key and its body as created (phase Pending, not scheduled).
 fn created(sh: &Shared, i: u64) -> Result<(String, Value)> {
@@ -650,8 +659,26 @@ fn fail(sh: &Shared, phase: &'static str, e: &Error) {
     let code = match e {
         Error::Etcd { source, .. } => grpc_code(source),
         Error::Failed { .. } => "DeadlineExceeded".into(),
+        Error::Kube {
+            source: kube::Error::Api(s),
+            ..
+        } => format!("HTTP {}", s.code),
+        Error::Kube { .. } => "Unavailable".into(),
         _ => "Other".into(),
     };
+    // etcd's failures and timeouts are the cluster's; the API server's are when it says so
+    // (5xx, 429, no answer), not when it refuses an object (4xx).
+    let infra = match e {
+        Error::Etcd { .. } | Error::Failed { .. } => true,
+        Error::Kube { .. } => !matches!(
+            e.kind(),
+            crate::report::ErrorKind::Script | crate::report::ErrorKind::Usage
+        ),
+        _ => false,
+    };
+    if infra {
+        sh.infra.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let mut c = sh.codes.lock().expect("codes lock");
     *c.0.entry(code).or_default() += 1;
     if c.1.len() < 5 {
@@ -713,6 +740,20 @@ async fn apply(
                     match phase {
                         "create" => *rv = kube_api::create(&api, &v, sh.finalizer).await?,
                         "delete" => kube_api::delete(&api, &v, sh.finalizer).await?,
+                        "schedule" | "run" if sh.layout.pod() && waits_for(sh, phase) => {
+                            // The real scheduler binds it, KWOK runs it: wait to see it happen.
+                            let name = v["metadata"]["name"].as_str().unwrap_or_default();
+                            let ns = v["metadata"]["namespace"].as_str().unwrap_or_default();
+                            let watch = sh.watch.as_ref().expect("a watch when controllers act");
+                            watch
+                                .wait_pod(&format!("{ns}/{name}"), phase == "run", CONTROLLER_WAIT)
+                                .await?;
+                            let now = api.get(name).await.map_err(|source| Error::Kube {
+                                op: format!("read {name}"),
+                                source,
+                            })?;
+                            *rv = now.metadata.resource_version.unwrap_or_default();
+                        }
                         "schedule" if sh.layout.pod() => {
                             let node = v["spec"]["nodeName"].as_str().unwrap_or_default();
                             kube_api::bind(&api, &v, node).await?;
@@ -732,7 +773,12 @@ async fn apply(
                     }
                     Ok::<(), Error>(())
                 };
-                tokio::time::timeout(sh.timeout, go)
+                let limit = if waits_for(sh, phase) {
+                    CONTROLLER_WAIT + sh.timeout
+                } else {
+                    sh.timeout
+                };
+                tokio::time::timeout(limit, go)
                     .await
                     .map_err(|_| Error::Failed {
                         kind: crate::report::ErrorKind::RequestTimeout,
@@ -743,6 +789,13 @@ async fn apply(
         _ => unreachable!("a sink's own version"),
     }
     Ok(conflicts)
+}
+
+/// Whether scen waits for a controller in `phase` instead of writing: the scheduler's binding, or
+/// KWOK's Running.
+fn waits_for(sh: &Shared, phase: &str) -> bool {
+    sh.watch.is_some()
+        && ((phase == "schedule" && sh.env.scheduler) || (phase == "run" && sh.env.kwok))
 }
 
 /// Drives object `i` through the phases.
@@ -814,9 +867,19 @@ pub async fn lifecycle(
 ) -> Result<LifecycleRecord> {
     opts.check()?;
     if opts.backend == Backend::Kube {
-        let (client, _) =
-            super::apiserver::connect(opts.kubeconfig.as_deref(), opts.context.as_deref()).await?;
-        return lifecycle_through(client, opts, observers).await;
+        let (client, _, embedded) = super::apiserver::connect_for(
+            target,
+            opts.kubeconfig.as_deref(),
+            opts.context.as_deref(),
+        )
+        .await?;
+        let env = embedded
+            .map(|k| super::apiserver::Env {
+                kwok: k.kwok,
+                scheduler: k.scheduler,
+            })
+            .unwrap_or_default();
+        return lifecycle_env(client, opts, observers, env).await;
     }
     let phases = phases_of(opts)?;
     // The nodes: the simulated cluster's, or `nodes` of them by the same names.
@@ -844,7 +907,16 @@ pub async fn lifecycle(
         .map_or(prefix.clone(), |(_, p, _)| p.clone());
     let root = effective_root(target, opts.root.as_deref());
     let sink = Sink::Etcd(crate::target::kv(&target.client));
-    let record = drive(sink, opts, nodes, &node_prefix, root, observers).await?;
+    let record = drive(
+        sink,
+        opts,
+        nodes,
+        &node_prefix,
+        root,
+        observers,
+        Default::default(),
+    )
+    .await?;
     super::places::add(
         &target.places,
         vec![super::places::Place {
@@ -870,6 +942,16 @@ pub async fn lifecycle_through(
     opts: &LifecycleOptions,
     observers: Watch,
 ) -> Result<LifecycleRecord> {
+    lifecycle_env(client, opts, observers, Default::default()).await
+}
+
+/// [`lifecycle_through`] with a scheduler and KWOK at work as `env` says.
+async fn lifecycle_env(
+    client: kube::Client,
+    opts: &LifecycleOptions,
+    observers: Watch,
+    env: super::apiserver::Env,
+) -> Result<LifecycleRecord> {
     opts.check()?;
     let phases = phases_of(opts)?;
     let prefix = opts.name_prefix.clone().unwrap_or_else(|| "scen-".into());
@@ -889,6 +971,7 @@ pub async fn lifecycle_through(
         &prefix,
         String::new(),
         observers,
+        env,
     )
     .await
 }
@@ -901,6 +984,7 @@ async fn drive(
     node_prefix: &str,
     root: String,
     observers: Watch,
+    env: super::apiserver::Env,
 ) -> Result<LifecycleRecord> {
     let l = layout(opts)?;
     let phases = phases_of(opts)?;
@@ -916,6 +1000,10 @@ async fn drive(
         .next()
         .unwrap_or_default()
         .to_string();
+    let sink_client = match &sink {
+        Sink::Kube(c) => Some(c.clone()),
+        Sink::Etcd(_) => None,
+    };
     let sh = Arc::new(Shared {
         sink,
         plural,
@@ -934,7 +1022,16 @@ async fn drive(
         finalizer: opts.finalizer,
         tallies: Mutex::new(BTreeMap::new()),
         codes: Mutex::new((BTreeMap::new(), Vec::new())),
+        infra: Default::default(),
         completed: Default::default(),
+        watch: match (&sink_client, l.pod() && (env.scheduler || env.kwok)) {
+            (Some(c), true) => Some(super::pod_watch::PodWatch::start(
+                c.clone(),
+                namespaces.iter().cloned().collect(),
+            )),
+            _ => None,
+        },
+        env,
         layout: l,
     });
     let start = Instant::now();
@@ -1101,7 +1198,7 @@ fn record(
     let expected = if deleted { 0 } else { created };
     if created == 0 || remaining != expected {
         // etcd's failures are the cluster's; the others (objects already there) the scenario's.
-        let kind = if record.errors_by_code.keys().any(|c| c != "Other") {
+        let kind = if sh.infra.load(std::sync::atomic::Ordering::Relaxed) {
             crate::report::ErrorKind::Infrastructure
         } else {
             crate::report::ErrorKind::Script

@@ -160,6 +160,49 @@ impl PodWatch {
         }
     }
 
+    /// Waits until the pod `ns/name` is bound to a node (or, with `running`, Running), at most
+    /// `timeout`.
+    pub async fn wait_pod(&self, key: &str, running: bool, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            {
+                let s = self.state.lock().expect("watch lock");
+                if let Some(e) = &s.error {
+                    return Err(Error::Failed {
+                        kind: crate::report::ErrorKind::Infrastructure,
+                        message: format!("the watch on pods failed: {e}"),
+                    });
+                }
+                let seen = s.pods.get(key);
+                let done = seen.is_some_and(|p| {
+                    if running {
+                        p.running.is_some()
+                    } else {
+                        p.scheduled.is_some()
+                    }
+                });
+                if done {
+                    return Ok(());
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(Error::Failed {
+                    kind: crate::report::ErrorKind::Infrastructure,
+                    message: format!(
+                        "{key} was not {} within {timeout:?}: check the {} log",
+                        if running {
+                            "Running"
+                        } else {
+                            "bound to a node"
+                        },
+                        if running { "kwok" } else { "kube-scheduler" }
+                    ),
+                });
+            }
+        }
+    }
+
     /// Waits until `pods` pods are bound (when a scheduler runs) and Running (when KWOK runs), at
     /// most `timeout`; then the record. Not getting there in time fails the step (the control
     /// plane did not keep up), naming how far it got.
