@@ -1,6 +1,8 @@
-//! `cluster::simulate` with `backend: "kube"`, tested the way kube-rs tests itself: a `tower-test`
-//! mock service stands in for kube-apiserver (none can be installed on the test machines), and
-//! every request's method, path, query and body is checked.
+//! `cluster::simulate` with `backend: "kube"`, request by request: a `tower-test` mock service
+//! stands in for kube-apiserver (as kube-rs tests itself) where the exact requests matter — scen
+//! setting status and leases itself without KWOK, cleanup keeping what existed, heartbeats. The
+//! real thing (the embedded control plane) is in `control_plane.rs`, the faults in
+//! `kube_faults.rs`.
 
 mod common;
 

@@ -1,7 +1,8 @@
-//! `cluster::lifecycle` with `backend: "kube"`, against a `tower-test` mock of kube-apiserver (none
-//! can be installed on the test machines) that keeps the objects, their resourceVersions,
-//! finalizers and deletion as the real one does — and answers one status update with a 409
-//! Conflict, to see it read again and retried.
+//! `cluster::lifecycle` with `backend: "kube"` without a scheduler or KWOK (scen binds and sets
+//! status itself), against a `tower-test` mock of kube-apiserver that keeps the objects, their
+//! resourceVersions, finalizers and deletion as the real one does — and answers one status update
+//! with a 409 Conflict on demand, which a real server does not, to see it read again and retried.
+//! With the real scheduler and KWOK: `control_plane.rs`.
 
 use std::collections::BTreeMap;
 

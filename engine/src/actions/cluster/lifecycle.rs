@@ -1099,7 +1099,16 @@ async fn remaining(sh: &Shared, dir: &str, name: &str, namespaces: &[String]) ->
             if sh.layout.namespaced {
                 probe["metadata"]["namespace"] = json!(ns);
             }
-            remaining += kube_api::count(&kube_api::api(client, &probe, &sh.plural), name).await?;
+            let api = kube_api::api(client, &probe, &sh.plural);
+            remaining += tokio::time::timeout(sh.timeout, kube_api::count(&api, name))
+                .await
+                .map_err(|_| Error::Failed {
+                    kind: crate::report::ErrorKind::RequestTimeout,
+                    message: format!(
+                        "the API server did not answer the list of {name} objects within {:?}",
+                        sh.timeout
+                    ),
+                })??;
             if !sh.layout.namespaced {
                 break;
             }
