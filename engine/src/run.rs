@@ -454,6 +454,11 @@ async fn execute(
             ),
             scheduler: url(crate::control_plane::Which::KubeScheduler)
                 .map(|u| Scraper::new(cp.http().clone(), vec![u])),
+            pids: cp
+                .components
+                .iter()
+                .filter_map(|c| Some((c.which.bin().to_string(), c.pid()?)))
+                .collect(),
         })
     });
     let stop = cancel.child_token();

@@ -20,10 +20,18 @@ pub struct KubeScrapers {
     pub apiserver: Scraper,
     /// kube-scheduler.
     pub scheduler: Option<Scraper>,
+    /// Every component's process (`kube-apiserver`, `kwok`...), for its CPU during a step; scen's
+    /// own process is added as `scen`.
+    pub pids: Vec<(String, u32)>,
 }
 
-/// Both scrapes at one moment.
-pub struct KubeScrape(ClusterScrape, Option<ClusterScrape>);
+/// Both scrapes at one moment, and the processes' CPU times.
+pub struct KubeScrape(
+    ClusterScrape,
+    Option<ClusterScrape>,
+    Vec<(String, u32)>,
+    super::process::CpuMark,
+);
 
 impl KubeScrapers {
     /// Scrapes both at once.
@@ -35,7 +43,11 @@ impl KubeScrapers {
             }
         };
         let (a, s) = tokio::join!(self.apiserver.scrape_all(), sched);
-        KubeScrape(a, s)
+        let mut pids = self.pids.clone();
+        pids.push(("scen".into(), std::process::id()));
+        let only: Vec<u32> = pids.iter().map(|(_, p)| *p).collect();
+        let mark = super::process::CpuMark::now(&only);
+        KubeScrape(a, s, pids, mark)
     }
 
     /// The step's view between two scrapes.
@@ -44,7 +56,21 @@ impl KubeScrapers {
             (Some(b), Some(a)) => Some((b, a)),
             _ => None,
         };
-        apiserver_step(&before.0, &after.0, sched)
+        let mut view = apiserver_step(&before.0, &after.0, sched);
+        for (name, pid) in &after.2 {
+            let cpu = before.3.since(&[*pid]);
+            let Some(rss) = super::process::rss(*pid) else {
+                continue;
+            };
+            view.processes.insert(
+                name.clone(),
+                ComponentProcess {
+                    cpu: cpu.as_secs_f64() * 1e3,
+                    rss_bytes: rss,
+                },
+            );
+        }
+        view
     }
 }
 
@@ -77,6 +103,20 @@ pub struct ApiserverStep {
     pub inflight: BTreeMap<String, f64>,
     /// The scheduler's view, when kube-scheduler runs.
     pub scheduler: Option<SchedulerStep>,
+    /// Each component's process during the step (`kube-apiserver`, `kube-scheduler`, `kwok`...),
+    /// and `scen`'s own (the whole scen process: every step running at the time).
+    pub processes: BTreeMap<String, ComponentProcess>,
+}
+
+/// One process's CPU during a step and memory after it.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, schemars::JsonSchema)]
+pub struct ComponentProcess {
+    /// CPU time (user + system) during the step.
+    #[schemars(with = "crate::measure::Ms")]
+    pub cpu: f64,
+    /// Resident memory after the step.
+    #[schemars(with = "crate::measure::Bytes")]
+    pub rss_bytes: u64,
 }
 
 /// What kube-scheduler saw during one step.
@@ -258,6 +298,7 @@ pub fn apiserver_step(
         stored_objects,
         inflight,
         scheduler,
+        processes: BTreeMap::new(),
     }
 }
 
