@@ -67,8 +67,15 @@ mod tests {
     fn reads_this_process() {
         let me = std::process::id();
         assert!(rss(me).unwrap() > 1 << 20);
-        let spin = std::time::Instant::now();
-        while spin.elapsed() < Duration::from_millis(30) {}
+        // Spin until this process has used 20 ms more CPU (on a loaded box wall time says
+        // nothing about CPU): the reading must move, within a bound.
+        let (start, spin) = (self_cpu(), std::time::Instant::now());
+        while self_cpu() < start + Duration::from_millis(20) {
+            assert!(
+                spin.elapsed() < Duration::from_secs(20),
+                "the CPU time never moved"
+            );
+        }
         assert!(self_cpu() >= Duration::from_millis(20));
         assert!(cpu(me).is_some());
         assert!(cpu(u32::MAX).is_none());

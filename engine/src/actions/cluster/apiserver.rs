@@ -557,7 +557,8 @@ pub async fn simulate(
                 .map(String::from)
         })
         .collect();
-    let watch = (r.shape.pods > 0 && (env.scheduler || env.kwok))
+    // On the run's own control plane, where scen knows a scheduler and KWOK act.
+    let watch = (r.shape.pods > 0 && embedded.is_some() && (env.scheduler || env.kwok))
         .then(|| super::pod_watch::PodWatch::start(client.clone(), namespaces));
     // Kind by kind, so namespaces exist before what lives in them.
     let mut offset = 0;

@@ -272,8 +272,8 @@ pub struct SimulateRecord {
     pub api: BTreeMap<String, BTreeMap<String, apiserver::ApiCallRecord>>,
     /// Kube backend: the worst p99 of each ClusterLoader2 SLO class.
     pub api_slo: apiserver::ApiSloRecord,
-    /// Kube backend with a scheduler or KWOK at work: when the pods were bound and Running, seen
-    /// on a watch (`null` otherwise).
+    /// Kube backend on the run's embedded control plane with a scheduler or KWOK at work: when
+    /// the pods were bound and Running, seen on a watch (absent otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pods: Option<pod_watch::PodsRecord>,
 }
