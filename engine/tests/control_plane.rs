@@ -587,3 +587,43 @@ async fn a_pod_lifecycle_through_the_real_scheduler_and_kwok_binds_nothing_itsel
         "{scheduled_by:?}"
     );
 }
+
+#[tokio::test]
+async fn vmis_go_through_the_real_api_server_with_the_crd_scen_registers() {
+    let (_etcd, target, cp) = cluster(ControlPlaneSpec {
+        scheduler: false,
+        controller_manager: false,
+        kwok: false,
+        ..Default::default()
+    })
+    .await;
+    let opts: scen_engine::actions::cluster::LifecycleOptions = serde_json::from_value(json!({
+        "backend": "kube", "kind": "vmi", "count": 6, "nodes": 2, "namespaces": 2,
+        "phases": ["create", "schedule", "run"],
+    }))
+    .unwrap();
+    let record = scen_engine::actions::cluster::lifecycle(&target, &opts, Default::default())
+        .await
+        .expect("VMIs through the API server");
+    let r = serde_json::to_value(&record).unwrap();
+    assert_eq!(r["errors"], 0, "{r}");
+    assert_eq!(r["remaining"], 6, "{r}");
+    // From outside: the CRD scen registered, and the VMIs with the status the phases wrote.
+    let vmis = items(&cp.kubeconfig, "virtualmachineinstances.kubevirt.io");
+    assert_eq!(vmis.len(), 6);
+    assert!(
+        vmis.iter().all(|v| v["status"]["phase"] == "Running"),
+        "{vmis:?}"
+    );
+    let crd = kubectl(
+        &cp.kubeconfig,
+        &[
+            "get",
+            "crd",
+            "virtualmachineinstances.kubevirt.io",
+            "-o",
+            "jsonpath={.metadata.labels}",
+        ],
+    );
+    assert!(crd.contains("scen"), "{crd}");
+}

@@ -101,6 +101,100 @@ pub async fn connect_for(
     }
 }
 
+/// On the run's own control plane only: registers the CustomResourceDefinition of
+/// `apiVersion`/`kind` served as `plural` (any fields kept, a status subresource) unless it
+/// exists, and waits until it is Established. A user's cluster gets no CRD from scen: there the
+/// resource must be installed already.
+pub async fn ensure_crd(
+    client: &kube::Client,
+    api_version: &str,
+    kind: &str,
+    plural: &str,
+    namespaced: bool,
+) -> Result<()> {
+    let (group, version) = api_version.rsplit_once('/').ok_or_else(|| {
+        Error::Options(format!(
+            "`{api_version}` has no API group: a custom resource needs one"
+        ))
+    })?;
+    let name = format!("{plural}.{group}");
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+        "customresourcedefinitions",
+    );
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let crd: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": { "name": name, "labels": { "app.kubernetes.io/managed-by": "scen" } },
+        "spec": {
+            "group": group,
+            "scope": if namespaced { "Namespaced" } else { "Cluster" },
+            "names": { "plural": plural, "kind": kind, "singular": kind.to_lowercase(), "listKind": format!("{kind}List") },
+            "versions": [{ "name": version, "served": true, "storage": true,
+                "subresources": { "status": {} },
+                "schema": { "openAPIV3Schema": { "type": "object", "x-kubernetes-preserve-unknown-fields": true } } }],
+        },
+    }))
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    match api.create(&PostParams::default(), &crd).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(source) => {
+            return Err(Error::Kube {
+                op: format!("register the CRD {name}"),
+                source,
+            })
+        }
+    }
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let c = api.get(&name).await.map_err(|source| Error::Kube {
+            op: format!("read the CRD {name}"),
+            source,
+        })?;
+        let established = c.data["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|x| x["type"] == "Established" && x["status"] == "True")
+        });
+        if established {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Failed {
+                kind: crate::report::ErrorKind::Infrastructure,
+                message: format!("the CRD {name} was not Established within 30s"),
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// On the run's own control plane only: creates the namespaces (an existing one is fine).
+pub async fn ensure_namespaces(client: &kube::Client, names: &[String]) -> Result<()> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("", "v1", "Namespace"),
+        "namespaces",
+    );
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    for n in names {
+        let ns: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": n },
+        }))
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        match api.create(&PostParams::default(), &ns).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(source) => {
+                return Err(Error::Kube {
+                    op: format!("create namespace {n}"),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A kube-rs client from the kubeconfig: `path` (default `$KUBECONFIG`, then `~/.kube/config`)
 /// and `context` (default: the current one), and the API server's URL.
 pub async fn connect(path: Option<&str>, context: Option<&str>) -> Result<(kube::Client, String)> {
@@ -538,6 +632,29 @@ pub async fn simulate(
         scheduler: embedded.is_some_and(|e| e.scheduler),
     };
     let r = Arc::new(Renderer::new(opts, shape)?);
+    if embedded.is_some() {
+        for (kind, custom, n) in r.shape.segments() {
+            if kind == Kind::Custom && n > 0 {
+                let first = r
+                    .shape
+                    .segments()
+                    .into_iter()
+                    .take_while(|s| !(s.0 == Kind::Custom && s.1 == custom))
+                    .map(|s| s.2)
+                    .sum::<u64>();
+                let p = Prepared::at(&r, first)?;
+                let c = &r.shape.custom[custom];
+                ensure_crd(
+                    &client,
+                    p.body["apiVersion"].as_str().unwrap_or_default(),
+                    p.body["kind"].as_str().unwrap_or_default(),
+                    &c.plural,
+                    c.namespaced,
+                )
+                .await?;
+            }
+        }
+    }
     let started = Instant::now();
     let done = Arc::new(AtomicU64::new(0));
     let _ticker = progress_ticker(

@@ -873,6 +873,30 @@ pub async fn lifecycle(
             opts.context.as_deref(),
         )
         .await?;
+        if embedded.is_some() {
+            // The run's own control plane: what the objects need is scen's to provide.
+            let l = layout(opts)?;
+            let prefix = opts.name_prefix.clone().unwrap_or_else(|| "scen-".into());
+            let namespaces: Vec<String> = (0..opts.namespaces.min(opts.count))
+                .map(|n| format!("{prefix}ns-{n}"))
+                .collect();
+            if l.namespaced {
+                super::apiserver::ensure_namespaces(&client, &namespaces).await?;
+            }
+            if l.builtin.is_none() {
+                let r = renderer(opts, &l, opts.nodes.unwrap_or(1).max(1))?;
+                let sample = r.render_now(render_kind(&l), 0)?.value;
+                let plural = l.resource.rsplit('/').next().unwrap_or_default();
+                super::apiserver::ensure_crd(
+                    &client,
+                    sample["apiVersion"].as_str().unwrap_or_default(),
+                    sample["kind"].as_str().unwrap_or_default(),
+                    plural,
+                    l.namespaced,
+                )
+                .await?;
+            }
+        }
         let env = embedded
             .map(|k| super::apiserver::Env {
                 kwok: k.kwok,

@@ -87,6 +87,12 @@ pub async fn status(api: &Api<DynamicObject>, body: &Value, rv: &str) -> Result<
     let mut conflicts = 0;
     for _ in 0..3 {
         let mut b = body.clone();
+        // The server's uid and creation time, not the template's: a PUT naming another uid is a
+        // failed precondition, which the API server answers with 409 Conflict every time.
+        if let Some(meta) = b["metadata"].as_object_mut() {
+            meta.remove("uid");
+            meta.remove("creationTimestamp");
+        }
         b["metadata"]["resourceVersion"] = json!(rv);
         let obj: DynamicObject =
             serde_json::from_value(b).map_err(|e| Error::Options(e.to_string()))?;
