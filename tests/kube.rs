@@ -255,3 +255,72 @@ fn kill_9_of_scen_takes_the_control_plane_down_and_the_next_run_removes_its_dire
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!cert_dir.exists(), "{} is still there", cert_dir.display());
 }
+
+#[test]
+fn pod_lifecycle_and_kubevirt_density_run_through_the_real_control_plane() {
+    let r = run(
+        &root().join("scenarios/pod-lifecycle.rhai"),
+        &[
+            "--set",
+            "backend=kube",
+            "--set",
+            "nodes=4",
+            "--set",
+            "pods=24",
+            "--set",
+            "rate=40",
+            "--set",
+            "monitor=1s",
+            "--set",
+            "write_p99=30s",
+            "--set",
+            "startup_p99=60s",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let pods = &step(&report, "pods")["record"];
+    for phase in ["create", "schedule", "run", "monitor", "delete"] {
+        assert_eq!(pods["phases"][phase]["count"], 24, "{phase}: {pods}");
+    }
+    // The bindings were kube-scheduler's: one pods/binding create per pod in the API server's view.
+    let bindings =
+        &step(&report, "pods")["record"]["apiserver"]["request_latency"]["pods/binding"]["create"];
+    assert_eq!(bindings["count"], 24, "{bindings}");
+    assert_eq!(
+        step(&report, "pods")["record"]["apiserver"]["scheduler"]["attempts"]["scheduled"],
+        24.0
+    );
+
+    let r = run(
+        &root().join("scenarios/kubevirt-density.rhai"),
+        &[
+            "--set",
+            "backend=kube",
+            "--set",
+            "nodes=3",
+            "--set",
+            "vmis=12",
+            "--set",
+            "rate=40",
+            "--set",
+            "monitor=1s",
+            "--set",
+            "monitor_interval=1s",
+            "--set",
+            "write_p99=30s",
+            "--set",
+            "startup_p99=60s",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let vmis = &step(&report, "vmis")["record"];
+    assert_eq!(vmis["errors"], 0, "{vmis}");
+    assert_eq!(vmis["phases"]["run"]["count"], 12);
+    let creates = &vmis["apiserver"]["request_latency"]["virtualmachineinstances"]["create"];
+    assert_eq!(
+        creates["count"], 12,
+        "the VMIs went through the API server: {creates}"
+    );
+}
