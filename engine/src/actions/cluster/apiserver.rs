@@ -107,11 +107,12 @@ pub async fn connect_for(
 /// resource must be installed already.
 pub async fn ensure_crd(
     client: &kube::Client,
-    api_version: &str,
-    kind: &str,
+    sample: &serde_json::Value,
     plural: &str,
     namespaced: bool,
 ) -> Result<()> {
+    let api_version = sample["apiVersion"].as_str().unwrap_or_default();
+    let kind = sample["kind"].as_str().unwrap_or_default();
     let (group, version) = api_version.rsplit_once('/').ok_or_else(|| {
         Error::Options(format!(
             "`{api_version}` has no API group: a custom resource needs one"
@@ -157,19 +158,42 @@ pub async fn ensure_crd(
                 .any(|x| x["type"] == "Established" && x["status"] == "True")
         });
         if established {
-            // The first requests to a new resource wait while the API server sets up its storage
-            // (about 2 s here): one list now, so the scenario's first writes do not time it.
+            // The first writes of a new resource wait about 2 s while the API server builds
+            // what its create path needs (reads are served at once): one dry-run create of a
+            // sample now, so the scenario's first writes do not time that.
             let cr = ApiResource::from_gvk_with_plural(
                 &GroupVersionKind::gvk(group, version, kind),
                 plural,
             );
-            let all: Api<DynamicObject> = Api::all_with(client.clone(), &cr);
-            all.list(&ListParams::default().limit(1))
-                .await
-                .map_err(|source| Error::Kube {
-                    op: format!("list {name} once it was Established"),
-                    source,
-                })?;
+            let (mut body, _) = for_create(sample.clone());
+            body["metadata"]["name"] = serde_json::json!("scen-warm-up");
+            let ns = body["metadata"]["namespace"]
+                .as_str()
+                .filter(|_| namespaced)
+                .map(String::from);
+            let api: Api<DynamicObject> = match &ns {
+                Some(ns) => {
+                    ensure_namespaces(client, std::slice::from_ref(ns)).await?;
+                    Api::namespaced_with(client.clone(), ns, &cr)
+                }
+                None => Api::all_with(client.clone(), &cr),
+            };
+            let obj: DynamicObject =
+                serde_json::from_value(body).map_err(|e| Error::Internal(e.to_string()))?;
+            let dry = PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            };
+            match api.create(&dry, &obj).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(source) => {
+                    return Err(Error::Kube {
+                        op: format!("a dry-run create of {name} once it was Established"),
+                        source,
+                    })
+                }
+            }
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -655,16 +679,9 @@ pub async fn simulate(
                     .take_while(|s| !(s.0 == Kind::Custom && s.1 == custom))
                     .map(|s| s.2)
                     .sum::<u64>();
-                let p = Prepared::at(&r, first)?;
+                let sample = r.render(first)?.value;
                 let c = &r.shape.custom[custom];
-                ensure_crd(
-                    &client,
-                    p.body["apiVersion"].as_str().unwrap_or_default(),
-                    p.body["kind"].as_str().unwrap_or_default(),
-                    &c.plural,
-                    c.namespaced,
-                )
-                .await?;
+                ensure_crd(&client, &sample, &c.plural, c.namespaced).await?;
             }
         }
     }

@@ -887,14 +887,7 @@ pub async fn lifecycle(
                 let r = renderer(opts, &l, opts.nodes.unwrap_or(1).max(1))?;
                 let sample = r.render_now(render_kind(&l), 0)?.value;
                 let plural = l.resource.rsplit('/').next().unwrap_or_default();
-                super::apiserver::ensure_crd(
-                    &client,
-                    sample["apiVersion"].as_str().unwrap_or_default(),
-                    sample["kind"].as_str().unwrap_or_default(),
-                    plural,
-                    l.namespaced,
-                )
-                .await?;
+                super::apiserver::ensure_crd(&client, &sample, plural, l.namespaced).await?;
             }
         }
         let env = embedded
