@@ -627,3 +627,58 @@ async fn vmis_go_through_the_real_api_server_with_the_crd_scen_registers() {
     );
     assert!(crd.contains("scen"), "{crd}");
 }
+
+#[tokio::test]
+async fn deployments_go_through_the_real_deployment_and_replicaset_controllers() {
+    let (_etcd, target, cp) = cluster(ControlPlaneSpec::default()).await;
+    let opts: scen_engine::actions::cluster::SimulateOptions = serde_json::from_value(json!({
+        "backend": "kube", "nodes": 3, "pods": 12, "deployments": 3, "namespaces": 3,
+        "services": 0, "configmaps": 0, "secrets": 0, "events": 0, "probe": false,
+    }))
+    .unwrap();
+    let record = scen_engine::actions::cluster::simulate(&target, &opts, Default::default())
+        .await
+        .expect("deployments through the controllers");
+    let r = serde_json::to_value(&record).unwrap();
+    assert_eq!(r["by_kind"]["deployment"]["count"], 3, "{r}");
+    assert!(
+        r["by_kind"].get("replicaset").is_none(),
+        "scen made no replica set: {r}"
+    );
+    assert!(
+        r["api"]["pods"].is_null(),
+        "scen created no pod itself: {}",
+        r["api"]
+    );
+    assert_eq!(r["pods"]["created"], 12, "{r}");
+    assert_eq!(r["pods"]["running"], 12, "{r}");
+    // From outside: each replica set is owned by its deployment, each pod by a replica set.
+    let rs = items(&cp.kubeconfig, "replicasets");
+    let ours: Vec<_> = rs
+        .iter()
+        .filter(|x| {
+            x["metadata"]["namespace"]
+                .as_str()
+                .unwrap()
+                .starts_with("scen-ns-")
+        })
+        .collect();
+    assert_eq!(ours.len(), 3);
+    assert!(ours
+        .iter()
+        .all(|x| x["metadata"]["ownerReferences"][0]["kind"] == "Deployment"));
+    let pods: Vec<_> = items(&cp.kubeconfig, "pods")
+        .into_iter()
+        .filter(|x| {
+            x["metadata"]["namespace"]
+                .as_str()
+                .unwrap()
+                .starts_with("scen-ns-")
+        })
+        .collect();
+    assert_eq!(pods.len(), 12);
+    assert!(pods.iter().all(
+        |p| p["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"
+            && p["status"]["phase"] == "Running"
+    ));
+}

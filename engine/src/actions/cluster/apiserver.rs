@@ -650,10 +650,14 @@ pub async fn simulate(
             "rewrite is for the etcd backend; through the API server, updates go through heartbeats".into(),
         ));
     }
-    if shape.deployments > 0 {
+    // Deployments go through the real deployment and replicaset controllers: scen creates the
+    // deployments, the controllers their replica sets and pods.
+    let controllers = embedded.is_some_and(|e| e.controller_manager);
+    if shape.deployments > 0 && !controllers {
         return Err(Error::Options(
-            "backend \"kube\" creates bare pods placed on the fake nodes; deployments need a scheduler and \
-             controllers acting on them: set `deployments: 0` (or use the etcd backend)"
+            "backend \"kube\" creates bare pods placed on the fake nodes; deployments need the deployment and \
+             replicaset controllers: declare kube_control_plane(#{ controller_manager: true }), or set \
+             `deployments: 0` (or use the etcd backend)"
                 .into(),
         ));
     }
@@ -715,6 +719,11 @@ pub async fn simulate(
         if n == 0 || (kind == Kind::Lease && kwok) {
             continue;
         }
+        if r.shape.deployments > 0 && matches!(kind, Kind::ReplicaSet | Kind::Pod) {
+            // The controllers make these from the deployments.
+            done.fetch_add(n, Ordering::Relaxed);
+            continue;
+        }
         let (c, k, rr) = (client.clone(), calls.clone(), r.clone());
         let t = each_object(start, n, opts.clients, &done, move |i| {
             let (c, k, rr) = (c.clone(), k.clone(), rr.clone());
@@ -733,7 +742,12 @@ pub async fn simulate(
         all.merge(t);
     }
     let secs = started.elapsed().as_secs_f64().max(1e-9);
-    let created_pods = by_kind.get("pod").map_or(0, |k| k.count);
+    // Pods the controllers make from the deployments count as the deployments' replicas.
+    let created_pods = if r.shape.deployments > 0 {
+        r.shape.pods
+    } else {
+        by_kind.get("pod").map_or(0, |k| k.count)
+    };
     let pods = match watch {
         Some(w) => Some(
             w.wait_for(created_pods, env, started, opts.wait_timeout())
