@@ -324,3 +324,38 @@ fn pod_lifecycle_and_kubevirt_density_run_through_the_real_control_plane() {
         "the VMIs went through the API server: {creates}"
     );
 }
+
+#[test]
+fn kyverno_policy_reports_go_through_the_real_api_server_and_every_rescan_is_a_revision() {
+    let r = run(
+        &root().join("scenarios/kyverno-reports.rhai"),
+        &[
+            "--set",
+            "backend=kube",
+            "--set",
+            "reports=30",
+            "--set",
+            "scans=2",
+            "--set",
+            "results=5",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    // Written by kube-apiserver (its CRD registered by scen), read back from etcd by scen.
+    let created = &step(&report, "created")["record"];
+    assert_eq!(created["backend"], "kube");
+    assert_eq!(
+        created["api"]["policyreports"]["create"]["calls"], 30,
+        "{created}"
+    );
+    let scanned = &step(&report, "scanned")["record"]["resources"]["wgpolicyk8s.io/policyreports"];
+    assert_eq!(scanned["keys"], 30);
+    assert_eq!(
+        scanned["revisions"], 90,
+        "two rescans, each a real update: {scanned}"
+    );
+    let patches =
+        &step(&report, "scans")["record"]["apiserver"]["request_latency"]["policyreports"]["patch"];
+    assert_eq!(patches["count"], 60, "{patches}");
+}

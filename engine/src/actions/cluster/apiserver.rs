@@ -569,6 +569,45 @@ where
     Ok(all)
 }
 
+/// Writes object `i` again, as a controller's update does (a background scan rewriting its
+/// reports): a merge patch of its rendered body. An object that existed before this run
+/// (`existing`) is never touched; one that is gone is not created again.
+async fn rewrite_one(
+    client: &kube::Client,
+    calls: &Calls,
+    r: &Renderer,
+    i: u64,
+    existing: &HashSet<String>,
+) -> Result<Did> {
+    let mut p = Prepared::at(r, i)?;
+    if existing.contains(&p.identity()) {
+        return Ok(Did::Kept);
+    }
+    // A controller's update changes the object: without a change the API server would skip the
+    // write to etcd (a no-op update), and nothing would be measured.
+    p.body["metadata"]["annotations"]["scen.dev/rewritten-at"] =
+        serde_json::json!(chrono::Utc::now()
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string());
+    let api = p.api(client);
+    let bytes = serde_json::to_vec(&p.body).map_or(0, |v| v.len() as u64);
+    match calls
+        .time(
+            &p.resource,
+            "patch",
+            api.patch(&p.name, &PatchParams::default(), &Patch::Merge(&p.body)),
+        )
+        .await
+    {
+        Ok(_) => Ok(Did::Created(bytes)),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Did::Kept),
+        Err(source) => Err(Error::Kube {
+            op: format!("rewrite {}", p.describe()),
+            source,
+        }),
+    }
+}
+
 /// Creates one object and, without KWOK, sets its status as kubelet would. With a scheduler,
 /// pods are created unbound (no `spec.nodeName`): binding them is the scheduler's job.
 async fn create_one(
@@ -644,10 +683,12 @@ pub async fn simulate(
     shape: Shape,
     progress: Option<ProgressFn>,
     embedded: Option<&crate::target::KubeTarget>,
+    rewrite: Option<&HashSet<String>>,
 ) -> Result<(SimulateRecord, Created)> {
-    if opts.rewrite {
+    if opts.rewrite && rewrite.is_none() {
         return Err(Error::Options(
-            "rewrite is for the etcd backend; through the API server, updates go through heartbeats".into(),
+            "rewrite: true rewrites objects this run created through this API server: call cluster::simulate without it first"
+                .into(),
         ));
     }
     // Deployments go through the real deployment and replicaset controllers: scen creates the
@@ -709,8 +750,9 @@ pub async fn simulate(
         })
         .collect();
     // On the run's own control plane, where scen knows a scheduler and KWOK act.
-    let watch = (r.shape.pods > 0 && embedded.is_some() && (env.scheduler || env.kwok))
-        .then(|| super::pod_watch::PodWatch::start(client.clone(), namespaces));
+    let watch =
+        (r.shape.pods > 0 && !opts.rewrite && embedded.is_some() && (env.scheduler || env.kwok))
+            .then(|| super::pod_watch::PodWatch::start(client.clone(), namespaces));
     // Kind by kind, so namespaces exist before what lives in them.
     let mut offset = 0;
     for (kind, custom, n) in r.shape.segments() {
@@ -719,15 +761,23 @@ pub async fn simulate(
         if n == 0 || (kind == Kind::Lease && kwok) {
             continue;
         }
-        if r.shape.deployments > 0 && matches!(kind, Kind::ReplicaSet | Kind::Pod) {
+        if (r.shape.deployments > 0 && matches!(kind, Kind::ReplicaSet | Kind::Pod))
+            || (opts.rewrite && kind == Kind::Namespace)
+        {
             // The controllers make these from the deployments.
             done.fetch_add(n, Ordering::Relaxed);
             continue;
         }
         let (c, k, rr) = (client.clone(), calls.clone(), r.clone());
+        let skip = rewrite.map(|s| Arc::new(s.clone()));
         let t = each_object(start, n, opts.clients, &done, move |i| {
-            let (c, k, rr) = (c.clone(), k.clone(), rr.clone());
-            async move { create_one(&c, &k, &rr, i, env).await }
+            let (c, k, rr, skip) = (c.clone(), k.clone(), rr.clone(), skip.clone());
+            async move {
+                match skip {
+                    Some(existing) => rewrite_one(&c, &k, &rr, i, &existing).await,
+                    None => create_one(&c, &k, &rr, i, env).await,
+                }
+            }
         })
         .await?;
         let entry = by_kind.entry(r.shape.kind_label(kind, custom)).or_default();
@@ -765,7 +815,7 @@ pub async fn simulate(
         encoding: super::Encoding::Json,
         objects: all.created,
         existing: all.existing.len() as u64,
-        rewrite: false,
+        rewrite: opts.rewrite,
         bytes: all.bytes,
         duration_ms: ms(started.elapsed()),
         throughput: all.created as f64 / secs,

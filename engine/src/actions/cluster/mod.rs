@@ -313,6 +313,20 @@ pub async fn simulate(
             apiserver::connect_for(target, opts.kubeconfig.as_deref(), opts.context.as_deref())
                 .await?;
         let shape = shape_of(opts)?;
+        // A rewrite touches only what an earlier simulation of this run created there.
+        let before: Option<std::collections::HashSet<String>> = opts
+            .rewrite
+            .then(|| {
+                target
+                    .simulated
+                    .lock()
+                    .expect("ledger lock")
+                    .iter()
+                    .rev()
+                    .find(|w| w.root == server)
+                    .and_then(|w| w.kube.as_ref().map(|k| k.existing.clone()))
+            })
+            .flatten();
         let (record, created) = apiserver::simulate(
             client,
             &server,
@@ -320,6 +334,7 @@ pub async fn simulate(
             shape.clone(),
             observers.line,
             embedded.as_ref(),
+            before.as_ref(),
         )
         .await?;
         let written = Written {
@@ -476,8 +491,16 @@ pub async fn simulate_through(
     observers: Watch,
 ) -> Result<(SimulateRecord, Written)> {
     let shape = shape_of(opts)?;
-    let (record, created) =
-        apiserver::simulate(client, server, opts, shape.clone(), observers.line, None).await?;
+    let (record, created) = apiserver::simulate(
+        client,
+        server,
+        opts,
+        shape.clone(),
+        observers.line,
+        None,
+        None,
+    )
+    .await?;
     Ok((
         record,
         Written {
