@@ -9,10 +9,11 @@ Prints:
   - API latency of the pods' creates from scen's client and from the API server's own histogram,
     side by side (the server's p50/p99 are interpolated inside its buckets: the bucket is shown);
   - scen's own CPU per API call during the create step;
+  - M VMIs through the API server (created, scheduled, running): objects/s and create p99;
   - node lease renewals over a window, by KWOK's controller (KWOK on) and by cluster::heartbeat
     through the same API server (KWOK off): renewals/s held and CPU per renewal of each.
 
-Usage: benches/control-plane.py [--nodes 100] [--pods 1000] [--lease-nodes 2000] [--window 30s]
+Usage: benches/control-plane.py [--nodes 100] [--pods 1000] [--vmis 1000] [--lease-nodes 10000] [--window 30s]
 Build: cargo build --release --bin scen; scripts/build-control-plane.sh.
 Exits 1 when scen's CPU per lease renewal is above KWOK's (the heartbeat target).
 """
@@ -66,14 +67,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nodes", type=int, default=100)
     ap.add_argument("--pods", type=int, default=1000)
-    ap.add_argument("--lease-nodes", type=int, default=2000)
+    ap.add_argument("--vmis", type=int, default=1000)
+    ap.add_argument("--lease-nodes", type=int, default=10000)
     ap.add_argument("--window", default="30s")
     ap.add_argument("--scen", default=os.path.join(ROOT, "target/release/scen"))
     args = ap.parse_args()
     if not os.path.exists(args.scen):
         sys.exit(f"{args.scen} missing: run cargo build --release --bin scen")
 
-    r = run(args.scen, {"nodes": args.nodes, "pods": args.pods, "lease_window": "1s"})
+    r = run(args.scen, {"nodes": args.nodes, "pods": args.pods, "vmis": args.vmis, "lease_window": "1s"})
     cp = r["control_plane"]
     print(f"control plane ready in {cp['startup_ms'] / 1e3:.2f} s: " + ", ".join(
         f"{c['component']} {c['ready_ms'] / 1e3:.2f} s" for c in cp["components"]))
@@ -96,11 +98,20 @@ def main():
     if scen_cpu is not None and calls:
         print(f"  scen CPU per API call {scen_cpu * 1e3 / calls:.0f} µs ({calls} calls, {scen_cpu:.0f} ms CPU)")
 
+    v = step(r, "vmis")["record"]
+    if args.vmis and v.get("phases"):
+        cr = v["phases"]["create"]
+        srv = v["apiserver"]["request_latency"].get("virtualmachineinstances", {}).get("create", {})
+        print(f"\n{args.vmis} VMIs through the API server (CRD registered by scen): {cr['throughput']:.0f} created/s, "
+              f"create p99 {fmt_ms(cr['latency']['p99'])} (client), {fmt_ms(srv.get('p99'))} (kube-apiserver), "
+              f"{v['errors']} errors")
+
     print(f"\n{args.lease_nodes} nodes' leases over {args.window}, through the same API server")
     print(f"  {'who':22} {'renewals':>9} {'renewals/s':>11} {'CPU/renewal':>12} {'RSS':>9}")
     per = {}
     for kwok in (True, False):
-        r = run(args.scen, {"nodes": args.lease_nodes, "pods": 0, "kwok": str(kwok).lower(), "lease_window": args.window})
+        r = run(args.scen, {"nodes": args.lease_nodes, "pods": 0, "vmis": 0, "kwok": str(kwok).lower(),
+                            "lease_window": args.window, "clients": 64})
         s = step(r, "leases")
         api = s["record"]["apiserver"]
         # KWOK renews with an update (PUT), kubelet-style heartbeats with a merge patch.

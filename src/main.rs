@@ -155,6 +155,10 @@ enum Command {
         /// Also write the comparison as an HTML page, the two runs' series overlaid.
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
+        /// A figure only one report has, or that has no data in one of them, does not fail the
+        /// comparison (by default it does: no data is never a pass).
+        #[arg(long)]
+        allow_missing: bool,
     },
     /// Print a shell completion script: `source <(scen completions bash)`.
     Completions {
@@ -290,6 +294,7 @@ fn main() -> ExitCode {
             all,
             json,
             html,
+            allow_missing,
         } => compare(
             &old,
             &new,
@@ -299,6 +304,7 @@ fn main() -> ExitCode {
                 all,
                 json,
                 quiet: cli.quiet,
+                allow_missing,
             },
             html.as_deref(),
         ),
@@ -447,6 +453,8 @@ struct CompareOutput {
     json: bool,
     /// Only regressions and the summary.
     quiet: bool,
+    /// Figures missing or without data on one side do not fail.
+    allow_missing: bool,
 }
 
 fn compare(
@@ -457,7 +465,12 @@ fn compare(
     out: CompareOutput,
     html: Option<&Path>,
 ) -> i32 {
-    let CompareOutput { all, json, quiet } = out;
+    let CompareOutput {
+        all,
+        json,
+        quiet,
+        allow_missing,
+    } = out;
     use report::compare::{Options, Verdict};
     let tol = match scen_engine::units::parse_quantity(tolerance) {
         Ok(q)
@@ -480,6 +493,16 @@ fn compare(
             return 2;
         }
     };
+    // No data is never a pass: a run that did not finish has nothing to compare.
+    for (which, path, r) in [("old", old, &a), ("new", new, &b)] {
+        if let Some(why) = report::compare::unfinished(r) {
+            say!(
+                "error: the {which} report {} cannot be compared: {why}",
+                path.display()
+            );
+            return 1;
+        }
+    }
     let cmp = report::compare::compare(
         &a,
         &b,
@@ -497,7 +520,19 @@ fn compare(
     for w in &cmp.warnings {
         say!("warning: {w}");
     }
+    // A figure lost on one side, or without data in one of them, fails unless allowed.
+    let lost = if allow_missing {
+        0
+    } else {
+        cmp.count(Verdict::Missing)
+    };
+    let judged = cmp
+        .rows
+        .iter()
+        .filter(|r| !matches!(r.verdict, Verdict::Info | Verdict::Missing))
+        .count();
     let regressed = cmp.count(Verdict::Regressed);
+    let failed = regressed > 0 || lost > 0 || judged == 0;
     if json {
         match serde_json::to_string_pretty(&cmp) {
             Ok(text) => out!("{text}"),
@@ -506,7 +541,7 @@ fn compare(
                 return 2;
             }
         }
-        return i32::from(regressed > 0);
+        return i32::from(failed);
     }
     let shown: Vec<_> = cmp
         .rows
@@ -544,15 +579,22 @@ fn compare(
         );
     }
     out!(
-        "{} figures compared: {regressed} regressed, {} improved, {} within noise, {} on too few samples, {} without data \
+        "{judged} figures compared: {regressed} regressed, {} improved, {} within noise, {} on too few samples, {} without data, {} missing \
          (a regression is worse by more than {tolerance} and outside the 95% confidence interval)",
-        cmp.rows.len(),
         cmp.count(Verdict::Improved),
         cmp.count(Verdict::Noise),
         cmp.count(Verdict::TooFewSamples),
         cmp.count(Verdict::NoData),
+        cmp.count(Verdict::Missing),
     );
-    i32::from(regressed > 0)
+    if judged == 0 {
+        say!("error: no figure could be compared: the reports have no figures in common (no data is never a pass)");
+    } else if lost > 0 {
+        say!(
+            "error: {lost} figure(s) are missing from one report, or have no data in one where the other rests on enough samples (--allow-missing accepts that)"
+        );
+    }
+    i32::from(failed)
 }
 
 fn list(dir: &Path) -> i32 {

@@ -207,3 +207,66 @@ fn compare_catches_a_slowed_disk_and_says_what_differs() {
         "{out}"
     );
 }
+
+/// No data is never a pass, in `scen compare` too: a run that did not finish, a report without
+/// figures, an unknown layout, and a figure one report lacks.
+#[test]
+fn compare_refuses_what_has_no_data_and_reports_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = report(dir.path(), "good.json", "keys.rhai", &[]);
+    // A run that could not reach etcd: exit 3, its step skipped.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = dir.path().join("down.json");
+    let out = scen()
+        .args([
+            "run",
+            fixture("keys.rhai").to_str().unwrap(),
+            "-q",
+            "--report",
+            down.to_str().unwrap(),
+            "--endpoints",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let (code, text) = compare(&good, &down, &[]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("did not finish") && text.contains("infrastructure_error"),
+        "{text}"
+    );
+
+    // A report whose step records are empty: nothing in common to compare.
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&good).unwrap()).unwrap();
+    for s in v["steps"].as_array_mut().unwrap() {
+        s["record"] = serde_json::json!({});
+        s["duration_ms"] = serde_json::json!(0.0);
+        s["action"] = serde_json::Value::Null;
+    }
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, v.to_string()).unwrap();
+    let (code, text) = compare(&empty, &empty, &[]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("no figure could be compared"), "{text}");
+
+    // Against the good one, everything the good report has is missing from the empty one.
+    let (code, text) = compare(&good, &empty, &[]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("MISSING"), "{text}");
+    // An unknown layout: refused by name, exit 2.
+    v["schema_version"] = serde_json::json!(999);
+    let future = dir.path().join("future.json");
+    std::fs::write(&future, v.to_string()).unwrap();
+    let (code, text) = compare(&good, &future, &[]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("schema_version 999"), "{text}");
+    // The same report twice: everything compared, nothing missing, exit 0.
+    let (code, text) = compare(&good, &good, &[]);
+    assert_eq!(code, 0, "{text}");
+}

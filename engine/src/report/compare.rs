@@ -27,6 +27,10 @@ pub enum Verdict {
     TooFewSamples,
     /// One run has no samples for it.
     NoData,
+    /// One report has the figure and the other does not (a step that failed or was skipped, a
+    /// figure renamed), or has no data where the other rests on enough samples to count: fails
+    /// the comparison unless `--allow-missing`.
+    Missing,
     /// Within the tolerance.
     Same,
     /// No verdict: neither direction is worse (a configured value, a workload size), or nothing is
@@ -43,6 +47,7 @@ impl Verdict {
             Verdict::Noise => "noise",
             Verdict::TooFewSamples => "too few samples",
             Verdict::NoData => "no data",
+            Verdict::Missing => "MISSING",
             Verdict::Same => "ok",
             Verdict::Info => "",
         }
@@ -136,16 +141,76 @@ pub fn compare(old: &Report, new: &Report, opts: Options) -> Comparison {
             .collect()
     };
     let (a, b) = (typed(old), typed(new));
-    let rows = b
+    let mut rows: Vec<Row> = b
         .iter()
-        .filter_map(|n| {
-            let o = a.iter().find(|o| o.path == n.path)?;
-            Some(row(o, n, opts))
+        .map(|n| match a.iter().find(|o| o.path == n.path) {
+            Some(o) => row(o, n, opts),
+            None => missing(n, false),
         })
         .collect();
+    // What only the old report has: lost in the new one.
+    rows.extend(
+        a.iter()
+            .filter(|o| !b.iter().any(|n| n.path == o.path))
+            .map(|o| missing(o, true)),
+    );
+    rows.sort_by(|x, y| x.path.cmp(&y.path));
     Comparison {
         rows,
         warnings: warnings(old, new),
+    }
+}
+
+/// The independent samples a figure rests on, when its basis says.
+fn samples(b: &crate::measure::figures::Basis) -> Option<u64> {
+    use crate::measure::figures::Basis;
+    match b {
+        Basis::Quantile { n, .. }
+        | Basis::Mean { n, .. }
+        | Basis::Share { n, .. }
+        | Basis::RateOf { n } => Some(*n),
+        _ => None,
+    }
+}
+
+/// A figure only one report has (`old_only`: the old one).
+fn missing(f: &Figure, old_only: bool) -> Row {
+    Row {
+        path: f.path.clone(),
+        unit: f.unit,
+        old: if old_only { f.value } else { None },
+        new: if old_only { None } else { f.value },
+        change: None,
+        better: f.better,
+        verdict: if f.better.is_some() {
+            Verdict::Missing
+        } else {
+            Verdict::Info
+        },
+        why: Some(if old_only {
+            "absent from the new report".into()
+        } else {
+            "absent from the old report".into()
+        }),
+    }
+}
+
+/// Why `report` cannot be compared at all: its run did not finish.
+pub fn unfinished(report: &Report) -> Option<String> {
+    match report.outcome {
+        super::Outcome::Passed | super::Outcome::ThresholdsFailed => None,
+        other => Some(format!(
+            "its run did not finish ({}){}",
+            serde_json::to_value(other)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+            report
+                .error
+                .as_ref()
+                .map(|e| format!(": {}", e.message))
+                .unwrap_or_default()
+        )),
     }
 }
 
@@ -165,7 +230,24 @@ fn row(o: &Figure, n: &Figure, opts: Options) -> Row {
     let (verdict, why) = match (o.value, n.value, change, better) {
         (_, _, _, None) => (Verdict::Info, None),
         (None, None, _, _) => (Verdict::Same, None),
-        (None, _, _, _) | (_, None, _, _) => (Verdict::NoData, None),
+        (None, _, _, _) | (_, None, _, _) => {
+            // From data enough to judge to none at all is a loss; from a handful of incidental
+            // samples (a backend commit in a step that did not write) it is not.
+            let (with, side) = if o.value.is_some() {
+                (o, "new")
+            } else {
+                (n, "old")
+            };
+            match samples(&with.basis) {
+                Some(k) if k >= opts.min_samples => (
+                    Verdict::Missing,
+                    Some(format!(
+                        "no data in the {side} report, where the other has {k} samples"
+                    )),
+                ),
+                _ => (Verdict::NoData, None),
+            }
+        }
         (Some(a), Some(b), Some(c), Some(better)) => judge(a, b, c, better, o, n, opts),
         _ => (Verdict::Info, None),
     };

@@ -16,5 +16,40 @@ pub fn from_json(path: &Path) -> Result<Report> {
         reason,
     };
     let text = std::fs::read_to_string(path).map_err(|e| read_err(e.to_string()))?;
+    // The layout version first: a report of another layout is refused by name, not misread.
+    #[derive(serde::Deserialize)]
+    struct Version {
+        schema_version: Option<u64>,
+    }
+    let v: Version = serde_json::from_str(&text).map_err(|e| read_err(e.to_string()))?;
+    match v.schema_version {
+        Some(n) if (1..=u64::from(super::SCHEMA_VERSION)).contains(&n) => {}
+        Some(n) => {
+            return Err(read_err(format!(
+                "schema_version {n} is not a report layout this scen reads (1 to {}): a report from another version of scen?",
+                super::SCHEMA_VERSION
+            )))
+        }
+        None => return Err(read_err("no schema_version: not a scen report".into())),
+    }
     serde_json::from_str(&text).map_err(|e| read_err(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_schema_version_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.json");
+        std::fs::write(&p, r#"{"schema_version": 999}"#).unwrap();
+        let e = from_json(&p).unwrap_err().to_string();
+        assert!(e.contains("schema_version 999"), "{e}");
+        std::fs::write(&p, r#"{"steps": []}"#).unwrap();
+        assert!(from_json(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("not a scen report"));
+    }
 }
