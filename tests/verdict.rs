@@ -188,6 +188,29 @@ fn auth_enabled_without_a_user_is_an_auth_failure_exit_3() {
 }
 
 #[test]
+fn put_many_whose_every_put_fails_is_a_failed_step_of_that_kind() {
+    let (_rt, _etcd, url) = external();
+    etcdctl(&url, &["user", "add", "root", "--new-user-password=s3cret"]);
+    etcdctl(&url, &["auth", "enable"]);
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("puts.rhai");
+    std::fs::write(&f, "step(\"puts\", |p| etcd::put_many(#{ count: 10 }));\n").unwrap();
+    let r = run(&f, &["--endpoints", &url]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let puts = step(&report, "puts");
+    assert_eq!(puts["status"], "failed", "{puts}");
+    assert_eq!(puts["error"]["kind"], "auth", "{puts}");
+    // The record is kept: 10 attempted, none ok.
+    assert_eq!(puts["record"]["errors"], 10, "{puts}");
+    assert_eq!(puts["record"]["ok"], 0);
+    // A scenario that means it (a permission test) says so.
+    std::fs::write(&f, "step(\"puts\", |p| etcd::put_many(#{ count: 10, expect_errors: true }));\nthreshold(\"puts.errors == 10\");\n").unwrap();
+    let r = run(&f, &["--endpoints", &url]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
 fn reports_of_schema_version_1_still_render() {
     let dir = tempfile::tempdir().unwrap();
     let (html, md, xml) = (

@@ -379,6 +379,11 @@ pub struct PutManyOptions {
     /// Requests in flight at once (`clients`, as in `etcd::stress`; formerly `concurrency`).
     #[serde(default = "default_clients")]
     pub clients: u64,
+    /// Every put failing is what the scenario means (a permission test): the step passes with
+    /// its record. Otherwise it fails, with the kind of the failures (auth, permission,
+    /// unreachable: exit 3).
+    #[serde(default)]
+    pub expect_errors: bool,
 }
 
 fn default_value_size() -> SizeValue {
@@ -466,6 +471,7 @@ pub async fn put_many(target: &Target, opts: &PutManyOptions) -> Result<PutManyR
             tokio::spawn(async move {
                 let mut rec = Recorder::default();
                 let (mut errors, mut samples) = (0u64, Vec::new());
+                let mut kinds: Vec<crate::report::ErrorKind> = Vec::new();
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if i >= count {
@@ -479,21 +485,32 @@ pub async fn put_many(target: &Target, opts: &PutManyOptions) -> Result<PutManyR
                             if samples.len() < 5 {
                                 samples.push(super::etcd_message(&e));
                             }
+                            if kinds.len() < 64 {
+                                kinds.push(
+                                    Error::Etcd {
+                                        op: "put",
+                                        source: e,
+                                    }
+                                    .kind(),
+                                );
+                            }
                         }
                     }
                 }
-                (rec, errors, samples)
+                (rec, errors, samples, kinds)
             })
         })
         .collect();
     let mut all = Recorder::default();
     let (mut errors, mut error_samples) = (0, Vec::new());
+    let mut kinds: Vec<crate::report::ErrorKind> = Vec::new();
     for w in workers {
-        let (rec, e, s) = w
+        let (rec, e, s, k) = w
             .await
             .map_err(|e| Error::Internal(format!("a put_many worker panicked: {e}")))?;
         all.merge(&rec);
         errors += e;
+        kinds.extend(k);
         error_samples.extend(
             s.into_iter()
                 .take(5usize.saturating_sub(error_samples.len())),
@@ -501,7 +518,7 @@ pub async fn put_many(target: &Target, opts: &PutManyOptions) -> Result<PutManyR
     }
     let elapsed = start.elapsed();
     let ok = all.count();
-    Ok(PutManyRecord {
+    let record = PutManyRecord {
         count: opts.count,
         ok,
         errors,
@@ -510,7 +527,35 @@ pub async fn put_many(target: &Target, opts: &PutManyOptions) -> Result<PutManyR
         duration_ms: ms(elapsed),
         throughput: ok as f64 / elapsed.as_secs_f64().max(1e-9),
         latency: all.summary(),
-    })
+    };
+    // Every put failing is a failed step, of the kind most of them failed with: no data is never
+    // a pass.
+    if ok == 0 && errors > 0 && !opts.expect_errors {
+        let kind = most_common(&kinds).unwrap_or(crate::report::ErrorKind::Infrastructure);
+        return Err(Error::WithRecord {
+            record: Box::new(serde_json::to_value(&record).unwrap_or_default()),
+            source: Box::new(Error::Failed {
+                kind,
+                message: format!(
+                    "every put failed ({errors} errors, {kind}): {}; set expect_errors: true if the scenario means it",
+                    record.error_messages.first().map_or("", String::as_str)
+                ),
+            }),
+        });
+    }
+    Ok(record)
+}
+
+/// The kind that occurs most often.
+fn most_common(kinds: &[crate::report::ErrorKind]) -> Option<crate::report::ErrorKind> {
+    let mut best: Option<(crate::report::ErrorKind, usize)> = None;
+    for k in kinds {
+        let n = kinds.iter().filter(|x| *x == k).count();
+        if best.is_none_or(|(_, m)| n > m) {
+            best = Some((*k, n));
+        }
+    }
+    best.map(|(k, _)| k)
 }
 
 /// One member's status, as `etcdctl endpoint status` shows it.
