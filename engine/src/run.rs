@@ -498,6 +498,7 @@ async fn execute(
     // 4. Thresholds not decided yet: those whose steps finished are evaluated even when the run
     //    stopped early, so a partial report still says what was learned.
     evaluate_thresholds(&plan, report, false, baseline.as_ref());
+    safety_verdicts(report);
     if outcome == Outcome::Passed && report.threshold_counts().1 > 0 {
         outcome = Outcome::ThresholdsFailed;
     }
@@ -528,6 +529,63 @@ async fn execute(
         e.lock().expect("embedded lock").stop();
     }
     outcome
+}
+
+/// A step whose history check found violations (`history: true`) fails the run like a threshold
+/// (exit 1): an implicit `<step>.safety.passed == true`, unless the scenario wrote a threshold on
+/// that step's `safety` itself (then that decides).
+fn safety_verdicts(report: &mut Report) {
+    let mut implicit = Vec::new();
+    for s in &report.steps {
+        let Some(safety) = s.record.get("safety").filter(|v| v.is_object()) else {
+            continue;
+        };
+        let own = format!("{}.safety", s.name);
+        if report
+            .thresholds
+            .iter()
+            .any(|t| t.expression.contains(&own))
+        {
+            continue;
+        }
+        let passed = safety.get("passed").and_then(Value::as_bool) == Some(true);
+        let n = |k: &str| safety.get(k).and_then(Value::as_u64).unwrap_or(0);
+        implicit.push(ThresholdReport {
+            expression: format!("{own}.passed == true"),
+            abort_on_fail: false,
+            status: if passed {
+                ThresholdStatus::Passed
+            } else {
+                ThresholdStatus::Failed
+            },
+            observed: Some(f64::from(u8::from(passed))),
+            limit: Some(1.0),
+            message: if passed {
+                format!(
+                    "the history check passed: {} acknowledged writes and {} linearizable reads checked",
+                    n("writes_acknowledged"),
+                    n("reads_checked")
+                )
+            } else {
+                format!(
+                    "the history check failed: {} lost writes, {} stale reads, {} revision violations ({} writes, {} reads checked){}",
+                    n("lost_writes"),
+                    n("stale_reads"),
+                    n("revision_violations"),
+                    n("writes_acknowledged"),
+                    n("reads_checked"),
+                    safety
+                        .get("violations")
+                        .and_then(|v| v.get(0))
+                        .and_then(Value::as_str)
+                        .map(|v| format!(": {v}"))
+                        .unwrap_or_default()
+                )
+            },
+            location: "implicit: history: true (write a threshold on the step's safety to decide otherwise)".into(),
+        });
+    }
+    report.thresholds.extend(implicit);
 }
 
 /// The etcd the embedded control plane stores in: `/registry` of an etcd scen started; on another,
@@ -939,5 +997,70 @@ async fn join_step(h: JoinHandle<StepReport>, spec: &StepSpec) -> StepReport {
             record: json!({}),
             action: spec.action.clone(),
         },
+    }
+}
+
+#[cfg(test)]
+mod safety_tests {
+    use super::*;
+
+    fn report_with(safety: Value, thresholds: &[&str]) -> Report {
+        let mut r: Report = serde_json::from_value(json!({
+            "schema_version": SCHEMA_VERSION, "scen_version": "0", "run_id": "r",
+            "scenario": { "name": "s", "description": "", "file": "s.rhai", "sha256": "" },
+            "params": {}, "param_sources": {}, "target": null,
+            "started_at": "2026-12-01T00:00:00Z", "finished_at": "2026-12-01T00:00:00Z",
+            "duration_ms": 0.0, "outcome": "passed", "exit_code": 0, "stopped_early": null,
+            "baseline": null, "error": null, "thresholds": [], "server_timeline": [],
+            "compare_steps": [], "outputs": [],
+            "steps": [{ "name": "load", "background": false, "status": "passed", "started_at": null,
+                        "duration_ms": 1.0, "error": null, "record": { "safety": safety }, "action": null }],
+        }))
+        .unwrap();
+        for t in thresholds {
+            r.thresholds.push(ThresholdReport {
+                expression: t.to_string(),
+                abort_on_fail: false,
+                status: ThresholdStatus::Passed,
+                observed: None,
+                limit: None,
+                message: String::new(),
+                location: String::new(),
+            });
+        }
+        r
+    }
+
+    #[test]
+    fn a_failed_history_check_fails_the_run_like_a_threshold() {
+        let mut r = report_with(
+            json!({ "passed": false, "lost_writes": 793, "writes_acknowledged": 5000, "reads_checked": 10,
+                    "violations": ["put k=7 acknowledged at rev 12 is not in the history"] }),
+            &[],
+        );
+        safety_verdicts(&mut r);
+        assert_eq!(r.thresholds.len(), 1);
+        let t = &r.thresholds[0];
+        assert_eq!(t.status, ThresholdStatus::Failed);
+        assert!(t.message.contains("793 lost writes"), "{}", t.message);
+        assert_eq!(
+            r.threshold_counts().1,
+            1,
+            "counts as a failed threshold: exit 1"
+        );
+        // A passed check is recorded as passed.
+        let mut ok = report_with(json!({ "passed": true, "writes_acknowledged": 5 }), &[]);
+        safety_verdicts(&mut ok);
+        assert_eq!(ok.thresholds[0].status, ThresholdStatus::Passed);
+    }
+
+    #[test]
+    fn a_threshold_of_the_scenarios_own_on_the_safety_decides() {
+        let mut r = report_with(
+            json!({ "passed": false, "lost_writes": 1 }),
+            &["load.safety.lost_writes < 10"],
+        );
+        safety_verdicts(&mut r);
+        assert_eq!(r.thresholds.len(), 1, "no implicit verdict added");
     }
 }
