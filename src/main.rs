@@ -692,6 +692,22 @@ struct Outputs {
 }
 
 impl Outputs {
+    /// Refuses outputs that would replace the scenario or its values file, or each other.
+    fn check(&self, scenario: &Path, values: Option<&Path>) -> Result<(), String> {
+        let outs: Vec<(&str, &Path)> = [
+            ("--report", &self.report),
+            ("--junit", &self.junit),
+            ("--markdown", &self.markdown),
+            ("--html", &self.html),
+        ]
+        .into_iter()
+        .filter_map(|(f, p)| Some((f, p.as_deref()?)))
+        .collect();
+        let mut inputs = vec![scenario];
+        inputs.extend(values);
+        report::check_outputs(&outs, &inputs)
+    }
+
     /// Writes every report asked for; false when one could not be written.
     fn write(&self, r: &scen_engine::Report) -> bool {
         let written = [
@@ -870,6 +886,10 @@ fn run(args: RunArgs, quiet: bool) -> i32 {
         markdown: args.markdown.clone(),
         html: args.html.clone(),
     };
+    if let Err(e) = outputs.check(&args.file, args.params.values.as_deref()) {
+        say!("error: {e}");
+        return 2;
+    }
     // block_on runs this future on the main thread, which outlives the embedded etcd.
     let report = rt.block_on(async {
         let running = if live.any() {

@@ -71,7 +71,7 @@ fn outputs_follow_symlinks_write_fifos_and_devices_and_refuse_the_rest() {
     let (code, err) = render_to(&d.join("adir"));
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("is a directory") && err.contains("never replaces"),
+        err.contains("is a directory") && err.contains("written through to its target"),
         "{err}"
     );
     assert!(d.join("adir").is_dir());
@@ -144,4 +144,86 @@ fn a_closed_stderr_or_stdout_does_not_stop_scen() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// `scen run victim.rhai --report victim.rhai` and friends: an output never replaces what the run
+/// reads, nor another output; a FIFO with no reader and a report reader on a FIFO or a device end
+/// with an error instead of hanging.
+#[test]
+fn outputs_never_replace_the_scenario_or_each_other_and_never_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let victim = d.join("victim.rhai");
+    let text = "step(\"s\", |p| #{});\n";
+    std::fs::write(&victim, text).unwrap();
+    let values = d.join("values.yaml");
+    std::fs::write(&values, "{}\n").unwrap();
+    std::os::unix::fs::symlink(&victim, d.join("link.json")).unwrap();
+    let cases: Vec<(Vec<std::ffi::OsString>, &str)> = vec![
+        (
+            vec!["--report".into(), victim.clone().into()],
+            "which this run reads",
+        ),
+        (
+            vec!["--html".into(), d.join("link.json").into()],
+            "a symlink to",
+        ),
+        (
+            vec![
+                "--junit".into(),
+                values.clone().into(),
+                "--values".into(),
+                values.clone().into(),
+            ],
+            "which this run reads",
+        ),
+        (
+            vec![
+                "--report".into(),
+                d.join("x").into(),
+                "--junit".into(),
+                d.join("x").into(),
+            ],
+            "also writes",
+        ),
+    ];
+    for (args, says) in cases {
+        let out = scen().arg("run").arg(&victim).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            text,
+            "the scenario is intact"
+        );
+        assert_eq!(std::fs::read_to_string(&values).unwrap(), "{}\n");
+        assert!(!d.join("x").exists(), "nothing ran");
+    }
+
+    // A FIFO nobody reads: an error within its deadline, exit 2, not a hang.
+    let fifo = d.join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let (code, err) = render_to(&fifo);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no reader"), "{err}");
+    // Readers of reports refuse what is not a regular file.
+    for p in [fifo.as_path(), std::path::Path::new("/dev/zero")] {
+        let out = scen()
+            .arg("compare")
+            .arg(p)
+            .arg(fixture("report-v1.json"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"));
+        let out = scen()
+            .args(["report", "render"])
+            .arg(p)
+            .args(["--markdown", "-"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+    }
 }

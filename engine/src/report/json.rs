@@ -15,6 +15,21 @@ pub fn from_json(path: &Path) -> Result<Report> {
         path: path.display().to_string(),
         reason,
     };
+    // Only a regular file, and not an endless one: a FIFO or /dev/zero must not block or fill
+    // memory.
+    let meta = std::fs::metadata(path).map_err(|e| read_err(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(read_err(
+            "not a regular file: give the path of a report written by `scen run --report`".into(),
+        ));
+    }
+    const MAX: u64 = 1 << 30;
+    if meta.len() > MAX {
+        return Err(read_err(format!(
+            "{} bytes is more than the 1 GiB a report may have",
+            meta.len()
+        )));
+    }
     let text = std::fs::read_to_string(path).map_err(|e| read_err(e.to_string()))?;
     // The layout version first: a report of another layout is refused by name, not misread.
     #[derive(serde::Deserialize)]

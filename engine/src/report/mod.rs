@@ -76,10 +76,36 @@ pub fn write_output(path: &Path, contents: &[u8]) -> Result<()> {
     match std::fs::metadata(path) {
         Ok(m) if m.is_file() => write_atomic(&std::fs::canonicalize(path).map_err(err)?, contents),
         Ok(m) if m.file_type().is_fifo() || m.file_type().is_char_device() => {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(path)
-                .map_err(err)?;
+            use std::os::unix::fs::OpenOptionsExt;
+            // Opened without blocking: a FIFO nobody reads within 2 s is an error, not a hang.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            let f = loop {
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(path)
+                {
+                    Ok(f) => break f,
+                    Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                        if std::time::Instant::now() >= deadline {
+                            return Err(err(std::io::Error::other(
+                                "it is a FIFO with no reader (none came within 2 s): start the reader first, or write to a file",
+                            )));
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    Err(e) => return Err(err(e)),
+                }
+            };
+            // A reader is there: write as usual (blocking), as much as it takes.
+            // SAFETY: fcntl on a descriptor this function owns.
+            unsafe {
+                use std::os::fd::AsRawFd;
+                let fd = f.as_raw_fd();
+                let flags = libc::fcntl(fd, libc::F_GETFL);
+                libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+            }
+            let mut f = f;
             f.write_all(contents).map_err(err)
         }
         Ok(m) => {
@@ -93,7 +119,7 @@ pub fn write_output(path: &Path, contents: &[u8]) -> Result<()> {
                 "not a regular file"
             };
             Err(err(std::io::Error::other(format!(
-                "it is {what}: scen writes reports only to regular files (replaced atomically), FIFOs, character devices or `-` (standard output), and never replaces anything else"
+                "it is {what}: scen writes reports only to regular files (replaced atomically; a symlink is written through to its target), FIFOs with a reader, character devices or `-` (standard output)"
             ))))
         }
         // Nothing there, or a dangling symlink: create the file the links end at.
@@ -102,6 +128,66 @@ pub fn write_output(path: &Path, contents: &[u8]) -> Result<()> {
         }
         Err(e) => Err(err(e)),
     }
+}
+
+/// The file writes to `path` land on: its symlinks followed (as Unix tools write through them),
+/// made absolute; `None` for standard output.
+pub fn output_target(path: &Path) -> Option<std::path::PathBuf> {
+    if path == Path::new("-") || path == Path::new("/dev/stdout") {
+        return None;
+    }
+    let end = resolve_links(path).unwrap_or_else(|_| path.to_path_buf());
+    if let Ok(c) = std::fs::canonicalize(&end) {
+        return Some(c);
+    }
+    let parent = match end.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let dir = std::fs::canonicalize(&parent).unwrap_or(parent);
+    Some(dir.join(end.file_name().unwrap_or_default()))
+}
+
+/// Checks the outputs of a run before it starts (`(flag, path)`): none may land on one of
+/// `inputs` (the scenario, a values file, an import: a report must never replace what the run
+/// reads), and no two on the same file (only the last would survive). Symlinks are followed and
+/// their targets checked the same way. `Err` says which, for exit 2.
+pub fn check_outputs(
+    outputs: &[(&str, &Path)],
+    inputs: &[&Path],
+) -> std::result::Result<(), String> {
+    let inputs: Vec<(std::path::PathBuf, &Path)> = inputs
+        .iter()
+        .filter_map(|p| Some((std::fs::canonicalize(p).ok()?, *p)))
+        .collect();
+    let mut seen: Vec<(std::path::PathBuf, &str)> = Vec::new();
+    for (flag, path) in outputs {
+        let Some(target) = output_target(path) else {
+            continue;
+        };
+        let through = if target.as_path() != *path
+            && std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+        {
+            format!(" (a symlink to {})", target.display())
+        } else {
+            String::new()
+        };
+        if let Some((_, input)) = inputs.iter().find(|(c, _)| *c == target) {
+            return Err(format!(
+                "{flag} {}{through} is {}, which this run reads: give the report another path",
+                path.display(),
+                input.display()
+            ));
+        }
+        if let Some((_, other)) = seen.iter().find(|(t, _)| *t == target) {
+            return Err(format!(
+                "{flag} {}{through} is the file {other} also writes: give each report its own path",
+                path.display()
+            ));
+        }
+        seen.push((target, flag));
+    }
+    Ok(())
 }
 
 /// Follows a chain of symlinks to the path it ends at (which may not exist yet).
