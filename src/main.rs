@@ -5,7 +5,12 @@
 macro_rules! say {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($t)*);
+        // Credentials never reach the terminal or a CI log.
+        let _ = writeln!(
+            std::io::stderr(),
+            "{}",
+            scen_engine::report::redact::redact(&format!($($t)*))
+        );
     }};
 }
 /// `println!` that never panics on a closed stdout (`scen compare … | head`).
@@ -279,6 +284,7 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
+    remember_secrets();
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let code = match cli.command {
@@ -382,9 +388,50 @@ fn init_logging(verbose: u8, quiet: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| RedactingStderr)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
+}
+
+/// Every password on the command line or in `SCEN_USER` (`--user name:password`, credentials in
+/// a URL), so no output shows it.
+fn remember_secrets() {
+    use scen_engine::report::redact;
+    let args: Vec<String> = std::env::args().collect();
+    let mut next_is_user = false;
+    for a in &args {
+        redact::remember_urls(a);
+        let user = if next_is_user {
+            Some(a.as_str())
+        } else {
+            a.strip_prefix("--user=")
+        };
+        if let Some((_, pw)) = user.and_then(|u| u.split_once(':')) {
+            redact::remember(pw);
+        }
+        next_is_user = a == "--user";
+    }
+    if let Some((_, pw)) = std::env::var("SCEN_USER")
+        .ok()
+        .as_deref()
+        .and_then(|u| u.split_once(':'))
+    {
+        redact::remember(pw);
+    }
+}
+
+/// The log writer: each line redacted on its way to stderr.
+struct RedactingStderr;
+
+impl std::io::Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(scen_engine::report::redact::redact(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 pub(crate) fn overrides(p: &ParamArgs) -> Overrides {
@@ -953,6 +1000,8 @@ fn run(args: RunArgs, quiet: bool) -> i32 {
                 .unwrap_or("the receiver was too slow")
         );
     }
+    // Written from a copy with every credential masked.
+    let report = report::redact::redact_report(&report);
     if !outputs.write(&report) {
         code = code.max(2);
     }
@@ -1048,7 +1097,7 @@ async fn watch_signals(cancel: CancellationToken, progress: Arc<Progress>, outpu
     // A second signal: leave now, with the report as it stands. The embedded etcd dies with us
     // (parent-death signal); its data directory is removed by the next run.
     if let Some(r) = progress.partial_report() {
-        outputs.write(&r);
+        outputs.write(&report::redact::redact_report(&r));
     }
     say!("interrupted again: left at once; the partial report is written, etcd stops with scen");
     std::process::exit(130);

@@ -227,3 +227,52 @@ fn outputs_never_replace_the_scenario_or_each_other_and_never_hang() {
         assert_eq!(out.status.code(), Some(2));
     }
 }
+
+/// A password in a URL or in `--user` reaches no output: not the terminal, not a report.
+#[test]
+fn credentials_are_masked_in_every_output() {
+    let r = run(
+        &fixture("keys.rhai"),
+        &[
+            "--out",
+            "prometheus-rw=http://scen:hunter2-secret@127.0.0.1:1/api/v1/write",
+            "-v",
+        ],
+    );
+    assert!(matches!(r.code, 0 | 1), "{}", r.stderr);
+    let report = r.report.as_ref().unwrap();
+    let target = report["outputs"][0]["target"].as_str().unwrap();
+    assert_eq!(target, "http://scen:***@127.0.0.1:1/api/v1/write");
+    let html = std::fs::read_to_string(r.dir.path().join("r.html")).unwrap();
+    for (what, text) in [
+        ("stderr", r.stderr.clone()),
+        ("stdout", r.stdout.clone()),
+        ("json", report.to_string()),
+        ("junit", r.junit.clone().unwrap()),
+        ("markdown", r.markdown.clone().unwrap()),
+        ("html", html),
+    ] {
+        assert!(
+            !text.contains("hunter2-secret"),
+            "{what} shows the password"
+        );
+    }
+    // --user's password on a failed connection.
+    let out = scen()
+        .args([
+            "run",
+            fixture("keys.rhai").to_str().unwrap(),
+            "--endpoints",
+            "http://127.0.0.1:1",
+            "--user",
+            "root:pass-w0rd-x",
+        ])
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("pass-w0rd-x"), "{all}");
+}

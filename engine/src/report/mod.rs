@@ -7,6 +7,7 @@ mod junit;
 mod markdown;
 pub mod model;
 mod phases;
+pub mod redact;
 mod svg;
 mod tables;
 mod timeline;
