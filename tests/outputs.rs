@@ -276,3 +276,26 @@ fn credentials_are_masked_in_every_output() {
     );
     assert!(!all.contains("pass-w0rd-x"), "{all}");
 }
+
+/// The Markdown summary (a CI job summary, rendered as HTML by GitHub) escapes what came from a
+/// script or an error: no raw HTML, no Markdown control characters.
+#[test]
+fn the_markdown_summary_escapes_script_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("x.rhai");
+    std::fs::write(
+        &f,
+        "scenario(#{ name: \"<script>alert(1)</script>\", description: \"<img src=x onerror=alert(2)> **bold** | pipe\" });\n\
+         step(\"s\", |p| throw \"<b onmouseover=alert(3)>boom</b> `tick`\");\n",
+    )
+    .unwrap();
+    let r = run(&f, &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let md = r.markdown.unwrap();
+    for raw in ["<script", "<img", "<b ", "**bold**"] {
+        assert!(!md.contains(raw), "{raw} is raw in:\n{md}");
+    }
+    assert!(md.contains("&lt;script&gt;"), "{md}");
+    assert!(md.contains("\\*\\*bold\\*\\*"), "{md}");
+    assert!(md.contains("&lt;b onmouseover"), "{md}");
+}

@@ -14,6 +14,8 @@ pub fn to_markdown(report: &Report) -> Result<String> {
     env.set_lstrip_blocks(true);
     env.add_filter("ms", |v: f64| format_quantity(v, Dimension::Duration));
     env.add_filter("num", |v: f64| format_number(v));
+    env.add_filter("md", |v: Value| md_text(&v.to_string()));
+    env.add_filter("code", |v: Value| code_text(&v.to_string()));
     env.add_template("summary", TEMPLATE)
         .map_err(|e| render_err(&e))?;
     let tmpl = env.get_template("summary").map_err(|e| render_err(&e))?;
@@ -37,6 +39,49 @@ pub fn to_markdown(report: &Report) -> Result<String> {
         },
     })
     .map_err(|e| render_err(&e))
+}
+
+/// Text from a script or an error as Markdown prose: HTML and Markdown's control characters
+/// escaped (GitHub renders a job summary's HTML), on one line, at most 300 characters.
+fn md_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for (i, c) in s.chars().enumerate() {
+        if i == 300 {
+            out.push('…');
+            break;
+        }
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\n' | '\r' => out.push(' '),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' | '!' | '~' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Text for inside a code span (`` `…` ``): no backtick can end it early, a pipe cannot end a
+/// table cell, one line, at most 300 characters. HTML in a code span is shown, not rendered.
+fn code_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for (i, c) in s.chars().enumerate() {
+        if i == 300 {
+            out.push('…');
+            break;
+        }
+        match c {
+            '`' => out.push('\''),
+            '|' => out.push_str("\\|"),
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn render_err(e: &minijinja::Error) -> Error {

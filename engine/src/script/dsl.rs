@@ -219,6 +219,20 @@ fn declare_param(
     rhai::serde::to_dynamic(value)
 }
 
+/// The longest step or scenario name, in characters.
+const MAX_NAME: usize = 256;
+/// The longest scenario description, in bytes.
+const MAX_DESCRIPTION: usize = 4096;
+
+/// At most ~200 characters of a value a user gave, for an error message.
+fn quote(s: &str) -> String {
+    if s.chars().count() <= 200 {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(200).collect::<String>())
+    }
+}
+
 fn declare_step(
     state: &State,
     ctx: &NativeCallContext,
@@ -227,6 +241,16 @@ fn declare_step(
     func: FnPtr,
 ) -> RhaiResult<()> {
     declaring(state, ctx)?;
+    if name.chars().count() > MAX_NAME {
+        return Err(usage(
+            ctx,
+            format!(
+                "step name `{}` has {} characters: give at most {MAX_NAME} (it names the step in every report)",
+                quote(name),
+                name.chars().count()
+            ),
+        ));
+    }
     let valid = name
         .chars()
         .next()
@@ -235,7 +259,11 @@ fn declare_step(
     if !valid {
         return Err(usage(
             ctx,
-            format!("step name `{name}` must be letters, digits and `_` (it is used in thresholds: `{name}.field`)"),
+            format!(
+                "step name `{}` must be letters, digits and `_` (it is used in thresholds: `{}.field`)",
+                quote(name),
+                quote(name)
+            ),
         ));
     }
     let timeout = opts
@@ -288,6 +316,19 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
         .register_into_engine(engine, move |ctx: NativeCallContext, meta: Map| -> RhaiResult<Map> {
             declaring(&s, &ctx)?;
             let m: ScenarioMeta = bridge::options(&ctx, "scenario", Dynamic::from_map(meta))?;
+            if let Some(n) = m.name.as_deref().filter(|n| n.chars().count() > MAX_NAME) {
+                return Err(usage(&ctx, format!(
+                    "scenario: `name` `{}` has {} characters: give at most {MAX_NAME}",
+                    quote(n),
+                    n.chars().count()
+                )));
+            }
+            if m.description.len() > MAX_DESCRIPTION {
+                return Err(usage(&ctx, format!(
+                    "scenario: `description` has {} bytes: give at most 4 KiB (the header comment can say more)",
+                    m.description.len()
+                )));
+            }
             {
                 let mut b = s.builder.lock().expect("builder lock");
                 if m.name.is_some() {
