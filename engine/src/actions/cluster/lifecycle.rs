@@ -328,6 +328,19 @@ impl LifecycleOptions {
                 "count, concurrency and namespaces must be positive".into(),
             ));
         }
+        // The same bounds as put_many's: a count past them is a typo, not a workload.
+        if self.count > 100_000_000 || self.concurrency > 10_000 || self.namespaces > 100_000 {
+            return Err(Error::Options(
+                "count above 100000000, concurrency above 10000 or namespaces above 100000 is refused (a typo?): \
+                 run the lifecycle in several steps"
+                    .into(),
+            ));
+        }
+        if self.nodes.is_some_and(|n| n > 1_000_000) {
+            return Err(Error::Options(
+                "nodes above 1000000 is refused (a typo?)".into(),
+            ));
+        }
         if self.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
             return Err(Error::Options(
                 "rate must be a positive number of objects per second".into(),
