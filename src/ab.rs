@@ -114,7 +114,14 @@ impl ab::Progress for Lines {
 }
 
 /// Runs `scen ab`; the exit code.
-pub fn ab(args: AbArgs, quiet: bool) -> i32 {
+pub fn ab(mut args: AbArgs, quiet: bool) -> i32 {
+    let _shipped = match crate::scenario_file(&args.file, quiet) {
+        Ok((file, guard)) => {
+            args.file = file;
+            guard
+        }
+        Err(code) => return code,
+    };
     let min_change = match scen_engine::units::parse_quantity(&args.min_change) {
         Ok(q) if (0.0..1.0).contains(&q.value) => q.value,
         _ => {

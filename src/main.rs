@@ -38,6 +38,7 @@ macro_rules! out_raw {
 }
 
 mod ab;
+mod init;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -125,9 +126,24 @@ enum Command {
     },
     /// List the scenarios in a directory with their descriptions and parameters.
     List {
-        /// Directory to scan.
-        #[arg(default_value = "scenarios")]
+        /// Directory to scan (default: the scenarios shipped inside scen).
+        dir: Option<PathBuf>,
+    },
+    /// Start a scenario of your own from a shipped one: the scenario, a values file with every
+    /// parameter and its doc, and CI jobs (GitHub Actions, GitLab) that run it and keep its
+    /// reports. Never overwrites a file.
+    Init {
+        /// Where to write (default: the current directory).
+        #[arg(default_value = ".")]
         dir: PathBuf,
+        /// The shipped scenario to start from.
+        #[arg(long, default_value = "etcd-stress")]
+        from: String,
+    },
+    /// Print a shipped scenario's source (`scen show etcd-stress > mine.rhai`).
+    Show {
+        /// Its name (`scen list` lists them).
+        name: String,
     },
     /// Print the reference of every function scenario scripts can call (Markdown).
     Api,
@@ -290,8 +306,16 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Run(args) => run(*args, cli.quiet),
         Command::Ab(args) => ab::ab(*args, cli.quiet),
-        Command::Check { file, params, json } => check(&file, &params, json),
-        Command::List { dir } => list(&dir),
+        Command::Check { file, params, json } => match scenario_file(&file, true) {
+            Ok((file, _guard)) => check(&file, &params, json),
+            Err(code) => code,
+        },
+        Command::List { dir } => match dir {
+            Some(dir) => list(&dir, false),
+            None => list_shipped(),
+        },
+        Command::Show { name } => show(&name),
+        Command::Init { dir, from } => init::init(&dir, &from),
         Command::Compare {
             old,
             new,
@@ -644,7 +668,45 @@ fn compare(
     i32::from(failed)
 }
 
-fn list(dir: &Path) -> i32 {
+/// `scen list` with no directory: the shipped library.
+fn list_shipped() -> i32 {
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            say!("error: {e}");
+            return 2;
+        }
+    };
+    for (name, src) in scen_engine::library::SCENARIOS {
+        if std::fs::write(dir.path().join(format!("{name}.rhai")), src).is_err() {
+            return 2;
+        }
+    }
+    out!(
+        "shipped with scen {} (`scen run NAME`, `scen show NAME`):",
+        env!("CARGO_PKG_VERSION")
+    );
+    list(dir.path(), true)
+}
+
+/// `scen show NAME`: a shipped scenario's source, to read or redirect into a file of one's own.
+fn show(name: &str) -> i32 {
+    match scen_engine::library::shipped(name) {
+        Some((_, src)) => {
+            out_raw!("{src}");
+            0
+        }
+        None => {
+            say!(
+                "error: no shipped scenario {name} (shipped: {})",
+                scen_engine::library::names().join(", ")
+            );
+            2
+        }
+    }
+}
+
+fn list(dir: &Path, by_name: bool) -> i32 {
     let mut files: Vec<_> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(Result::ok)
@@ -661,9 +723,17 @@ fn list(dir: &Path) -> i32 {
     for f in files {
         match scen_engine::check(&f, &Overrides::default(), &Limits::default()) {
             Ok(plan) => {
+                let shown = if by_name {
+                    f.file_stem()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned()
+                } else {
+                    f.display().to_string()
+                };
                 out!(
                     "{}\n  {}",
-                    f.display(),
+                    shown,
                     plan.description.lines().next().unwrap_or("")
                 );
                 let params: Vec<_> = plan
@@ -859,7 +929,48 @@ impl Observer for Progress {
     }
 }
 
-fn run(args: RunArgs, quiet: bool) -> i32 {
+/// A scenario argument: the file when it exists, else the shipped scenario of that name (written
+/// into a temporary directory that lives as long as the returned guard), said in one line.
+pub(crate) fn scenario_file(
+    arg: &Path,
+    quiet: bool,
+) -> Result<(PathBuf, Option<tempfile::TempDir>), i32> {
+    if arg.exists() {
+        return Ok((arg.to_path_buf(), None));
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("scen-shipped-")
+        .tempdir()
+        .map_err(|e| {
+            say!("error: cannot prepare a shipped scenario: {e}");
+            2
+        })?;
+    match scen_engine::library::resolve(arg, dir.path()) {
+        Ok(scen_engine::library::Resolved::Shipped { name, path }) => {
+            if !quiet {
+                say!(
+                    "using the shipped scenario {name} (scen {}); `scen show {name}` prints it",
+                    env!("CARGO_PKG_VERSION")
+                );
+            }
+            Ok((path, Some(dir)))
+        }
+        Ok(scen_engine::library::Resolved::File(p)) => Ok((p, None)),
+        Err(e) => {
+            say!("error: {e}");
+            Err(2)
+        }
+    }
+}
+
+fn run(mut args: RunArgs, quiet: bool) -> i32 {
+    let _shipped = match scenario_file(&args.file, quiet) {
+        Ok((file, guard)) => {
+            args.file = file;
+            guard
+        }
+        Err(code) => return code,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -10,6 +10,7 @@ pub mod ab;
 pub mod actions;
 pub mod control_plane;
 pub mod embedded;
+pub mod library;
 pub mod live;
 pub mod measure;
 pub mod params;
