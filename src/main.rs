@@ -37,6 +37,14 @@ macro_rules! out_raw {
     }};
 }
 
+/// `scen --version`: the version and the git commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("SCEN_GIT_COMMIT"),
+    ")"
+);
+
 mod ab;
 mod init;
 
@@ -93,7 +101,7 @@ Exit codes:
 /// Will etcd and the Kubernetes control plane hold up? Declarative scenarios, real etcd, CI-ready
 /// reports.
 #[derive(Parser)]
-#[command(name = "scen", version, about, after_help = format!("{EXAMPLES}\n{EXIT_CODES}"), propagate_version = true)]
+#[command(name = "scen", version = VERSION, about, after_help = format!("{EXAMPLES}\n{EXIT_CODES}"), propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -140,6 +148,10 @@ enum Command {
         #[arg(long, default_value = "etcd-stress")]
         from: String,
     },
+    /// Check and explain what scen needs, one line each (ok, warn, fail): the etcd binary, each
+    /// endpoint, TLS, credentials, /metrics, leader and members, the database against its quota,
+    /// the control plane's binaries, a kubeconfig. Exit 3 when anything fails.
+    Doctor(Box<DoctorArgs>),
     /// Print a shipped scenario's source (`scen show etcd-stress > mine.rhai`).
     Show {
         /// Its name (`scen list` lists them).
@@ -315,6 +327,7 @@ fn main() -> ExitCode {
             None => list_shipped(),
         },
         Command::Show { name } => show(&name),
+        Command::Doctor(args) => doctor(*args),
         Command::Init { dir, from } => init::init(&dir, &from),
         Command::Compare {
             old,
@@ -666,6 +679,76 @@ fn compare(
         );
     }
     i32::from(failed)
+}
+
+/// `scen doctor`'s flags: the connection flags of `scen run`, and a kubeconfig.
+#[derive(clap::Args)]
+struct DoctorArgs {
+    /// etcd client URLs, comma-separated; without it the checks are those of an embedded run.
+    #[arg(long, value_delimiter = ',', env = "SCEN_ENDPOINTS")]
+    endpoints: Vec<String>,
+    /// CA bundle to verify etcd's certificate.
+    #[arg(long)]
+    cacert: Option<PathBuf>,
+    /// Client certificate.
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// Client key.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// etcd user as name:password.
+    #[arg(long, env = "SCEN_USER", hide_env_values = true)]
+    user: Option<String>,
+    /// Each member's metrics URL, when /metrics is not served on the client URLs.
+    #[arg(long, value_delimiter = ',', value_name = "URLS")]
+    metrics_urls: Vec<String>,
+    /// The etcd binary for embedded runs.
+    #[arg(long, env = "SCEN_ETCD_BIN", value_name = "PATH")]
+    etcd_bin: Option<PathBuf>,
+    /// A kubeconfig to check (for `backend: "kube"`).
+    #[arg(long)]
+    kubeconfig: Option<String>,
+    /// Its context.
+    #[arg(long)]
+    context: Option<String>,
+}
+
+fn doctor(args: DoctorArgs) -> i32 {
+    use scen_engine::doctor::{diagnose, DoctorOptions, Status};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let connect = (!args.endpoints.is_empty()).then(|| ConnectSettings {
+        endpoints: args.endpoints.clone(),
+        cacert: args.cacert.clone(),
+        cert: args.cert.clone(),
+        key: args.key.clone(),
+        user: args.user.clone(),
+        ..Default::default()
+    });
+    let lines = rt.block_on(diagnose(&DoctorOptions {
+        connect,
+        metrics_urls: args.metrics_urls,
+        etcd_bin: args.etcd_bin,
+        kubeconfig: args.kubeconfig,
+        context: args.context,
+    }));
+    for l in &lines {
+        let mark = match l.status {
+            Status::Ok => "ok  ",
+            Status::Warn => "warn",
+            Status::Fail => "FAIL",
+        };
+        out!("{mark} {}: {}", l.what, l.detail);
+    }
+    let failed = lines.iter().filter(|l| l.status == Status::Fail).count();
+    if failed > 0 {
+        say!("{failed} check(s) failed");
+        3
+    } else {
+        0
+    }
 }
 
 /// `scen list` with no directory: the shipped library.

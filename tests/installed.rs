@@ -151,3 +151,92 @@ fn show_list_and_init_make_a_starter_that_checks_and_never_overwrites() {
         "load: \"l\"\n"
     );
 }
+
+fn doctor(args: &[&str]) -> (i32, String) {
+    let out = scen().arg("doctor").args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned()
+            + String::from_utf8_lossy(&out.stderr).as_ref(),
+    )
+}
+
+#[test]
+fn doctor_explains_each_misconfiguration_and_exits_3() {
+    // Nothing listens there.
+    let (code, out) = doctor(&["--endpoints", "http://127.0.0.1:1"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("FAIL endpoint http://127.0.0.1:1: unreachable"),
+        "{out}"
+    );
+
+    // A healthy etcd: every line ok or warn, exit 0, the write under /scen/ cleaned up.
+    let (_rt, _etcd, url) = external();
+    let (code, out) = doctor(&["--endpoints", &url]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("ok   endpoint {url}")), "{out}");
+    assert!(out.contains("ok   write under /scen/"), "{out}");
+    assert!(out.contains("ok   leader"), "{out}");
+    assert!(out.contains("quota"), "{out}");
+    let left = etcdctl(&url, &["get", "/scen/", "--prefix", "--keys-only"]);
+    assert!(left.trim().is_empty(), "{left}");
+
+    // A metrics URL that does not answer: a warning that says what is lost.
+    let (code, out) = doctor(&["--endpoints", &url, "--metrics-urls", "http://127.0.0.1:1"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("warn metrics http://127.0.0.1:1/metrics") && out.contains("no data"),
+        "{out}"
+    );
+
+    // A CA file that is not PEM.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("ca.crt");
+    std::fs::write(&bad, "not a certificate").unwrap();
+    let (code, out) = doctor(&["--endpoints", &url, "--cacert", bad.to_str().unwrap()]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("FAIL --cacert") && out.contains("not PEM"),
+        "{out}"
+    );
+
+    // Auth enabled, no user: the write under /scen/ fails, saying what to give.
+    etcdctl(&url, &["user", "add", "root", "--new-user-password=s3cret"]);
+    etcdctl(&url, &["auth", "enable"]);
+    let (code, out) = doctor(&["--endpoints", &url]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("FAIL write under /scen/") && out.contains("--user"),
+        "{out}"
+    );
+    let (code, out) = doctor(&["--endpoints", &url, "--user", "root:s3cret"]);
+    assert_eq!(code, 0, "{out}");
+    // A kubeconfig that does not exist.
+    let (code, out) = doctor(&["--kubeconfig", "/nonexistent/kubeconfig"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("FAIL kubeconfig /nonexistent/kubeconfig"),
+        "{out}"
+    );
+}
+
+#[test]
+fn version_names_the_commit() {
+    let out = scen().arg("--version").output().unwrap();
+    let v = String::from_utf8_lossy(&out.stdout);
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    assert!(
+        v.starts_with(&format!("scen {}", env!("CARGO_PKG_VERSION"))),
+        "{v}"
+    );
+    assert!(
+        !head.is_empty() && v.contains(&head),
+        "{v} does not name {head}"
+    );
+}

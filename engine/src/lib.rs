@@ -9,6 +9,7 @@
 pub mod ab;
 pub mod actions;
 pub mod control_plane;
+pub mod doctor;
 pub mod embedded;
 pub mod library;
 pub mod live;
