@@ -180,11 +180,17 @@ pub fn apiserver_step(
     for g in label_groups(after, name, &["resource", "subresource", "verb"]) {
         let (resource, sub, v) = (&g[0], &g[1], &g[2]);
         let Some(v2) = verb(v) else { continue };
+        // Dry runs (scen's own warm-up of a CRD it registered) are not requests of the workload.
         let d = window_sel(
             before,
             after,
             name,
-            &[("resource", resource), ("subresource", sub), ("verb", v)],
+            &[
+                ("resource", resource),
+                ("subresource", sub),
+                ("verb", v),
+                ("dry_run", ""),
+            ],
         );
         if d.count == 0 {
             continue;

@@ -217,9 +217,13 @@ pub async fn scrape(scraper: &Scraper, opts: &ScrapeOptions) -> ScrapeRecord {
 /// Label values a sample must have (`[("verb", "POST")]`); empty: every sample.
 pub(crate) type Sel<'a> = &'a [(&'a str, &'a str)];
 
+/// Whether `sample` has the labels `sel` asks for; as in PromQL, `label=""` also matches a
+/// sample without that label.
 fn selected(sample: &prometheus_parse::Sample, sel: Sel) -> bool {
-    sel.iter()
-        .all(|(k, v)| sample.labels.get(k).is_some_and(|x| x == *v))
+    sel.iter().all(|(k, v)| match sample.labels.get(k) {
+        Some(x) => x == *v,
+        None => v.is_empty(),
+    })
 }
 
 /// The distinct values of `labels` on the samples of `name` (and `name_bucket`) in any member
