@@ -85,6 +85,7 @@ def main():
     print(f"  created           {c['objects']} objects at {c['throughput']:.0f} objects/s (the step, waits included: {c['duration_ms'] / 1e3:.2f} s)")
     print(f"  all scheduled     {fmt_ms(pods.get('all_scheduled_ms'))} (kube-scheduler; per pod p99 {fmt_ms(pods.get('schedule_latency', {}).get('p99'))})")
     print(f"  all Running       {fmt_ms(pods.get('all_running_ms'))} (KWOK; pod startup p99 {fmt_ms(pods.get('startup_latency', {}).get('p99'))})")
+    print(f"  all nodes Ready   {fmt_ms(c.get('nodes_ready_ms'))} (KWOK)")
     client = c["api"]["pods"]["create"]["latency"]
     server = c["apiserver"]["request_latency"]["pods"]["create"]
     print("\n  pod create latency    p50            p99            samples")
@@ -123,6 +124,9 @@ def main():
         cpu = proc.get("cpu")
         per[who] = (cpu / updates) if (cpu is not None and updates) else None
         label = "KWOK controller" if kwok else "scen cluster::heartbeat"
+        ready = step(r, "create")["record"].get("nodes_ready_ms")
+        if kwok:
+            print(f"  (KWOK had every node Ready {fmt_ms(ready)} after the create began; the window starts after that)")
         print(f"  {label:22} {updates:9} {updates / secs:11.1f} "
               f"{'—' if per[who] is None else f'{per[who] * 1e3:.0f} µs':>12} {proc.get('rss_bytes', 0) / 2**20:7.0f} MiB")
     if per.get("scen") is not None and per.get("kwok") is not None:

@@ -236,6 +236,12 @@ async fn simulate_through_the_real_api_server_leaves_binding_to_the_scheduler_an
     assert_eq!(pods["running"], 20, "{pods}");
     assert!(pods["all_running_ms"].as_f64().unwrap() >= pods["all_scheduled_ms"].as_f64().unwrap());
     assert_eq!(pods["startup_latency"]["count"], 20);
+    // KWOK made every node Ready within the step.
+    let ready = r["nodes_ready_ms"].as_f64().expect("nodes_ready_ms");
+    assert!(
+        ready > 0.0 && ready <= r["duration_ms"].as_f64().unwrap(),
+        "{r}"
+    );
     // scen never set a status itself: KWOK did.
     assert!(
         r["api"]["pods"].get("patch_status").is_none(),

@@ -805,6 +805,12 @@ pub async fn simulate(
         ),
         None => None,
     };
+    // KWOK moves the nodes to Ready (and starts their leases): how long until every one was.
+    let nodes_ready_ms = if env.kwok && embedded.is_some() && r.shape.nodes > 0 && !opts.rewrite {
+        Some(nodes_ready(&client, &r.shape, started, opts.wait_timeout()).await?)
+    } else {
+        None
+    };
     if opts.probe {
         probe(&client, &r.shape, &calls).await?;
     }
@@ -827,6 +833,7 @@ pub async fn simulate(
         api,
         api_slo,
         pods,
+        nodes_ready_ms,
     };
     let created = Created {
         client,
@@ -933,6 +940,64 @@ async fn probe(client: &kube::Client, shape: &Shape, calls: &Calls) -> Result<()
             .map_err(fail("list all nodes".into()))?;
     }
     Ok(())
+}
+
+/// Waits until every node of `shape` reports Ready (as KWOK sets it), listing the nodes every
+/// 250 ms; the time from `started` (ms). Not all Ready within `timeout` fails the step.
+async fn nodes_ready(
+    client: &kube::Client,
+    shape: &Shape,
+    started: Instant,
+    timeout: std::time::Duration,
+) -> Result<f64> {
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Node"), "nodes");
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let ours: HashSet<String> = (0..shape.nodes)
+        .filter_map(|i| {
+            shape.object_of(Kind::Node, i).vars["name"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut ready = 0u64;
+        let mut params = ListParams::default().limit(500);
+        loop {
+            let page = api.list(&params).await.map_err(|source| Error::Kube {
+                op: "list nodes".into(),
+                source,
+            })?;
+            ready += page
+                .items
+                .iter()
+                .filter(|n| n.metadata.name.as_ref().is_some_and(|x| ours.contains(x)))
+                .filter(|n| {
+                    n.data["status"]["conditions"].as_array().is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    })
+                })
+                .count() as u64;
+            match page.metadata.continue_ {
+                Some(c) if !c.is_empty() => params = params.continue_token(&c),
+                _ => break,
+            }
+        }
+        if ready >= shape.nodes {
+            return Ok(started.elapsed().as_secs_f64() * 1e3);
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Failed {
+                kind: crate::report::ErrorKind::Infrastructure,
+                message: format!(
+                    "after {timeout:?}, {ready} of {} nodes were Ready: KWOK did not keep up (raise `wait`, or check kwok's log)",
+                    shape.nodes
+                ),
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
 /// Every page of a list (500 items a page), each page one timed call.

@@ -276,6 +276,11 @@ pub struct SimulateRecord {
     /// the pods were bound and Running, seen on a watch (absent otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pods: Option<pod_watch::PodsRecord>,
+    /// Kube backend on the run's own control plane with KWOK: from the step's start until every
+    /// node was Ready (polled every 250 ms), ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::measure::Ms>")]
+    pub nodes_ready_ms: Option<f64>,
 }
 
 /// The root simulated objects go under: the real one on an etcd scen started (or with
@@ -477,6 +482,7 @@ pub async fn simulate(
         revisions,
         kwok_controller: None,
         pods: None,
+        nodes_ready_ms: None,
         api: BTreeMap::new(),
         api_slo: apiserver::ApiSloRecord::default(),
     })
