@@ -391,3 +391,70 @@ fn the_kube_backend_checks_its_thresholds_and_names_a_missing_kubeconfig() {
     assert!(r.stderr.contains("no-such-kubeconfig"), "{}", r.stderr);
     assert!(r.report.is_some(), "a failed run still writes its report");
 }
+
+/// `--allow-registry-writes` lets heartbeats write the real registry, and still never modify or
+/// delete an object this run did not create: a node, its lease and a pod written beforehand by
+/// someone else keep their value and revision through leases, status and churn.
+#[test]
+fn heartbeats_never_touch_objects_this_run_did_not_create() {
+    let (_rt, _etcd, url) = external();
+    let foreign = [
+        ("/registry/minions/scen-node-0", "their-node"),
+        (
+            "/registry/leases/kube-node-lease/scen-node-0",
+            "their-lease",
+        ),
+        ("/registry/pods/scen-ns-0/pod-0", "their-pod"),
+    ];
+    for (k, v) in foreign {
+        etcdctl(&url, &["put", k, v]);
+    }
+    let revision = |k: &str| -> i64 {
+        let out = etcdctl(&url, &["get", k, "-w", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["kvs"][0]["mod_revision"].as_i64().unwrap()
+    };
+    let before: Vec<i64> = foreign.iter().map(|(k, _)| revision(k)).collect();
+    let r = run(
+        &fixture("heartbeat.rhai"),
+        &[
+            "--endpoints",
+            &url,
+            "--allow-registry-writes",
+            "--set",
+            "nodes=4",
+            "--set",
+            "pods=8",
+            "--set",
+            "duration=3s",
+        ],
+    );
+    let report = r.report.unwrap();
+    assert_eq!(
+        step(&report, "sim")["record"]["existing"],
+        3,
+        "{}",
+        r.stderr
+    );
+    for ((k, v), rev) in foreign.iter().zip(before) {
+        assert_eq!(
+            etcdctl(&url, &["get", k, "--print-value-only"]).trim(),
+            *v,
+            "{k} was overwritten"
+        );
+        assert_eq!(revision(k), rev, "{k} was written again");
+    }
+    // The heartbeats say what they refused, naming the key.
+    let hb = serde_json::to_string(&step(&report, "hb")["record"]).unwrap();
+    assert!(
+        hb.contains("NotOwned") && hb.contains("not created by this run"),
+        "{hb}"
+    );
+    // The objects this run created were renewed.
+    assert!(
+        step(&report, "hb")["record"]["leases"]["ok"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+}

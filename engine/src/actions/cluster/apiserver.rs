@@ -792,6 +792,12 @@ pub async fn simulate(
         all.merge(t);
     }
     let secs = started.elapsed().as_secs_f64().max(1e-9);
+    // KWOK moves the nodes to Ready (and starts their leases): how long until every one was.
+    let nodes_ready_ms = if env.kwok && embedded.is_some() && r.shape.nodes > 0 && !opts.rewrite {
+        Some(nodes_ready(&client, &r.shape, started, opts.wait_timeout()).await?)
+    } else {
+        None
+    };
     // Pods the controllers make from the deployments count as the deployments' replicas.
     let created_pods = if r.shape.deployments > 0 {
         r.shape.pods
@@ -804,12 +810,6 @@ pub async fn simulate(
                 .await?,
         ),
         None => None,
-    };
-    // KWOK moves the nodes to Ready (and starts their leases): how long until every one was.
-    let nodes_ready_ms = if env.kwok && embedded.is_some() && r.shape.nodes > 0 && !opts.rewrite {
-        Some(nodes_ready(&client, &r.shape, started, opts.wait_timeout()).await?)
-    } else {
-        None
     };
     if opts.probe {
         probe(&client, &r.shape, &calls).await?;

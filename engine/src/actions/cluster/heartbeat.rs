@@ -277,7 +277,13 @@ enum Sink {
     /// Straight into etcd.
     Etcd(etcd_client::Client),
     /// Through the API server, as kubelet and controllers write.
-    Kube { client: kube::Client, kwok: bool },
+    Kube {
+        client: kube::Client,
+        kwok: bool,
+        /// Objects that existed before the simulation (`<resource>/<namespace>/<name>`): never
+        /// written.
+        existing: Arc<std::collections::HashSet<String>>,
+    },
 }
 
 /// What every write needs.
@@ -292,6 +298,9 @@ struct Ctx {
     lease_revs: Vec<AtomicI64>,
     node_revs: Vec<AtomicI64>,
     pod_revs: Vec<AtomicI64>,
+    /// The first revision this run's simulation wrote: a key created before it is not this
+    /// run's, and is never modified or deleted (etcd checks it in the same transaction).
+    owned_from: i64,
 }
 
 /// Keeps the simulated cluster alive for `duration`: lease renewals, node status and pod churn.
@@ -301,6 +310,14 @@ pub async fn heartbeat(
     observers: Watch,
 ) -> Result<HeartbeatRecord> {
     let w = cluster_of(target, opts)?;
+    if w.kube.is_none() && w.revisions.0 == 0 && !target.info.embedded {
+        // An earlier run's cluster on an etcd scen did not start: not this run's to modify.
+        return Err(Error::Options(format!(
+            "heartbeats modify only objects this run created, and this run simulated none under {}: \
+             run cluster::simulate first in this run (scen never modifies what it did not create)",
+            w.root
+        )));
+    }
     let (record, last_rev) = keep_alive(&w, Some(target.client.clone()), opts, observers).await?;
     if record.pod_churn.ok > 0 && w.kube.is_none() {
         extend_ledger(target, &w.root, last_rev);
@@ -376,6 +393,7 @@ async fn keep_alive(
         (Some(k), _) => Sink::Kube {
             client: k.client.clone(),
             kwok: k.kwok,
+            existing: Arc::new(k.existing.clone()),
         },
         (None, Some(etcd)) => Sink::Etcd(etcd),
         (None, None) => {
@@ -394,6 +412,7 @@ async fn keep_alive(
         node_revs: revs(shape.nodes),
         pod_revs: revs(if churned > 0 { shape.pods } else { 0 }),
         root: root.clone(),
+        owned_from: w.revisions.0,
     });
     if let Sink::Etcd(client) = &ctx.sink {
         // Like kube-apiserver's watch cache, know every object's revision before the first
@@ -609,7 +628,11 @@ fn extend_ledger(target: &Target, root: &str, last_rev: i64) {
 async fn write(ctx: &Ctx, flow: Flow, item: u64) -> Outcome {
     let r = match &ctx.sink {
         Sink::Etcd(client) => write_etcd(ctx, &mut crate::target::kv(client), flow, item).await,
-        Sink::Kube { client, kwok } => write_kube(client, &ctx.renderer, *kwok, flow, item).await,
+        Sink::Kube {
+            client,
+            kwok,
+            existing,
+        } => write_kube(client, &ctx.renderer, *kwok, existing, flow, item).await,
     };
     r.unwrap_or_else(|e: Error| Outcome {
         error: Some((
@@ -634,25 +657,49 @@ async fn write_etcd(ctx: &Ctx, kv: &mut KvClient, flow: Flow, item: u64) -> Resu
         match flow {
             Flow::Lease => {
                 let (key, value) = render(ctx, Kind::Lease, item)?;
-                update(kv, &key, value, &ctx.lease_revs[item as usize]).await
+                update(
+                    kv,
+                    &key,
+                    value,
+                    &ctx.lease_revs[item as usize],
+                    ctx.owned_from,
+                )
+                .await
             }
             Flow::Status => {
                 let (key, value) = render(ctx, Kind::Node, item)?;
-                update(kv, &key, value, &ctx.node_revs[item as usize]).await
+                update(
+                    kv,
+                    &key,
+                    value,
+                    &ctx.node_revs[item as usize],
+                    ctx.owned_from,
+                )
+                .await
             }
             Flow::Churn => {
                 let (key, value) = render(ctx, Kind::Pod, item)?;
                 let known = &ctx.pod_revs[item as usize];
                 // Delete (compare-and-swap like the apiserver's), then create the pod again.
                 let mut o = Outcome::default();
+                // Only a pod this run created (no earlier than its simulation) is deleted.
                 let del = Txn::new()
                     .when([Compare::create_revision(
                         key.as_str(),
                         CompareOp::Greater,
-                        0,
+                        (ctx.owned_from - 1).max(0),
                     )])
-                    .and_then([TxnOp::delete(key.as_str(), None)]);
-                kv.txn(del).await.map_err(etcd)?;
+                    .and_then([TxnOp::delete(key.as_str(), None)])
+                    .or_else([TxnOp::get(key.as_str(), None)]);
+                let r = kv.txn(del).await.map_err(etcd)?;
+                if !r.succeeded() && exists(&r) {
+                    o.error = Some((
+                        "NotOwned".into(),
+                        ErrorKind::Script,
+                        format!("{key} was not created by this run: scen never deletes it"),
+                    ));
+                    return Ok(o);
+                }
                 let create = Txn::new()
                     .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
                     .and_then([TxnOp::put(key.as_str(), value.clone(), None)]);
@@ -673,10 +720,31 @@ async fn write_kube(
     client: &kube::Client,
     renderer: &Renderer,
     kwok: bool,
+    existing: &std::collections::HashSet<String>,
     flow: Flow,
     item: u64,
 ) -> Result<Outcome> {
     use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+    // What existed before this run's simulation is never written, through the API either.
+    let kind = match flow {
+        Flow::Lease => Kind::Lease,
+        Flow::Status => Kind::Node,
+        Flow::Churn => Kind::Pod,
+    };
+    let p = Prepared::now(renderer, kind, item)?;
+    if existing.contains(&p.identity()) {
+        return Ok(Outcome {
+            error: Some((
+                "NotOwned".into(),
+                ErrorKind::Script,
+                format!(
+                    "{} existed before this run: scen never writes it",
+                    p.describe()
+                ),
+            )),
+            ..Outcome::default()
+        });
+    }
     let now = chrono::Utc::now();
     let fail = |what: String| move |source| Error::Kube { op: what, source };
     let mut o = Outcome::default();
@@ -783,23 +851,32 @@ async fn prime(ctx: &Ctx, kv: &mut KvClient, kind: Kind, revs: &[AtomicI64]) -> 
 
 /// kube-apiserver's GuaranteedUpdate: put if the key is still at the revision we last saw,
 /// otherwise learn its revision from the same transaction and try again.
+/// Whether a failed transaction's `get` found the key.
+fn exists(r: &etcd_client::TxnResponse) -> bool {
+    r.op_responses().into_iter().any(|op| match op {
+        TxnOpResponse::Get(g) => !g.kvs().is_empty(),
+        _ => false,
+    })
+}
+
 async fn update(
     kv: &mut KvClient,
     key: &str,
     value: Vec<u8>,
     known: &AtomicI64,
+    owned_from: i64,
 ) -> Result<Outcome> {
     let mut o = Outcome {
         bytes: value.len() as u64,
         ..Outcome::default()
     };
     for _ in 0..3 {
+        // Compare-and-swap on the revision last seen, and only on a key this run created.
         let txn = Txn::new()
-            .when([Compare::mod_revision(
-                key,
-                CompareOp::Equal,
-                known.load(Ordering::Relaxed),
-            )])
+            .when([
+                Compare::mod_revision(key, CompareOp::Equal, known.load(Ordering::Relaxed)),
+                Compare::create_revision(key, CompareOp::Greater, (owned_from - 1).max(0)),
+            ])
             .and_then([TxnOp::put(key, value.clone(), None)])
             .or_else([TxnOp::get(key, None)]);
         let r = kv.txn(txn).await.map_err(etcd)?;
@@ -809,11 +886,23 @@ async fn update(
             return Ok(o);
         }
         let current = r.op_responses().into_iter().find_map(|op| match op {
-            TxnOpResponse::Get(g) => Some(g.kvs().first().map(|kv| kv.mod_revision())),
+            TxnOpResponse::Get(g) => Some(
+                g.kvs()
+                    .first()
+                    .map(|kv| (kv.mod_revision(), kv.create_revision())),
+            ),
             _ => None,
         });
         match current.flatten() {
-            Some(rev) => known.store(rev, Ordering::Relaxed),
+            Some((_, created)) if created < owned_from => {
+                o.error = Some((
+                    "NotOwned".into(),
+                    ErrorKind::Script,
+                    format!("{key} was not created by this run: scen never overwrites it"),
+                ));
+                return Ok(o);
+            }
+            Some((rev, _)) => known.store(rev, Ordering::Relaxed),
             None => {
                 // An object the heartbeats were told to keep alive is not there: the scenario's doing.
                 o.error = Some((
