@@ -458,3 +458,33 @@ fn heartbeats_never_touch_objects_this_run_did_not_create() {
             > 0
     );
 }
+
+/// `--allow-registry-writes` opens `/registry` and nothing else: a simulation rooted elsewhere stays
+/// under the run prefix, and nothing is left outside it.
+#[test]
+fn allow_registry_writes_opens_the_registry_and_nothing_else() {
+    let (_rt, _etcd, url) = external();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("app.rhai");
+    std::fs::write(
+        &f,
+        "step(\"sim\", |p| cluster::simulate(#{ nodes: 2, pods: 2, root: \"/app\" }));\n",
+    )
+    .unwrap();
+    let r = run(&f, &["--endpoints", &url, "--allow-registry-writes"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let root = step(&report, "sim")["record"]["root"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        root.starts_with("/scen/") && root.ends_with("/app"),
+        "{root}"
+    );
+    let outside = etcdctl(&url, &["get", "/app", "--prefix", "--keys-only"]);
+    assert!(outside.trim().is_empty(), "{outside}");
+    // Nothing of the run is left at all (its prefix was cleaned up).
+    let all = etcdctl(&url, &["get", "", "--from-key", "--keys-only"]);
+    assert!(all.trim().is_empty(), "{all}");
+}

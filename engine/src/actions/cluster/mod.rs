@@ -287,7 +287,12 @@ pub struct SimulateRecord {
 /// `--allow-registry-writes`), otherwise the same path under the run prefix.
 pub fn effective_root(target: &Target, root: Option<&str>) -> String {
     let root = root.unwrap_or("/registry").trim_end_matches('/');
-    if target.info.embedded || target.allow_registry_writes || root.starts_with(&target.info.prefix)
+    // `--allow-registry-writes` opens the real `/registry` and nothing else (`check_root`
+    // refuses other roots before a run on an etcd scen did not start).
+    let registry = root == "/registry" || root.starts_with("/registry/");
+    if target.info.embedded
+        || (target.allow_registry_writes && registry)
+        || root.starts_with(&target.info.prefix)
     {
         root.to_string()
     } else {
@@ -522,8 +527,72 @@ pub async fn simulate_through(
 /// The most objects one simulation may write.
 const MAX_OBJECTS: u64 = 100_000_000;
 
+/// A storage root as a script may give it: absolute, no empty, `.` or `..` segment.
+pub fn check_root(root: &str) -> Result<()> {
+    let bad = !root.starts_with('/')
+        || root.len() < 2
+        || root
+            .trim_start_matches('/')
+            .trim_end_matches('/')
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..");
+    if bad {
+        return Err(Error::Options(format!(
+            "root `{}`: give an absolute key path without empty, `.` or `..` segments (default \"/registry\")",
+            root.chars().take(200).collect::<String>()
+        )));
+    }
+    Ok(())
+}
+
+/// A Kubernetes name as a script may give it (a name prefix, a namespace, a custom resource's
+/// group and plural): lowercase letters, digits, `-` and `.`, starting and ending alphanumeric
+/// (DNS-1123), at most 253 characters. Nothing a key path could be escaped with.
+pub fn check_k8s_name(what: &str, name: &str, allow_trailing_dash: bool) -> Result<()> {
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+    let first_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    let last_ok = name
+        .chars()
+        .last()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || (allow_trailing_dash && c == '-'));
+    if name.is_empty()
+        || name.len() > 253
+        || !name.chars().all(ok_char)
+        || !first_ok
+        || !last_ok
+        || name.contains("..")
+    {
+        return Err(Error::Options(format!(
+            "{what} `{}` is not a Kubernetes name: lowercase letters, digits, `-` and `.`, starting and ending with a letter or digit",
+            name.chars().take(200).collect::<String>()
+        )));
+    }
+    Ok(())
+}
+
 impl crate::actions::CheckOptions for SimulateOptions {
     fn check(&self) -> Result<()> {
+        if let Some(r) = &self.root {
+            check_root(r)?;
+        }
+        if let Some(p) = &self.name_prefix {
+            if !p.is_empty() {
+                check_k8s_name("name_prefix", p, true)?;
+            }
+        }
+        for c in &self.custom {
+            check_k8s_name("custom resource group", &c.group, false)?;
+            check_k8s_name("custom resource plural", &c.plural, false)?;
+            if !c.group.contains('.') {
+                return Err(Error::Options(format!(
+                    "custom resource group `{}` needs a dot (`example.com`): Kubernetes reserves dotless groups",
+                    c.group
+                )));
+            }
+        }
         if let Some(w) = &self.wait {
             match crate::units::parse_duration(w) {
                 Ok(d)
