@@ -1070,6 +1070,15 @@ fn run(mut args: RunArgs, quiet: bool) -> i32 {
         say!("error: --members and --etcd-quota set up the embedded etcd; they cannot go with --endpoints");
         return 2;
     }
+    if let Some(plain) = args
+        .endpoints
+        .iter()
+        .find(|e| e.starts_with("http://"))
+        .filter(|_| args.cacert.is_some() || args.cert.is_some() || args.key.is_some())
+    {
+        say!("error: --cacert/--cert/--key set up TLS, but {plain} is plain http: give https:// endpoints (or drop the TLS flags)");
+        return 2;
+    }
     if connect.is_none() && (args.cacert.is_some() || args.cert.is_some() || args.user.is_some()) {
         say!("error: --cacert/--cert/--key/--user need --endpoints (the embedded etcd uses plain loopback)");
         return 2;

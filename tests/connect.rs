@@ -283,3 +283,24 @@ fn etcd_authentication_with_user() {
         r.stderr
     );
 }
+
+#[test]
+fn tls_flags_with_a_plain_http_endpoint_are_a_usage_error() {
+    let out = scen()
+        .args([
+            "run",
+            fixture("keys.rhai").to_str().unwrap(),
+            "--endpoints",
+            "http://127.0.0.1:2379",
+            "--cacert",
+            "/etc/hostname",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is plain http") && err.contains("https://"),
+        "{err}"
+    );
+}

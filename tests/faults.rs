@@ -478,3 +478,43 @@ fn background_faults_start_at_their_offset_beside_the_load() {
         .as_f64()
         .is_some());
 }
+
+/// A fault scenario on an etcd scen did not start is refused before its first step: its load never
+/// runs against the foreign cluster.
+#[test]
+fn fault_scenarios_on_a_foreign_etcd_are_refused_before_any_step() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let etcd = external_etcd(&rt);
+    for scenario in [
+        "partition",
+        "quorum-loss",
+        "flaky-link",
+        "leader-kill",
+        "slow-disk",
+    ] {
+        let r = run(
+            &root().join(format!("scenarios/{scenario}.rhai")),
+            &["--endpoints", etcd.client_url()],
+        );
+        assert_eq!(r.code, 2, "{scenario}: {}", r.stderr);
+        let report = r.report.unwrap();
+        assert!(
+            report["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("fault::"),
+            "{scenario}"
+        );
+        assert!(
+            report["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s["status"] == "skipped"),
+            "{scenario}: a step ran"
+        );
+        // Nothing was written on the foreign etcd.
+        let keys = etcdctl(etcd.client_url(), &["get", "", "--from-key", "--keys-only"]);
+        assert!(keys.trim().is_empty(), "{scenario}: {keys}");
+    }
+}

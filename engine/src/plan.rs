@@ -95,6 +95,9 @@ pub struct Plan {
     /// The embedded Kubernetes control plane (`kube_control_plane(...)`), when the scenario asks
     /// for one.
     pub control_plane: Option<crate::control_plane::ControlPlaneSpec>,
+    /// Calls that act on the members of the etcd scen starts (`fault::kill` at line 12...): a
+    /// run against `--endpoints` is refused before its first step.
+    pub needs_embedded: Vec<String>,
     /// What `scen check` warns about (deprecated option names), as `file:line: message`.
     pub warnings: Vec<String>,
     /// Groups of steps the HTML report draws side by side (`report(#{ compare: [...] })`).

@@ -342,6 +342,20 @@ async fn execute(
             return outcome;
         }
     };
+    // Faults act on members scen started: refused before the first step on another cluster, not
+    // after its load ran.
+    if embedded.is_none() && !plan.needs_embedded.is_empty() {
+        report.error = Some(ErrorInfo {
+            kind: ErrorKind::Usage,
+            message: format!(
+                "this scenario injects faults, and a fault acts only on members scen started: {}; run it without --endpoints (scen starts the etcd it may break)",
+                plan.needs_embedded.join(", ")
+            ),
+            location: None,
+            detail: None,
+        });
+        return Outcome::ScriptError;
+    }
     target.embedded = embedded.clone();
     target.allow_maintenance = cfg.allow_maintenance;
     target.allow_registry_writes = cfg.allow_registry_writes;

@@ -90,3 +90,23 @@ pub(crate) fn declaration_in_closure(ast: &AST) -> Option<(String, Position)> {
     }
     found
 }
+
+/// Every call of a function of namespace `ns` anywhere in the script (steps, closures, functions):
+/// `(name, position)`, in order of appearance.
+pub(crate) fn calls_in(ast: &AST, ns: &str) -> Vec<(String, Position)> {
+    let mut found = Vec::new();
+    ast.walk(&mut |nodes: &[ASTNode]| {
+        let call = match nodes.last() {
+            Some(ASTNode::Expr(Expr::FnCall(c, pos))) => Some((c, *pos)),
+            Some(ASTNode::Stmt(Stmt::FnCall(c, pos))) => Some((c, *pos)),
+            _ => None,
+        };
+        if let Some((c, pos)) = call {
+            if c.namespace.to_string() == ns {
+                found.push((c.name.to_string(), pos));
+            }
+        }
+        true
+    });
+    found
+}

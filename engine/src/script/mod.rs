@@ -648,6 +648,10 @@ fn finish_plan(
         thresholds: b.thresholds,
         embedded: b.embedded,
         control_plane: b.control_plane.clone(),
+        needs_embedded: fields::calls_in(ast, "fault")
+            .into_iter()
+            .map(|(name, pos)| format!("fault::{name} (line {})", pos.line().unwrap_or(0)))
+            .collect(),
         compare_steps: b.compare_steps.into_iter().map(|(n, _)| n).collect(),
         warnings: renamed::scan(ast)
             .into_iter()
