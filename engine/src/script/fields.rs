@@ -91,11 +91,15 @@ pub(crate) fn declaration_in_closure(ast: &AST) -> Option<(String, Position)> {
     found
 }
 
-/// Every call of a function of namespace `ns` anywhere in the script (steps, closures, functions):
-/// `(name, position)`, in order of appearance.
-pub(crate) fn calls_in(ast: &AST, ns: &str) -> Vec<(String, Position)> {
+/// Every call of a function of namespace `ns` in the bodies of the functions named `fns` (the
+/// closures of the steps the plan declared): `(name, position)`.
+pub(crate) fn calls_in(ast: &AST, fns: &[String], ns: &str) -> Vec<(String, Position)> {
     let mut found = Vec::new();
-    ast.walk(&mut |nodes: &[ASTNode]| {
+    // `clone_functions_only_filtered` keeps every function when it starts from an empty module
+    // (rhai 1.2x): retain on a copy instead.
+    let mut only = ast.clone_functions_only();
+    only.retain_functions(|_, _, n, _| fns.iter().any(|f| f == n));
+    only.walk(&mut |nodes: &[ASTNode]| {
         let call = match nodes.last() {
             Some(ASTNode::Expr(Expr::FnCall(c, pos))) => Some((c, *pos)),
             Some(ASTNode::Stmt(Stmt::FnCall(c, pos))) => Some((c, *pos)),

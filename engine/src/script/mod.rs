@@ -637,6 +637,15 @@ fn finish_plan(
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default()
     });
+    // The closures of the steps declared (a step inside an `if` that was false is not one).
+    let step_fns: Vec<String> = b
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Step(s) => Some(s.func.fn_name().to_string()),
+            Item::Join { .. } => None,
+        })
+        .collect();
     Ok(Plan {
         name,
         description: b.description,
@@ -648,7 +657,7 @@ fn finish_plan(
         thresholds: b.thresholds,
         embedded: b.embedded,
         control_plane: b.control_plane.clone(),
-        needs_embedded: fields::calls_in(ast, "fault")
+        needs_embedded: fields::calls_in(ast, &step_fns, "fault")
             .into_iter()
             .map(|(name, pos)| format!("fault::{name} (line {})", pos.line().unwrap_or(0)))
             .collect(),
