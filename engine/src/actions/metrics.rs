@@ -398,6 +398,20 @@ pub(crate) fn delta_sel(
     out
 }
 
+/// A counter's increase over the window on the member where it grew most (`None` when no member
+/// was scraped twice or none exports it).
+fn delta_max(before: &ClusterScrape, after: &ClusterScrape, name: &str) -> Option<f64> {
+    after
+        .members
+        .iter()
+        .filter_map(|m| {
+            let b = before.members.iter().find(|x| x.url == m.url)?;
+            let (a, b) = (scalar(&m.scrape, name)?, scalar(&b.scrape, name)?);
+            Some(if a < b { a } else { a - b })
+        })
+        .reduce(f64::max)
+}
+
 /// A gauge after the window, its largest value over members (`None` when none exports it).
 fn gauge_max(after: &ClusterScrape, name: &str) -> Option<f64> {
     gauge_max_sel(after, name, &[])
@@ -432,7 +446,8 @@ pub struct ServerStep {
     /// gRPC handling time during the step (grpc_server_handling_seconds; etcd exports it only
     /// with --metrics=extensive).
     pub grpc_handling: Distribution,
-    /// Leader changes seen during the step, all members.
+    /// Leader changes during the step: the most any one member saw (each member counts every
+    /// election it sees, so a sum would count one election once per member).
     #[schemars(with = "Option<crate::measure::Count>", extend("x-better" = "lower"))]
     pub leader_changes: Option<f64>,
     /// Proposals that failed during the step.
@@ -576,7 +591,9 @@ pub fn server_step(before: &ClusterScrape, after: &ClusterScrape) -> ServerStep 
         backend_commit: window(before, after, "etcd_disk_backend_commit_duration_seconds"),
         peer_rtt: window(before, after, "etcd_network_peer_round_trip_time_seconds"),
         grpc_handling: window(before, after, "grpc_server_handling_seconds"),
-        leader_changes: delta(before, after, "etcd_server_leader_changes_seen_total"),
+        // Every member counts each election it sees: the elections are the most any member saw,
+        // not the sum (3 for one election on 3 members).
+        leader_changes: delta_max(before, after, "etcd_server_leader_changes_seen_total"),
         proposals_failed: delta(before, after, "etcd_server_proposals_failed_total"),
         proposals_committed: delta(before, after, "etcd_server_proposals_committed_total"),
         slow_applies: delta(before, after, "etcd_server_slow_apply_total"),
@@ -656,6 +673,27 @@ mod tests {
             Some(3.0),
             "a reset counts from 0"
         );
+    }
+
+    #[test]
+    fn one_election_seen_by_three_members_is_one_leader_change() {
+        let member = |url: &str, v: u32| {
+            MemberScrape {
+            url: url.into(),
+            scrape: Scrape::parse(
+                format!("# TYPE etcd_server_leader_changes_seen_total counter\netcd_server_leader_changes_seen_total {v}\n")
+                    .lines()
+                    .map(|l| Ok(l.to_string())),
+            )
+            .unwrap(),
+        }
+        };
+        let at = |v: [u32; 3]| ClusterScrape {
+            members: vec![member("a", v[0]), member("b", v[1]), member("c", v[2])],
+            failed: vec![],
+        };
+        let view = server_step(&at([1, 1, 1]), &at([2, 2, 2]));
+        assert_eq!(view.leader_changes, Some(1.0));
     }
 
     #[test]

@@ -394,6 +394,17 @@ fn eval_cond(
                 CmpOp::Ne => "!=",
             };
             let mut summary = format!("observed {}, limit {sym} {}", show(x), show(y));
+            // Two values that round alike but differ: say them exactly, so the message shows
+            // why the comparison went the way it did.
+            if show(x) == show(y) && x != y {
+                let base = match dimension {
+                    Dimension::Duration => " ms",
+                    Dimension::Size => " bytes",
+                    Dimension::Rate => "/s",
+                    Dimension::Ratio | Dimension::Number => "",
+                };
+                summary.push_str(&format!(" (exactly {x}{base} vs {y}{base})"));
+            }
             if let Some(b) = base {
                 summary.push_str(&format!(" (baseline {})", show(b)));
             }
@@ -945,6 +956,20 @@ mod typed_tests {
             .evaluate(&json!({ "s": { "in_use": 3.0, "size": 4.0 } }), None)
             .unwrap();
         assert_eq!(v.summary, "observed 0.75, limit > 0.5");
+    }
+
+    #[test]
+    fn values_that_round_alike_are_shown_exactly() {
+        let root = serde_json::json!({ "s": { "db": 1511424.0 } });
+        let t = Threshold::parse("s.db <= 1507328B", false).unwrap();
+        let v = t.evaluate(&root, None).unwrap();
+        assert!(!v.passed);
+        assert!(
+            v.summary.contains("1.44MiB")
+                && v.summary.contains("exactly 1511424 bytes vs 1507328 bytes"),
+            "{}",
+            v.summary
+        );
         // Untyped fields (a script's own record) take any unit, as before.
         assert!(typed("x.y < 1GiB", &[]).is_ok());
     }
