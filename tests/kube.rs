@@ -11,25 +11,7 @@ use common::*;
 
 /// The control plane's processes among `pid`'s children (any thread's).
 fn control_plane_children(pid: u32) -> Vec<(u32, String)> {
-    let mut out = Vec::new();
-    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let kids = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
-        for k in kids
-            .split_whitespace()
-            .filter_map(|k| k.parse::<u32>().ok())
-        {
-            let comm = std::fs::read_to_string(format!("/proc/{k}/comm")).unwrap_or_default();
-            let comm = comm.trim();
-            if comm.starts_with("kube-") || comm == "kwok" {
-                out.push((k, comm.to_string()));
-            }
-        }
-    }
-    out
+    children_where(pid, |comm, _| comm.starts_with("kube-") || comm == "kwok")
 }
 
 #[test]

@@ -167,6 +167,17 @@ pub fn spawn_run(file: &Path, json: &Path, stderr: std::process::Stdio) -> std::
 /// The etcd members among `pid`'s children (of any of its threads: scen spawns members from
 /// one spawner thread); not the short-lived `etcd --version` scen runs to check the binary.
 pub fn etcd_children(pid: u32) -> Vec<u32> {
+    children_where(pid, |comm, cmdline| {
+        comm == "etcd" && cmdline.contains("--name=")
+    })
+    .into_iter()
+    .map(|(k, _)| k)
+    .collect()
+}
+
+/// The children of `pid` (any of its threads') whose `comm` and command line `keep` accepts,
+/// with their `comm`.
+pub fn children_where(pid: u32, keep: impl Fn(&str, &str) -> bool) -> Vec<(u32, String)> {
     let mut out = Vec::new();
     for t in std::fs::read_dir(format!("/proc/{pid}/task"))
         .into_iter()
@@ -180,8 +191,8 @@ pub fn etcd_children(pid: u32) -> Vec<u32> {
         {
             let comm = std::fs::read_to_string(format!("/proc/{k}/comm")).unwrap_or_default();
             let cmdline = std::fs::read_to_string(format!("/proc/{k}/cmdline")).unwrap_or_default();
-            if comm.trim() == "etcd" && cmdline.contains("--name=") {
-                out.push(k);
+            if keep(comm.trim(), &cmdline) {
+                out.push((k, comm.trim().to_string()));
             }
         }
     }
