@@ -236,21 +236,8 @@ struct RunArgs {
     file: PathBuf,
     #[command(flatten)]
     params: ParamArgs,
-    /// etcd client URLs, comma-separated (as etcdctl). Without it scen starts a throwaway etcd.
-    #[arg(long, value_delimiter = ',', env = "SCEN_ENDPOINTS")]
-    endpoints: Vec<String>,
-    /// CA bundle to verify etcd's certificate.
-    #[arg(long)]
-    cacert: Option<PathBuf>,
-    /// Client certificate.
-    #[arg(long)]
-    cert: Option<PathBuf>,
-    /// Client key.
-    #[arg(long)]
-    key: Option<PathBuf>,
-    /// etcd user as name:password.
-    #[arg(long, env = "SCEN_USER", hide_env_values = true)]
-    user: Option<String>,
+    #[command(flatten)]
+    connect: ConnectArgs,
     /// Write the JSON report here.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
@@ -681,10 +668,10 @@ fn compare(
     i32::from(failed)
 }
 
-/// `scen doctor`'s flags: the connection flags of `scen run`, and a kubeconfig.
+/// How to reach an etcd, as etcdctl takes it: shared by `scen run` and `scen doctor`.
 #[derive(clap::Args)]
-struct DoctorArgs {
-    /// etcd client URLs, comma-separated; without it the checks are those of an embedded run.
+struct ConnectArgs {
+    /// etcd client URLs, comma-separated (as etcdctl). Without it scen starts a throwaway etcd.
     #[arg(long, value_delimiter = ',', env = "SCEN_ENDPOINTS")]
     endpoints: Vec<String>,
     /// CA bundle to verify etcd's certificate.
@@ -699,6 +686,27 @@ struct DoctorArgs {
     /// etcd user as name:password.
     #[arg(long, env = "SCEN_USER", hide_env_values = true)]
     user: Option<String>,
+}
+
+impl ConnectArgs {
+    /// The connection, when endpoints were given (else the run starts its own etcd).
+    fn settings(&self) -> Option<ConnectSettings> {
+        (!self.endpoints.is_empty()).then(|| ConnectSettings {
+            endpoints: self.endpoints.clone(),
+            cacert: self.cacert.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            user: self.user.clone(),
+            ..Default::default()
+        })
+    }
+}
+
+/// `scen doctor`'s flags: the connection flags of `scen run`, and a kubeconfig.
+#[derive(clap::Args)]
+struct DoctorArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
     /// Each member's metrics URL, when /metrics is not served on the client URLs.
     #[arg(long, value_delimiter = ',', value_name = "URLS")]
     metrics_urls: Vec<String>,
@@ -719,14 +727,7 @@ fn doctor(args: DoctorArgs) -> i32 {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let connect = (!args.endpoints.is_empty()).then(|| ConnectSettings {
-        endpoints: args.endpoints.clone(),
-        cacert: args.cacert.clone(),
-        cert: args.cert.clone(),
-        key: args.key.clone(),
-        user: args.user.clone(),
-        ..Default::default()
-    });
+    let connect = args.connect.settings();
     let lines = rt.block_on(diagnose(&DoctorOptions {
         connect,
         metrics_urls: args.metrics_urls,
@@ -1058,28 +1059,26 @@ fn run(mut args: RunArgs, quiet: bool) -> i32 {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let connect = (!args.endpoints.is_empty()).then(|| ConnectSettings {
-        endpoints: args.endpoints.clone(),
-        cacert: args.cacert.clone(),
-        cert: args.cert.clone(),
-        key: args.key.clone(),
-        user: args.user.clone(),
-        ..Default::default()
-    });
+    let connect = args.connect.settings();
     if connect.is_some() && (args.members.is_some() || args.etcd_quota.is_some()) {
         say!("error: --members and --etcd-quota set up the embedded etcd; they cannot go with --endpoints");
         return 2;
     }
     if let Some(plain) = args
+        .connect
         .endpoints
         .iter()
         .find(|e| e.starts_with("http://"))
-        .filter(|_| args.cacert.is_some() || args.cert.is_some() || args.key.is_some())
+        .filter(|_| {
+            let c = &args.connect;
+            c.cacert.is_some() || c.cert.is_some() || c.key.is_some()
+        })
     {
         say!("error: --cacert/--cert/--key set up TLS, but {plain} is plain http: give https:// endpoints (or drop the TLS flags)");
         return 2;
     }
-    if connect.is_none() && (args.cacert.is_some() || args.cert.is_some() || args.user.is_some()) {
+    let c = &args.connect;
+    if connect.is_none() && (c.cacert.is_some() || c.cert.is_some() || c.user.is_some()) {
         say!("error: --cacert/--cert/--key/--user need --endpoints (the embedded etcd uses plain loopback)");
         return 2;
     }

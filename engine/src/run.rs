@@ -217,13 +217,12 @@ async fn execute(
                 Some(step_view(&b.steps))
             }
             Err(e) => {
-                report.error = Some(ErrorInfo {
-                    kind: ErrorKind::Usage,
-                    message: format!("--baseline: {e}"),
-                    location: None,
-                    detail: None,
-                });
-                return Outcome::ScriptError;
+                return stop_with(
+                    report,
+                    ErrorKind::Usage,
+                    format!("--baseline: {e}"),
+                    Outcome::ScriptError,
+                );
             }
         },
         None => None,
@@ -306,13 +305,7 @@ async fn execute(
                         | crate::embedded::Error::Config(_) => ErrorKind::Usage,
                         _ => ErrorKind::Infrastructure,
                     };
-                    report.error = Some(ErrorInfo {
-                        kind,
-                        message: e.to_string(),
-                        location: None,
-                        detail: None,
-                    });
-                    return kind.outcome();
+                    return stop_with(report, kind, e.to_string(), kind.outcome());
                 }
             }
         }
@@ -333,28 +326,16 @@ async fn execute(
                 ErrorKind::Infrastructure
             };
             let outcome = kind.outcome();
-            report.error = Some(ErrorInfo {
-                kind,
-                message: e.to_string(),
-                location: None,
-                detail: None,
-            });
-            return outcome;
+            return stop_with(report, kind, e.to_string(), outcome);
         }
     };
     // Faults act on members scen started: refused before the first step on another cluster, not
     // after its load ran.
     if embedded.is_none() && !plan.needs_embedded.is_empty() {
-        report.error = Some(ErrorInfo {
-            kind: ErrorKind::Usage,
-            message: format!(
+        return stop_with(report, ErrorKind::Usage, format!(
                 "this scenario injects faults, and a fault acts only on members scen started: {}; run it without --endpoints (scen starts the etcd it may break)",
                 plan.needs_embedded.join(", ")
-            ),
-            location: None,
-            detail: None,
-        });
-        return Outcome::ScriptError;
+            ), Outcome::ScriptError);
     }
     target.embedded = embedded.clone();
     target.allow_maintenance = cfg.allow_maintenance;
@@ -390,13 +371,7 @@ async fn execute(
                     } else {
                         ErrorKind::Infrastructure
                     };
-                    report.error = Some(ErrorInfo {
-                        kind,
-                        message: e.to_string(),
-                        location: None,
-                        detail: None,
-                    });
-                    return kind.outcome();
+                    return stop_with(report, kind, e.to_string(), kind.outcome());
                 }
             }
         }
@@ -413,13 +388,12 @@ async fn execute(
     let metrics = match target.settings.http_client() {
         Ok(client) => Scraper::new(client, urls),
         Err(e) => {
-            report.error = Some(ErrorInfo {
-                kind: ErrorKind::Usage,
-                message: e.to_string(),
-                location: None,
-                detail: None,
-            });
-            return Outcome::ScriptError;
+            return stop_with(
+                report,
+                ErrorKind::Usage,
+                e.to_string(),
+                Outcome::ScriptError,
+            );
         }
     };
     if let Some(hub) = &cfg.live {
@@ -600,6 +574,18 @@ fn safety_verdicts(report: &mut Report) {
         });
     }
     report.thresholds.extend(implicit);
+}
+
+/// Records a run-level error (no position: the flags, etcd or the control plane) and gives back
+/// the outcome to stop with.
+fn stop_with(report: &mut Report, kind: ErrorKind, message: String, outcome: Outcome) -> Outcome {
+    report.error = Some(ErrorInfo {
+        kind,
+        message,
+        location: None,
+        detail: None,
+    });
+    outcome
 }
 
 /// The etcd the embedded control plane stores in: `/registry` of an etcd scen started; on another,

@@ -44,30 +44,30 @@ pub fn to_markdown(report: &Report) -> Result<String> {
 /// Text from a script or an error as Markdown prose: HTML and Markdown's control characters
 /// escaped (GitHub renders a job summary's HTML), on one line, at most 300 characters.
 fn md_text(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for (i, c) in s.chars().enumerate() {
-        if i == 300 {
-            out.push('…');
-            break;
+    one_line(s, |c, out| match c {
+        '<' => out.push_str("&lt;"),
+        '>' => out.push_str("&gt;"),
+        '&' => out.push_str("&amp;"),
+        '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' | '!' | '~' => {
+            out.push('\\');
+            out.push(c);
         }
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '\n' | '\r' => out.push(' '),
-            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' | '!' | '~' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-    out
+        c => out.push(c),
+    })
 }
 
 /// Text for inside a code span (`` `…` ``): no backtick can end it early, a pipe cannot end a
 /// table cell, one line, at most 300 characters. HTML in a code span is shown, not rendered.
 fn code_text(s: &str) -> String {
+    one_line(s, |c, out| match c {
+        '`' => out.push('\''),
+        '|' => out.push_str("\\|"),
+        c => out.push(c),
+    })
+}
+
+/// `s` on one line (line breaks as spaces), each character through `escape`, cut at 300.
+fn one_line(s: &str, escape: impl Fn(char, &mut String)) -> String {
     let mut out = String::with_capacity(s.len());
     for (i, c) in s.chars().enumerate() {
         if i == 300 {
@@ -75,10 +75,8 @@ fn code_text(s: &str) -> String {
             break;
         }
         match c {
-            '`' => out.push('\''),
-            '|' => out.push_str("\\|"),
             '\n' | '\r' => out.push(' '),
-            c => out.push(c),
+            c => escape(c, &mut out),
         }
     }
     out

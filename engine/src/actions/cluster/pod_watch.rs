@@ -160,47 +160,67 @@ impl PodWatch {
         }
     }
 
-    /// Waits until the pod `ns/name` is bound to a node (or, with `running`, Running), at most
-    /// `timeout`.
-    pub async fn wait_pod(&self, key: &str, running: bool, timeout: Duration) -> Result<()> {
+    /// Waits, at most `timeout`, until `done` finds what it waits for in the watch's state; the
+    /// watch failing, or the time running out (`late` says how far it got), fails the step.
+    async fn wait<T>(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&State) -> Option<T>,
+        late: impl FnOnce(&State) -> String,
+    ) -> Result<T> {
+        let failed = |message: String| Error::Failed {
+            kind: crate::report::ErrorKind::Infrastructure,
+            message,
+        };
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.changed.notified();
             {
                 let s = self.state.lock().expect("watch lock");
                 if let Some(e) = &s.error {
-                    return Err(Error::Failed {
-                        kind: crate::report::ErrorKind::Infrastructure,
-                        message: format!("the watch on pods failed: {e}"),
-                    });
+                    return Err(failed(format!("the watch on pods failed: {e}")));
                 }
-                let seen = s.pods.get(key);
-                let done = seen.is_some_and(|p| {
-                    if running {
-                        p.running.is_some()
-                    } else {
-                        p.scheduled.is_some()
-                    }
-                });
-                if done {
-                    return Ok(());
+                if let Some(t) = done(&s) {
+                    return Ok(t);
                 }
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Err(Error::Failed {
-                    kind: crate::report::ErrorKind::Infrastructure,
-                    message: format!(
-                        "{key} was not {} within {timeout:?}: check the {} log",
-                        if running {
-                            "Running"
-                        } else {
-                            "bound to a node"
-                        },
-                        if running { "kwok" } else { "kube-scheduler" }
-                    ),
-                });
+                let s = self.state.lock().expect("watch lock");
+                return Err(failed(late(&s)));
             }
         }
+    }
+
+    /// Waits until the pod `ns/name` is bound to a node (or, with `running`, Running), at most
+    /// `timeout`.
+    pub async fn wait_pod(&self, key: &str, running: bool, timeout: Duration) -> Result<()> {
+        self.wait(
+            timeout,
+            |s| {
+                s.pods
+                    .get(key)
+                    .is_some_and(|p| {
+                        if running {
+                            p.running.is_some()
+                        } else {
+                            p.scheduled.is_some()
+                        }
+                    })
+                    .then_some(())
+            },
+            |_| {
+                format!(
+                    "{key} was not {} within {timeout:?}: check the {} log",
+                    if running {
+                        "Running"
+                    } else {
+                        "bound to a node"
+                    },
+                    if running { "kwok" } else { "kube-scheduler" }
+                )
+            },
+        )
+        .await
     }
 
     /// Waits until `pods` pods are bound (when a scheduler runs) and Running (when KWOK runs), at
@@ -213,38 +233,24 @@ impl PodWatch {
         started: Instant,
         timeout: Duration,
     ) -> Result<PodsRecord> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.changed.notified();
-            {
-                let s = self.state.lock().expect("watch lock");
-                if let Some(e) = &s.error {
-                    return Err(Error::Failed {
-                        kind: crate::report::ErrorKind::Infrastructure,
-                        message: format!("the watch on pods failed: {e}"),
-                    });
-                }
-                let done =
-                    (!env.scheduler || s.scheduled >= pods) && (!env.kwok || s.running >= pods);
-                if done {
-                    return Ok(record(&s, pods, started));
-                }
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                let s = self.state.lock().expect("watch lock");
-                return Err(Error::Failed {
-                    kind: crate::report::ErrorKind::Infrastructure,
-                    message: format!(
-                        "after {timeout:?}, {} of {pods} pods were bound to a node and {} Running{}{}: \
-                         the control plane did not keep up (raise `wait`, or check the scheduler's and kwok's logs)",
-                        s.scheduled,
-                        s.running,
-                        if env.scheduler { "" } else { " (no scheduler: scen bound them)" },
-                        if env.kwok { "" } else { " (no KWOK: scen set them Running)" },
-                    ),
-                });
-            }
-        }
+        self.wait(
+            timeout,
+            |s| {
+                ((!env.scheduler || s.scheduled >= pods) && (!env.kwok || s.running >= pods))
+                    .then(|| record(s, pods, started))
+            },
+            |s| {
+                format!(
+                    "after {timeout:?}, {} of {pods} pods were bound to a node and {} Running{}{}: \
+                     the control plane did not keep up (raise `wait`, or check the scheduler's and kwok's logs)",
+                    s.scheduled,
+                    s.running,
+                    if env.scheduler { "" } else { " (no scheduler: scen bound them)" },
+                    if env.kwok { "" } else { " (no KWOK: scen set them Running)" },
+                )
+            },
+        )
+        .await
     }
 }
 
