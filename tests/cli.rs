@@ -376,3 +376,44 @@ fn report_dash_writes_json_to_stdout_and_logs_stay_on_stderr_without_colour() {
         "no colour codes when stderr is not a terminal: {err:?}"
     );
 }
+
+#[test]
+fn a_huge_value_is_quoted_in_part_with_its_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let digits = "9".repeat(100_000);
+    let values = dir.path().join("v.yaml");
+    std::fs::write(&values, format!("nodes: {digits}\n")).unwrap();
+    let flagship = root().join("scenarios/etcd-stress.rhai");
+    let set = format!("nodes={digits}");
+    let unknown = format!("{digits}=1");
+    for args in [
+        vec![
+            "check".as_ref(),
+            flagship.as_os_str(),
+            "--values".as_ref(),
+            values.as_os_str(),
+        ],
+        vec![
+            "check".as_ref(),
+            flagship.as_os_str(),
+            "--set".as_ref(),
+            set.as_ref(),
+        ],
+        vec![
+            "check".as_ref(),
+            flagship.as_os_str(),
+            "--set".as_ref(),
+            unknown.as_ref(),
+        ],
+    ] {
+        let out = scen().args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("(100000 characters)"),
+            "{}",
+            &err[..err.len().min(600)]
+        );
+        assert!(err.len() < 2_000, "the message is {} bytes", err.len());
+    }
+}

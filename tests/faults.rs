@@ -420,17 +420,52 @@ fn a_partition_isolates_the_leader_heal_restores_it_and_a_slow_leader_link_slows
 }
 
 #[test]
-fn network_faults_need_the_peer_proxies_and_say_so() {
+fn network_faults_need_the_peer_proxies_and_three_members_and_say_which() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("no-proxies.rhai");
-    std::fs::write(
-        &file,
-        "embedded_etcd(#{ members: 3 });\nstep(\"cut\", |p| fault::partition([\"leader\"], [\"others\"]));\n",
-    )
-    .unwrap();
-    let r = run(&file, &[]);
+    let cut = "step(\"cut\", |p| fault::partition([\"leader\"], [\"others\"]));\n";
+    let case = |name: &str, embedded: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, format!("{embedded}\n{cut}")).unwrap();
+        file
+    };
+    // No proxies: found at check, with the line of the fault.
+    let no_proxies = case("no-proxies.rhai", "embedded_etcd(#{ members: 3 });");
+    let out = scen().arg("check").arg(&no_proxies).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("network_faults: true") && err.contains(":2"),
+        "{err}"
+    );
+    // Proxies asked for on one member: the message names the member count, not the flag the
+    // script already sets.
+    let one = case(
+        "one-member.rhai",
+        "embedded_etcd(#{ members: 1, network_faults: true });",
+    );
+    let out = scen().arg("check").arg(&one).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("members: 3 or 5"), "{err}");
+    assert!(!err.contains("does not ask for"), "{err}");
+    // One member from the defaults or the command line: refused before etcd starts.
+    let unset = case("unset.rhai", "embedded_etcd(#{ network_faults: true });");
+    let r = run(&unset, &[]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("network_faults: true"), "{}", r.stderr);
+    assert!(r.stderr.contains("this run has 1 member"), "{}", r.stderr);
+    assert!(r.stderr.contains("--members 3"), "{}", r.stderr);
+    let r = run(
+        &root().join("scenarios/partition.rhai"),
+        &["--members", "1"],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("this run has 1 member"), "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert!(
+        report["target"].is_null(),
+        "no etcd started: {}",
+        report["target"]
+    );
 }
 
 #[test]

@@ -16,6 +16,7 @@ pub mod live;
 pub mod measure;
 pub mod params;
 pub mod plan;
+pub mod quote;
 pub mod report;
 pub mod run;
 pub mod script;

@@ -156,7 +156,7 @@ impl ParamSpec {
         let bad = |reason: String| Error::BadValue {
             name: self.name.clone(),
             origin: origin.to_string(),
-            value: text.clone(),
+            value: crate::quote::quote(&text),
             kind: self.kind,
             reason,
         };
@@ -248,7 +248,7 @@ fn resolve_with(specs: &[ParamSpec], overrides: &Overrides, strict: bool) -> Res
             .iter()
             .find(|s| s.name == name)
             .ok_or_else(|| Error::Unknown {
-                name: name.to_string(),
+                name: crate::quote::quote(name),
                 origin: origin.to_string(),
                 known: known_names(specs),
             })
@@ -268,7 +268,7 @@ fn resolve_with(specs: &[ParamSpec], overrides: &Overrides, strict: bool) -> Res
     for item in &overrides.set {
         let (name, raw) = item
             .split_once('=')
-            .ok_or_else(|| Error::BadSet(item.clone()))?;
+            .ok_or_else(|| Error::BadSet(crate::quote::quote(item)))?;
         let name = name.trim();
         if !strict && !specs.iter().any(|s| s.name == name) {
             continue;

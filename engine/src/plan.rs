@@ -98,6 +98,9 @@ pub struct Plan {
     /// Calls that act on the members of the etcd scen starts (`fault::kill` at line 12...): a
     /// run against `--endpoints` is refused before its first step.
     pub needs_embedded: Vec<String>,
+    /// Network faults (`fault::partition` at line 12...): they need 3 or 5 members with peer
+    /// proxies, which the run checks before it starts etcd.
+    pub needs_network: Vec<String>,
     /// What `scen check` warns about (deprecated option names), as `file:line: message`.
     pub warnings: Vec<String>,
     /// Groups of steps the HTML report draws side by side (`report(#{ compare: [...] })`).

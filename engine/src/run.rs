@@ -280,6 +280,18 @@ async fn execute(
     let mut embedded_cfg = cfg.embedded.clone();
     plan.embedded.apply_to(&mut embedded_cfg);
     cfg.embedded_overrides.apply_to(&mut embedded_cfg);
+    if cfg.connect.is_none() && !plan.needs_network.is_empty() && embedded_cfg.members < 3 {
+        return stop_with(
+            report,
+            ErrorKind::Usage,
+            format!(
+                "this scenario cuts links between members ({}), and this run has {} member: a network fault needs 3 or 5; pass --members 3 or declare embedded_etcd(#{{ members: 3, network_faults: true }})",
+                plan.needs_network.join(", "),
+                embedded_cfg.members
+            ),
+            Outcome::ScriptError,
+        );
+    }
     let (embedded, settings) = match &cfg.connect {
         Some(s) => (None, s.clone()),
         None => {

@@ -233,9 +233,9 @@ pub async fn query(url: &str, promql: &str, opts: &QueryOptions) -> Result<Query
     let body = resp.text().await.map_err(|e| unavailable(e.to_string()))?;
     let duration_ms = super::ms(started.elapsed());
     let answer: Answer = serde_json::from_str(&body).map_err(|_| {
-        let head: String = body.chars().take(200).collect();
         unavailable(format!(
-            "{endpoint} answered HTTP {status} without Prometheus API JSON: {head}"
+            "{endpoint} answered HTTP {status} without Prometheus API JSON: {}",
+            crate::quote::quote(&body)
         ))
     })?;
     if answer.status != "success" {

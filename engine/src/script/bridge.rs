@@ -256,13 +256,48 @@ pub(crate) fn action_error(e: &actions::Error, pos: Position) -> Box<EvalAltResu
     }
 }
 
-/// Converts a value a script passes as data (text, blob or anything printable) into bytes.
-pub(crate) fn bytes_of(v: &Dynamic) -> Vec<u8> {
+/// The bytes of a value a script passes as data: text or a blob; anything else is the script's
+/// mistake (a map would be stored as Rhai's debug text).
+pub(crate) fn bytes_of(
+    ctx: &NativeCallContext,
+    what: &str,
+    v: &Dynamic,
+) -> Result<Vec<u8>, Box<EvalAltResult>> {
     if v.is_blob() {
-        v.clone().cast::<rhai::Blob>()
+        Ok(v.clone().cast::<rhai::Blob>())
     } else if v.is_string() {
-        v.clone().into_string().unwrap_or_default().into_bytes()
+        Ok(v.clone().into_string().unwrap_or_default().into_bytes())
     } else {
-        v.to_string().into_bytes()
+        Err(usage(
+            ctx,
+            format!(
+                "{what}: the value is {} ({}); give text or a blob (`x.to_string()`, or `m.to_json()` for a map)",
+                crate::quote::quote(&v.to_string()),
+                kind_of(v)
+            ),
+        ))
+    }
+}
+
+/// What a value is, in words: "an integer", "a map".
+pub(crate) fn kind_of(v: &Dynamic) -> &'static str {
+    if v.is_int() {
+        "an integer"
+    } else if v.is_float() {
+        "a number"
+    } else if v.is_bool() {
+        "a boolean"
+    } else if v.is_string() || v.is_char() {
+        "text"
+    } else if v.is_array() {
+        "an array"
+    } else if v.is_map() {
+        "a map"
+    } else if v.is_blob() {
+        "a blob"
+    } else if v.is_fnptr() {
+        "a function"
+    } else {
+        "a value of another type"
     }
 }

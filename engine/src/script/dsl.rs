@@ -224,14 +224,7 @@ const MAX_NAME: usize = 256;
 /// The longest scenario description, in bytes.
 const MAX_DESCRIPTION: usize = 4096;
 
-/// At most ~200 characters of a value a user gave, for an error message.
-fn quote(s: &str) -> String {
-    if s.chars().count() <= 200 {
-        s.to_string()
-    } else {
-        format!("{}…", s.chars().take(200).collect::<String>())
-    }
-}
+use crate::quote::quote;
 
 fn declare_step(
     state: &State,

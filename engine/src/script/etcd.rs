@@ -53,7 +53,7 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
     let s = state.clone();
     reg("put", &["key: &str", "value: Dynamic", "Map"], "/// Writes `value` (text or blob) at `key` under the run prefix. Returns `#{ key, revision, duration_ms }`.")
         .set_into_module(&mut m, move |ctx: NativeCallContext, key: &str, value: Dynamic| -> R {
-            let v = bytes_of(&value);
+            let v = bytes_of(&ctx, "etcd::put", &value)?;
             action(&s, &ctx, "etcd", |t| async move { act::put(&t, key, v, &KeyOptions::default()).await })
         });
     let s = state.clone();
@@ -66,7 +66,7 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
         &mut m,
         move |ctx: NativeCallContext, key: &str, value: Dynamic, o: Map| -> R {
             let o: KeyOptions = options(&ctx, "etcd::put", Dynamic::from_map(o))?;
-            let v = bytes_of(&value);
+            let v = bytes_of(&ctx, "etcd::put", &value)?;
             action(&s, &ctx, "etcd", |t| async move {
                 act::put(&t, key, v, &o).await
             })

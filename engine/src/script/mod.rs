@@ -41,6 +41,9 @@ pub struct Limits {
     /// Operations of the top level and its imports, which only declare the plan: an endless
     /// loop there is found in a fraction of a second, not after minutes.
     pub max_plan_operations: u64,
+    /// Wall-clock time of the top level: a loop whose every operation is slow (a push onto an
+    /// ever longer array) stops as soon as this passes, not when its operations run out.
+    pub max_plan_time: std::time::Duration,
     /// Function call depth.
     pub max_call_levels: usize,
     /// Imported modules.
@@ -52,6 +55,7 @@ impl Default for Limits {
         Limits {
             max_operations: 100_000_000,
             max_plan_operations: 2_000_000,
+            max_plan_time: std::time::Duration::from_secs(1),
             max_call_levels: 64,
             max_modules: 64,
         }
@@ -314,19 +318,31 @@ impl Host {
             .map_err(|e| to_script_error(&e, path))?;
         let plan_ops = limits.max_plan_operations.min(limits.max_operations);
         engine.set_max_operations(plan_ops);
-        let top = engine.run_ast(&ast);
+        let top = bridge::in_step("", Some(Instant::now() + limits.max_plan_time), || {
+            engine.run_ast(&ast)
+        });
         engine.set_max_operations(limits.max_operations);
         top.map_err(|e| {
             let mut err = to_script_error(&e, path);
-            if matches!(
-                innermost(&e, "").0,
-                EvalAltResult::ErrorTooManyOperations(_)
-            ) {
-                err.message = format!(
-                    "the top level exceeded its operation limit of {plan_ops} (an endless loop?)"
-                );
-                err.hint =
-                    Some("the top level only declares the plan: do the work inside a step".into());
+            let hint = "the top level only declares the plan: do the work inside a step";
+            match innermost(&e, "").0 {
+                EvalAltResult::ErrorTooManyOperations(_) => {
+                    err.message = format!(
+                        "the top level exceeded its operation limit of {plan_ops} (an endless loop?)"
+                    );
+                    err.hint = Some(hint.into());
+                }
+                EvalAltResult::ErrorTerminated(why, _) if why.to_string() == "timeout" => {
+                    err.message = format!(
+                        "the top level ran longer than its limit of {} (an endless loop?)",
+                        crate::units::format_quantity(
+                            limits.max_plan_time.as_millis() as f64,
+                            crate::units::Dimension::Duration
+                        )
+                    );
+                    err.hint = Some(hint.into());
+                }
+                _ => {}
             }
             err
         })?;
@@ -441,7 +457,13 @@ impl Host {
             }
         });
         match result {
-            Ok(v) => Ok(record_of(v)),
+            Ok(v) => record_of(v).map_err(|why| {
+                let mut err = ScriptError::new(format!("step `{}` {why}", step.name));
+                err.line_text = source_line(&self.file, &step.pos.file, step.pos.line);
+                err.pos = Some(step.pos.clone());
+                err.hint = Some("end the closure with an action call, a map, or `;`".into());
+                err
+            }),
             Err(e) => {
                 let mut err = to_script_error(&e, &self.file);
                 // Some errors (the operation limit) carry no position: point at the step.
@@ -472,16 +494,19 @@ fn step_arity(f: &rhai::FnPtr, ast: &AST) -> Option<usize> {
         .map(|d| d.params.len().saturating_sub(f.curry().len()))
 }
 
-/// Converts what a step returned into its record: a map as is, nothing as `{}`, anything else as
-/// `{ "value": ... }`.
-fn record_of(v: Dynamic) -> serde_json::Value {
+/// Converts what a step returned into its record: a map as is, nothing as `{}`; anything else
+/// is the script's mistake, described by the error.
+fn record_of(v: Dynamic) -> Result<serde_json::Value, String> {
     if v.is_unit() {
-        return serde_json::json!({});
+        return Ok(serde_json::json!({}));
     }
     match rhai::serde::from_dynamic::<serde_json::Value>(&v) {
-        Ok(serde_json::Value::Object(m)) => serde_json::Value::Object(m),
-        Ok(other) => serde_json::json!({ "value": other }),
-        Err(_) => serde_json::json!({ "value": v.to_string() }),
+        Ok(serde_json::Value::Object(m)) => Ok(serde_json::Value::Object(m)),
+        _ => Err(format!(
+            "returned {} ({}): a step returns a record (a map, `#{{ ... }}`) or nothing",
+            crate::quote::quote(&v.to_string()),
+            bridge::kind_of(&v)
+        )),
     }
 }
 
@@ -646,6 +671,33 @@ fn finish_plan(
             Item::Join { .. } => None,
         })
         .collect();
+    let faults = fields::calls_in(ast, &step_fns, "fault");
+    let network: Vec<_> = faults
+        .iter()
+        .filter(|(n, _)| matches!(n.as_str(), "partition" | "heal" | "link"))
+        .collect();
+    if let Some((call, pos)) = network.first() {
+        let pos = SourcePos {
+            file: file.clone(),
+            line: pos.line().unwrap_or(0),
+            column: pos.position().unwrap_or(0),
+        };
+        let hint = Some("declare embedded_etcd(#{ members: 3, network_faults: true })".to_string());
+        if b.embedded.members == Some(1) {
+            return Err(at(
+                &pos,
+                format!("fault::{call} cuts links between members, and embedded_etcd declares members: 1: a network fault needs members: 3 or 5"),
+                hint,
+            ));
+        }
+        if b.embedded.network_faults != Some(true) {
+            return Err(at(
+                &pos,
+                format!("fault::{call} needs the peer proxies, which embedded_etcd does not ask for (network_faults: true)"),
+                hint,
+            ));
+        }
+    }
     Ok(Plan {
         name,
         description: b.description,
@@ -657,8 +709,12 @@ fn finish_plan(
         thresholds: b.thresholds,
         embedded: b.embedded,
         control_plane: b.control_plane.clone(),
-        needs_embedded: fields::calls_in(ast, &step_fns, "fault")
-            .into_iter()
+        needs_network: network
+            .iter()
+            .map(|(name, pos)| format!("fault::{name} (line {})", pos.line().unwrap_or(0)))
+            .collect(),
+        needs_embedded: faults
+            .iter()
             .map(|(name, pos)| format!("fault::{name} (line {})", pos.line().unwrap_or(0)))
             .collect(),
         compare_steps: b.compare_steps.into_iter().map(|(n, _)| n).collect(),

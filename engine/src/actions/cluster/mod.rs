@@ -539,7 +539,7 @@ pub fn check_root(root: &str) -> Result<()> {
     if bad {
         return Err(Error::Options(format!(
             "root `{}`: give an absolute key path without empty, `.` or `..` segments (default \"/registry\")",
-            root.chars().take(200).collect::<String>()
+            crate::quote::quote(root)
         )));
     }
     Ok(())
@@ -567,7 +567,7 @@ pub fn check_k8s_name(what: &str, name: &str, allow_trailing_dash: bool) -> Resu
     {
         return Err(Error::Options(format!(
             "{what} `{}` is not a Kubernetes name: lowercase letters, digits, `-` and `.`, starting and ending with a letter or digit",
-            name.chars().take(200).collect::<String>()
+            crate::quote::quote(name)
         )));
     }
     Ok(())
