@@ -904,8 +904,10 @@ impl Outputs {
         .into_iter()
         .filter_map(|(f, p)| Some((f, p.as_deref()?)))
         .collect();
+        let imports = scen_engine::script::imported_files(scenario);
         let mut inputs = vec![scenario];
         inputs.extend(values);
+        inputs.extend(imports.iter().map(PathBuf::as_path));
         report::check_outputs(&outs, &inputs)
     }
 

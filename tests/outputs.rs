@@ -201,6 +201,32 @@ fn outputs_never_replace_the_scenario_or_each_other_and_never_hang() {
         assert!(!d.join("x").exists(), "nothing ran");
     }
 
+    // A module the scenario imports (here through another import) is an input too.
+    std::fs::create_dir(d.join("lib")).unwrap();
+    let helpers = "fn nothing() { #{} }\n";
+    std::fs::write(d.join("lib/outer.rhai"), "import \"lib/helpers\" as h;\n").unwrap();
+    std::fs::write(d.join("lib/helpers.rhai"), helpers).unwrap();
+    let importer = d.join("importer.rhai");
+    std::fs::write(
+        &importer,
+        "import \"lib/outer\" as o;\nstep(\"s\", |p| #{});\n",
+    )
+    .unwrap();
+    let out = scen()
+        .arg("run")
+        .arg(&importer)
+        .arg("--markdown")
+        .arg(d.join("lib/helpers.rhai"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("which this run reads"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(d.join("lib/helpers.rhai")).unwrap(),
+        helpers
+    );
+
     // A FIFO nobody reads: an error within its deadline, exit 2, not a hang.
     let fifo = d.join("fifo");
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();

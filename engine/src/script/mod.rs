@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use bridge::ActionError;
 pub use dsl::embedded_spec;
-pub use resolver::{stdlib_source, STDLIB};
+pub use resolver::{imported_files, stdlib_source, STDLIB};
 
 use crate::measure::{self, Unit};
 use crate::params::{self, Overrides, Resolved};

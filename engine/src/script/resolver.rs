@@ -103,3 +103,63 @@ impl ModuleResolver for Resolver {
         Ok(m)
     }
 }
+
+/// The files a scenario imports, directly or through other imports, as far as they can be found
+/// without running it (literal paths, relative to the scenario's directory as the resolver takes
+/// them; stdlib modules are in the binary, not files). A run never writes a report over one.
+pub fn imported_files(scenario: &std::path::Path) -> Vec<PathBuf> {
+    let engine = Engine::new_raw();
+    let mut found: Vec<PathBuf> = Vec::new();
+    let dir = scenario
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let mut todo = vec![scenario.to_path_buf()];
+    while let Some(file) = todo.pop() {
+        let Ok(ast) = engine.compile_file(file.clone()) else {
+            continue;
+        };
+        ast.walk(&mut |nodes: &[rhai::ASTNode]| {
+            if let Some(rhai::ASTNode::Stmt(rhai::Stmt::Import(x, _))) = nodes.last() {
+                if let rhai::Expr::StringConstant(path, _) = &x.0 {
+                    if stdlib_source(path).is_none() {
+                        let mut p = dir.join(path.as_str());
+                        p.set_extension("rhai");
+                        if p.is_file() && !found.contains(&p) && p != scenario {
+                            found.push(p.clone());
+                            todo.push(p);
+                        }
+                    }
+                }
+            }
+            true
+        });
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imports_are_found_through_other_imports_without_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("lib")).unwrap();
+        std::fs::write(
+            d.join("main.rhai"),
+            "import \"lib/a\" as a;\nimport \"tiers\" as t;\nstep(\"s\", |p| etcd::status());\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("lib/a.rhai"),
+            "import \"lib/b.rhai\" as b;\nfn f() { 1 }\n",
+        )
+        .unwrap();
+        std::fs::write(d.join("lib/b.rhai"), "fn g() { 2 }\n").unwrap();
+        let mut got = imported_files(&d.join("main.rhai"));
+        got.sort();
+        assert_eq!(got, vec![d.join("lib/a.rhai"), d.join("lib/b.rhai")]);
+    }
+}
