@@ -163,6 +163,8 @@ fn cleanup_removes_what_the_run_created_and_nothing_else() {
         "without the flag, /registry is not touched"
     );
 
+    // With the flag, the node at a name scen wants is someone else's: left alone, and the step
+    // fails naming it (exit 2).
     let r = run(
         &fixture("cluster.rhai"),
         &[
@@ -170,6 +172,46 @@ fn cleanup_removes_what_the_run_created_and_nothing_else() {
             &url,
             "--set",
             "cleanup=true",
+            "--allow-registry-writes",
+        ],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("/registry/minions/scen-node-0")
+            && r.stderr.contains("adopt_existing: true"),
+        "{}",
+        r.stderr
+    );
+    let report = r.report.unwrap();
+    let sim = &step(&report, "sim")["record"];
+    assert_eq!(sim["existing"], 1, "the failed step keeps its record");
+    assert_eq!(
+        etcdctl(
+            &url,
+            &["get", "/registry/minions/scen-node-0", "--print-value-only"]
+        )
+        .trim(),
+        "real"
+    );
+    // What the failed step had created went again: it leaves nothing behind.
+    assert!(
+        r.stderr
+            .contains("the 35 objects the step had created were deleted again"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(count(&url, "/registry/"), 2);
+
+    // Adopted, it is counted and never touched.
+    let r = run(
+        &fixture("cluster.rhai"),
+        &[
+            "--endpoints",
+            &url,
+            "--set",
+            "cleanup=true",
+            "--set",
+            "adopt=true",
             "--allow-registry-writes",
         ],
     );
@@ -415,20 +457,35 @@ fn heartbeats_never_touch_objects_this_run_did_not_create() {
         v["kvs"][0]["mod_revision"].as_i64().unwrap()
     };
     let before: Vec<i64> = foreign.iter().map(|(k, _)| revision(k)).collect();
-    let r = run(
-        &fixture("heartbeat.rhai"),
-        &[
-            "--endpoints",
-            &url,
-            "--allow-registry-writes",
-            "--set",
-            "nodes=4",
-            "--set",
-            "pods=8",
-            "--set",
-            "duration=3s",
-        ],
+    let args = [
+        "--endpoints",
+        &url,
+        "--allow-registry-writes",
+        "--set",
+        "nodes=4",
+        "--set",
+        "pods=8",
+        "--set",
+        "duration=3s",
+    ];
+    // Not adopted: the simulation fails naming them, and no heartbeat runs.
+    let r = run(&fixture("heartbeat.rhai"), &args);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("3 objects at names this step would create exist already")
+            && r.stderr.contains("/registry/pods/scen-ns-0/pod-0"),
+        "{}",
+        r.stderr
     );
+    for ((k, v), rev) in foreign.iter().zip(&before) {
+        assert_eq!(etcdctl(&url, &["get", k, "--print-value-only"]).trim(), *v);
+        assert_eq!(revision(k), *rev, "{k} was written");
+    }
+    // Adopted: used as they are, never written.
+    let mut adopted = args.to_vec();
+    adopted.extend(["--set", "adopt=true"]);
+    let r = run(&fixture("heartbeat.rhai"), &adopted);
     let report = r.report.unwrap();
     assert_eq!(
         step(&report, "sim")["record"]["existing"],
@@ -444,12 +501,12 @@ fn heartbeats_never_touch_objects_this_run_did_not_create() {
         );
         assert_eq!(revision(k), rev, "{k} was written again");
     }
-    // The heartbeats say what they refused, naming the key.
-    let hb = serde_json::to_string(&step(&report, "hb")["record"]).unwrap();
-    assert!(
-        hb.contains("NotOwned") && hb.contains("not created by this run"),
-        "{hb}"
-    );
+    // The heartbeats count the writes they did not make to adopted objects, as no error.
+    let hb = &step(&report, "hb")["record"];
+    assert!(hb["leases"]["adopted"].as_u64().unwrap() > 0, "{hb}");
+    assert!(hb["node_status"]["adopted"].as_u64().unwrap() > 0, "{hb}");
+    assert_eq!(hb["leases"]["errors"], 0, "{hb}");
+    assert_eq!(r.code, 0, "{}", r.stderr);
     // The objects this run created were renewed.
     assert!(
         step(&report, "hb")["record"]["leases"]["ok"]

@@ -139,11 +139,30 @@ fn a_rewrite_never_touches_what_the_run_did_not_create() {
         ],
     );
     assert_page_renders(&r);
-    // The pre-existing report is neither created nor rewritten: one short of the count.
-    assert_eq!(r.code, 1, "{}", r.stderr);
+    // The pre-existing report is someone else's: left as it is, and the step that wanted its
+    // name fails naming it before any scan rewrites anything.
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("/registry/wgpolicyk8s.io/policyreports/scen-ns-0/policyreport-0"),
+        "{}",
+        r.stderr
+    );
     let report = r.report.unwrap();
     assert_eq!(record(&report, "created")["existing"], 1);
-    assert_eq!(record(&report, "scans")["existing"], 1);
+    assert_eq!(
+        record(&report, "created")["objects"],
+        3 + 1,
+        "3 reports and the namespace"
+    );
+    assert!(
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["name"] != "scans" || s["status"] != "passed"),
+        "no scan ran"
+    );
     assert_eq!(
         etcdctl(
             &url,

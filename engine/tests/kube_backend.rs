@@ -25,6 +25,8 @@ struct Server {
     kwok: bool,
     /// Pod creation fails with 422 Invalid.
     reject_pods: bool,
+    /// Node `scen-node-1` exists already (someone else's): its create is 409.
+    existing_node: bool,
 }
 
 /// Serves requests until the client is dropped; returns what it saw.
@@ -68,6 +70,14 @@ async fn serve(
                     "namespaces \"kube-node-lease\" already exists",
                 ),
             ),
+            ("POST", "/api/v1/nodes")
+                if server.existing_node && body["metadata"]["name"] == "scen-node-1" =>
+            {
+                (
+                    409,
+                    status(409, "AlreadyExists", "nodes \"scen-node-1\" already exists"),
+                )
+            }
             ("POST", p) if p.ends_with("/pods") && server.reject_pods => (
                 422,
                 status(
@@ -178,6 +188,7 @@ async fn without_kwok_scen_creates_fake_nodes_leases_and_pods_and_makes_them_rea
         Server {
             kwok: false,
             reject_pods: false,
+            existing_node: false,
         },
         json!({}),
     )
@@ -314,6 +325,7 @@ async fn with_a_kwok_controller_scen_leaves_leases_and_status_to_it() {
         Server {
             kwok: true,
             reject_pods: false,
+            existing_node: false,
         },
         json!({ "probe": false }),
     )
@@ -341,6 +353,7 @@ async fn a_rejected_object_fails_the_step_naming_it_as_the_scenarios_fault() {
         Server {
             kwok: true,
             reject_pods: true,
+            existing_node: false,
         },
         json!({ "kwok": "present" }),
     )
@@ -362,6 +375,7 @@ async fn deployments_are_refused_with_the_reason() {
         Server {
             kwok: true,
             reject_pods: false,
+            existing_node: false,
         },
         json!({ "deployments": 1 }),
     )
@@ -377,6 +391,7 @@ async fn cleanup_deletes_what_the_simulation_created_through_the_api_and_keeps_w
         Server {
             kwok: false,
             reject_pods: false,
+            existing_node: false,
         },
         json!({ "probe": false }),
         Then::Cleanup,
@@ -423,6 +438,7 @@ async fn heartbeats_through_the_api_renew_leases_post_node_status_and_churn_pods
         Server {
             kwok: false,
             reject_pods: false,
+            existing_node: false,
         },
         json!({ "probe": false }),
         Then::Heartbeat(hb),
@@ -470,4 +486,44 @@ async fn heartbeats_through_the_api_renew_leases_post_node_status_and_churn_pods
     assert_eq!(deleted[0].body["gracePeriodSeconds"], 0);
     assert_eq!(rec["pod_churn"]["ok"], 2);
     assert_eq!(rec["errors_by_code"], json!({}));
+}
+
+#[tokio::test]
+async fn an_object_someone_else_made_at_a_wanted_name_fails_the_step_unless_adopted_and_is_never_deleted(
+) {
+    let server = Server {
+        kwok: false,
+        reject_pods: false,
+        existing_node: true,
+    };
+    let (r, seen) = simulate(server, json!({ "probe": false })).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), scen_engine::report::ErrorKind::Script, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("nodes/scen-node-1") && text.contains("adopt_existing: true"),
+        "{text}"
+    );
+    // The namespace kube-node-lease existed too: a namespace is a container, not a conflict.
+    assert!(!text.contains("kube-node-lease"), "{text}");
+    assert!(
+        seen.iter()
+            .all(|s| !s.path.starts_with("/api/v1/nodes/scen-node-1")),
+        "its status is never set"
+    );
+
+    let (r, after, seen) = simulate_then(
+        server,
+        json!({ "probe": false, "adopt_existing": true }),
+        Then::Cleanup,
+    )
+    .await;
+    let rec = r.unwrap();
+    assert_eq!(rec["existing"], 2, "kube-node-lease and the adopted node");
+    assert_eq!(after.unwrap(), json!({ "deleted": 7, "kept": 2 }));
+    // Its lease is this run's (created, then deleted); the node itself is never written after
+    // the refused create.
+    assert!(seen
+        .iter()
+        .all(|s| !s.path.starts_with("/api/v1/nodes/scen-node-1")));
 }

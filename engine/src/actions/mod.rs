@@ -100,6 +100,17 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Objects at names a simulation wanted exist already and this run did not create them: left
+    /// as they are, and the step fails unless the scenario adopts them.
+    #[error("{count} objects at names this step would create exist already and this run did not create them ({examples}); they were left exactly as they were, and the {removed} objects the step had created were deleted again. Give another `name_prefix` (or `root`), or `adopt_existing: true` to count them in `existing` and use them as they are (never modified or deleted)")]
+    NotOurs {
+        /// How many.
+        count: u64,
+        /// The first few, by key or `<resource>/<namespace>/<name>`.
+        examples: String,
+        /// The objects the step had created, deleted again so that it leaves nothing behind.
+        removed: u64,
+    },
     /// A failure that still has a record worth keeping (what a load step measured before etcd died).
     #[error("{source}")]
     WithRecord {
@@ -138,6 +149,7 @@ impl Error {
             Error::Stopped(why) if why == "timeout" => ErrorKind::StepTimeout,
             Error::Stopped(_) => ErrorKind::Interrupted,
             Error::OutsidePrefix { .. }
+            | Error::NotOurs { .. }
             | Error::Options(_)
             | Error::PrometheusQuery { .. }
             | Error::Fault(_)

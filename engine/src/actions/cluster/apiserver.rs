@@ -68,6 +68,9 @@ pub struct Created {
     pub kwok: bool,
     /// Objects that already existed (`<resource>/<namespace>/<name>`): never deleted.
     pub existing: HashSet<String>,
+    /// Objects this simulation created (same form): what a later simulation of the run may find
+    /// and still call its own.
+    pub created: HashSet<String>,
 }
 
 impl std::fmt::Debug for Created {
@@ -496,7 +499,8 @@ impl Prepared {
 
 /// What happened to one object.
 enum Did {
-    Created(u64),
+    /// Written: its bytes, and its identity when it was created (not rewritten).
+    Created(u64, Option<String>),
     Existed(String),
     Deleted,
     Kept,
@@ -507,6 +511,7 @@ enum Did {
 struct Tally {
     created: u64,
     bytes: u64,
+    created_ids: Vec<String>,
     existing: Vec<String>,
     deleted: u64,
     kept: u64,
@@ -515,9 +520,10 @@ struct Tally {
 impl Tally {
     fn add(&mut self, did: Did) {
         match did {
-            Did::Created(bytes) => {
+            Did::Created(bytes, id) => {
                 self.created += 1;
                 self.bytes += bytes;
+                self.created_ids.extend(id);
             }
             Did::Existed(id) => self.existing.push(id),
             Did::Deleted => self.deleted += 1,
@@ -529,6 +535,7 @@ impl Tally {
         self.created += other.created;
         self.bytes += other.bytes;
         self.existing.extend(other.existing);
+        self.created_ids.extend(other.created_ids);
         self.deleted += other.deleted;
         self.kept += other.kept;
     }
@@ -599,7 +606,7 @@ async fn rewrite_one(
         )
         .await
     {
-        Ok(_) => Ok(Did::Created(bytes)),
+        Ok(_) => Ok(Did::Created(bytes, None)),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(Did::Kept),
         Err(source) => Err(Error::Kube {
             op: format!("rewrite {}", p.describe()),
@@ -662,7 +669,7 @@ async fn create_one(
                 source,
             })?;
     }
-    Ok(Did::Created(bytes))
+    Ok(Did::Created(bytes, Some(p.identity())))
 }
 
 /// What runs beside the API server, as one simulation sees it.
@@ -839,6 +846,7 @@ pub async fn simulate(
         client,
         kwok,
         existing: all.existing.into_iter().collect(),
+        created: all.created_ids.into_iter().collect(),
     };
     Ok((record, created))
 }

@@ -57,13 +57,16 @@ fn sixty_four() -> u64 {
 /// One kind of heartbeat write.
 #[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct FlowRecord {
-    /// Writes scheduled in the step.
+    /// Writes scheduled in the step (none to adopted objects).
     pub intended: u64,
     /// Writes that succeeded.
     pub ok: u64,
     /// Writes that failed.
     #[schemars(extend("x-better" = "lower"))]
     pub errors: u64,
+    /// Writes not made because the object was adopted (`adopt_existing`: it existed before
+    /// this run, which never writes it).
+    pub adopted: u64,
     /// Writes retried because the stored object had changed since the heartbeats last saw it (a
     /// stale resourceVersion: another writer, real contention).
     pub conflicts: u64,
@@ -198,11 +201,15 @@ struct Stats {
     last_rev: i64,
     /// Each flow's live totals (`leases`, `node_status`, `pod_churn`), when the run has live outputs.
     live: Option<[Arc<Mutex<crate::live::OpTotals>>; 3]>,
+    /// The simulation adopted existing objects (`adopt_existing`): a write refused because the
+    /// object is not this run's is an adopted object left alone, not an error.
+    adopting: bool,
 }
 
 #[derive(Default)]
 struct FlowTally {
     ok: u64,
+    adopted: u64,
     errors: u64,
     conflicts: u64,
     latency: Recorder,
@@ -216,6 +223,10 @@ impl Stats {
             .entry(sec)
             .or_insert_with(|| (0, 0, Recorder::default()));
         f.conflicts += outcome.conflicts;
+        if self.adopting && matches!(&outcome.error, Some((code, _, _)) if code == "NotOwned") {
+            f.adopted += 1;
+            return;
+        }
         if let Some(live) = &self.live {
             let mut t = live[flow as usize].lock().expect("live lock");
             match &outcome.error {
@@ -429,6 +440,7 @@ async fn keep_alive(
     });
     let stats = Arc::new(Mutex::new(Stats {
         live,
+        adopting: w.options.adopt_existing,
         ..Stats::default()
     }));
     let permits = Arc::new(tokio::sync::Semaphore::new(opts.clients as usize));
@@ -510,13 +522,15 @@ async fn keep_alive(
     let secs = elapsed.as_secs_f64();
     let flow_record = |i: usize| {
         let f = &s.flows[i];
-        let intended = flows[i].count(length);
+        // Writes to adopted objects are never due: scen does not write what is not its own.
+        let intended = flows[i].count(length).saturating_sub(f.adopted);
         let intended_per_s = intended as f64 / length.as_secs_f64().max(1e-9);
         let achieved_per_s = f.ok as f64 / secs;
         FlowRecord {
             intended,
             ok: f.ok,
             errors: f.errors,
+            adopted: f.adopted,
             conflicts: f.conflicts,
             target_rate: intended_per_s,
             throughput: achieved_per_s,

@@ -132,33 +132,47 @@ pub async fn cleanup(target: &Target) -> Result<CleanupRecord> {
         kept: 0,
     };
     for w in &written {
-        if let Some(created) = &w.kube {
-            let (deleted, kept) = super::apiserver::cleanup(created, &w.options, &w.shape).await?;
-            rec.deleted += deleted;
-            rec.kept += kept;
-            continue;
-        }
-        let (first, last) = w.revisions;
-        for i in 0..w.shape.total() {
-            let key = format!("{}/{}", w.root, w.shape.object(i).key);
-            let txn = Txn::new()
-                .when([
-                    Compare::create_revision(key.as_str(), CompareOp::Greater, first - 1),
-                    Compare::create_revision(key.as_str(), CompareOp::Less, last + 1),
-                ])
-                .and_then([TxnOp::delete(key.as_str(), None)]);
-            let r = kv
-                .txn(txn)
-                .await
-                .map_err(|source| Error::Etcd { op: "txn", source })?;
-            if r.succeeded() {
-                rec.deleted += 1;
-            } else {
-                rec.kept += 1;
-            }
-        }
+        let (deleted, kept) = remove(&mut kv, w).await?;
+        rec.deleted += deleted;
+        rec.kept += kept;
     }
     Ok(rec)
+}
+
+/// Deletes what one simulation created (a key whose create revision falls in its revisions, an
+/// object it created through the API) and nothing else: (deleted, kept).
+pub(super) async fn remove(
+    kv: &mut etcd_client::KvClient,
+    w: &super::Written,
+) -> Result<(u64, u64)> {
+    if let Some(created) = &w.kube {
+        return super::apiserver::cleanup(created, &w.options, &w.shape).await;
+    }
+    let (first, last) = w.revisions;
+    let (mut deleted, mut kept) = (0, 0);
+    if first == 0 {
+        // It wrote nothing.
+        return Ok((0, w.shape.total()));
+    }
+    for i in 0..w.shape.total() {
+        let key = format!("{}/{}", w.root, w.shape.object(i).key);
+        let txn = Txn::new()
+            .when([
+                Compare::create_revision(key.as_str(), CompareOp::Greater, first - 1),
+                Compare::create_revision(key.as_str(), CompareOp::Less, last + 1),
+            ])
+            .and_then([TxnOp::delete(key.as_str(), None)]);
+        let r = kv
+            .txn(txn)
+            .await
+            .map_err(|source| Error::Etcd { op: "txn", source })?;
+        if r.succeeded() {
+            deleted += 1;
+        } else {
+            kept += 1;
+        }
+    }
+    Ok((deleted, kept))
 }
 
 #[cfg(test)]

@@ -120,6 +120,12 @@ pub struct SimulateOptions {
     /// revision kept in etcd's history until compaction.
     #[serde(default)]
     pub rewrite: bool,
+    /// An object at a name scen would create that this run did not create (someone else's) is
+    /// left exactly as it is either way; without this the step then fails naming it, with it the
+    /// object is counted in `existing` and used as it is (never rewritten, heartbeated or
+    /// deleted). Namespaces are containers: an existing one is always used.
+    #[serde(default)]
+    pub adopt_existing: bool,
     /// Where to write: `"etcd"` (default: straight into etcd) or `"kube"` (through the API server of
     /// the kubeconfig, with kube-rs).
     #[serde(default)]
@@ -305,6 +311,9 @@ pub fn effective_root(target: &Target, root: Option<&str>) -> String {
 struct Tally {
     objects: u64,
     existing: u64,
+    /// Existing objects this run did not create (namespaces aside), and the first few keys.
+    foreign: u64,
+    foreign_keys: Vec<String>,
     by_kind: BTreeMap<String, KindRecord>,
     latency: Recorder,
     first_rev: Option<i64>,
@@ -347,6 +356,10 @@ pub async fn simulate(
             before.as_ref(),
         )
         .await?;
+        let (count, foreign) = {
+            let ledger = target.simulated.lock().expect("ledger lock");
+            kube_foreign(&created, &ledger, &server)
+        };
         let written = Written {
             root: server.to_string(),
             shape,
@@ -354,6 +367,12 @@ pub async fn simulate(
             options: opts.clone(),
             kube: Some(created),
         };
+        if count > 0 && !opts.adopt_existing && !opts.rewrite {
+            // Leave nothing behind: what this step created goes again.
+            let (removed, _) =
+                inventory::remove(&mut crate::target::kv(&target.client), &written).await?;
+            return Err(not_ours(count, &foreign, removed, &record));
+        }
         target.simulated.lock().expect("ledger lock").push(written);
         return Ok(record);
     }
@@ -381,6 +400,17 @@ pub async fn simulate(
     } else {
         None
     };
+    // What earlier simulations of this run created under this root.
+    let ours: Arc<Vec<(i64, i64)>> = Arc::new(
+        target
+            .simulated
+            .lock()
+            .expect("ledger lock")
+            .iter()
+            .filter(|w| w.root == root && w.kube.is_none())
+            .map(|w| w.revisions)
+            .collect(),
+    );
     let total = shape.total();
     let next = Arc::new(AtomicU64::new(0));
     let shared = Arc::new((renderer, root.clone()));
@@ -389,13 +419,14 @@ pub async fn simulate(
     let _ticker = progress_ticker(progress, &done, total, "written");
     let mut set: tokio::task::JoinSet<Result<Tally>> = tokio::task::JoinSet::new();
     for _ in 0..opts.clients.min(total.div_ceil(opts.batch).max(1)) {
-        let (next, shared, batch, encoding, done, rewrite_from) = (
+        let (next, shared, batch, encoding, done, rewrite_from, ours) = (
             next.clone(),
             shared.clone(),
             opts.batch,
             opts.encoding,
             done.clone(),
             rewrite_from,
+            ours.clone(),
         );
         let mut kv = crate::target::kv(&target.client);
         set.spawn(async move {
@@ -418,7 +449,7 @@ pub async fn simulate(
                         encoding: stored,
                     });
                 }
-                write_batch(&mut kv, items, &mut tally, rewrite_from).await?;
+                write_batch(&mut kv, items, &mut tally, rewrite_from, &ours).await?;
                 done.fetch_add(end - start, Ordering::Relaxed);
             }
         });
@@ -428,6 +459,8 @@ pub async fn simulate(
         let t: Tally = r.map_err(|e| Error::Internal(format!("a writer panicked: {e}")))??;
         all.objects += t.objects;
         all.existing += t.existing;
+        all.foreign += t.foreign;
+        all.foreign_keys.extend(t.foreign_keys);
         all.latency.merge(&t.latency);
         for (k, v) in t.by_kind {
             let e = all.by_kind.entry(k).or_default();
@@ -451,6 +484,41 @@ pub async fn simulate(
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     let bytes: u64 = all.by_kind.values().map(|k| k.bytes).sum();
     let revisions = (all.first_rev.unwrap_or(0), all.last_rev);
+    all.foreign_keys.sort();
+    all.foreign_keys.truncate(5);
+    let record = SimulateRecord {
+        backend: Backend::Etcd,
+        root: root.clone(),
+        encoding: opts.encoding,
+        objects: all.objects,
+        existing: all.existing,
+        rewrite: opts.rewrite,
+        bytes,
+        duration_ms: secs * 1e3,
+        throughput: all.objects as f64 / secs,
+        bytes_per_s: bytes as f64 / secs,
+        by_kind: all.by_kind,
+        txn_latency: all.latency.summary(),
+        revisions,
+        kwok_controller: None,
+        pods: None,
+        nodes_ready_ms: None,
+        api: BTreeMap::new(),
+        api_slo: apiserver::ApiSloRecord::default(),
+    };
+    if all.foreign > 0 && !opts.adopt_existing {
+        // Leave nothing behind: what this step created goes again.
+        let written = Written {
+            root: root.clone(),
+            shape,
+            revisions,
+            options: opts.clone(),
+            kube: None,
+        };
+        let mut kv = crate::target::kv(&target.client);
+        let (removed, _) = inventory::remove(&mut kv, &written).await?;
+        return Err(not_ours(all.foreign, &all.foreign_keys, removed, &record));
+    }
     {
         let mut ledger = target.simulated.lock().expect("ledger lock");
         match ledger
@@ -471,26 +539,7 @@ pub async fn simulate(
             }
         }
     }
-    Ok(SimulateRecord {
-        backend: Backend::Etcd,
-        root,
-        encoding: opts.encoding,
-        objects: all.objects,
-        existing: all.existing,
-        rewrite: opts.rewrite,
-        bytes,
-        duration_ms: secs * 1e3,
-        throughput: all.objects as f64 / secs,
-        bytes_per_s: bytes as f64 / secs,
-        by_kind: all.by_kind,
-        txn_latency: all.latency.summary(),
-        revisions,
-        kwok_controller: None,
-        pods: None,
-        nodes_ready_ms: None,
-        api: BTreeMap::new(),
-        api_slo: apiserver::ApiSloRecord::default(),
-    })
+    Ok(record)
 }
 
 /// `simulate` with `backend: "kube"` through a client of your own (a `tower-test` mock in tests);
@@ -512,6 +561,21 @@ pub async fn simulate_through(
         None,
     )
     .await?;
+    let (count, foreign) = kube_foreign(&created, &[], server);
+    if count > 0 && !opts.adopt_existing && !opts.rewrite {
+        let written = Written {
+            root: server.to_string(),
+            shape,
+            revisions: (0, 0),
+            options: opts.clone(),
+            kube: Some(created),
+        };
+        let (removed, _) = match &written.kube {
+            Some(c) => apiserver::cleanup(c, &written.options, &written.shape).await?,
+            None => (0, 0),
+        };
+        return Err(not_ours(count, &foreign, removed, &record));
+    }
     Ok((
         record,
         Written {
@@ -748,6 +812,7 @@ async fn write_batch(
     items: Vec<Item>,
     tally: &mut Tally,
     rewrite_from: Option<i64>,
+    ours: &[(i64, i64)],
 ) -> Result<()> {
     let etcd = |source| Error::Etcd { op: "txn", source };
     let guard = |key: &str| match rewrite_from {
@@ -776,15 +841,75 @@ async fn write_batch(
     }
     for item in items.chunks(1) {
         let t0 = Instant::now();
-        let r = kv.txn(create(item)).await.map_err(etcd)?;
+        let key = item[0].key.as_str();
+        let txn = create(item).or_else([TxnOp::get(key, None)]);
+        let r = kv.txn(txn).await.map_err(etcd)?;
         tally.latency.record(t0.elapsed());
         if r.succeeded() {
             tally.note(r.header().map_or(0, |h| h.revision()), &item[0]);
-        } else {
-            tally.existing += 1;
+            continue;
+        }
+        tally.existing += 1;
+        // Whose is it? A create revision inside one of this run's simulations is the run's own.
+        let created = r.op_responses().into_iter().find_map(|op| match op {
+            etcd_client::TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.create_revision()),
+            _ => None,
+        });
+        let own = created.is_some_and(|c| ours.iter().any(|(a, b)| (*a..=*b).contains(&c)));
+        if rewrite_from.is_none() && !own && !is_namespace(key) {
+            tally.foreign += 1;
+            if tally.foreign_keys.len() < 5 {
+                tally.foreign_keys.push(key.to_string());
+            }
         }
     }
     Ok(())
+}
+
+/// Whether `key` holds a namespace (`<root>/namespaces/<name>`): a container an existing one of
+/// which is used as it is.
+fn is_namespace(key: &str) -> bool {
+    key.rsplit_once('/')
+        .is_some_and(|(dir, _)| dir.ends_with("/namespaces"))
+}
+
+/// The existing objects of a kube-backend simulation that no earlier simulation of this run
+/// (`earlier`, through `server`) created, namespaces aside: how many, and the first few.
+fn kube_foreign(
+    created: &apiserver::Created,
+    earlier: &[Written],
+    server: &str,
+) -> (u64, Vec<String>) {
+    let mut foreign: Vec<String> = created
+        .existing
+        .iter()
+        .filter(|id| !id.starts_with("namespaces/"))
+        .filter(|id| {
+            !earlier.iter().any(|w| {
+                w.root == server && w.kube.as_ref().is_some_and(|k| k.created.contains(*id))
+            })
+        })
+        // `nodes//scen-node-1` (cluster-scoped) reads `nodes/scen-node-1`.
+        .map(|id| id.replace("//", "/"))
+        .collect();
+    foreign.sort();
+    let count = foreign.len() as u64;
+    foreign.truncate(5);
+    (count, foreign)
+}
+
+/// The error of a simulation that found objects at its names which this run did not create
+/// (`count` of them, `examples` the first few), after it removed the `removed` objects it had
+/// created itself.
+fn not_ours(count: u64, examples: &[String], removed: u64, record: &SimulateRecord) -> Error {
+    Error::WithRecord {
+        source: Box::new(Error::NotOurs {
+            count,
+            examples: examples.join(", "),
+            removed,
+        }),
+        record: Box::new(serde_json::to_value(record).unwrap_or_default()),
+    }
 }
 
 impl Tally {
