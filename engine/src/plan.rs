@@ -101,6 +101,9 @@ pub struct Plan {
     /// Network faults (`fault::partition` at line 12...): they need 3 or 5 members with peer
     /// proxies, which the run checks before it starts etcd.
     pub needs_network: Vec<String>,
+    /// Cluster-wide maintenance (`etcd::compact` at line 12...): a run against `--endpoints`
+    /// without `--allow-maintenance` is refused before its first step.
+    pub needs_maintenance: Vec<String>,
     /// What `scen check` warns about (deprecated option names), as `file:line: message`.
     pub warnings: Vec<String>,
     /// Groups of steps the HTML report draws side by side (`report(#{ compare: [...] })`).

@@ -349,6 +349,12 @@ async fn execute(
                 plan.needs_embedded.join(", ")
             ), Outcome::ScriptError);
     }
+    if embedded.is_none() && !cfg.allow_maintenance && !plan.needs_maintenance.is_empty() {
+        return stop_with(report, ErrorKind::Usage, format!(
+                "this scenario compacts, defragments or disarms ({}), which changes the whole cluster, and this etcd was not started by scen: pass --allow-maintenance, or run without --endpoints (a parameter such as `maintenance` may turn those steps off)",
+                plan.needs_maintenance.join(", ")
+            ), Outcome::ScriptError);
+    }
     target.embedded = embedded.clone();
     target.allow_maintenance = cfg.allow_maintenance;
     target.allow_registry_writes = cfg.allow_registry_writes;
@@ -504,6 +510,9 @@ async fn execute(
     }
     host.end_run();
 
+    // The control plane before its etcd, and before its keys are removed: a running API server
+    // writes again what the cleanup deletes.
+    drop(control_plane);
     // 5. Clean up the run's keys on a cluster scen did not start (an embedded one is deleted whole).
     if embedded.is_none() && !cfg.keep_keys {
         let prefix = target.info.prefix.clone();
@@ -518,12 +527,19 @@ async fn execute(
                     t.cleaned_up_keys = r.deleted();
                 }
             }
-            Ok(Err(e)) => tracing::warn!("could not delete the run prefix: {e}"),
-            Err(_) => tracing::warn!("deleting the run prefix timed out"),
+            Ok(Err(e)) => tracing::warn!(
+                "could not delete the run's keys under {}: {}; remove them with `etcdctl del --prefix {}`",
+                target.info.prefix,
+                crate::actions::etcd_message(&e),
+                target.info.prefix
+            ),
+            Err(_) => tracing::warn!(
+                "deleting the run's keys under {} timed out after 30s; remove them with `etcdctl del --prefix {}`",
+                target.info.prefix,
+                target.info.prefix
+            ),
         }
     }
-    // The control plane before its etcd.
-    drop(control_plane);
     // Stop the members now: clones of the target may outlive this function.
     if let Some(e) = embedded {
         e.lock().expect("embedded lock").stop();

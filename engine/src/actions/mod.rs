@@ -102,7 +102,7 @@ pub enum Error {
     },
     /// Objects at names a simulation wanted exist already and this run did not create them: left
     /// as they are, and the step fails unless the scenario adopts them.
-    #[error("{count} objects at names this step would create exist already and this run did not create them ({examples}); they were left exactly as they were, and the {removed} objects the step had created were deleted again. Give another `name_prefix` (or `root`), or `adopt_existing: true` to count them in `existing` and use them as they are (never modified or deleted)")]
+    #[error("{}", not_ours_message(*.count, .examples, *.removed))]
     NotOurs {
         /// How many.
         count: u64,
@@ -242,6 +242,19 @@ pub struct Watch {
     pub line: Option<ProgressFn>,
     /// Where the step's live totals go.
     pub live: Option<crate::live::Feed>,
+}
+
+/// The message of [`Error::NotOurs`], in the singular when there is one object.
+fn not_ours_message(count: u64, examples: &str, removed: u64) -> String {
+    let what = if count == 1 {
+        "1 object at a name this step would create exists already, and this run did not create it"
+            .to_string()
+    } else {
+        format!("{count} objects at names this step would create exist already, and this run did not create them")
+    };
+    format!(
+        "{what} ({examples}): left exactly as they were, and the step deleted again the {removed} objects it had created. Give another `name_prefix` (or `root`), or `adopt_existing: true` to count them in `existing` and use them as they are (never modified or deleted)"
+    )
 }
 
 /// An etcd client error as a person reads it: the gRPC code and etcd's message, never tonic's

@@ -112,5 +112,7 @@ pub(crate) fn calls_in(ast: &AST, fns: &[String], ns: &str) -> Vec<(String, Posi
         }
         true
     });
+    // In source order (the AST keeps functions in hash order).
+    found.sort_by_key(|(_, pos)| (pos.line(), pos.position()));
     found
 }

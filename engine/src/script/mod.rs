@@ -709,6 +709,11 @@ fn finish_plan(
         thresholds: b.thresholds,
         embedded: b.embedded,
         control_plane: b.control_plane.clone(),
+        needs_maintenance: fields::calls_in(ast, &step_fns, "etcd")
+            .iter()
+            .filter(|(n, _)| matches!(n.as_str(), "compact" | "defrag" | "disarm"))
+            .map(|(name, pos)| format!("etcd::{name} (line {})", pos.line().unwrap_or(0)))
+            .collect(),
         needs_network: network
             .iter()
             .map(|(name, pos)| format!("fault::{name} (line {})", pos.line().unwrap_or(0)))
