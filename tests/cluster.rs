@@ -178,7 +178,9 @@ fn cleanup_removes_what_the_run_created_and_nothing_else() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr.contains("/registry/minions/scen-node-0")
-            && r.stderr.contains("adopt_existing: true"),
+            && r.stderr.contains("adopt_existing: true")
+            && r.stderr
+                .contains("1 object at a name this step would create exists already"),
         "{}",
         r.stderr
     );
@@ -196,7 +198,7 @@ fn cleanup_removes_what_the_run_created_and_nothing_else() {
     // What the failed step had created went again: it leaves nothing behind.
     assert!(
         r.stderr
-            .contains("the 35 objects the step had created were deleted again"),
+            .contains("the step deleted again the 35 objects it had created"),
         "{}",
         r.stderr
     );

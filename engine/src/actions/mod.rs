@@ -253,7 +253,7 @@ fn not_ours_message(count: u64, examples: &str, removed: u64) -> String {
         format!("{count} objects at names this step would create exist already, and this run did not create them")
     };
     format!(
-        "{what} ({examples}): left exactly as they were, and the step deleted again the {removed} objects it had created. Give another `name_prefix` (or `root`), or `adopt_existing: true` to count them in `existing` and use them as they are (never modified or deleted)"
+        "{what} ({examples}): left exactly as found, and the step deleted again the {removed} objects it had created. Give another `name_prefix` (or `root`), or `adopt_existing: true` to count them in `existing` and use them as they are (never modified or deleted)"
     )
 }
 
