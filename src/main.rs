@@ -1300,9 +1300,19 @@ async fn watch_signals(cancel: CancellationToken, progress: Arc<Progress>, outpu
     signals.next().await;
     // A second signal: leave now, with the report as it stands. The embedded etcd dies with us
     // (parent-death signal); its data directory is removed by the next run.
-    if let Some(r) = progress.partial_report() {
-        outputs.write(&report::redact::redact_report(&r));
-    }
-    say!("interrupted again: left at once; the partial report is written, etcd stops with scen");
+    // The report gets half a second: an output that blocks (a FIFO nobody reads) must not keep
+    // scen alive.
+    let (done, written) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Some(r) = progress.partial_report() {
+            outputs.write(&report::redact::redact_report(&r));
+        }
+        let _ = done.send(());
+    });
+    let said = match written.recv_timeout(std::time::Duration::from_millis(500)) {
+        Ok(()) => "the partial report is written",
+        Err(_) => "the partial report could not be written in time",
+    };
+    say!("interrupted again: left at once; {said}, etcd stops with scen");
     std::process::exit(130);
 }

@@ -553,3 +553,51 @@ fn fault_scenarios_on_a_foreign_etcd_are_refused_before_any_step() {
         assert!(keys.trim().is_empty(), "{scenario}: {keys}");
     }
 }
+
+/// Interrupting a run while its cluster is partitioned heals and stops it quickly: every member
+/// is asked to stop at once, after the cut is lifted (a cut-off leader otherwise spends its
+/// shutdown trying to hand over leadership, 5 s per member).
+#[test]
+fn an_interrupted_partition_heals_and_stops_in_seconds() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let mut child = scen()
+        .arg("run")
+        .arg(fixture("partition.rhai"))
+        .arg("--report")
+        .arg(&json)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("step cut_for_a_while: started") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the partition began");
+    let members = etcd_children(child.id());
+    assert_eq!(members.len(), 3, "{members:?}");
+    let signalled = Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(130));
+    assert!(gone(&members), "members left running: {members:?}");
+    assert!(
+        took < Duration::from_secs(4),
+        "stopping the partitioned cluster took {took:?}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(step(&report, "cut")["status"], "passed");
+    assert_eq!(step(&report, "cut_for_a_while")["status"], "interrupted");
+}

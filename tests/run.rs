@@ -512,3 +512,36 @@ fn a_binary_that_is_not_etcd_and_a_tiny_quota_are_usage_errors() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("give 16MiB to 64GiB"), "{}", r.stderr);
 }
+
+/// A second signal ends scen within a second even when an output blocks (a FIFO nobody reads, on
+/// which a write waits up to 2 s), and the data directory it had no time to remove is removed by
+/// the next run.
+#[test]
+fn a_second_signal_exits_at_once_whatever_blocks_and_the_next_run_reaps_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("report.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let (mut child, etcd_pid) = start_slow_run(&fifo);
+    let cmdline = std::fs::read(format!("/proc/{etcd_pid}/cmdline")).unwrap();
+    let data = String::from_utf8_lossy(&cmdline)
+        .split('\0')
+        .find_map(|a| a.strip_prefix("--data-dir=").map(std::path::PathBuf::from))
+        .unwrap();
+    let run_dir = data.parent().unwrap().to_path_buf();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let signalled = Instant::now();
+    let status = child.wait().unwrap();
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        took < Duration::from_millis(1500),
+        "the second signal took {took:?} (a FIFO write waits 2 s)"
+    );
+    assert!(gone(&[etcd_pid]), "etcd {etcd_pid} outlived scen");
+    // Whatever the exit left, the next run that starts an etcd removes.
+    let r = run(&fixture("keys.rhai"), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!run_dir.exists(), "{} is still there", run_dir.display());
+}

@@ -142,15 +142,25 @@ impl Member {
 
     /// SIGTERM, then SIGKILL after 5 s.
     pub fn terminate(&mut self) {
+        self.ask_to_stop();
+        self.wait_stopped(Instant::now() + Duration::from_secs(5));
+    }
+
+    /// The first half of [`Member::terminate`]: SIGTERM (after SIGCONT when paused), without
+    /// waiting, so that every member of a cluster stops at once.
+    pub fn ask_to_stop(&mut self) {
         self.fast_fsync();
         if self.paused {
             self.signal(libc::SIGCONT);
         }
         self.signal(libc::SIGTERM);
+    }
+
+    /// The second half: waits for the member to exit until `deadline`, then SIGKILL.
+    pub fn wait_stopped(&mut self, deadline: Instant) {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             match child.try_wait() {
                 Ok(Some(_)) => break,

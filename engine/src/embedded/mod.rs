@@ -463,10 +463,22 @@ impl EmbeddedEtcd {
         (&mut self.members[i], &self.spawner)
     }
 
-    /// Stops every member (SIGTERM, then SIGKILL after 5 s) and removes the data.
+    /// Heals the network, stops every member at once (SIGTERM, then SIGKILL after 1 s) and
+    /// removes the data.
     pub fn stop(&mut self) {
+        // Heal first: a member cut from its peers spends its shutdown trying to hand over
+        // leadership. Then every member at once, with one deadline for all.
+        if let Some(rules) = self.network() {
+            let mut r = rules.lock().unwrap_or_else(|p| p.into_inner());
+            r.cut.clear();
+            r.slow.clear();
+        }
         for m in &mut self.members {
-            m.terminate();
+            m.ask_to_stop();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        for m in &mut self.members {
+            m.wait_stopped(deadline);
         }
         self.proxies.take();
         if let Some(dir) = self.dir.take() {
