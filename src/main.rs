@@ -166,12 +166,15 @@ enum Command {
         #[command(subcommand)]
         cmd: ReportCmd,
     },
-    /// Compare two JSON reports figure by figure; exit 1 when a figure regressed beyond tolerance.
+    /// Compare two JSON reports figure by figure, or several runs per side (`A1 A2 A3 -- B1 B2
+    /// B3`, the runs as samples); exit 1 when a figure regressed beyond tolerance.
     Compare {
-        /// The earlier report (the baseline).
-        old: PathBuf,
-        /// The later report.
-        new: PathBuf,
+        /// The earlier report and the later one; or, with `--`, the earlier runs (the baseline).
+        #[arg(required = true, num_args = 1..)]
+        old: Vec<PathBuf>,
+        /// After `--`: the later runs.
+        #[arg(last = true)]
+        new: Vec<PathBuf>,
         /// How much worse a figure may get before it counts as a regression.
         #[arg(long, default_value = "10%")]
         tolerance: String,
@@ -529,8 +532,8 @@ struct CompareOutput {
 }
 
 fn compare(
-    old: &Path,
-    new: &Path,
+    old: &[PathBuf],
+    new: &[PathBuf],
     tolerance: &str,
     min_samples: u64,
     out: CompareOutput,
@@ -557,26 +560,42 @@ fn compare(
             return 2;
         }
     };
-    let (a, b) = match (report::from_json(old), report::from_json(new)) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => {
-            say!("error: {e}");
+    // `scen compare a.json b.json`, or runs per side around `--`.
+    let (old, new): (&[PathBuf], &[PathBuf]) = match (old, new) {
+        ([a, b], []) => (std::slice::from_ref(a), std::slice::from_ref(b)),
+        (_, []) => {
+            say!("error: give two reports (old new), or the runs of each side around `--`: scen compare A1.json A2.json -- B1.json B2.json");
             return 2;
         }
+        sides => sides,
     };
-    // No data is never a pass: a run that did not finish has nothing to compare.
-    for (which, path, r) in [("old", old, &a), ("new", new, &b)] {
-        if let Some(why) = report::compare::unfinished(r) {
-            say!(
-                "error: the {which} report {} cannot be compared: {why}",
-                path.display()
-            );
-            return 1;
+    let mut sides: Vec<Vec<scen_engine::Report>> = Vec::new();
+    for (which, paths) in [("old", old), ("new", new)] {
+        let mut side = Vec::new();
+        for path in paths {
+            let r = match report::from_json(path) {
+                Ok(r) => r,
+                Err(e) => {
+                    say!("error: {e}");
+                    return 2;
+                }
+            };
+            // No data is never a pass: a run that did not finish has nothing to compare.
+            if let Some(why) = report::compare::unfinished(&r) {
+                say!(
+                    "error: the {which} report {} cannot be compared: {why}",
+                    path.display()
+                );
+                return 1;
+            }
+            side.push(r);
         }
+        sides.push(side);
     }
-    let cmp = report::compare::compare(
-        &a,
-        &b,
+    let (a, b) = (&sides[0], &sides[1]);
+    let cmp = report::compare_runs::compare_runs(
+        a,
+        b,
         Options {
             tolerance: tol,
             min_samples,
@@ -584,7 +603,7 @@ fn compare(
     );
     let html = html.map(Path::to_path_buf);
     if !write_report(&html, || {
-        report::to_compare_html(&a, &b, &cmp, tolerance, all)
+        report::to_compare_html(&a[0], &b[0], &cmp, tolerance, all)
     }) {
         return 2;
     }
@@ -650,13 +669,23 @@ fn compare(
         );
     }
     out!(
-        "{judged} figures compared: {regressed} regressed, {} improved, {} within noise, {} on too few samples, {} without data, {} missing \
-         (a regression is worse by more than {tolerance} and outside the 95% confidence interval)",
+        "{judged} figures compared: {regressed} regressed, {} improved, {} within noise, {} inconclusive, {} on too few samples, {} without data, {} missing \
+         (a regression is worse by more than {tolerance} and outside the 95% confidence interval{})",
         cmp.count(Verdict::Improved),
         cmp.count(Verdict::Noise),
+        cmp.count(Verdict::Inconclusive),
         cmp.count(Verdict::TooFewSamples),
         cmp.count(Verdict::NoData),
         cmp.count(Verdict::Missing),
+        if a.len() > 1 || b.len() > 1 {
+            format!(
+                "; {} vs {} runs, the runs as the samples",
+                a.len(),
+                b.len()
+            )
+        } else {
+            "; one run per side: the requests as the samples, which understates the noise between runs (give several runs per side around `--`)".into()
+        }
     );
     if judged == 0 {
         say!("error: no figure could be compared: the reports have no figures in common (no data is never a pass)");
@@ -1236,6 +1265,7 @@ fn print_summary(r: &scen_engine::Report, quiet: bool, code: i32) {
             let mark = match t.status {
                 ThresholdStatus::Passed => "✓",
                 ThresholdStatus::Failed | ThresholdStatus::Error | ThresholdStatus::NoData => "✗",
+                ThresholdStatus::Inconclusive => "?",
                 ThresholdStatus::NotEvaluated => "-",
             };
             say!("  {mark} {:<50} {}", t.expression, t.message);

@@ -270,3 +270,75 @@ fn compare_refuses_what_has_no_data_and_reports_what_is_missing() {
     let (code, text) = compare(&good, &good, &[]);
     assert_eq!(code, 0, "{text}");
 }
+
+/// Several runs per side, the runs as the samples: a planted 2 ms fsync delay is still detected
+/// with its interval, an A/A comparison of reruns finds nothing, and each says how many runs it
+/// rests on.
+#[test]
+fn compare_runs_as_samples_detects_a_slowed_disk_and_passes_reruns() {
+    let dir = tempfile::tempdir().unwrap();
+    let healthy: Vec<_> = (0..5)
+        .map(|i| report(dir.path(), &format!("h{i}.json"), "compare-disk.rhai", &[]))
+        .collect();
+    let slow: Vec<_> = (0..3)
+        .map(|i| {
+            report(
+                dir.path(),
+                &format!("s{i}.json"),
+                "compare-disk.rhai",
+                &["delay=2ms"],
+            )
+        })
+        .collect();
+    let sides = |a: &[std::path::PathBuf], b: &[std::path::PathBuf], extra: &[&str]| {
+        let out = scen()
+            .arg("compare")
+            .args(extra)
+            .args(a)
+            .arg("--")
+            .args(b)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &*String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, out) = sides(&healthy[..3], &slow, &[]);
+    assert_eq!(code, 1, "{out}");
+    let p99 = out
+        .lines()
+        .find(|l| l.starts_with("load.latency.p99 "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        p99.contains("REGRESSED") && p99.contains("3 vs 3 runs") && p99.contains("95% interval"),
+        "{p99}"
+    );
+    assert!(
+        out.contains("3 vs 3 runs, the runs as the samples"),
+        "{out}"
+    );
+    // A/A: reruns on the same disk, none regresses.
+    let (code, out) = sides(&healthy[..2], &healthy[3..], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("REGRESSED"), "{out}");
+    // Too few runs to detect the tolerance say so, with what more runs would detect.
+    let (_, out) = sides(
+        &healthy[..2],
+        &healthy[3..],
+        &["--tolerance", "0.1%", "--all"],
+    );
+    assert!(
+        out.contains("inconclusive") && out.contains("runs per side would detect"),
+        "{out}"
+    );
+    // A report without the figure on one side fails as missing.
+    let (code, _) = sides(&healthy[..2], &[healthy[3].clone()], &[]);
+    assert_eq!(
+        code, 0,
+        "one run against two: too few runs on a side is no regression"
+    );
+    let (code, out) = sides(&[healthy[0].clone()], &[], &[]);
+    assert_eq!(code, 2, "{out}");
+}

@@ -244,3 +244,85 @@ threshold("mine.count == 2");
         r.stderr
     );
 }
+
+/// Creations and deletions under `prefix` in etcd's history, by revision: (create revisions,
+/// delete revisions).
+fn history(url: &str, prefix: &str) -> (Vec<i64>, Vec<i64>) {
+    let out = std::process::Command::new("timeout")
+        .args([
+            "3",
+            "etcdctl",
+            "--endpoints",
+            url,
+            "watch",
+            "--prefix",
+            "--rev=1",
+            "-w",
+            "json",
+            prefix,
+        ])
+        .output()
+        .unwrap();
+    let (mut created, mut deleted) = (Vec::new(), Vec::new());
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        for e in v["Events"].as_array().into_iter().flatten() {
+            let rev = e["kv"]["mod_revision"].as_i64().unwrap();
+            if e["type"] == 1 {
+                deleted.push(rev);
+            } else if e["kv"]["version"] == 1 {
+                created.push(rev);
+            }
+        }
+    }
+    (created, deleted)
+}
+
+#[test]
+fn waves_create_the_whole_population_before_any_is_deleted_and_a_pipeline_does_not() {
+    let (_rt, _etcd, url) = external();
+    let mut order = Vec::new();
+    for mode in ["waves", "pipeline"] {
+        let r = run(
+            &fixture("waves.rhai"),
+            &[
+                "--endpoints",
+                &url,
+                "--keep-keys",
+                "--set",
+                &format!("mode={mode}"),
+            ],
+        );
+        assert_eq!(r.code, 0, "{mode}: {}", r.stderr);
+        let report = r.report.unwrap();
+        assert_schema_valid(&report);
+        let vmis = &step(&report, "vmis")["record"];
+        assert_eq!(vmis["mode"], mode);
+        let (created, deleted) = history(&url, vmis["prefix"].as_str().unwrap());
+        assert_eq!((created.len(), deleted.len()), (40, 40), "{mode}");
+        // Whether the last creation came before the first deletion: all 40 existed at once.
+        order.push(created.iter().max() < deleted.iter().min());
+        for phase in ["create", "schedule", "run", "monitor", "delete"] {
+            let wall = &vmis["phases"][phase]["wall_ms"];
+            if mode == "waves" {
+                assert!(wall.as_f64().unwrap() > 0.0, "{phase}: {vmis}");
+            } else {
+                assert!(wall.is_null(), "{phase}: {vmis}");
+            }
+        }
+        if mode == "waves" {
+            assert_eq!(vmis["peak_objects"], 40, "{vmis}");
+            // Held: the monitor wave lasted at least its 100 ms.
+            assert!(vmis["phases"]["monitor"]["wall_ms"].as_f64().unwrap() >= 100.0);
+        } else {
+            assert!(vmis["peak_objects"].is_null());
+        }
+    }
+    assert_eq!(
+        order,
+        vec![true, false],
+        "waves hold all at once; a pipeline deletes early"
+    );
+}

@@ -850,14 +850,23 @@ fn evaluate_thresholds(
         }
         match t.evaluate(&root, baseline) {
             Ok(v) => {
-                out.status = if v.passed {
-                    ThresholdStatus::Passed
-                } else {
-                    ThresholdStatus::Failed
+                out.status = match (&v.inconclusive, t.interpolate, v.passed) {
+                    (Some(_), false, _) => ThresholdStatus::Inconclusive,
+                    (_, _, true) => ThresholdStatus::Passed,
+                    (_, _, false) => ThresholdStatus::Failed,
                 };
                 out.observed = Some(v.observed);
                 out.limit = Some(v.limit);
-                out.message = v.summary;
+                out.message = match (&v.inconclusive, t.interpolate) {
+                    (Some(why), false) => format!(
+                        "inconclusive: {}; {why} (pass `interpolate: true` to decide by the interpolation, or set the limit on a bucket bound)",
+                        v.summary
+                    ),
+                    (Some(why), true) => {
+                        format!("{}; decided by interpolation: {why}", v.summary)
+                    }
+                    (None, _) => v.summary,
+                };
             }
             Err(e @ crate::threshold::EvalError::NoData { .. }) if t.no_data_passes => {
                 out.status = ThresholdStatus::Passed;

@@ -3,7 +3,7 @@
 //! runs' 95% confidence intervals do not overlap (see [`crate::measure::interval`]). Which way is
 //! worse, the unit and what a figure rests on come from the record's type
 //! ([`super::typed::step_figures`]), never from its name. Figures resting on too few samples are
-//! reported as such, never as regressions.
+//! reported as such, never as regressions. Several runs per side: [`super::compare_runs`].
 
 use serde::Serialize;
 
@@ -31,6 +31,9 @@ pub enum Verdict {
     /// figure renamed), or has no data where the other rests on enough samples to count: fails
     /// the comparison unless `--allow-missing`.
     Missing,
+    /// Several runs per side, and the 95% interval of the change is wider than the tolerance:
+    /// the runs could not have detected a change of that size either way.
+    Inconclusive,
     /// Within the tolerance.
     Same,
     /// No verdict: neither direction is worse (a configured value, a workload size), or nothing is
@@ -48,6 +51,7 @@ impl Verdict {
             Verdict::TooFewSamples => "too few samples",
             Verdict::NoData => "no data",
             Verdict::Missing => "MISSING",
+            Verdict::Inconclusive => "inconclusive",
             Verdict::Same => "ok",
             Verdict::Info => "",
         }
@@ -131,15 +135,17 @@ impl Comparison {
     }
 }
 
+/// The typed figures of a report's passed steps.
+pub(super) fn typed(r: &Report) -> Vec<Figure> {
+    r.steps
+        .iter()
+        .filter(|s| s.status == super::StepStatus::Passed)
+        .flat_map(step_figures)
+        .collect()
+}
+
 /// Compares every figure both reports have.
 pub fn compare(old: &Report, new: &Report, opts: Options) -> Comparison {
-    let typed = |r: &Report| -> Vec<Figure> {
-        r.steps
-            .iter()
-            .filter(|s| s.status == super::StepStatus::Passed)
-            .flat_map(step_figures)
-            .collect()
-    };
     let (a, b) = (typed(old), typed(new));
     let mut rows: Vec<Row> = b
         .iter()
@@ -331,7 +337,7 @@ fn judge(
 }
 
 /// What differs between the runs besides the code or cluster under test.
-fn warnings(old: &Report, new: &Report) -> Vec<String> {
+pub(super) fn warnings(old: &Report, new: &Report) -> Vec<String> {
     let mut w = Vec::new();
     if old.scenario.name != new.scenario.name {
         w.push(format!(

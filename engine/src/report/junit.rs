@@ -51,7 +51,10 @@ pub fn to_junit(report: &Report) -> Result<String> {
                 st.set_message(t.message.clone());
                 st
             }
-            ThresholdStatus::Failed | ThresholdStatus::Error | ThresholdStatus::NoData => {
+            ThresholdStatus::Failed
+            | ThresholdStatus::Error
+            | ThresholdStatus::NoData
+            | ThresholdStatus::Inconclusive => {
                 let kind = if t.status == ThresholdStatus::Failed {
                     NonSuccessKind::Failure
                 } else {
@@ -62,6 +65,7 @@ pub fn to_junit(report: &Report) -> Result<String> {
                 st.set_type(match t.status {
                     ThresholdStatus::Failed => "threshold failed",
                     ThresholdStatus::NoData => "threshold had no data",
+                    ThresholdStatus::Inconclusive => "threshold inconclusive",
                     _ => "threshold error",
                 });
                 st.set_description(format!("{} ({})", t.expression, t.location));

@@ -1,6 +1,7 @@
 //! The report model and its renderers. Renderers only read a [`Report`]; none talks to etcd.
 
 pub mod compare;
+pub mod compare_runs;
 mod html;
 mod json;
 mod junit;

@@ -71,6 +71,9 @@ pub enum ThresholdStatus {
     NoData,
     /// A step it reads did not complete.
     NotEvaluated,
+    /// The data cannot decide it: a quantile from a bucketed histogram whose bucket holds the
+    /// limit. Counts as failed, unless the threshold says `interpolate: true`.
+    Inconclusive,
 }
 
 /// What kind of failure an error is. The kind, never the message, decides the exit code
@@ -177,7 +180,10 @@ impl ThresholdStatus {
     pub fn is_failure(self) -> bool {
         matches!(
             self,
-            ThresholdStatus::Failed | ThresholdStatus::Error | ThresholdStatus::NoData
+            ThresholdStatus::Failed
+                | ThresholdStatus::Error
+                | ThresholdStatus::NoData
+                | ThresholdStatus::Inconclusive
         )
     }
 }

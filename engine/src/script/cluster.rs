@@ -110,8 +110,11 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>, base_dir: &std::
                          /// `<name>-<i>`), namespaces (10: `scen-ns-<n>`), concurrency (32), rate (objects/s),\n\
                          /// monitor (how long each runs, e.g. \"20s\"), monitor_interval (\"5s\"), finalizer (two-step\n\
                          /// delete), nodes (default: the simulated cluster's), root, name_prefix, templates, vars,\n\
-                         /// request_timeout, backend: \"etcd\" | \"kube\", kubeconfig, context }`. Returns `#{ kind, root, prefix, objects, names, name, namespaced, namespaces, phases_run,\n\
-                         /// phases: #{ create: #{ count, errors, conflicts, latency, since_created, throughput }, ... },\n\
+                         /// request_timeout, backend: \"etcd\" | \"kube\", kubeconfig, context, mode: \"pipeline\" (each object\n\
+                         /// on its own) | \"waves\" (every object through a phase before the next: density), hold\n\
+                         /// (waves: how long the population is held running) }`. Returns `#{ kind, mode, peak_objects,\n\
+                         /// root, prefix, objects, names, name, namespaced, namespaces, phases_run,\n\
+                         /// phases: #{ create: #{ count, errors, conflicts, latency, since_created, throughput, wall_ms }, ... },\n\
                          /// completed, errors, errors_by_code, error_messages, remaining, duration_ms }`; fails when\n\
                          /// the objects expected under the prefix at the end are not there."])
         .set_into_module(&mut m, move |ctx: NativeCallContext, o: Map| -> R {

@@ -175,6 +175,10 @@ struct ThresholdOptions {
     abort_on_fail: bool,
     /// What a field with no samples makes of the threshold: `"fail"` (the default) or `"pass"`.
     no_data: Option<String>,
+    /// Decide a quantile of a bucketed histogram by interpolation even when its bucket holds the
+    /// limit (default false: such a threshold is inconclusive, which fails).
+    #[serde(default)]
+    interpolate: bool,
 }
 
 crate::no_option_checks!(
@@ -464,6 +468,7 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
             )
         })?;
         threshold.no_data_passes = no_data_passes;
+        threshold.interpolate = o.interpolate;
         s.builder
             .lock()
             .expect("builder lock")
@@ -489,7 +494,9 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
     FuncRegistration::new("threshold")
         .with_params_info(["expression: &str", "options: Map", "()"])
         .with_comments(["/// A threshold with options: `abort_on_fail: true` stops the run as soon as it fails;\n\
-              /// `no_data: \"pass\"` lets it pass when a field it reads has no samples (default `\"fail\"`)."])
+              /// `no_data: \"pass\"` lets it pass when a field it reads has no samples (default `\"fail\"`);\n\
+              /// `interpolate: true` decides a quantile of etcd's buckets by interpolation when its bucket holds the\n\
+              /// limit (default: inconclusive, which fails)."])
         .register_into_engine(engine, move |ctx: NativeCallContext, expr: &str, opts: Map| {
             let o: ThresholdOptions = bridge::options(&ctx, "threshold", Dynamic::from_map(opts))?;
             thr(&ctx, expr, o)

@@ -152,9 +152,31 @@ pub struct LifecycleOptions {
     pub kubeconfig: Option<String>,
     /// Kube backend: the context (default the current one).
     pub context: Option<String>,
+    /// How the objects move through the phases: `"pipeline"` (default: each object through
+    /// every phase on its own, `rate` apart) or `"waves"` (every object through a phase before
+    /// any enters the next: create all, all scheduled, all running, hold, delete all — a density
+    /// test, where the whole population exists at once).
+    #[serde(default)]
+    pub mode: Mode,
+    /// Waves: how long the whole population is held running, each object's status updated every
+    /// `monitor_interval` (default `monitor`, else none).
+    pub hold: Option<String>,
     /// Directory relative template paths resolve against (the scenario's).
     #[serde(skip)]
     pub base_dir: std::path::PathBuf,
+}
+
+/// How a lifecycle's objects move through its phases.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Each object through every phase on its own: a steady flow (churn).
+    #[default]
+    Pipeline,
+    /// Every object through one phase before any enters the next: density.
+    Waves,
 }
 
 fn ten() -> u64 {
@@ -185,6 +207,10 @@ pub struct PhaseRecord {
     /// when they all entered at once).
     #[schemars(with = "crate::measure::PerSecond", extend("x-better" = "higher", "x-samples" = "count"))]
     pub throughput: f64,
+    /// `mode: "waves"`: the phase's wall-clock time, from its start to its last object (ms);
+    /// `null` in a pipeline, where phases overlap.
+    #[schemars(with = "Option<crate::measure::Ms>", extend("x-better" = "lower"))]
+    pub wall_ms: Option<f64>,
 }
 
 /// The record of `cluster::lifecycle`.
@@ -192,6 +218,11 @@ pub struct PhaseRecord {
 pub struct LifecycleRecord {
     /// `pod`, `vmi` or the custom resource's `group/plural`.
     pub kind: String,
+    /// How the objects moved through the phases: `pipeline` or `waves`.
+    pub mode: Mode,
+    /// `mode: "waves"`: the most objects that existed at once (all of them, unless some failed
+    /// before).
+    pub peak_objects: Option<u64>,
     /// The storage root written under.
     pub root: String,
     /// Where the objects live: `<root>/<resource>/<namespace>/<name>`.
@@ -346,10 +377,16 @@ impl LifecycleOptions {
                 "rate must be a positive number of objects per second".into(),
             ));
         }
+        if self.hold.is_some() && self.mode != Mode::Waves {
+            return Err(Error::Options(
+                "hold is how long `mode: \"waves\"` holds the whole population running; a pipeline runs each object for `monitor`".into(),
+            ));
+        }
         for (v, what) in [
             (&self.monitor, "monitor"),
             (&self.monitor_interval, "monitor_interval"),
             (&self.request_timeout, "request_timeout"),
+            (&self.hold, "hold"),
         ] {
             duration(v.as_deref(), "1s", what)?;
         }
@@ -461,6 +498,8 @@ struct Shared {
     monitor_interval: Duration,
     finalizer: bool,
     tallies: Mutex<BTreeMap<&'static str, Tally>>,
+    /// `mode: "waves"`: each phase's wall-clock time.
+    walls: Mutex<BTreeMap<&'static str, Duration>>,
     codes: Mutex<(BTreeMap<String, u64>, Vec<String>)>,
     /// Whether a failure was the cluster's (exit 3) rather than the scenario's.
     infra: std::sync::atomic::AtomicBool,
@@ -811,65 +850,173 @@ fn waits_for(sh: &Shared, phase: &str) -> bool {
         && ((phase == "schedule" && sh.env.scheduler) || (phase == "run" && sh.env.kwok))
 }
 
-/// Drives object `i` through the phases.
-async fn object(sh: Arc<Shared>, i: u64) {
-    let (key, mut body) = match created(&sh, i) {
+/// One object between phases: its index, key, last state, the version it was written at, and
+/// when it was made.
+struct Obj {
+    i: u64,
+    key: String,
+    body: String,
+    ver: Ver,
+    born: Instant,
+}
+
+/// Object `i` before its creation; `None` (a failure noted) when it cannot be rendered.
+fn new_obj(sh: &Shared, i: u64) -> Option<Obj> {
+    let (key, body) = match created(sh, i) {
         Ok((k, v)) => (k, v.to_string()),
-        Err(e) => return fail(&sh, "create", &e),
+        Err(e) => {
+            fail(sh, "create", &e);
+            return None;
+        }
     };
-    let born = Instant::now();
-    let mut ver = match sh.sink {
-        Sink::Etcd(_) => Ver::Etcd(0),
-        Sink::Kube(_) => Ver::Kube(String::new()),
+    Some(Obj {
+        i,
+        key,
+        body,
+        ver: match sh.sink {
+            Sink::Etcd(_) => Ver::Etcd(0),
+            Sink::Kube(_) => Ver::Kube(String::new()),
+        },
+        born: Instant::now(),
+    })
+}
+
+/// Takes object `o` through `phase` (a monitored one for `monitor`); false when it failed, and
+/// then it takes no further phase.
+async fn run_phase(sh: &Shared, o: &mut Obj, phase: &'static str, monitor: Duration) -> bool {
+    let started = Instant::now();
+    let mut conflicts = 0;
+    // A monitored object keeps updating its status until its time is up.
+    let until = started + monitor;
+    let mut first = true;
+    loop {
+        let writes = match next_writes(sh, o.i, &o.body, phase) {
+            Ok(w) => w,
+            Err(e) => {
+                fail(sh, phase, &e);
+                return false;
+            }
+        };
+        match apply(sh, phase, &o.key, &writes, &mut o.ver).await {
+            Ok(c) => conflicts += c,
+            Err(e) => {
+                fail(sh, phase, &e);
+                return false;
+            }
+        }
+        if let Some((_, state)) = writes.into_iter().last() {
+            o.body = state;
+        }
+        if first {
+            let mut t = sh.tallies.lock().expect("tally lock");
+            let tally = t.entry(phase).or_default();
+            tally.count += 1;
+            tally.latency.record(started.elapsed());
+            tally.since_created.record(o.born.elapsed());
+            let at = Instant::now();
+            tally.span = Some(tally.span.map_or((at, at), |(a, b)| (a.min(at), b.max(at))));
+            first = false;
+        }
+        if phase != "monitor" {
+            break;
+        }
+        // Running: a status update every interval until the object's time is up.
+        let next = Instant::now() + sh.monitor_interval;
+        if next >= until {
+            tokio::time::sleep_until(until.into()).await;
+            break;
+        }
+        tokio::time::sleep_until(next.into()).await;
+    }
+    sh.tallies
+        .lock()
+        .expect("tally lock")
+        .entry(phase)
+        .or_default()
+        .conflicts += conflicts;
+    true
+}
+
+/// Drives object `i` through the phases (a pipeline).
+async fn object(sh: Arc<Shared>, i: u64) {
+    let Some(mut o) = new_obj(&sh, i) else {
+        return;
     };
     for phase in sh.phases.clone() {
-        let started = Instant::now();
-        let mut conflicts = 0;
-        // A monitored object keeps updating its status until its time is up.
-        let until = started + sh.monitor;
-        let mut first = true;
-        loop {
-            let writes = match next_writes(&sh, i, &body, phase) {
-                Ok(w) => w,
-                Err(e) => return fail(&sh, phase, &e),
-            };
-            match apply(&sh, phase, &key, &writes, &mut ver).await {
-                Ok(c) => conflicts += c,
-                Err(e) => return fail(&sh, phase, &e),
-            }
-            if let Some((_, state)) = writes.into_iter().last() {
-                body = state;
-            }
-            if first {
-                let mut t = sh.tallies.lock().expect("tally lock");
-                let tally = t.entry(phase).or_default();
-                tally.count += 1;
-                tally.latency.record(started.elapsed());
-                tally.since_created.record(born.elapsed());
-                let at = Instant::now();
-                tally.span = Some(tally.span.map_or((at, at), |(a, b)| (a.min(at), b.max(at))));
-                first = false;
-            }
-            if phase != "monitor" {
-                break;
-            }
-            // Running: a status update every interval until the object's time is up.
-            let next = Instant::now() + sh.monitor_interval;
-            if next >= until {
-                tokio::time::sleep_until(until.into()).await;
-                break;
-            }
-            tokio::time::sleep_until(next.into()).await;
+        if !run_phase(&sh, &mut o, phase, sh.monitor).await {
+            return;
         }
-        sh.tallies
-            .lock()
-            .expect("tally lock")
-            .entry(phase)
-            .or_default()
-            .conflicts += conflicts;
     }
     sh.completed
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Drives every object through one phase before any enters the next: `count` created (`rate`
+/// apart), all scheduled, all running, all held for `hold`, all deleted. Returns the most objects
+/// that existed at once.
+async fn waves(
+    sh: &Arc<Shared>,
+    count: u64,
+    rate: Option<f64>,
+    concurrency: u64,
+    hold: Duration,
+) -> u64 {
+    let mut alive: Vec<Obj> = Vec::new();
+    let mut peak = 0u64;
+    for phase in sh.phases.clone() {
+        let began = Instant::now();
+        // A held population is held all at once; other phases keep `concurrency` objects moving.
+        let in_flight = if phase == "monitor" {
+            usize::MAX
+        } else {
+            concurrency.max(1) as usize
+        };
+        let mut set: tokio::task::JoinSet<Option<Obj>> = tokio::task::JoinSet::new();
+        let mut next: Vec<Obj> = Vec::new();
+        let mut todo: Box<dyn Iterator<Item = Result<Obj, u64>> + Send> = if phase == "create" {
+            Box::new((0..count).map(Err))
+        } else {
+            Box::new(std::mem::take(&mut alive).into_iter().map(Ok))
+        };
+        let mut n = 0u64;
+        loop {
+            while set.len() >= in_flight {
+                if let Some(Ok(Some(o))) = set.join_next().await {
+                    next.push(o);
+                }
+            }
+            let Some(item) = todo.next() else { break };
+            if let (Some(rate), "create") = (rate, phase) {
+                tokio::time::sleep_until((began + Duration::from_secs_f64(n as f64 / rate)).into())
+                    .await;
+            }
+            n += 1;
+            let sh = sh.clone();
+            set.spawn(async move {
+                let mut o = match item {
+                    Ok(o) => o,
+                    Err(i) => new_obj(&sh, i)?,
+                };
+                run_phase(&sh, &mut o, phase, hold).await.then_some(o)
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            if let Ok(Some(o)) = r {
+                next.push(o);
+            }
+        }
+        sh.walls
+            .lock()
+            .expect("walls lock")
+            .insert(phase, began.elapsed());
+        if phase != "delete" {
+            peak = peak.max(next.len() as u64);
+        }
+        alive = next;
+    }
+    sh.completed
+        .fetch_add(alive.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    peak
 }
 
 /// Runs the lifecycle of `opts.count` objects on the cluster `target` reaches.
@@ -1051,6 +1198,7 @@ async fn drive(
             .max(Duration::from_millis(10)),
         finalizer: opts.finalizer,
         tallies: Mutex::new(BTreeMap::new()),
+        walls: Mutex::new(BTreeMap::new()),
         codes: Mutex::new((BTreeMap::new(), Vec::new())),
         infra: Default::default(),
         completed: Default::default(),
@@ -1083,21 +1231,36 @@ async fn drive(
             }
         }))
     });
-    let mut set = tokio::task::JoinSet::new();
-    for i in 0..opts.count {
-        if let Some(rate) = opts.rate {
-            tokio::time::sleep_until((start + Duration::from_secs_f64(i as f64 / rate)).into())
-                .await;
+    let peak = match opts.mode {
+        Mode::Waves => {
+            let hold = duration(
+                opts.hold.as_deref().or(opts.monitor.as_deref()),
+                "0s",
+                "hold",
+            )?;
+            Some(waves(&sh, opts.count, opts.rate, opts.concurrency, hold).await)
         }
-        // Bounded: at most 64 objects per write in flight are alive at once (a monitored
-        // population stays alive for its `monitor`, so the bound is wide).
-        while set.len() as u64 >= opts.concurrency.max(1) * 64 {
-            set.join_next().await;
+        Mode::Pipeline => {
+            let mut set = tokio::task::JoinSet::new();
+            for i in 0..opts.count {
+                if let Some(rate) = opts.rate {
+                    tokio::time::sleep_until(
+                        (start + Duration::from_secs_f64(i as f64 / rate)).into(),
+                    )
+                    .await;
+                }
+                // Bounded: at most 64 objects per write in flight are alive at once (a monitored
+                // population stays alive for its `monitor`, so the bound is wide).
+                while set.len() as u64 >= opts.concurrency.max(1) * 64 {
+                    set.join_next().await;
+                }
+                set.spawn(object(sh.clone(), i));
+                while set.try_join_next().is_some() {}
+            }
+            while set.join_next().await.is_some() {}
+            None
         }
-        set.spawn(object(sh.clone(), i));
-        while set.try_join_next().is_some() {}
-    }
-    while set.join_next().await.is_some() {}
+    };
     drop(ticker);
     let elapsed = start.elapsed();
     // What is left under the prefix: nothing after a delete; every object otherwise.
@@ -1111,10 +1274,9 @@ async fn drive(
         &sh,
         opts,
         phases,
-        elapsed,
-        secs,
+        (elapsed, secs),
         (dir, name, namespaces),
-        remaining,
+        (remaining, peak),
     )
 }
 
@@ -1182,13 +1344,13 @@ fn record(
     sh: &Shared,
     opts: &LifecycleOptions,
     phases: Vec<&'static str>,
-    elapsed: Duration,
-    secs: f64,
+    (elapsed, secs): (Duration, f64),
     (dir, name, namespaces): (String, String, Vec<String>),
-    remaining: u64,
+    (remaining, peak): (u64, Option<u64>),
 ) -> Result<LifecycleRecord> {
     let root = sh.root.clone();
     let tallies = std::mem::take(&mut *sh.tallies.lock().expect("tally lock"));
+    let walls = std::mem::take(&mut *sh.walls.lock().expect("walls lock"));
     let (codes, messages) = std::mem::take(&mut *sh.codes.lock().expect("codes lock"));
     let errors: u64 = tallies.values().map(|t| t.errors).sum();
     let created = tallies.get("create").map_or(0, |t| t.count);
@@ -1210,12 +1372,15 @@ fn record(
                         let span = if span < 0.01 { secs } else { span };
                         t.count as f64 / span
                     }),
+                    wall_ms: walls.get(p).map(|d| ms(*d)),
                 },
             )
         })
         .collect();
     let record = LifecycleRecord {
         kind: sh.layout.label.clone(),
+        mode: opts.mode,
+        peak_objects: peak,
         root,
         prefix: dir.clone(),
         objects: opts.count,
