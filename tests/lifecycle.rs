@@ -326,3 +326,37 @@ fn waves_create_the_whole_population_before_any_is_deleted_and_a_pipeline_does_n
         "waves hold all at once; a pipeline deletes early"
     );
 }
+
+/// A range over the prefix of objects this run deleted may find nothing: the guard against
+/// ranging the wrong prefix knows about deletions, and says so when it fires.
+#[test]
+fn a_range_over_what_the_run_deleted_may_be_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gone.rhai");
+    std::fs::write(
+        &f,
+        "step(\"cluster\", |p| cluster::simulate(#{ nodes: 3, pods: 0 }));\n\
+         step(\"vmis\", |p| cluster::lifecycle(#{ kind: \"vmi\", count: 10, namespaces: 2 }));\n\
+         step(\"left\", |p| etcd::range(result(\"vmis\").prefix, #{ absolute: true }));\n\
+         threshold(\"left.count == 0\");\n",
+    )
+    .unwrap();
+    let r = run(&f, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Kept (no delete phase): the same range elsewhere still fails, naming what was not removed.
+    std::fs::write(
+        &f,
+        "step(\"cluster\", |p| cluster::simulate(#{ nodes: 3, pods: 0 }));\n\
+         step(\"vmis\", |p| cluster::lifecycle(#{ kind: \"vmi\", count: 10, namespaces: 2, phases: [\"create\"] }));\n\
+         step(\"left\", |p| etcd::range(result(\"vmis\").prefix + \"default/\", #{ absolute: true }));\n",
+    )
+    .unwrap();
+    let r = run(&f, &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("no delete phase, cluster::cleanup or etcd::delete"),
+        "{}",
+        r.stderr
+    );
+}

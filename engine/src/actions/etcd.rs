@@ -312,7 +312,7 @@ fn expected(target: &Target, at_least: Option<u64>, record: RangeRecord) -> Resu
             match crate::actions::cluster::places::expected_under(&target.places, &record.prefix)
             {
                 Some(place) => format!(
-                    "etcd::range found nothing under `{}`, but {}: range where they are (a lifecycle's record names its `prefix` and `namespaces`; `cluster::object(record, i)` gives an object's key), or pass `at_least: 0` if nothing is expected here",
+                    "etcd::range found nothing under `{}`, but {}, and no delete phase, cluster::cleanup or etcd::delete of this run removed them since: range where they are (a lifecycle's record names its `prefix` and `namespaces`; `cluster::object(record, i)` gives an object's key), or pass `at_least: 0` if nothing is expected here",
                     record.prefix,
                     crate::actions::cluster::places::hint(&place)
                 ),

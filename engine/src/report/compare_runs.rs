@@ -118,13 +118,13 @@ fn runs_row(f: &Figure, a: &[Vec<Figure>], b: &[Vec<Figure>], opts: Options) -> 
         return row;
     }
     if absent_a > 0 || absent_b > 0 {
-        let (n, of, which, other_most) = if absent_a > 0 {
-            (absent_a, a.len(), "old", most_b)
+        let (n, of, which) = if absent_a > 0 {
+            (absent_a, a.len(), "old")
         } else {
-            (absent_b, b.len(), "new", most_a)
+            (absent_b, b.len(), "new")
         };
         // From a handful of incidental samples to none is no loss; from enough to judge it is.
-        if other_most < opts.min_samples && (va.is_empty() || vb.is_empty()) {
+        if most_a.max(most_b) < opts.min_samples {
             row.verdict = Verdict::NoData;
             return row;
         }
