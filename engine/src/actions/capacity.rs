@@ -231,7 +231,8 @@ pub struct Trial {
     /// The rate asked for, requests/s.
     #[schemars(with = "crate::measure::PerSecond")]
     pub rate: f64,
-    /// The rate achieved: successful requests per second of the trial's length.
+    /// The rate achieved: successful requests completed within the trial's length, per second of
+    /// it (not the send rate).
     #[schemars(with = "crate::measure::PerSecond")]
     pub achieved: f64,
     /// Whether the trial held the SLO and the error and shortfall bounds.
@@ -467,7 +468,8 @@ async fn trial(
     });
     Ok(Trial {
         rate,
-        // Over the trial's own length, as the shortfall is (the wall time adds the tail).
+        // Completed within the trial's own length, as the shortfall is (a backlog finishing
+        // after it was not served at the rate).
         achieved: r.shortfall.map_or(r.throughput, |s| rate * (1.0 - s)),
         passed: failed_on.is_none(),
         failed_on,

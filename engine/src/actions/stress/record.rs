@@ -121,7 +121,9 @@ pub struct StressRecord {
     /// Open loop: the mean target rate.
     #[schemars(with = "Option<crate::measure::PerSecond>")]
     pub target_rate: Option<f64>,
-    /// Open loop: how far throughput fell short of the target (0..1; 0 when it kept up).
+    /// Open loop: how far the requests completed within the schedule, per second, fell short of
+    /// the target (0..1; 0 when it kept up). A backlog that drains after the schedule ends does
+    /// not count as served.
     #[schemars(with = "Option<crate::measure::Ratio>")]
     pub shortfall: Option<f64>,
     /// Open loop: scheduled requests never sent because the clients could not keep up (timed in
@@ -230,7 +232,7 @@ pub fn build(i: Inputs<'_>) -> StressRecord {
     let errors: u64 = codes.values().sum();
     let ops = ok + errors;
     let throughput = ok as f64 / secs;
-    let series = i
+    let series: Vec<SecondPoint> = i
         .shared
         .series
         .lock()
@@ -248,8 +250,20 @@ pub fn build(i: Inputs<'_>) -> StressRecord {
     let (target_rate, shortfall, dropped) = match i.schedule {
         Some(s) => {
             let target = s.mean_rate();
-            // Measure over the schedule's length, not the (slightly longer) wall time.
-            let achieved = ok as f64 / s.length().as_secs_f64().max(1e-9);
+            // What etcd completed within the schedule's whole seconds, per second: requests
+            // that finish after it (a backlog draining at the end) were not served at the rate.
+            let window = s.length().as_secs_f64();
+            let whole = window.floor() as u64;
+            let achieved = if whole >= 1 {
+                series
+                    .iter()
+                    .filter(|p| p.t < whole)
+                    .map(|p| p.ok)
+                    .sum::<u64>() as f64
+                    / whole as f64
+            } else {
+                ok as f64 / window.max(1e-9)
+            };
             let dropped = s.total().saturating_sub(ops);
             time_dropped(&mut all, s, dropped, i.elapsed);
             (
