@@ -228,6 +228,8 @@ impl CheckOptions for CapacityOptions {
 /// One trial of the search.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Trial {
+    /// A repeat of an earlier trial's rate, run to confirm the answer before trusting it.
+    pub repeat: bool,
     /// The rate asked for, requests/s.
     #[schemars(with = "crate::measure::PerSecond")]
     pub rate: f64,
@@ -293,6 +295,9 @@ pub struct CapacityRecord {
     pub bracket: Option<f64>,
     /// Whether the bracket reached `precision` within the budget.
     pub converged: bool,
+    /// Whether a second trial at the sustained rate held too (`null`: the budget left no room
+    /// for it). When it did not, the answer moved down to the next rate that held.
+    pub confirmed: Option<bool>,
     /// What limited the cluster at `failed_rate`: `latency`, `errors`, `shortfall`, `server CPU
     /// saturated` or `client` (scen could not send faster: its own CPU is the limit, not etcd).
     pub limited_by: Option<String>,
@@ -338,9 +343,13 @@ pub async fn capacity(
     let (mut lo, mut hi): (Option<f64>, Option<f64>) = (None, None);
     let mut rate = opts.search.from;
     let cost = plan.step + plan.settle + Duration::from_secs(1);
-    // The next trial must fit in the budget, with its settling (twice a step if it fails).
+    // Below `from`, the search halves down to this before it says no rate held.
+    let floor = opts.search.from / 16.0;
+    // The next trial must fit in the budget, with its settling (twice a step if it fails), and
+    // once a rate held, with room for the trial that confirms the answer.
     loop {
-        if start.elapsed() + cost > plan.budget && !trials.is_empty() {
+        let reserve = if lo.is_some() { 2 } else { 1 };
+        if start.elapsed() + cost * reserve > plan.budget && !trials.is_empty() {
             break;
         }
         let t = trial(target, opts, &plan, rate, scraper, observers).await?;
@@ -360,11 +369,33 @@ pub async fn capacity(
             // The ramp: double until a trial fails or `to` is reached.
             (Some(l), None) if l >= opts.search.to => break,
             (Some(l), None) => (l * 2.0).min(opts.search.to),
-            (None, Some(_)) => break, // even `from` failed
+            // Even `from` failed: the answer is lower; halve down to the floor.
+            (None, Some(h)) if h / 2.0 >= floor => h / 2.0,
+            (None, Some(_)) => break,
             (Some(l), Some(h)) if (h - l) / l <= plan.precision => break,
             (Some(l), Some(h)) => (l + h) / 2.0,
             (None, None) => break, // not reached: a trial ran
         };
+    }
+    // One trial decides nothing on a busy machine: the answer is run again before it is trusted.
+    // A repeat that fails moves the answer down to the next rate that held.
+    let mut confirmed = None;
+    if let Some(l) = lo {
+        if start.elapsed() + cost <= plan.budget {
+            let mut t = trial(target, opts, &plan, l, scraper, observers).await?;
+            t.repeat = true;
+            confirmed = Some(t.passed);
+            if !t.passed {
+                hi = Some(hi.map_or(l, |h: f64| h.min(l)));
+                lo = trials
+                    .iter()
+                    .filter(|x| x.passed && x.rate < l)
+                    .map(|x| x.rate)
+                    .reduce(f64::max);
+            }
+            trials.push(t);
+            settle(target, &plan).await;
+        }
     }
     let bracket = match (lo, hi) {
         (Some(l), Some(h)) => Some((h - l) / l),
@@ -373,7 +404,7 @@ pub async fn capacity(
     let limited_by = hi.and_then(|h| {
         trials
             .iter()
-            .find(|t| t.rate == h)
+            .find(|t| t.rate == h && !t.passed)
             .and_then(|t| t.failed_on.clone())
     });
     let db_size_after = super::etcd::status(target).await.ok().as_ref().and_then(db);
@@ -384,7 +415,8 @@ pub async fn capacity(
         bracket,
         converged: bracket.is_some_and(|b| b <= plan.precision)
             || (hi.is_none() && lo.is_some_and(|l| l >= opts.search.to))
-            || (lo.is_none() && hi == Some(opts.search.from)),
+            || (lo.is_none() && hi.is_some_and(|h| h / 2.0 < floor)),
+        confirmed,
         limited_by,
         trials,
         db_size_before,
@@ -467,6 +499,7 @@ async fn trial(
         }
     });
     Ok(Trial {
+        repeat: false,
         rate,
         // Completed within the trial's own length, as the shortfall is (a backlog finishing
         // after it was not served at the rate).
