@@ -315,6 +315,7 @@ fn new_shared(
     Arc::new(Shared {
         next: AtomicU64::new(0),
         completed: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         last_ok_ns: AtomicU64::new(0),
         longest_gap_ns: AtomicU64::new(0),
@@ -366,7 +367,7 @@ async fn drive(
                 (Instant::now() + Duration::from_secs(1)).into(),
                 Duration::from_secs(1),
             );
-            let mut last = (0, Instant::now());
+            let mut last = record::Progress::new();
             loop {
                 tick.tick().await;
                 if let Some(line) = record::progress_line(&shared, &mut last) {

@@ -344,26 +344,48 @@ fn time_dropped(all: &mut Recorder, schedule: &Schedule, dropped: u64, elapsed: 
 /// The live line: requests completed per second since the last call (exact, from a counter), and
 /// p99 and errors of the second before last (workers fold a second into the series when their next
 /// request completes, so the latest second is still filling).
-pub fn progress_line(shared: &Shared, last: &mut (u64, std::time::Instant)) -> Option<String> {
+pub fn progress_line(shared: &Shared, last: &mut Progress) -> Option<String> {
     use std::sync::atomic::Ordering;
     let now = std::time::Instant::now();
     let completed = shared.completed.load(Ordering::Relaxed);
-    let rate = (completed.saturating_sub(last.0)) as f64
-        / now.duration_since(last.1).as_secs_f64().max(1e-3);
-    *last = (completed, now);
+    let failed = shared.failed.load(Ordering::Relaxed);
+    let secs = now.duration_since(last.at).as_secs_f64().max(1e-3);
+    let rate = (completed.saturating_sub(last.completed)) as f64 / secs;
+    // Errors as they happen, all of the step's so far (not the series, which lags, and a line
+    // printed every few seconds must not lose those in between).
+    let errors = failed;
+    *last = Progress { completed, at: now };
     let series = shared.series.lock().ok()?;
     let sec = (shared.start.elapsed().as_secs() as usize).checked_sub(2);
     // A p99 only when that second has one: no placeholder figures on the terminal.
-    let (p99, errors) = match sec.and_then(|s| series.get(s)) {
-        Some(s) if !s.hist.is_empty() => (
-            format!(
-                " p99 {}",
-                crate::measure::Unit::Ms.format(Some(s.hist.value_at_quantile(0.99) as f64 / 1e3))
-            ),
-            s.errors,
+    let p99 = match sec.and_then(|s| series.get(s)) {
+        Some(s) if !s.hist.is_empty() => format!(
+            " p99 {}",
+            crate::measure::Unit::Ms.format(Some(s.hist.value_at_quantile(0.99) as f64 / 1e3))
         ),
-        Some(s) => (String::new(), s.errors),
-        None => (String::new(), 0),
+        _ => String::new(),
     };
     Some(format!("{rate:.0}/s{p99} errors {errors}"))
+}
+
+/// What the progress line saw at its last tick.
+pub struct Progress {
+    completed: u64,
+    at: std::time::Instant,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Progress {
+    /// Nothing seen yet.
+    pub fn new() -> Self {
+        Progress {
+            completed: 0,
+            at: std::time::Instant::now(),
+        }
+    }
 }

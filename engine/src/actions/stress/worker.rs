@@ -85,6 +85,9 @@ pub struct Shared {
     pub next: AtomicU64,
     /// Requests completed (ok or failed), for the live progress line.
     pub completed: AtomicU64,
+    /// Requests failed, as they fail: the progress line's errors (the per-second series only
+    /// gets a second once its requests are flushed).
+    pub failed: AtomicU64,
     /// Set to stop all workers (deadline, abort, or etcd gone).
     pub stop: AtomicBool,
     /// Nanoseconds after `start` of the latest successful request.
@@ -537,6 +540,7 @@ pub async fn run(
             }
             Err(e) => {
                 errors[op.index()] += 1;
+                shared.failed.fetch_add(1, Ordering::Relaxed);
                 let code = crate::actions::FailCode::of(&e);
                 slot.error(op, code);
                 *codes.entry(code).or_default() += 1;
