@@ -156,11 +156,30 @@ fn the_shipped_capacity_scenario_runs_small() {
     assert!(matches!(r.code, 0 | 1), "{}", r.stderr);
     let report = r.report.unwrap();
     let c = &step(&report, "capacity")["record"];
-    assert!(c["sustained_rate"].as_f64().unwrap() >= 2000.0, "{c}");
-    assert_eq!(
-        threshold(&report, "capacity.sustained_rate > 0/s")["status"],
-        "passed"
-    );
+    // The answer may lie below `from` on a busy machine, and the repeat may refute the rate that
+    // held once (after overloaded trials, etcd is slower for a while): then no rate held for
+    // sure, and the record says which trial refuted it.
+    match c["sustained_rate"].as_f64() {
+        Some(sustained) => {
+            assert!(
+                c["failed_rate"].as_f64().is_none_or(|f| f > sustained),
+                "{c}"
+            );
+            assert_eq!(
+                threshold(&report, "capacity.sustained_rate > 0/s")["status"],
+                "passed"
+            );
+        }
+        None => {
+            assert_eq!(c["confirmed"], false, "{c}");
+            let last = c["trials"].as_array().unwrap().last().unwrap().clone();
+            assert!(last["repeat"] == true && last["passed"] == false, "{last}");
+            assert_eq!(
+                threshold(&report, "capacity.sustained_rate > 0/s")["status"],
+                "no_data"
+            );
+        }
+    }
 }
 
 #[test]

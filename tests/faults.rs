@@ -117,7 +117,15 @@ fn killing_the_leader_elects_another_and_the_load_sees_the_window() {
     let degraded = &record(&report, "degraded")["server"]["process"];
     assert_eq!(degraded["members"], 2, "{degraded}");
     let load = &record(&report, "load")["server"]["process"];
-    assert_eq!(load["members"], 3, "{load}");
+    // Three members at the load's end when the restart finished before it (on a loaded machine
+    // the election and the restart can outlast an 8 s load: then two).
+    let end = |name: &str| {
+        let s = step(&report, name);
+        chrono::DateTime::parse_from_rfc3339(s["started_at"].as_str().unwrap()).unwrap()
+            + chrono::Duration::milliseconds(s["duration_ms"].as_f64().unwrap() as i64)
+    };
+    let expected = if end("restart") < end("load") { 3 } else { 2 };
+    assert_eq!(load["members"], expected, "{load}");
     assert!(load["cpu"].as_f64().unwrap() > 0.0, "{load}");
     assert!(
         load["rss_bytes"].as_u64().unwrap() > degraded["rss_bytes"].as_u64().unwrap(),
