@@ -259,16 +259,21 @@ fn sigint_and_sigterm_exit_130_with_a_partial_report_and_no_etcd_left() {
     }
 }
 
-#[test]
-fn kill_9_of_scen_takes_its_etcd_down_and_the_next_run_removes_its_data() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut child, etcd_pid) = start_slow_run(&dir.path().join("r.json"));
-    let cmdline = std::fs::read(format!("/proc/{etcd_pid}/cmdline")).unwrap();
+/// The directory scen made for the etcd member `pid` (its data directory's parent).
+fn run_dir_of(pid: u32) -> std::path::PathBuf {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
     let data = String::from_utf8_lossy(&cmdline)
         .split('\0')
         .find_map(|a| a.strip_prefix("--data-dir=").map(std::path::PathBuf::from))
         .unwrap();
-    let run_dir = data.parent().unwrap().to_path_buf();
+    data.parent().unwrap().to_path_buf()
+}
+
+#[test]
+fn kill_9_of_scen_takes_its_etcd_down_and_the_next_run_removes_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, etcd_pid) = start_slow_run(&dir.path().join("r.json"));
+    let run_dir = run_dir_of(etcd_pid);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(gone(&[etcd_pid]), "etcd {etcd_pid} survived scen's SIGKILL");
@@ -523,12 +528,7 @@ fn a_second_signal_exits_at_once_whatever_blocks_and_the_next_run_reaps_the_dire
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
     let (mut child, etcd_pid) = start_slow_run(&fifo);
-    let cmdline = std::fs::read(format!("/proc/{etcd_pid}/cmdline")).unwrap();
-    let data = String::from_utf8_lossy(&cmdline)
-        .split('\0')
-        .find_map(|a| a.strip_prefix("--data-dir=").map(std::path::PathBuf::from))
-        .unwrap();
-    let run_dir = data.parent().unwrap().to_path_buf();
+    let run_dir = run_dir_of(etcd_pid);
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let signalled = Instant::now();

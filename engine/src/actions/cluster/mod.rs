@@ -563,17 +563,8 @@ pub async fn simulate_through(
     .await?;
     let (count, foreign) = kube_foreign(&created, &[], server);
     if count > 0 && !opts.adopt_existing && !opts.rewrite {
-        let written = Written {
-            root: server.to_string(),
-            shape,
-            revisions: (0, 0),
-            options: opts.clone(),
-            kube: Some(created),
-        };
-        let (removed, _) = match &written.kube {
-            Some(c) => apiserver::cleanup(c, &written.options, &written.shape).await?,
-            None => (0, 0),
-        };
+        // Leave nothing behind: what this step created goes again.
+        let (removed, _) = apiserver::cleanup(&created, opts, &shape).await?;
         return Err(not_ours(count, &foreign, removed, &record));
     }
     Ok((
