@@ -6,6 +6,13 @@ mod common;
 use common::*;
 use serde_json::Value;
 
+/// The value etcd holds at `key` (empty when there is none).
+fn value(url: &str, key: &str) -> String {
+    etcdctl(url, &["get", key, "--print-value-only"])
+        .trim()
+        .to_string()
+}
+
 fn count(url: &str, prefix: &str) -> u64 {
     etcdctl(url, &["get", prefix, "--prefix", "--keys-only"])
         .lines()
@@ -187,14 +194,7 @@ fn cleanup_removes_what_the_run_created_and_nothing_else() {
     let report = r.report.unwrap();
     let sim = &step(&report, "sim")["record"];
     assert_eq!(sim["existing"], 1, "the failed step keeps its record");
-    assert_eq!(
-        etcdctl(
-            &url,
-            &["get", "/registry/minions/scen-node-0", "--print-value-only"]
-        )
-        .trim(),
-        "real"
-    );
+    assert_eq!(value(&url, "/registry/minions/scen-node-0"), "real");
     // What the failed step had created went again: it leaves nothing behind.
     assert!(
         r.stderr
@@ -226,26 +226,8 @@ fn cleanup_removes_what_the_run_created_and_nothing_else() {
     let clean = &step(&report, "clean")["record"];
     assert_eq!(clean["deleted"], 35);
     assert_eq!(clean["kept"], 1);
-    assert_eq!(
-        etcdctl(
-            &url,
-            &["get", "/registry/minions/scen-node-0", "--print-value-only"]
-        )
-        .trim(),
-        "real"
-    );
-    assert_eq!(
-        etcdctl(
-            &url,
-            &[
-                "get",
-                "/registry/pods/kube-system/etcd-0",
-                "--print-value-only"
-            ]
-        )
-        .trim(),
-        "real-pod"
-    );
+    assert_eq!(value(&url, "/registry/minions/scen-node-0"), "real");
+    assert_eq!(value(&url, "/registry/pods/kube-system/etcd-0"), "real-pod");
     assert_eq!(count(&url, "/registry/"), 2);
     assert_eq!(r.code, 1, "the node-count threshold fails: {}", r.stderr);
 }
@@ -481,7 +463,7 @@ fn heartbeats_never_touch_objects_this_run_did_not_create() {
         r.stderr
     );
     for ((k, v), rev) in foreign.iter().zip(&before) {
-        assert_eq!(etcdctl(&url, &["get", k, "--print-value-only"]).trim(), *v);
+        assert_eq!(value(&url, k), *v);
         assert_eq!(revision(k), *rev, "{k} was written");
     }
     // Adopted: used as they are, never written.
@@ -496,11 +478,7 @@ fn heartbeats_never_touch_objects_this_run_did_not_create() {
         r.stderr
     );
     for ((k, v), rev) in foreign.iter().zip(before) {
-        assert_eq!(
-            etcdctl(&url, &["get", k, "--print-value-only"]).trim(),
-            *v,
-            "{k} was overwritten"
-        );
+        assert_eq!(value(&url, k), *v, "{k} was overwritten");
         assert_eq!(revision(k), rev, "{k} was written again");
     }
     // The heartbeats count the writes they did not make to adopted objects, as no error.
