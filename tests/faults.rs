@@ -421,6 +421,27 @@ fn a_partition_isolates_the_leader_heal_restores_it_and_a_slow_leader_link_slows
         "{:?}",
         links("healthy")
     );
+    // The outage as the load's clients saw it: a third of them talk to the cut-off member, whose
+    // requests time out, so the load ran below 90% of its rate, with errors, from the cut on; the
+    // fault lasted until the heal; and the window's errors are some of the load's.
+    let outage = &cut["outage"];
+    assert_eq!(outage["load"], "load", "{outage}");
+    assert_eq!(outage["intended_from"], "target_rate", "{outage}");
+    let cut_span = step(&report, "cut")["duration_ms"].as_f64().unwrap()
+        + step(&report, "cut_for_a_while")["duration_ms"].as_f64().unwrap();
+    assert!(outage["fault_ms"].as_f64().unwrap() >= cut_span, "{outage}");
+    assert!(outage["window_ms"].as_f64().unwrap() >= 1000.0, "{outage}");
+    let (in_window, all) = (
+        outage["errors"].as_u64().unwrap(),
+        rec("load")["errors"].as_u64().unwrap(),
+    );
+    assert!(in_window >= 1 && in_window <= all, "{outage}");
+    assert!(outage["throughput_ratio"].as_f64().unwrap() < 0.9, "{outage}");
+    assert!(rec("heal")["outage"].is_null(), "a heal starts no fault");
+    // The timeline shades the cut until the heal, the heal itself is no mark of its own.
+    let html = std::fs::read_to_string(r.dir.path().join("r.html")).unwrap();
+    assert!(html.contains("cut (fault, until"), "the cut's shading ends at the heal");
+    assert!(!html.contains("heal (fault)"));
     // And through it all, no acknowledged write was lost and no read was stale.
     let safety = &rec("load")["safety"];
     assert_eq!(safety["passed"], true, "{safety}");
@@ -480,12 +501,15 @@ fn network_faults_need_the_peer_proxies_and_three_members_and_say_which() {
 fn the_partition_and_flaky_link_scenarios_run_small() {
     let r = run(
         &root().join("scenarios/partition.rhai"),
-        &["--set", "load_duration=10s", "--set", "cut=3s"],
+        &["--set", "load_duration=14s", "--set", "cut=3s"],
     );
     assert_page_renders(&r);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let report = r.report.unwrap();
     assert_eq!(step(&report, "load")["record"]["safety"]["passed"], true);
+    // The outage threshold read a figure: the load was back before it ended.
+    let outage = &step(&report, "cut")["record"]["outage"];
+    assert!(outage["outage_ms"].as_f64().is_some(), "{outage}");
     let r = run(
         &root().join("scenarios/flaky-link.rhai"),
         &["--set", "phase=3s", "--set", "rate=100"],

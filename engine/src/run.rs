@@ -500,6 +500,8 @@ async fn execute(
     );
     let mut outcome = run_steps(ctx, report).await;
     report.server_timeline = sampler.finish();
+    // Each fault as the loads across it saw it: known once they have finished.
+    crate::report::outage::attach(report);
 
     // 4. Thresholds not decided yet: those whose steps finished are evaluated even when the run
     //    stopped early, so a partial report still says what was learned.

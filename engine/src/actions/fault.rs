@@ -42,6 +42,9 @@ pub struct FaultRecord {
     /// Wall time of the action, ms.
     #[schemars(with = "crate::measure::Ms")]
     pub duration_ms: f64,
+    /// The fault as the clients of a load running across it saw it (filled once the run's steps
+    /// have finished; `null`: no load ran across it, or this action starts no fault).
+    pub outage: Option<crate::report::outage::ClientOutage>,
 }
 
 /// One member, as `fault::members()` reports it.
@@ -283,6 +286,7 @@ pub async fn fault(
         alive,
         quorum,
         duration_ms: 0.0,
+        outage: None,
     };
     match action {
         "kill" | "pause" if was_leader && quorum => {

@@ -59,6 +59,9 @@ pub struct NetworkRecord {
     /// Wall time of the action, ms.
     #[schemars(with = "crate::measure::Ms")]
     pub duration_ms: f64,
+    /// The fault as the clients of a load running across it saw it (filled once the run's steps
+    /// have finished; `null`: no load ran across it, or this action starts no fault).
+    pub outage: Option<crate::report::outage::ClientOutage>,
 }
 
 /// Writes through the members of one side of a partition.
@@ -287,6 +290,7 @@ fn blank(action: &str) -> NetworkRecord {
         loss: None,
         bandwidth: None,
         duration_ms: 0.0,
+        outage: None,
     }
 }
 

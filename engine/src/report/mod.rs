@@ -7,6 +7,7 @@ mod json;
 mod junit;
 mod markdown;
 pub mod model;
+pub mod outage;
 mod phases;
 pub mod redact;
 mod svg;

@@ -78,18 +78,44 @@ fn lanes(report: &Report) -> Vec<(usize, &StepReport, f64)> {
     out
 }
 
+/// A fault step that ends another's window (`heal`, `resume`, a `slow_disk` of 0), and is not
+/// marked itself when it did.
+fn undoing(s: &StepReport) -> bool {
+    let action = s.record.get("action").and_then(Value::as_str);
+    matches!(action, Some("heal" | "resume"))
+        || (action == Some("slow_disk")
+            && s.record.get("delay_ms").and_then(Value::as_f64) == Some(0.0))
+}
+
 /// Faults and maintenance as marks (spans from start to end), and failed thresholds at the end of
 /// the last step they read.
 fn marks(report: &Report) -> Vec<Mark> {
     let mut out = Vec::new();
-    for s in &report.steps {
-        if let (Some(k), Some(off)) = (kind(s), offset_s(report, s)) {
-            out.push(Mark {
-                x: off,
-                end: Some(off + s.duration_ms / 1e3),
-                label: format!("{} ({k})", s.name),
-            });
-        }
+    // A fault is shaded from its injection to the step that undid it (the run's end when none
+    // did); the steps that undo one are part of that span, not marks of their own.
+    let windows = super::outage::fault_windows(report);
+    let run_end = length(report);
+    for (i, s) in report.steps.iter().enumerate() {
+        let (Some(k), Some(off)) = (kind(s), offset_s(report, s)) else {
+            continue;
+        };
+        let end = match windows.iter().find(|w| w.step == i) {
+            Some(w) => w.end.unwrap_or(run_end),
+            None if k == "fault" && undoing(s) => continue,
+            None => off + s.duration_ms / 1e3,
+        };
+        let label = match windows.iter().find(|w| w.step == i) {
+            Some(w) if w.end.is_none() => format!("{} ({k}, not undone)", s.name),
+            Some(_) if end > off + s.duration_ms / 1e3 + 0.05 => {
+                format!("{} ({k}, until undone +{:.1}s)", s.name, end)
+            }
+            _ => format!("{} ({k})", s.name),
+        };
+        out.push(Mark {
+            x: off,
+            end: Some(end),
+            label,
+        });
     }
     for t in report.thresholds.iter().filter(|t| t.status.is_failure()) {
         let at = crate::threshold::Threshold::parse(&t.expression, false)
