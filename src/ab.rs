@@ -27,9 +27,17 @@ pub struct AbArgs {
     /// Side B (the candidate), as --a. Repeatable.
     #[arg(long = "b", value_name = "KEY=VALUE")]
     b: Vec<String>,
-    /// Rounds; each runs A and B once, each on a fresh embedded etcd.
-    #[arg(long, default_value_t = 6)]
-    rounds: usize,
+    /// Rounds; each runs A and B once, each on a fresh embedded etcd. `auto`: after 3 pilot
+    /// rounds, as many as the measured noise needs to detect --detect (at most --max-rounds).
+    #[arg(long, default_value = "6", value_name = "N|auto")]
+    rounds: String,
+    /// With --rounds auto, the most rounds to run.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    max_rounds: usize,
+    /// The change the A/B should be able to see: a figure whose rounds could not is
+    /// "inconclusive", and after the pilot rounds scen says how many rounds would do.
+    #[arg(long, default_value = "10%", value_name = "PERCENT")]
+    detect: String,
     /// Order within rounds: abba (A B, B A, ...) or random (drawn from --seed, recorded).
     #[arg(long, default_value = "abba", value_name = "ORDER")]
     order: String,
@@ -61,6 +69,7 @@ pub struct AbArgs {
 /// A line per run on stderr; the runs' own steps stay quiet.
 struct Lines {
     quiet: bool,
+    detect: f64,
     runs: usize,
     started: std::sync::Mutex<Option<Instant>>,
 }
@@ -108,6 +117,21 @@ impl ab::Progress for Lines {
             );
         }
     }
+    fn planned(&self, after: usize, needed: Option<usize>, will_run: usize) {
+        if self.quiet {
+            return;
+        }
+        match needed {
+            Some(n) => say!(
+                "after {after} rounds: detecting ±{:.0}% (--detect) needs about {n} rounds at this noise; running {will_run}",
+                self.detect * 100.0
+            ),
+            None => say!(
+                "after {after} rounds: detecting ±{:.0}% (--detect) would need more than 100 rounds at this noise; running {will_run} (figures stay inconclusive)",
+                self.detect * 100.0
+            ),
+        }
+    }
     fn observer(&self) -> Arc<dyn Observer> {
         Arc::new(scen_engine::run::Quiet)
     }
@@ -131,6 +155,26 @@ pub fn ab(mut args: AbArgs, quiet: bool) -> i32 {
             );
             return 2;
         }
+    };
+    let detect = match scen_engine::units::parse_quantity(&args.detect) {
+        Ok(q) if q.value > 0.0 && q.value < 10.0 => q.value,
+        _ => {
+            say!(
+                "error: --detect {}: a percentage above 0%, such as 10%",
+                args.detect
+            );
+            return 2;
+        }
+    };
+    let (rounds, auto_rounds) = match args.rounds.as_str() {
+        "auto" => (args.max_rounds, true),
+        n => match n.parse::<usize>() {
+            Ok(n) => (n, false),
+            Err(_) => {
+                say!("error: --rounds {n}: a number of rounds (2 to 100) or auto");
+                return 2;
+            }
+        },
     };
     let parsed = (|| -> Result<_, ab::Error> {
         let a = Side::parse("a", &args.a)?;
@@ -161,11 +205,13 @@ pub fn ab(mut args: AbArgs, quiet: bool) -> i32 {
         base,
         a,
         b,
-        rounds: args.rounds,
+        rounds,
         order,
         gates,
         figures: args.figures.clone(),
         min_change,
+        detect,
+        auto_rounds,
         alpha: 0.05,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -174,6 +220,7 @@ pub fn ab(mut args: AbArgs, quiet: bool) -> i32 {
         .expect("tokio runtime");
     let lines = Lines {
         quiet,
+        detect: cfg.detect,
         runs: cfg.rounds * 2,
         started: Default::default(),
     };

@@ -428,7 +428,9 @@ fn a_partition_isolates_the_leader_heal_restores_it_and_a_slow_leader_link_slows
     assert_eq!(outage["load"], "load", "{outage}");
     assert_eq!(outage["intended_from"], "target_rate", "{outage}");
     let cut_span = step(&report, "cut")["duration_ms"].as_f64().unwrap()
-        + step(&report, "cut_for_a_while")["duration_ms"].as_f64().unwrap();
+        + step(&report, "cut_for_a_while")["duration_ms"]
+            .as_f64()
+            .unwrap();
     assert!(outage["fault_ms"].as_f64().unwrap() >= cut_span, "{outage}");
     assert!(outage["window_ms"].as_f64().unwrap() >= 1000.0, "{outage}");
     let (in_window, all) = (
@@ -436,11 +438,17 @@ fn a_partition_isolates_the_leader_heal_restores_it_and_a_slow_leader_link_slows
         rec("load")["errors"].as_u64().unwrap(),
     );
     assert!(in_window >= 1 && in_window <= all, "{outage}");
-    assert!(outage["throughput_ratio"].as_f64().unwrap() < 0.9, "{outage}");
+    assert!(
+        outage["throughput_ratio"].as_f64().unwrap() < 0.9,
+        "{outage}"
+    );
     assert!(rec("heal")["outage"].is_null(), "a heal starts no fault");
     // The timeline shades the cut until the heal, the heal itself is no mark of its own.
     let html = std::fs::read_to_string(r.dir.path().join("r.html")).unwrap();
-    assert!(html.contains("cut (fault, until"), "the cut's shading ends at the heal");
+    assert!(
+        html.contains("cut (fault, until"),
+        "the cut's shading ends at the heal"
+    );
     assert!(!html.contains("heal (fault)"));
     // And through it all, no acknowledged write was lost and no read was stale.
     let safety = &rec("load")["safety"];

@@ -252,6 +252,12 @@ pub struct Config {
     pub figures: Vec<String>,
     /// A significant change smaller than this (relative) is reported as no change.
     pub min_change: f64,
+    /// The change the comparison should be able to see (relative, `--detect`): a figure whose
+    /// rounds could not is inconclusive, and the rounds needed for it are said after the pilot.
+    pub detect: f64,
+    /// Stop as soon as every deciding figure (the gates', else all compared) could detect
+    /// `detect`, after at least [`PILOT_ROUNDS`]; `rounds` is then the most to run.
+    pub auto_rounds: bool,
     /// Family-wise error rate: 0.05 for 95% intervals.
     pub alpha: f64,
 }
@@ -346,12 +352,19 @@ pub async fn check(cfg: &Config) -> Result<Vec<Gate>, Error> {
     Ok(from_thresholds)
 }
 
+/// Complete rounds before the noise is estimated and the rounds needed are said (`--rounds
+/// auto` runs at least these).
+pub const PILOT_ROUNDS: usize = 3;
+
 /// A front end's view of an A/B as it goes.
 pub trait Progress: Send + Sync {
     /// A run is about to start.
     fn run_started(&self, _round: usize, _side: Which, _of: usize) {}
     /// A run ended.
     fn run_finished(&self, _round: usize, _side: Which, _report: &Report) {}
+    /// After the pilot rounds: the rounds that would detect `--detect` at the noise measured
+    /// (`None`: more than 100), and how many will run.
+    fn planned(&self, _after: usize, _needed: Option<usize>, _will_run: usize) {}
     /// The observer each run reports its steps to.
     fn observer(&self) -> Arc<dyn Observer>;
 }
@@ -365,6 +378,12 @@ pub async fn run(
     progress: &dyn Progress,
 ) -> AbReport {
     let order = cfg.order.runs(cfg.rounds);
+    let mut gates = cfg.gates.clone();
+    for g in threshold_gates {
+        if !gates.iter().any(|x| x.path == g.path) {
+            gates.push(g);
+        }
+    }
     let mut runs: Vec<RunEntry> = Vec::new();
     let mut stopped = None;
     for (i, (round, which)) in order.iter().enumerate() {
@@ -399,11 +418,24 @@ pub async fn run(
             stopped = Some(outcome);
             break;
         }
-    }
-    let mut gates = cfg.gates.clone();
-    for g in threshold_gates {
-        if !gates.iter().any(|x| x.path == g.path) {
-            gates.push(g);
+        // A round just completed: after the pilot, say what the noise needs, and with `auto`
+        // stop once it is done.
+        let done = round + 1;
+        let round_complete = order.get(i + 1).is_none_or(|(r, _)| r != round);
+        if round_complete && done >= PILOT_ROUNDS {
+            let so_far = report::build(cfg, gates.clone(), runs.clone(), None);
+            let needed = so_far.rounds_needed;
+            if done == PILOT_ROUNDS {
+                let will = if cfg.auto_rounds {
+                    needed.unwrap_or(cfg.rounds).clamp(PILOT_ROUNDS, cfg.rounds)
+                } else {
+                    cfg.rounds
+                };
+                progress.planned(done, needed, will);
+            }
+            if cfg.auto_rounds && needed.is_some_and(|n| done >= n) {
+                break;
+            }
         }
     }
     report::build(cfg, gates, runs, stopped)

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use super::stats::{paired_change, Change};
+use super::stats::{paired_change, rounds_needed, Change};
 use super::{compared, worse_sign, Config, Gate, Order, Which};
 use crate::measure::figures::Better;
 use crate::measure::Unit;
@@ -37,6 +37,9 @@ pub enum Verdict {
     Improved,
     /// Some round lacks the figure, or a side is zero where the other is not.
     NoData,
+    /// No significant change, but the rounds could not have seen a change of `--detect`: the
+    /// interval is wider than what was asked (the note says how many rounds would do).
+    Inconclusive,
 }
 
 impl Verdict {
@@ -47,6 +50,7 @@ impl Verdict {
             Verdict::Regressed => "REGRESSED",
             Verdict::Improved => "improved",
             Verdict::NoData => "no data",
+            Verdict::Inconclusive => "? inconclusive",
         }
     }
 }
@@ -74,6 +78,10 @@ pub struct FigureVerdict {
     pub interval: Option<[f64; 2]>,
     /// The smallest change these rounds would detect (80% power), relative (±).
     pub detectable: Option<f64>,
+    /// Rounds that would detect a change of `--detect` with the noise these rounds measured
+    /// (`null`: unknown noise, or more than 100).
+    #[serde(default)]
+    pub rounds_needed: Option<usize>,
     /// The verdict.
     pub verdict: Verdict,
     /// Why the verdict is not the interval's alone (`within one histogram bucket`).
@@ -154,6 +162,16 @@ pub struct AbReport {
     pub gates: Vec<GateVerdict>,
     /// The median of the figures' detectable changes.
     pub detectable: Option<f64>,
+    /// The change the rounds were asked to be able to see (`--detect`), relative.
+    #[serde(default)]
+    pub detect: f64,
+    /// Rounds that would detect `detect` on every deciding figure (the gates', else all with
+    /// data) at the noise measured (`null`: more than 100, or no figure with data).
+    #[serde(default)]
+    pub rounds_needed: Option<usize>,
+    /// Whether `--rounds auto` stopped the A/B once `rounds_needed` were done.
+    #[serde(default)]
+    pub auto_rounds: bool,
     /// How the A/B ended.
     pub outcome: Outcome,
     /// The process exit code.
@@ -230,6 +248,7 @@ pub fn build(
                     low: 0.0,
                     high: 0.0,
                     detectable: 0.0,
+                    sd: 0.0,
                 })
             } else {
                 paired_change(&av, &bv, 1.0 - confidence(cfg), k)
@@ -237,6 +256,13 @@ pub fn build(
         } else {
             None
         };
+        let needed = change.and_then(|c| {
+            if c.sd == 0.0 {
+                Some(2)
+            } else {
+                rounds_needed(c.sd, cfg.detect, 1.0 - confidence(cfg), k)
+            }
+        });
         let verdict = match change {
             None => Verdict::NoData,
             Some(_) if one_bucket.is_some() => Verdict::NoChange,
@@ -247,6 +273,7 @@ pub fn build(
                     Verdict::Improved
                 }
             }
+            Some(c) if c.detectable > cfg.detect => Verdict::Inconclusive,
             Some(_) => Verdict::NoChange,
         };
         figures.push(FigureVerdict {
@@ -263,13 +290,29 @@ pub fn build(
             change: change.map(|c| c.estimate),
             interval: change.map(|c| [c.low, c.high]),
             detectable: change.map(|c| c.detectable),
+            rounds_needed: needed,
             verdict,
-            note: one_bucket.filter(|_| change.is_some()).map(|up| {
-                format!(
+            note: match (one_bucket.filter(|_| change.is_some()), verdict) {
+                (Some(up), _) => Some(format!(
                     "every round of A and B in one bucket of etcd's histogram (up to {}): finer changes do not show",
                     Unit::Ms.format(Some(up))
-                )
-            }),
+                )),
+                (None, Verdict::Inconclusive) => Some(match needed {
+                    Some(n) => format!(
+                        "{} rounds could detect only ±{:.1}%; about {n} rounds would detect ±{:.0}% (--detect) at this noise",
+                        complete.len(),
+                        change.map_or(f64::NAN, |c| c.detectable) * 100.0,
+                        cfg.detect * 100.0
+                    ),
+                    None => format!(
+                        "{} rounds could detect only ±{:.1}%, and this noise would need more than 100 rounds for ±{:.0}% (--detect)",
+                        complete.len(),
+                        change.map_or(f64::NAN, |c| c.detectable) * 100.0,
+                        cfg.detect * 100.0
+                    ),
+                }),
+                _ => None,
+            },
         });
     }
     let mut gate_verdicts = Vec::new();
@@ -292,12 +335,25 @@ pub fn build(
                     // Worse beyond the limit with confidence: the whole interval past it.
                     let past = if sign > 0.0 { lo > g.limit } else { hi < g.limit };
                     let failed = past && f.verdict == Verdict::Regressed;
+                    // Not failed, but the interval reaches past the allowed change: a regression
+                    // that large cannot be ruled out by these rounds.
+                    let open = if sign > 0.0 { hi > g.limit } else { lo < g.limit };
                     let text = format!(
-                        "{} (interval {} .. {}), allowed {}",
+                        "{} (interval {} .. {}), allowed {}{}",
                         pct(f.change),
                         pct(Some(lo)),
                         pct(Some(hi)),
-                        pct(Some(g.limit))
+                        pct(Some(g.limit)),
+                        if !failed && open {
+                            format!(
+                                "; inconclusive: these rounds cannot rule out a regression past it{}",
+                                f.rounds_needed
+                                    .map(|n| format!(" (about {n} rounds would see ±{:.0}%)", cfg.detect * 100.0))
+                                    .unwrap_or_default()
+                            )
+                        } else {
+                            String::new()
+                        }
                     );
                     (failed, text)
                 }
@@ -312,6 +368,7 @@ pub fn build(
             message,
         });
     }
+    let needed = rounds_for(&figures, &gate_verdicts);
     let mut detectable: Vec<f64> = figures.iter().filter_map(|f| f.detectable).collect();
     detectable.retain(|d| d.is_finite() && *d > 0.0);
     let outcome = match stopped {
@@ -340,10 +397,33 @@ pub fn build(
         figures,
         gates: gate_verdicts,
         detectable: median(&detectable),
+        detect: cfg.detect,
+        rounds_needed: needed,
+        auto_rounds: cfg.auto_rounds,
         outcome,
         exit_code: outcome.exit_code(),
         runs,
     }
+}
+
+/// Rounds that would let every deciding figure detect `--detect`: the gates' figures, else every
+/// figure with data and a noise estimate; `None` when one of them would need more than 100 or
+/// none has data.
+pub fn rounds_for(figures: &[FigureVerdict], gates: &[GateVerdict]) -> Option<usize> {
+    let deciding: Vec<&FigureVerdict> = figures
+        .iter()
+        .filter(|f| f.verdict != Verdict::NoData)
+        // A quantized figure (the same ratio every round) has no noise estimate to plan with.
+        .filter(|f| f.detectable.is_some_and(f64::is_finite))
+        .filter(|f| gates.is_empty() || gates.iter().any(|g| g.path == f.path))
+        .collect();
+    if deciding.is_empty() {
+        return None;
+    }
+    deciding
+        .iter()
+        .map(|f| f.rounds_needed)
+        .try_fold(2, |acc, n| Some(acc.max(n?)))
 }
 
 fn confidence(cfg: &Config) -> f64 {
@@ -438,6 +518,25 @@ impl AbReport {
                 );
             }
         }
+        let _ = match self.rounds_needed {
+            Some(n) => writeln!(
+                out,
+                "\nto detect ±{:.0}% (--detect) on the deciding figures{}: about {n} rounds at this noise{}",
+                self.detect * 100.0,
+                if self.gates.is_empty() { "" } else { " (the gates')" },
+                if n <= self.completed_rounds {
+                    format!(" — {} were run", self.completed_rounds)
+                } else {
+                    format!(" — only {} were run: more rounds (--rounds {n}, or --rounds auto) would decide the inconclusive ones", self.completed_rounds)
+                }
+            ),
+            None if !self.figures.is_empty() => writeln!(
+                out,
+                "\nto detect ±{:.0}% (--detect) on the deciding figures, this noise would need more than 100 rounds: quiet the machine or detect a larger change",
+                self.detect * 100.0
+            ),
+            None => Ok(()),
+        };
         if let Some(d) = self.detectable {
             let _ = writeln!(
                 out,

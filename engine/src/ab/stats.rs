@@ -23,6 +23,8 @@ pub struct Change {
     pub high: f64,
     /// The smallest change these rounds would detect with 80% power, relative (±).
     pub detectable: f64,
+    /// The standard deviation of the rounds' log ratios (the noise per round; 0: identical).
+    pub sd: f64,
 }
 
 impl Change {
@@ -68,6 +70,7 @@ pub fn paired_change(a: &[f64], b: &[f64], alpha: f64, figures: usize) -> Option
             low: -1.0,
             high: f64::INFINITY,
             detectable: f64::INFINITY,
+            sd: f64::INFINITY,
         });
     }
     Some(Change {
@@ -75,6 +78,25 @@ pub fn paired_change(a: &[f64], b: &[f64], alpha: f64, figures: usize) -> Option
         low: rel(mean - t * se),
         high: rel(mean + t * se),
         detectable: rel((t + power) * se),
+        sd: var.sqrt(),
+    })
+}
+
+/// The smallest number of rounds (2 to 100) whose detectable change, with the per-round noise
+/// `sd` (of the log ratios) at family level `alpha` over `figures`, is at most `detect`
+/// (relative); `None` when even 100 rounds would not do, or the noise is unknown.
+pub fn rounds_needed(sd: f64, detect: f64, alpha: f64, figures: usize) -> Option<usize> {
+    if !sd.is_finite() || detect <= 0.0 {
+        return None;
+    }
+    let goal = (1.0 + detect).ln();
+    let level = alpha / figures.max(1) as f64;
+    (2..=100).find(|&n| {
+        let df = (n - 1) as f64;
+        let power = StudentsT::new(0.0, 1.0, df)
+            .map(|s| s.inverse_cdf(0.8))
+            .unwrap_or(0.0);
+        (t_critical(level, df) + power) * sd / (n as f64).sqrt() <= goal
     })
 }
 
@@ -105,6 +127,29 @@ mod tests {
         // More figures at once: wider intervals.
         let c8 = paired_change(&a, &b2, 0.05, 8).unwrap();
         assert!(c8.high - c8.low > c2.high - c2.low);
+    }
+
+    #[test]
+    fn the_rounds_needed_shrink_the_detectable_change_to_the_goal() {
+        // Rounds whose ratios scatter by 10% (sd of the logs ≈ 0.1).
+        let a = [100.0; 6];
+        let b = [110.0, 90.0, 112.0, 91.0, 105.0, 95.0];
+        let c = paired_change(&a, &b, 0.05, 1).unwrap();
+        let n = rounds_needed(c.sd, 0.05, 0.05, 1).unwrap();
+        assert!(c.detectable > 0.05, "six rounds cannot see 5%: {c:?}");
+        assert!(n > 6, "{n}");
+        // At the rounds it names, the same noise would detect 5%; one round fewer would not.
+        let detect_at = |n: usize| {
+            let df = (n - 1) as f64;
+            let p = StudentsT::new(0.0, 1.0, df).unwrap().inverse_cdf(0.8);
+            ((t_critical(0.05, df) + p) * c.sd / (n as f64).sqrt()).exp() - 1.0
+        };
+        assert!(detect_at(n) <= 0.05 && detect_at(n - 1) > 0.05);
+        // Noise that no round count can beat, and noise that is unknown.
+        assert_eq!(rounds_needed(5.0, 0.01, 0.05, 1), None);
+        assert_eq!(rounds_needed(f64::INFINITY, 0.05, 0.05, 1), None);
+        // More figures at once need more rounds for the same change.
+        assert!(rounds_needed(c.sd, 0.05, 0.05, 10).unwrap() > n);
     }
 
     #[test]

@@ -126,7 +126,11 @@ pub fn fault_windows(report: &Report) -> Vec<FaultWindow> {
             let lf = fault_of(l)?;
             undoes(f, lf, &l.record).then(|| Some(start_of(l)? + l.duration_ms / 1e3))?
         });
-        out.push(FaultWindow { step: i, start, end });
+        out.push(FaultWindow {
+            step: i,
+            start,
+            end,
+        });
     }
     out
 }
@@ -316,7 +320,10 @@ mod tests {
         assert_eq!(o.worst_p99_ms, Some(2000.0));
         assert_eq!(o.intended_from, "target_rate");
         assert_eq!(o.pre_fault_p99_ms, Some(5.0));
-        assert!(r.steps[2].record.get("outage").is_none(), "heal starts no window");
+        assert!(
+            r.steps[2].record.get("outage").is_none(),
+            "heal starts no window"
+        );
     }
 
     #[test]
@@ -351,8 +358,20 @@ mod tests {
 
     #[test]
     fn a_closed_loop_is_measured_against_its_pre_fault_rate() {
-        let mut s = vec![(400, 0, 5.0), (200, 0, 5.0), (210, 0, 5.0), (190, 0, 5.0), (200, 0, 5.0)];
-        s.extend([(100, 3, 90.0), (170, 0, 5.0), (200, 0, 5.0), (200, 0, 5.0), (200, 0, 5.0)]);
+        let mut s = vec![
+            (400, 0, 5.0),
+            (200, 0, 5.0),
+            (210, 0, 5.0),
+            (190, 0, 5.0),
+            (200, 0, 5.0),
+        ];
+        s.extend([
+            (100, 3, 90.0),
+            (170, 0, 5.0),
+            (200, 0, 5.0),
+            (200, 0, 5.0),
+            (200, 0, 5.0),
+        ]);
         let mut r = run(&s, true);
         attach(&mut r);
         let o = &r.steps[1].record["outage"];
@@ -378,7 +397,11 @@ mod tests {
         r.steps[2].record = json!({"action": "restart", "member": "m2"});
         r.steps[2].action = Some("fault::restart".into());
         let w = fault_windows(&r);
-        assert_eq!(w.len(), 2, "the restart of another member is a window of its own");
+        assert_eq!(
+            w.len(),
+            2,
+            "the restart of another member is a window of its own"
+        );
         assert_eq!(w[0].end, None, "m1 was never restarted");
         r.steps[2].record["member"] = json!("m1");
         let w = fault_windows(&r);
