@@ -189,7 +189,7 @@ fn rounds_auto_says_after_the_pilot_what_the_noise_needs_and_runs_that_many() {
         Some(n) if n <= 5 => assert_eq!(done, n.max(3), "stopped once the noise was covered"),
         _ => assert_eq!(done, 5, "ran to --max-rounds"),
     }
-    assert!(will >= 3 && will <= 5, "{line}");
+    assert!((3..=5).contains(&will), "{line}");
     // The deciding figures (the threshold's gate) could detect ±50% when the rounds sufficed.
     let gated: Vec<&Value> = r["gates"]
         .as_array()

@@ -240,3 +240,25 @@ fn reports_of_schema_version_1_still_render() {
     assert!(xml.contains("infrastructure"), "{xml}");
     html_doc(&std::fs::read_to_string(html).unwrap());
 }
+
+#[test]
+fn keys_another_client_deletes_are_foreign_writes_not_stale_reads() {
+    let r = run(&fixture("foreign-deletes.rhai"), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let safety = &step(&report, "load")["record"]["safety"];
+    let deleted = step(&report, "theirs")["record"]["deleted"]
+        .as_u64()
+        .unwrap();
+    assert!(deleted > 0, "the other client deleted keys");
+    // Replayed from etcd's history: every key the other client deleted is one foreign write,
+    // and nothing the load did itself is.
+    assert_eq!(safety["foreign_writes"].as_u64(), Some(deleted), "{safety}");
+    // Reads that found a key gone because it was deleted are correct, not stale.
+    assert_eq!(safety["stale_reads"], 0, "{safety}");
+    assert!(
+        safety["reads_after_deletes"].as_u64().unwrap() > 0,
+        "{safety}"
+    );
+    assert_eq!(safety["passed"], true, "{safety}");
+}

@@ -10,6 +10,12 @@
 //!
 //! Operations whose outcome is unknown (a timeout, a lost connection: the write may or may not
 //! have been applied) are never required to be visible, and may explain what a read returned.
+//!
+//! **Other writers**: the prefix's changes during the load are replayed from etcd's history (a
+//! watch from the load's first revision to its last, [`Change`]). A change that is none of the
+//! load's own puts or deletes is a *foreign write*: counted, never a violation, and a read that
+//! returned a key deleted meanwhile (by anyone) is not stale. When the history cannot be replayed
+//! (compacted), `foreign_writes` is `null` and such a read still counts as stale.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -41,6 +47,19 @@ pub enum Kind {
         /// What it read: value number and mod revision.
         read: Option<(u64, i64)>,
     },
+    /// A delete of one key (its revision: the response's header revision).
+    Delete,
+}
+
+/// One change of the load's key prefix, as etcd's history replays it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// The key.
+    pub key: String,
+    /// The change's revision.
+    pub revision: i64,
+    /// A put's value number (`u64::MAX`: a value that is not one of a load's); `None`: a delete.
+    pub put: Option<u64>,
 }
 
 /// One operation of the history.
@@ -84,6 +103,13 @@ pub struct SafetyRecord {
     pub revision_violations: u64,
     /// Acknowledged puts that could not be read back at their revision (compacted away).
     pub unverifiable: u64,
+    /// Changes under the load's prefix during the load that were not the load's own (another
+    /// client's puts and deletes): counted, not violations (`null`: the history could not be
+    /// replayed, so they could not be told apart).
+    pub foreign_writes: Option<u64>,
+    /// Linearizable reads that found a key missing because it was deleted (by another client,
+    /// or the load) after the put they had to see: correct, not stale.
+    pub reads_after_deletes: u64,
     /// Whether every check passed (never with nothing checked).
     pub passed: bool,
     /// The first violations, each with the operations involved.
@@ -105,6 +131,7 @@ pub fn to_read_back(ops: &[Op]) -> Vec<(String, i64)> {
 fn describe(o: &Op) -> String {
     let what = match &o.kind {
         Kind::Put { value } => format!("put {}={value}", o.key),
+        Kind::Delete => format!("delete {}", o.key),
         Kind::Get { read, .. } => match read {
             Some((v, m)) => format!("get {} -> {v} (mod revision {m})", o.key),
             None => format!("get {} -> not found", o.key),
@@ -119,8 +146,49 @@ fn describe(o: &Op) -> String {
     )
 }
 
-/// Checks `ops` with what etcd's history held at each acknowledged put's revision.
-pub fn check(ops: &[Op], at: &AtRevision) -> SafetyRecord {
+/// The revision range to replay for [`check`]'s `changes`: from the lowest revision the load saw
+/// to the highest (`None`: no operation returned one).
+pub fn replay_range(ops: &[Op]) -> Option<(i64, i64)> {
+    let revs = ops.iter().filter_map(|o| o.revision);
+    Some((revs.clone().min()?, revs.max()?))
+}
+
+/// The changes none of the load's own operations explain: puts of values it never wrote, and
+/// deletes at revisions none of its acknowledged deletes had (a key with a delete of unknown
+/// outcome may be the load's own).
+fn foreign<'a>(ops: &[Op], changes: &'a [Change]) -> Vec<&'a Change> {
+    let values: std::collections::HashSet<u64> = ops
+        .iter()
+        .filter_map(|o| match o.kind {
+            Kind::Put { value } if o.outcome != Outcome::Failed => Some(value),
+            _ => None,
+        })
+        .collect();
+    let deletes: std::collections::HashSet<(&str, i64)> = ops
+        .iter()
+        .filter(|o| o.kind == Kind::Delete && o.outcome == Outcome::Ok)
+        .filter_map(|o| Some((o.key.as_str(), o.revision?)))
+        .collect();
+    let unknown_deletes: std::collections::HashSet<&str> = ops
+        .iter()
+        .filter(|o| o.kind == Kind::Delete && o.outcome == Outcome::Unknown)
+        .map(|o| o.key.as_str())
+        .collect();
+    changes
+        .iter()
+        .filter(|c| match c.put {
+            Some(v) => !values.contains(&v),
+            None => {
+                !deletes.contains(&(c.key.as_str(), c.revision))
+                    && !unknown_deletes.contains(c.key.as_str())
+            }
+        })
+        .collect()
+}
+
+/// Checks `ops` with what etcd's history held at each acknowledged put's revision, and the
+/// prefix's `changes` during the load (`None`: could not be replayed).
+pub fn check(ops: &[Op], at: &AtRevision, changes: Option<&[Change]>) -> SafetyRecord {
     let mut r = SafetyRecord {
         operations: ops.len() as u64,
         ..SafetyRecord::default()
@@ -241,7 +309,19 @@ pub fn check(ops: &[Op], at: &AtRevision) -> SafetyRecord {
             .max();
         let seen = read.map(|(_, m)| m);
         if let Some(must) = newest {
-            if seen.is_none_or(|m| m < must) {
+            // Not found because the key was deleted after that put, by the read's revision.
+            let deleted_since = seen.is_none()
+                && changes.is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c.put.is_none()
+                            && c.key == o.key
+                            && c.revision > must
+                            && o.revision.is_none_or(|r| c.revision <= r)
+                    })
+                });
+            if deleted_since {
+                r.reads_after_deletes += 1;
+            } else if seen.is_none_or(|m| m < must) {
                 r.stale_reads += 1;
                 let w = writes
                     .iter()
@@ -257,6 +337,9 @@ pub fn check(ops: &[Op], at: &AtRevision) -> SafetyRecord {
                 );
             }
         }
+    }
+    if let Some(cs) = changes {
+        r.foreign_writes = Some(foreign(ops, cs).len() as u64);
     }
     // No data is never a pass: a history with nothing checked passes nothing.
     if r.writes_acknowledged == 0 && r.reads_checked == 0 {
@@ -332,7 +415,7 @@ mod tests {
             // A read may see a write whose outcome is unknown.
             get(2, "a", Some((9, 13)), 41, 42),
         ];
-        let r = check(&ops, &faithful(&ops));
+        let r = check(&ops, &faithful(&ops), None);
         assert!(r.passed, "{r:?}");
         assert_eq!(
             (r.writes_acknowledged, r.writes_unknown, r.reads_checked),
@@ -345,7 +428,7 @@ mod tests {
         let ops = vec![put(1, "a", 1, 10, 0, 5), put(1, "a", 2, 11, 6, 9)];
         let mut at = faithful(&ops);
         at.insert(("a".into(), 11), Ok(Some((1, 10))));
-        let r = check(&ops, &at);
+        let r = check(&ops, &at, None);
         assert_eq!(r.lost_writes, 1);
         assert!(!r.passed);
         assert!(
@@ -368,7 +451,7 @@ mod tests {
             serializable,
             get(3, "a", None, 13, 14),
         ];
-        let r = check(&ops, &faithful(&ops));
+        let r = check(&ops, &faithful(&ops), None);
         assert_eq!(r.stale_reads, 2, "{r:?}");
         assert_eq!(r.reads_checked, 2);
         assert!(r.violations[0].starts_with("stale read: client 2 get a -> 1 (mod revision 10)"));
@@ -377,18 +460,18 @@ mod tests {
     #[test]
     fn revisions_going_back_in_real_time_or_shared_are_found() {
         let ops = vec![put(1, "a", 1, 20, 0, 5), put(2, "b", 2, 15, 6, 9)];
-        let r = check(&ops, &faithful(&ops));
+        let r = check(&ops, &faithful(&ops), None);
         assert_eq!(r.revision_violations, 1, "{r:?}");
         assert!(r.violations[0].contains("revision went back in real time"));
         let ops = vec![put(1, "a", 1, 20, 0, 5), put(2, "b", 2, 20, 1, 9)];
-        let r = check(&ops, &faithful(&ops));
+        let r = check(&ops, &faithful(&ops), None);
         assert_eq!(r.revision_violations, 1);
         assert!(r.violations[0].contains("share revision 20"));
     }
 
     #[test]
     fn an_empty_history_does_not_pass() {
-        let r = check(&[], &AtRevision::new());
+        let r = check(&[], &AtRevision::new(), None);
         assert!(!r.passed);
         assert!(r.violations[0].starts_with("nothing to check"));
     }
@@ -398,8 +481,55 @@ mod tests {
         let ops = vec![put(1, "a", 1, 10, 0, 5)];
         let mut at = AtRevision::new();
         at.insert(("a".into(), 10), Err(()));
-        let r = check(&ops, &at);
+        let r = check(&ops, &at, None);
         assert_eq!((r.lost_writes, r.unverifiable), (0, 1));
         assert!(r.passed);
+    }
+
+    #[test]
+    fn another_clients_delete_is_a_foreign_write_not_a_stale_read() {
+        // The load puts a=1 at 10; someone else deletes a at 12; the load's read sent later
+        // finds nothing, at header revision 13.
+        let mut read = get(1, "a", None, 20, 21);
+        read.revision = Some(13);
+        let ops = vec![put(1, "a", 1, 10, 0, 5), read];
+        let theirs = |rev, put| Change {
+            key: "a".into(),
+            revision: rev,
+            put,
+        };
+        let without = check(&ops, &faithful(&ops), None);
+        assert_eq!(
+            without.stale_reads, 1,
+            "unseen, the delete looks like staleness"
+        );
+        assert_eq!(without.foreign_writes, None);
+        let changes = vec![theirs(10, Some(1)), theirs(12, None)];
+        let r = check(&ops, &faithful(&ops), Some(&changes));
+        assert!(r.passed, "{r:?}");
+        assert_eq!((r.stale_reads, r.reads_after_deletes), (0, 1));
+        assert_eq!(
+            r.foreign_writes,
+            Some(1),
+            "the delete is theirs, the put ours"
+        );
+        // A delete after the read's revision explains nothing: still stale.
+        let late = vec![theirs(10, Some(1)), theirs(14, None)];
+        let r = check(&ops, &faithful(&ops), Some(&late));
+        assert_eq!(r.stale_reads, 1, "{r:?}");
+        // Another client's put (a value no load wrote) is foreign too; the load's own acknowledged
+        // delete is not.
+        let mut del = put(2, "a", 0, 12, 6, 8);
+        del.kind = Kind::Delete;
+        let mut ops2 = ops.clone();
+        ops2.push(del);
+        let changes = vec![
+            theirs(10, Some(1)),
+            theirs(12, None),
+            theirs(15, Some(u64::MAX)),
+        ];
+        let r = check(&ops2, &faithful(&ops2), Some(&changes));
+        assert_eq!(r.foreign_writes, Some(1), "{r:?}");
+        assert_eq!(r.reads_after_deletes, 1);
     }
 }

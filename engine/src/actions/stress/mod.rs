@@ -851,13 +851,72 @@ async fn stress_here(
     });
     let mut rec = rec;
     if opts.history {
-        rec.safety = Some(verify(target, &ops).await);
+        rec.safety = Some(verify(target, &ops, &base).await);
     }
     finish(target, &shared, rec, opts.expect_errors)
 }
 
-/// Reads every acknowledged put back at its revision (16 at a time) and checks the history.
-async fn verify(target: &Target, ops: &[history::Op]) -> history::SafetyRecord {
+/// Every change under `prefix` between revisions `from` and `to`, replayed by a watch from `from`
+/// (`None`: compacted, or not replayed within 10 s). Once the watch has caught up, etcd answers a
+/// progress request with an empty response at its current revision: that ends the replay.
+async fn replay(target: &Target, prefix: &str, from: i64, to: i64) -> Option<Vec<history::Change>> {
+    use etcd_client::{EventType, WatchOptions};
+    let work = async {
+        let (mut watcher, mut stream) = crate::target::watch(&target.client)
+            .watch(
+                prefix,
+                Some(WatchOptions::new().with_prefix().with_start_revision(from)),
+            )
+            .await
+            .ok()?;
+        let mut out = Vec::new();
+        // A progress request is ignored while the watch still catches up: ask again until
+        // answered.
+        let mut ask = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            let resp = tokio::select! {
+                m = stream.message() => m.ok()??,
+                _ = ask.tick() => {
+                    watcher.request_progress().await.ok()?;
+                    continue;
+                }
+            };
+            if resp.compact_revision() > 0 || resp.canceled() {
+                return None;
+            }
+            if resp.events().is_empty() && !resp.created() {
+                if resp.header().is_some_and(|h| h.revision() >= to) {
+                    return Some(out);
+                }
+                continue;
+            }
+            for ev in resp.events() {
+                let kv = ev.kv()?;
+                if kv.mod_revision() > to {
+                    return Some(out);
+                }
+                out.push(history::Change {
+                    key: String::from_utf8_lossy(kv.key()).into_owned(),
+                    revision: kv.mod_revision(),
+                    put: (ev.event_type() == EventType::Put).then(|| {
+                        std::str::from_utf8(&kv.value()[..kv.value().len().min(16)])
+                            .ok()
+                            .and_then(|h| u64::from_str_radix(h, 16).ok())
+                            .unwrap_or(u64::MAX)
+                    }),
+                });
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), work)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Reads every acknowledged put back at its revision (16 at a time), replays the prefix's
+/// changes during the load, and checks the history.
+async fn verify(target: &Target, ops: &[history::Op], prefix: &str) -> history::SafetyRecord {
     use futures_util::StreamExt as _;
     let kv = crate::target::kv(&target.client);
     let reads = futures_util::stream::iter(history::to_read_back(ops))
@@ -886,5 +945,9 @@ async fn verify(target: &Target, ops: &[history::Op]) -> history::SafetyRecord {
         .buffer_unordered(16)
         .collect::<history::AtRevision>()
         .await;
-    history::check(ops, &reads)
+    let changes = match history::replay_range(ops) {
+        Some((from, to)) => replay(target, prefix, from, to).await,
+        None => None,
+    };
+    history::check(ops, &reads, changes.as_deref())
 }

@@ -501,13 +501,17 @@ pub async fn run(
             flush(&shared, sec, &mut slot);
             sec = now_sec;
         }
-        if plan.history && matches!(op, Op::Put | Op::Get) && history.len() < HISTORY_CAP {
+        if plan.history
+            && matches!(op, Op::Put | Op::Get | Op::Delete)
+            && history.len() < HISTORY_CAP
+        {
             use super::history::{Kind, Outcome};
             history.push(super::history::Op {
                 client: id as u32,
                 key: String::from_utf8_lossy(&key).into_owned(),
                 kind: match op {
                     Op::Put => Kind::Put { value: seq },
+                    Op::Delete => Kind::Delete,
                     _ => Kind::Get {
                         linearizable: !plan.serializable,
                         read,
