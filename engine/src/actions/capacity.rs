@@ -45,6 +45,56 @@ pub struct SearchOptions {
     /// (default false; on clusters scen may maintain).
     #[serde(default)]
     pub defrag: bool,
+    /// Keys written before the first trial, so the search runs on a store of a stated size (the
+    /// capacity of an empty store is not that of a full one). A step before the search that
+    /// fills the store does the same; either way the record's `store` says what it held.
+    pub prefill: Option<Prefill>,
+}
+
+/// `prefill`: keys × value size written before the first trial (not counted in the budget).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prefill {
+    /// Keys to write.
+    pub keys: u64,
+    /// Bytes per value (`1024` or `"1KiB"`; default 1 KiB).
+    pub value_size: Option<super::SizeValue>,
+    /// Their prefix, relative to the run prefix (default `"prefill/"`).
+    pub key_prefix: Option<String>,
+}
+
+impl Prefill {
+    /// As `etcd::put_many` options.
+    fn put_many(&self) -> super::etcd::PutManyOptions {
+        super::etcd::PutManyOptions {
+            count: self.keys,
+            value_size: self
+                .value_size
+                .clone()
+                .unwrap_or(super::SizeValue::Bytes(1024)),
+            key_prefix: self.key_prefix.clone().unwrap_or_else(|| "prefill/".into()),
+            clients: 64,
+            expect_errors: false,
+        }
+    }
+}
+
+/// What the store held when the first trial began.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct StoreRecord {
+    /// Keys under the run prefix (`null`: could not be counted).
+    pub keys: Option<u64>,
+    /// Keys `prefill` wrote (0 without it).
+    pub prefilled_keys: u64,
+    /// Bytes of values `prefill` wrote.
+    #[schemars(with = "crate::measure::Bytes")]
+    pub prefilled_bytes: u64,
+    /// Wall time of the prefill, ms (not part of the budget).
+    #[schemars(with = "crate::measure::Ms")]
+    pub prefill_ms: f64,
+    /// Backend size, largest member (`null`: no status).
+    #[schemars(with = "Option<crate::measure::Bytes>")]
+    pub db_size: Option<f64>,
 }
 
 fn default_slo() -> String {
@@ -72,6 +122,7 @@ pub const SEARCH_KEYS: &[&str] = &[
     "max_shortfall",
     "settle",
     "defrag",
+    "prefill",
 ];
 
 /// The fields an SLO may read besides any quantile (`p95`, `p(99.9)`), all durations in ms.
@@ -221,6 +272,14 @@ fn plan(o: &CapacityOptions) -> Result<Plan> {
 impl CheckOptions for CapacityOptions {
     fn check(&self) -> Result<()> {
         plan(self)?;
+        if let Some(p) = &self.search.prefill {
+            if p.keys == 0 {
+                return Err(Error::Options(
+                    "prefill.keys must be at least 1 (leave prefill out for an empty store)".into(),
+                ));
+            }
+            p.put_many().check()?;
+        }
         trial_load(&self.load, self.search.to, Duration::from_secs(1)).check()
     }
 }
@@ -296,8 +355,12 @@ pub struct CapacityRecord {
     /// Whether the bracket reached `precision` within the budget.
     pub converged: bool,
     /// Whether a second trial at the sustained rate held too (`null`: the budget left no room
-    /// for it). When it did not, the answer moved down to the next rate that held.
+    /// for it). When it did not, the search went on below it (up to 3 times).
     pub confirmed: Option<bool>,
+    /// Answers a repeat refuted; after each, the search continued below the refuted rate.
+    pub refuted: u64,
+    /// What the store held when the first trial began (after `prefill`).
+    pub store: StoreRecord,
     /// What limited the cluster at `failed_rate`: `latency`, `errors`, `shortfall`, `server CPU
     /// saturated` or `client` (scen could not send faster: its own CPU is the limit, not etcd).
     pub limited_by: Option<String>,
@@ -336,67 +399,55 @@ pub async fn capacity(
     observers: &super::Watch,
 ) -> Result<CapacityRecord> {
     let plan = plan(opts)?;
-    let start = Instant::now();
     let db = |s: &super::etcd::StatusRecord| Some(s.db_size as f64);
-    let db_size_before = super::etcd::status(target).await.ok().as_ref().and_then(db);
-    let mut trials: Vec<Trial> = Vec::new();
-    let (mut lo, mut hi): (Option<f64>, Option<f64>) = (None, None);
-    let mut rate = opts.search.from;
-    let cost = plan.step + plan.settle + Duration::from_secs(1);
-    // Below `from`, the search halves down to this before it says no rate held.
-    let floor = opts.search.from / 16.0;
-    // The next trial must fit in the budget, with its settling (twice a step if it fails), and
-    // once a rate held, with room for the trial that confirms the answer.
-    loop {
-        let reserve = if lo.is_some() { 2 } else { 1 };
-        if start.elapsed() + cost * reserve > plan.budget && !trials.is_empty() {
-            break;
+    let filled = Instant::now();
+    let prefilled = match &opts.search.prefill {
+        Some(p) => {
+            let r = super::etcd::put_many(target, &p.put_many()).await?;
+            (r.ok, r.bytes)
         }
-        let t = trial(target, opts, &plan, rate, scraper, observers).await?;
-        let passed = t.passed;
-        trials.push(t);
+        None => (0, 0),
+    };
+    let prefill_ms = if opts.search.prefill.is_some() {
+        ms(filled.elapsed())
+    } else {
+        0.0
+    };
+    let start = Instant::now();
+    let db_size_before = super::etcd::status(target).await.ok().as_ref().and_then(db);
+    let store = StoreRecord {
+        keys: run_keys(target).await,
+        prefilled_keys: prefilled.0,
+        prefilled_bytes: prefilled.1,
+        prefill_ms,
+        db_size: db_size_before,
+    };
+    let bounds = Bounds {
+        from: opts.search.from,
+        to: opts.search.to,
+        precision: plan.precision,
+        budget: plan.budget,
+        cost: plan.step + plan.settle + Duration::from_secs(1),
+    };
+    let floor = bounds.floor();
+    let plan = &plan;
+    let found = search(&bounds, start, |rate| async move {
+        let t = trial(target, opts, plan, rate, scraper, observers).await?;
         // An overloaded etcd works off its backlog for a while: give it a trial's length more.
-        if !passed {
+        if !t.passed {
             tokio::time::sleep(plan.step).await;
         }
-        if passed {
-            lo = Some(lo.map_or(rate, |l: f64| l.max(rate)));
-        } else {
-            hi = Some(hi.map_or(rate, |h: f64| h.min(rate)));
-        }
-        settle(target, &plan).await;
-        rate = match (lo, hi) {
-            // The ramp: double until a trial fails or `to` is reached.
-            (Some(l), None) if l >= opts.search.to => break,
-            (Some(l), None) => (l * 2.0).min(opts.search.to),
-            // Even `from` failed: the answer is lower; halve down to the floor.
-            (None, Some(h)) if h / 2.0 >= floor => h / 2.0,
-            (None, Some(_)) => break,
-            (Some(l), Some(h)) if (h - l) / l <= plan.precision => break,
-            (Some(l), Some(h)) => (l + h) / 2.0,
-            (None, None) => break, // not reached: a trial ran
-        };
-    }
-    // One trial decides nothing on a busy machine: the answer is run again before it is trusted.
-    // A repeat that fails moves the answer down to the next rate that held.
-    let mut confirmed = None;
-    if let Some(l) = lo {
-        if start.elapsed() + cost <= plan.budget {
-            let mut t = trial(target, opts, &plan, l, scraper, observers).await?;
-            t.repeat = true;
-            confirmed = Some(t.passed);
-            if !t.passed {
-                hi = Some(hi.map_or(l, |h: f64| h.min(l)));
-                lo = trials
-                    .iter()
-                    .filter(|x| x.passed && x.rate < l)
-                    .map(|x| x.rate)
-                    .reduce(f64::max);
-            }
-            trials.push(t);
-            settle(target, &plan).await;
-        }
-    }
+        settle(target, plan).await;
+        Ok(t)
+    })
+    .await?;
+    let Found {
+        trials,
+        lo,
+        hi,
+        confirmed,
+        refuted,
+    } = found;
     let bracket = match (lo, hi) {
         (Some(l), Some(h)) => Some((h - l) / l),
         _ => None,
@@ -417,6 +468,8 @@ pub async fn capacity(
             || (hi.is_none() && lo.is_some_and(|l| l >= opts.search.to))
             || (lo.is_none() && hi.is_some_and(|h| h / 2.0 < floor)),
         confirmed,
+        refuted,
+        store,
         limited_by,
         trials,
         db_size_before,
@@ -425,6 +478,119 @@ pub async fn capacity(
         defragmented: target.may_maintain() && plan.defrag,
         duration_ms: ms(start.elapsed()),
     })
+}
+
+/// The search's range and limits.
+struct Bounds {
+    from: f64,
+    to: f64,
+    precision: f64,
+    budget: Duration,
+    /// What one trial costs with its settling.
+    cost: Duration,
+}
+
+impl Bounds {
+    /// Below `from`, the search halves down to this before it says no rate held.
+    fn floor(&self) -> f64 {
+        self.from / 16.0
+    }
+
+    /// The next rate: `from` first; double until a trial fails or `to` is reached; halve below
+    /// a failed `from` down to the floor; then bisect until the bracket is within `precision`.
+    fn next(&self, lo: Option<f64>, hi: Option<f64>) -> Option<f64> {
+        match (lo, hi) {
+            (None, None) => Some(self.from),
+            (Some(l), None) if l >= self.to => None,
+            (Some(l), None) => Some((l * 2.0).min(self.to)),
+            (None, Some(h)) if h / 2.0 >= self.floor() => Some(h / 2.0),
+            (None, Some(_)) => None,
+            (Some(l), Some(h)) if (h - l) / l <= self.precision => None,
+            (Some(l), Some(h)) => Some((l + h) / 2.0),
+        }
+    }
+}
+
+/// What the search found.
+struct Found {
+    trials: Vec<Trial>,
+    lo: Option<f64>,
+    hi: Option<f64>,
+    confirmed: Option<bool>,
+    refuted: u64,
+}
+
+/// Answers refuted by their repeat before the search stops going lower.
+const MAX_REFUTED: u64 = 3;
+
+/// The search over `run` (one trial at a rate, settled), within the budget counted from
+/// `start`. The answer is run again before it is trusted: a repeat that fails makes that rate
+/// the bracket's top, and the search goes on below it from the next rate that held (halving
+/// when none did), up to [`MAX_REFUTED`] times.
+async fn search<F, Fut>(b: &Bounds, start: Instant, mut run: F) -> Result<Found>
+where
+    F: FnMut(f64) -> Fut,
+    Fut: std::future::Future<Output = Result<Trial>>,
+{
+    let mut trials: Vec<Trial> = Vec::new();
+    let (mut lo, mut hi): (Option<f64>, Option<f64>) = (None, None);
+    let (mut confirmed, mut refuted) = (None, 0u64);
+    'search: loop {
+        // The next trial must fit in the budget, with its settling (twice a step if it fails),
+        // and once a rate held, with room for the trial that confirms the answer.
+        while let Some(rate) = b.next(lo, hi) {
+            let reserve = if lo.is_some() { 2 } else { 1 };
+            if start.elapsed() + b.cost * reserve > b.budget && !trials.is_empty() {
+                break 'search;
+            }
+            let t = run(rate).await?;
+            if t.passed {
+                lo = Some(lo.map_or(rate, |l: f64| l.max(rate)));
+            } else {
+                hi = Some(hi.map_or(rate, |h: f64| h.min(rate)));
+            }
+            trials.push(t);
+        }
+        let Some(l) = lo else { break };
+        if start.elapsed() + b.cost > b.budget {
+            break;
+        }
+        let mut t = run(l).await?;
+        t.repeat = true;
+        let held = t.passed;
+        trials.push(t);
+        confirmed = Some(held);
+        if held {
+            break;
+        }
+        refuted += 1;
+        hi = Some(hi.map_or(l, |h: f64| h.min(l)));
+        lo = trials
+            .iter()
+            .filter(|x| x.passed && x.rate < l)
+            .map(|x| x.rate)
+            .reduce(f64::max);
+        if refuted >= MAX_REFUTED {
+            break;
+        }
+    }
+    Ok(Found {
+        trials,
+        lo,
+        hi,
+        confirmed,
+        refuted,
+    })
+}
+
+/// Keys under the run prefix, counted by etcd (`None`: the count failed).
+async fn run_keys(target: &Target) -> Option<u64> {
+    let mut kv = crate::target::kv(&target.client);
+    let o = etcd_client::GetOptions::new()
+        .with_prefix()
+        .with_count_only();
+    let r = kv.get(target.info.prefix.clone(), Some(o)).await.ok()?;
+    u64::try_from(r.count()).ok()
 }
 
 /// Compacts what the trial wrote (where scen may) and lets etcd settle.
@@ -532,5 +698,95 @@ mod tests {
             "trial.p99 < 25ms && max(trial.p50) <= 2.5s"
         );
         assert_eq!(in_trial("p(99.9) < 1s"), "trial.p(99.9) < 1s");
+    }
+
+    /// A trial at `rate` that passed or not, nothing else measured.
+    fn judged(rate: f64, passed: bool) -> super::Trial {
+        super::Trial {
+            repeat: false,
+            rate,
+            achieved: rate,
+            passed,
+            failed_on: (!passed).then(|| "latency".into()),
+            p50: None,
+            p99: None,
+            max: None,
+            errors: 0,
+            error_rate: 0.0,
+            shortfall: None,
+            wal_fsync_p99: None,
+            backend_commit_p99: None,
+            server_cpu_per_request: None,
+            server_cpu_busy: None,
+            client_cpu_busy: 0.0,
+        }
+    }
+
+    /// Searches a machine whose capacity is `capacity(n)` at its `n`-th trial.
+    fn search_on(from: f64, to: f64, capacity: impl Fn(usize) -> f64) -> super::Found {
+        let b = super::Bounds {
+            from,
+            to,
+            precision: 0.05,
+            budget: std::time::Duration::from_secs(3600),
+            cost: std::time::Duration::from_millis(1),
+        };
+        let n = std::cell::Cell::new(0);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(super::search(&b, std::time::Instant::now(), |rate| {
+            let i = n.get();
+            n.set(i + 1);
+            let passed = rate <= capacity(i);
+            async move { Ok(judged(rate, passed)) }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_search_brackets_the_knee_and_confirms_the_answer() {
+        let f = search_on(1000.0, 8000.0, |_| 1500.0);
+        let (lo, hi) = (f.lo.unwrap(), f.hi.unwrap());
+        assert!(lo <= 1500.0 && 1500.0 < hi, "{lo} {hi}");
+        assert!((hi - lo) / lo <= 0.05);
+        assert_eq!((f.confirmed, f.refuted), (Some(true), 0));
+        assert!(f.trials.last().unwrap().repeat);
+        // Below a failed `from` it halves.
+        let f = search_on(1000.0, 8000.0, |_| 300.0);
+        assert!(
+            f.lo.unwrap() <= 300.0 && f.lo.unwrap() >= 250.0,
+            "{:?}",
+            f.lo
+        );
+    }
+
+    #[test]
+    fn a_refuted_answer_sends_the_search_below_it_until_one_holds_twice() {
+        // 4,000/s until the third trial, then 1,000/s: the ramp's answer is refuted, and so is
+        // the next rate that held; the search ends on the rate the machine holds now.
+        let f = search_on(1000.0, 4000.0, |i| if i < 3 { 4000.0 } else { 1000.0 });
+        assert_eq!(
+            f.refuted,
+            2,
+            "{:?}",
+            f.trials
+                .iter()
+                .map(|t| (t.rate, t.passed, t.repeat))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!((f.lo, f.confirmed), (Some(1000.0), Some(true)));
+        // Refuted with nothing lower held: it halves below `from`, which once held.
+        let f = search_on(1000.0, 2000.0, |i| if i < 1 { 1000.0 } else { 400.0 });
+        assert_eq!(f.refuted, 1);
+        let lo = f.lo.unwrap();
+        assert!(lo <= 400.0 && lo >= 380.0, "{lo}");
+        assert_eq!(f.confirmed, Some(true));
+        assert!(f.hi.unwrap() > 400.0);
+        // A machine that holds nothing any more: the search stops after three refutations at
+        // the latest, with no answer.
+        let f = search_on(1000.0, 2000.0, |i| if i < 1 { 1000.0 } else { 0.0 });
+        assert_eq!(f.lo, None);
+        assert!(f.refuted <= super::MAX_REFUTED);
     }
 }
