@@ -780,7 +780,7 @@ mod tests {
         let f = search_on(1000.0, 2000.0, |i| if i < 1 { 1000.0 } else { 400.0 });
         assert_eq!(f.refuted, 1);
         let lo = f.lo.unwrap();
-        assert!(lo <= 400.0 && lo >= 380.0, "{lo}");
+        assert!((380.0..=400.0).contains(&lo), "{lo}");
         assert_eq!(f.confirmed, Some(true));
         assert!(f.hi.unwrap() > 400.0);
         // A machine that holds nothing any more: the search stops after three refutations at
