@@ -293,6 +293,31 @@ fn every_leaf_figure_of_every_record_is_on_the_page_with_its_path() {
         }
     }
     assert!(checked > 300, "a rich report: {checked} figures");
+    // A quantile of etcd's buckets shows the bucket it is known to; scen's own are exact.
+    let mut bucketed = 0;
+    for s in &report.steps {
+        for f in scen_engine::report::typed::step_figures(s) {
+            let Some(td) = doc
+                .descendants()
+                .find(|n| n.attribute("data-path") == Some(f.path.as_str()))
+            else {
+                continue;
+            };
+            let text = td.text().unwrap_or("");
+            match (f.value, f.bucket()) {
+                (Some(_), Some(_)) => {
+                    bucketed += 1;
+                    assert!(
+                        text.contains("(bucket ") || text.starts_with("> "),
+                        "{}: {text}",
+                        f.path
+                    );
+                }
+                _ => assert!(!text.contains("bucket"), "{}: {text}", f.path),
+            }
+        }
+    }
+    assert!(bucketed > 0, "the server view's WAL fsync p99 is bucketed");
     // Nested figures the old page left out: per flow, per operation, per resource, the script's own.
     for path in [
         "hb.leases.latency.p99",
