@@ -641,3 +641,38 @@ fn an_interrupted_partition_heals_and_stops_in_seconds() {
     assert_eq!(step(&report, "cut")["status"], "passed");
     assert_eq!(step(&report, "cut_for_a_while")["status"], "interrupted");
 }
+
+#[test]
+fn a_backlog_that_drains_after_the_schedule_is_shortfall_not_throughput() {
+    let r = run(&fixture("backlog.rhai"), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let load = &step(&report, "load")["record"];
+    let series = load["series"].as_array().unwrap();
+    // Requests completed after the schedule's 3 s, once etcd was resumed: the backlog.
+    let after: u64 = series
+        .iter()
+        .filter(|p| p["t"].as_u64().unwrap() >= 3)
+        .map(|p| p["ok"].as_u64().unwrap())
+        .sum();
+    assert!(after > 0, "the pause left a backlog: {series:?}");
+    let scheduled = 200.0 * 3.0;
+    let ok = load["ok"].as_u64().unwrap() as f64;
+    assert!(ok >= 0.9 * scheduled, "served eventually: {ok}");
+    // Those were not served at the rate: each one is shortfall.
+    let shortfall = load["shortfall"].as_f64().unwrap();
+    assert!(
+        shortfall >= after as f64 / scheduled - 1e-9,
+        "shortfall {shortfall} counts the {after} late of {scheduled}"
+    );
+    // The paused member is not scraped at the paused step's edges (a timeout each, which held
+    // the steps up by seconds): the server view says why it has no data.
+    let why = step(&report, "paused")["record"]["server"]["no_data"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        why.contains("paused by a fault (SIGSTOP): not scraped"),
+        "{why}"
+    );
+}

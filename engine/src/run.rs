@@ -404,7 +404,31 @@ async fn execute(
         target.info.endpoints.clone()
     };
     let metrics = match target.settings.http_client() {
-        Ok(client) => Scraper::new(client, urls),
+        Ok(client) => match &embedded {
+            // A member a fault paused or stopped cannot answer: say so rather than wait for
+            // its timeout before and after every step.
+            Some(e) => {
+                let e = e.clone();
+                Scraper::new(client, urls).skipping(crate::actions::metrics::Skip(Arc::new(
+                    move |url: &str| {
+                        let mut c = e.lock().ok()?;
+                        let i = c.members().iter().position(|m| m.metrics_url == url)?;
+                        let (m, _) = c.member_mut(i);
+                        if m.is_paused() {
+                            Some(format!(
+                                "{} is paused by a fault (SIGSTOP): not scraped",
+                                m.name
+                            ))
+                        } else if !m.is_running() {
+                            Some(format!("{} is stopped by a fault: not scraped", m.name))
+                        } else {
+                            None
+                        }
+                    },
+                )))
+            }
+            None => Scraper::new(client, urls),
+        },
         Err(e) => {
             return stop_with(
                 report,
