@@ -41,9 +41,12 @@ pub struct Scraper {
     skip: Option<Skip>,
 }
 
-/// Why a member's URL is not scraped now (`None`: scrape it).
+/// Says why the member at a metrics URL is not to be scraped now (`None`: scrape it).
+pub type SkipFn = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+/// Why a member's URL is not scraped now.
 #[derive(Clone)]
-pub struct Skip(pub std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>);
+pub struct Skip(pub std::sync::Arc<SkipFn>);
 
 impl std::fmt::Debug for Skip {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
