@@ -348,3 +348,34 @@ fn both_transports_write_the_same_keys_and_values_and_count_alike() {
         client.keys().collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn the_progress_line_counts_errors_as_they_happen() {
+    let r = run(&fixture("live-errors.rhai"), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let errors = step(&report, "load")["record"]["errors"].as_u64().unwrap();
+    // The first progress line comes a second in, before the step ends; the quota was full by
+    // then, so it already counts failed puts (the per-second series it used to read lags by two
+    // seconds and said "errors 0").
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    let end = lines
+        .iter()
+        .position(|l| l.starts_with("step load: passed"))
+        .unwrap_or_else(|| panic!("{}", r.stderr));
+    let live = lines[..end]
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("step load: ")?
+                .split("errors ")
+                .nth(1)?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("a progress line: {}", r.stderr));
+    assert!(
+        live >= 1 && live <= errors,
+        "live {live}, in the record {errors}"
+    );
+}
