@@ -359,6 +359,9 @@ pub struct CapacityRecord {
     pub confirmed: Option<bool>,
     /// Answers a repeat refuted; after each, the search continued below the refuted rate.
     pub refuted: u64,
+    /// Whether a second trial at the failed rate failed too (`null`: not run). When the second
+    /// one held, the search went on above it: one unlucky trial does not cap the answer.
+    pub failed_confirmed: Option<bool>,
     /// What the store held when the first trial began (after `prefill`).
     pub store: StoreRecord,
     /// What limited the cluster at `failed_rate`: `latency`, `errors`, `shortfall`, `server CPU
@@ -447,6 +450,7 @@ pub async fn capacity(
         hi,
         confirmed,
         refuted,
+        failed_confirmed,
     } = found;
     let bracket = match (lo, hi) {
         (Some(l), Some(h)) => Some((h - l) / l),
@@ -469,6 +473,7 @@ pub async fn capacity(
             || (lo.is_none() && hi.is_some_and(|h| h / 2.0 < floor)),
         confirmed,
         refuted,
+        failed_confirmed,
         store,
         limited_by,
         trials,
@@ -518,6 +523,7 @@ struct Found {
     hi: Option<f64>,
     confirmed: Option<bool>,
     refuted: u64,
+    failed_confirmed: Option<bool>,
 }
 
 /// Answers refuted by their repeat before the search stops going lower.
@@ -535,6 +541,7 @@ where
     let mut trials: Vec<Trial> = Vec::new();
     let (mut lo, mut hi): (Option<f64>, Option<f64>) = (None, None);
     let (mut confirmed, mut refuted) = (None, 0u64);
+    let (mut failed_confirmed, mut rechecked) = (None, 0u64);
     'search: loop {
         // The next trial must fit in the budget, with its settling (twice a step if it fails),
         // and once a rate held, with room for the trial that confirms the answer.
@@ -561,7 +568,31 @@ where
         trials.push(t);
         confirmed = Some(held);
         if held {
-            break;
+            // The failed end once more, as the held one was: a single unlucky trial (an fsync
+            // stall on a shared disk) must not cap the answer either. When it holds now, the
+            // search goes on above it.
+            let Some(h) = hi else { break };
+            if rechecked >= MAX_REFUTED || start.elapsed() + b.cost > b.budget {
+                break;
+            }
+            let mut t = run(h).await?;
+            t.repeat = true;
+            let broke = !t.passed;
+            trials.push(t);
+            rechecked += 1;
+            failed_confirmed = Some(broke);
+            if broke {
+                break;
+            }
+            lo = Some(h);
+            hi = trials
+                .iter()
+                .filter(|x| !x.passed && x.rate > h)
+                .map(|x| x.rate)
+                .reduce(f64::min);
+            confirmed = None;
+            failed_confirmed = None;
+            continue;
         }
         refuted += 1;
         hi = Some(hi.map_or(l, |h: f64| h.min(l)));
@@ -580,6 +611,7 @@ where
         hi,
         confirmed,
         refuted,
+        failed_confirmed,
     })
 }
 
@@ -759,6 +791,16 @@ mod tests {
             "{:?}",
             f.lo
         );
+    }
+
+    #[test]
+    fn an_unlucky_failure_is_tried_again_and_the_search_goes_above_it() {
+        // Holds 2,000/s, but the very first trial (1,000/s) hit a stall.
+        let f = search_on(1000.0, 8000.0, |i| if i == 0 { 0.0 } else { 2000.0 });
+        let (lo, hi) = (f.lo.unwrap(), f.hi.unwrap());
+        assert!(lo <= 2000.0 && 2000.0 < hi && (hi - lo) / lo <= 0.05, "{lo} {hi}");
+        assert!(lo > 1000.0, "the first failure did not cap it: {lo}");
+        assert_eq!((f.confirmed, f.failed_confirmed), (Some(true), Some(true)));
     }
 
     #[test]

@@ -403,7 +403,7 @@ impl FigureFamilies {
             match fig.unit {
                 Some(Unit::Ms) => self.seconds.push("", l, v / 1e3),
                 Some(Unit::Bytes) => self.bytes.push("", l, v),
-                Some(Unit::PerSecond) => self.rate.push("", l, v),
+                Some(Unit::PerSecond | Unit::BytesPerSecond) => self.rate.push("", l, v),
                 Some(Unit::Ratio) => self.ratio.push("", l, v),
                 Some(Unit::Count | Unit::Bool) | None => self.plain.push("", l, v),
             }

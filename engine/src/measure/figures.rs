@@ -136,10 +136,33 @@ pub fn figures(
     prefix: &str,
     span_ms: Option<f64>,
 ) -> Vec<Figure> {
+    walk_all(schema, value, prefix, span_ms, false)
+}
+
+/// As [`figures`], and the figures of lists of maps too (`members[0].raft_index`, a per-second
+/// series' seconds): what a page shows as tables, a row per element. Not compared: a list's
+/// elements are plots and identities, not figures of the run.
+pub fn figures_with_lists(
+    schema: Option<&Value>,
+    value: &Value,
+    prefix: &str,
+    span_ms: Option<f64>,
+) -> Vec<Figure> {
+    walk_all(schema, value, prefix, span_ms, true)
+}
+
+fn walk_all(
+    schema: Option<&Value>,
+    value: &Value,
+    prefix: &str,
+    span_ms: Option<f64>,
+    lists: bool,
+) -> Vec<Figure> {
     let mut out = Vec::new();
     let mut w = Walk {
         defs: schema.and_then(|s| s.get("$defs")),
         span_ms,
+        lists,
         out: &mut out,
     };
     w.walk(schema, value, prefix);
@@ -149,6 +172,8 @@ pub fn figures(
 struct Walk<'a> {
     defs: Option<&'a Value>,
     span_ms: Option<f64>,
+    /// Walk into lists of maps too.
+    lists: bool,
     out: &'a mut Vec<Figure>,
 }
 
@@ -164,7 +189,7 @@ impl Walk<'_> {
             return;
         }
         for (k, v) in map {
-            let here = format!("{path}.{k}");
+            let here = super::path::key(path, k);
             let field = node.and_then(|n| {
                 n.get("properties")
                     .and_then(|p| p.get(k))
@@ -175,6 +200,16 @@ impl Walk<'_> {
                 Value::Number(_) | Value::Null | Value::Bool(_) => {
                     self.out
                         .push(leaf(defs, field, map, v, here, schema.is_some()));
+                }
+                Value::Array(items) if self.lists => {
+                    let item = field
+                        .map(|f| resolve(defs, f))
+                        .and_then(|f| f.get("items"));
+                    for (i, e) in items.iter().enumerate() {
+                        if e.is_object() {
+                            self.walk(item, e, &super::path::index(&here, i));
+                        }
+                    }
                 }
                 Value::Array(_) | Value::String(_) => {}
             }
@@ -221,7 +256,7 @@ fn distribution(
             (Unit::Ms, None, Basis::Unknown)
         };
         out.push(Figure {
-            path: format!("{path}.{k}"),
+            path: super::path::key(path, k),
             value,
             unit: Some(unit),
             better,

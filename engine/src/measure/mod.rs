@@ -9,6 +9,7 @@
 pub mod figures;
 pub mod interval;
 pub mod latency;
+pub mod path;
 pub mod schema;
 
 use std::borrow::Cow;
@@ -29,6 +30,8 @@ pub enum Unit {
     Bytes,
     /// A rate per second.
     PerSecond,
+    /// Bytes per second (shown as `10.8MiB/s`; compared as a rate).
+    BytesPerSecond,
     /// A fraction of 1 (`0.05` is 5%).
     Ratio,
     /// `true` or `false`.
@@ -43,6 +46,7 @@ impl Unit {
             Unit::Ms => "ms",
             Unit::Bytes => "bytes",
             Unit::PerSecond => "per_second",
+            Unit::BytesPerSecond => "bytes_per_second",
             Unit::Ratio => "ratio",
             Unit::Bool => "bool",
         }
@@ -55,6 +59,7 @@ impl Unit {
             "ms" => Unit::Ms,
             "bytes" => Unit::Bytes,
             "per_second" => Unit::PerSecond,
+            "bytes_per_second" => Unit::BytesPerSecond,
             "ratio" => Unit::Ratio,
             "bool" => Unit::Bool,
             _ => return None,
@@ -67,7 +72,7 @@ impl Unit {
             Unit::Count | Unit::Bool => Dimension::Number,
             Unit::Ms => Dimension::Duration,
             Unit::Bytes => Dimension::Size,
-            Unit::PerSecond => Dimension::Rate,
+            Unit::PerSecond | Unit::BytesPerSecond => Dimension::Rate,
             Unit::Ratio => Dimension::Ratio,
         }
     }
@@ -79,6 +84,7 @@ impl Unit {
             Unit::Ms => "a duration (ms)",
             Unit::Bytes => "a size (bytes)",
             Unit::PerSecond => "a rate (/s)",
+            Unit::BytesPerSecond => "a byte rate (bytes/s)",
             Unit::Ratio => "a ratio (write it with %)",
             Unit::Bool => "a boolean (true or false)",
         }
@@ -94,6 +100,7 @@ impl Unit {
             Unit::Bool => (v != 0.0).to_string(),
             // Whole bytes only: a fraction of a byte is a rounding artefact.
             Unit::Bytes if v.abs() < 1024.0 => format!("{}B", v.round()),
+            Unit::BytesPerSecond => format!("{}/s", format_quantity(v, Dimension::Size)),
             other => format_quantity(v, other.dimension()),
         }
     }
@@ -145,6 +152,12 @@ unit_marker!(
     /// Schema marker for a per-second rate field.
     PerSecond,
     Unit::PerSecond,
+    "number"
+);
+unit_marker!(
+    /// Schema marker for a byte rate field (bytes per second).
+    BytesPerSecond,
+    Unit::BytesPerSecond,
     "number"
 );
 unit_marker!(

@@ -23,24 +23,35 @@ pub struct Mark {
     pub label: String,
 }
 
-/// Label rows for marks sorted by x: each label goes on the first row where it does not overlap
-/// the previous label (about 6 px a character at the chart's font size).
-fn label_rows(starts: &[(f64, usize)]) -> Vec<usize> {
-    let mut row_ends: Vec<f64> = Vec::new();
+/// Width of one character of a 10 px label, in viewBox units (generous: wide letters and digits).
+pub(super) const CHAR_W: f64 = 6.5;
+
+/// Where a mark's label goes: its row, and whether it ends at the mark (near the right edge)
+/// instead of starting there.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Placed {
+    /// Row, from 0 (the top).
+    pub row: usize,
+    /// Drawn leftwards from the mark (`text-anchor: end`), so it is not clipped at the right.
+    pub leftwards: bool,
+}
+
+/// Label places for marks sorted by x: each on the first of `rows` rows where its box does not
+/// meet another label's; leftwards when it would cross `right`; `None` when no row has room (the
+/// mark keeps its tooltip: labels never overlap).
+pub(super) fn place_labels(starts: &[(f64, usize)], right: f64, rows: usize) -> Vec<Option<Placed>> {
+    let mut taken: Vec<Vec<(f64, f64)>> = vec![Vec::new(); rows];
     starts
         .iter()
         .map(|&(x, chars)| {
-            let right = x + 6.0 * chars as f64 + 6.0;
-            match row_ends.iter().position(|end| *end <= x) {
-                Some(r) => {
-                    row_ends[r] = right;
-                    r
-                }
-                None => {
-                    row_ends.push(right);
-                    row_ends.len() - 1
-                }
-            }
+            let w = CHAR_W * chars as f64 + 6.0;
+            let leftwards = x + w > right;
+            let (a, b) = if leftwards { (x - w, x) } else { (x, x + w) };
+            let row = taken
+                .iter()
+                .position(|r| r.iter().all(|&(l, h)| b <= l || h <= a))?;
+            taken[row].push((a, b));
+            Some(Placed { row, leftwards })
         })
         .collect()
 }
@@ -148,6 +159,81 @@ pub fn chart(
     x_range: Option<(f64, f64)>,
     h: f64,
 ) -> String {
+    // Values over more than a decade and a half (a 22k/s prefill beside 200/s phases) go on a
+    // log axis, or the small ones would read as zero.
+    let log = wide(lines);
+    let scale = Scale {
+        log_y: log,
+        x_tick: tick,
+    };
+    let y_label = if log {
+        format!("{y_label} (log scale)")
+    } else {
+        y_label.to_string()
+    };
+    chart_with(title, x_label, &y_label, lines, marks, x_range, h, &scale)
+}
+
+/// Whether the positive values of `lines` span more than a factor of 30.
+fn wide(lines: &[Line<'_>]) -> bool {
+    let pos = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.1))
+        .filter(|v| *v > 0.0);
+    let (lo, hi) = pos.fold((f64::MAX, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
+    hi > 0.0 && hi / lo > 30.0
+}
+
+/// How a chart's axes read.
+struct Scale {
+    /// The y axis is logarithmic (decades labelled).
+    log_y: bool,
+    /// An x tick's label.
+    x_tick: fn(f64) -> String,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn chart_with(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    lines: &[Line<'_>],
+    marks: &[Mark],
+    x_range: Option<(f64, f64)>,
+    h: f64,
+    scale: &Scale,
+) -> String {
+    // On a log axis every value is its decade's logarithm, from a floor of the decade below the
+    // smallest positive value (zeros sit on the floor).
+    let floor = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.1))
+        .filter(|v| *v > 0.0)
+        .fold(f64::MAX, f64::min);
+    let l0 = if floor < f64::MAX {
+        floor.log10().floor()
+    } else {
+        0.0
+    };
+    let transformed: Vec<Line<'_>> = lines
+        .iter()
+        .map(|l| Line {
+            label: l.label,
+            color: l.color,
+            points: l
+                .points
+                .iter()
+                .map(|&(x, y)| {
+                    if scale.log_y {
+                        (x, (y.max(10f64.powf(l0)).log10() - l0).max(0.0))
+                    } else {
+                        (x, y)
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    let lines = &transformed[..];
     let pts = lines.iter().flat_map(|l| l.points.iter());
     let (mut x0, mut x1, mut y1) = (f64::MAX, f64::MIN, 0.0f64);
     for &(x, y) in pts {
@@ -171,7 +257,11 @@ pub fn chart(
     if y1 <= 0.0 {
         y1 = 1.0;
     }
-    y1 = round_up(y1 * 1.05);
+    y1 = if scale.log_y {
+        y1.ceil().max(1.0)
+    } else {
+        round_up(y1 * 1.05)
+    };
     let px = |x: f64| LEFT + (x - x0) / (x1 - x0) * (W - LEFT - RIGHT);
     let py = |y: f64| y_pos(y, y1, h);
     let mut s = String::new();
@@ -185,19 +275,34 @@ pub fn chart(
         r#"<text x="{LEFT}" y="15" class="ct">{}</text>"#,
         esc(title)
     );
-    y_grid(&mut s, y1, h);
+    if scale.log_y {
+        // A grid line per decade, labelled with its value.
+        for d in 0..=(y1 as i64) {
+            let _ = write!(
+                s,
+                r#"<line x1="{LEFT}" x2="{}" y1="{p:.1}" y2="{p:.1}" class="grid"/><text x="{}" y="{:.1}" class="tk" text-anchor="end">{}</text>"#,
+                W - RIGHT,
+                LEFT - 4.0,
+                y_pos(d as f64, y1, h) + 4.0,
+                tick(10f64.powf(l0 + d as f64)),
+                p = y_pos(d as f64, y1, h)
+            );
+        }
+    } else {
+        y_grid(&mut s, y1, h);
+    }
     for x in nice_ticks(x0, x1) {
         let _ = write!(
             s,
             r#"<text x="{:.1}" y="{}" class="tk" text-anchor="middle">{}</text>"#,
             px(x),
             h - BOTTOM + 14.0,
-            tick(x)
+            (scale.x_tick)(x)
         );
     }
     let _ = write!(
         s,
-        r#"<text x="{}" y="{}" class="tk" text-anchor="middle">{}</text><text x="12" y="{}" class="tk" transform="rotate(-90 12 {})" text-anchor="middle">{}</text>"#,
+        r#"<text x="{}" y="{}" class="tk ax ax-x" text-anchor="middle">{}</text><text x="12" y="{}" class="tk ax ax-y" transform="rotate(-90 12 {})" text-anchor="middle">{}</text>"#,
         (LEFT + W - RIGHT) / 2.0,
         h - 4.0,
         esc(x_label),
@@ -211,7 +316,9 @@ pub fn chart(
         .iter()
         .map(|m| (px(m.x), m.label.chars().count()))
         .collect();
-    for (m, row) in sorted.iter().zip(label_rows(&starts)) {
+    // As many label rows as fit in the plot's upper half.
+    let rows = (((h - TOP - BOTTOM) / 2.0 - 20.0) / 11.0).floor().max(1.0) as usize;
+    for (m, place) in sorted.iter().zip(place_labels(&starts, W - RIGHT, rows)) {
         if let Some(end) = m.end.map(|e| e.min(x1)).filter(|e| *e > m.x) {
             let _ = write!(
                 s,
@@ -223,13 +330,24 @@ pub fn chart(
         }
         let _ = write!(
             s,
-            r#"<line x1="{x:.1}" x2="{x:.1}" y1="{TOP}" y2="{}" class="mark"/><text x="{:.1}" y="{}" class="mk">{}</text>"#,
+            r#"<line x1="{x:.1}" x2="{x:.1}" y1="{TOP}" y2="{}" class="mark"><title>{}</title></line>"#,
             h - BOTTOM,
-            px(m.x) + 3.0,
-            TOP + 20.0 + 11.0 * (row % 4) as f64,
             esc(&m.label),
             x = px(m.x)
         );
+        if let Some(p) = place {
+            let (lx, anchor) = if p.leftwards {
+                (px(m.x) - 3.0, "end")
+            } else {
+                (px(m.x) + 3.0, "start")
+            };
+            let _ = write!(
+                s,
+                r#"<text x="{lx:.1}" y="{}" class="mk" text-anchor="{anchor}">{}</text>"#,
+                TOP + 20.0 + 11.0 * p.row as f64,
+                esc(&m.label),
+            );
+        }
     }
     // Only lines with points are drawn, and only drawn lines are in the legend.
     let drawn: Vec<&Line<'_>> = lines.iter().filter(|l| !l.points.is_empty()).collect();
@@ -285,15 +403,25 @@ pub fn percentiles(title: &str, curves: &[Line<'_>]) -> String {
                 .collect(),
         })
         .collect();
-    chart(
+    chart_with(
         title,
-        "percentile, log scale (1: 90%, 2: 99%, 3: 99.9%, 4: 99.99%)",
-        "ms",
+        "percentile (%, log scale of 1/(1 − q))",
+        "latency (ms, log scale)",
         &logx,
         &[],
         Some((0.0, 4.0)),
         H,
+        &Scale {
+            log_y: true,
+            x_tick: percentile_tick,
+        },
     )
+}
+
+/// A tick of the percentile axis: `0` is 0%, `1` 90%, `2` 99%, `3` 99.9%, `4` 99.99%.
+fn percentile_tick(x: f64) -> String {
+    let q = 1.0 - 10f64.powf(-x);
+    format!("{}%", crate::units::format_number(q * 100.0))
 }
 
 /// A bar chart of labelled values (percentiles, sizes per step).
@@ -311,7 +439,7 @@ pub fn bars(title: &str, y_label: &str, values: &[(String, f64)], color: &str) -
     y_grid(&mut s, y1, H);
     let _ = write!(
         s,
-        r#"<text x="12" y="{c}" class="tk" transform="rotate(-90 12 {c})" text-anchor="middle">{}</text>"#,
+        r#"<text x="12" y="{c}" class="tk ax ax-y" transform="rotate(-90 12 {c})" text-anchor="middle">{}</text>"#,
         esc(y_label),
         c = (TOP + H - BOTTOM) / 2.0
     );
@@ -382,11 +510,24 @@ mod tests {
 
     #[test]
     fn close_labels_go_on_separate_rows_and_far_ones_share_one() {
-        // "compact" at 100 px reaches to 100 + 7·6 + 6 = 148 px.
+        let rows = |starts: &[(f64, usize)]| -> Vec<Option<usize>> {
+            place_labels(starts, 600.0, 4)
+                .into_iter()
+                .map(|p| p.map(|p| p.row))
+                .collect()
+        };
+        // "compact" at 100 px reaches to 100 + 7·6.5 + 6 = 151.5 px.
         assert_eq!(
-            label_rows(&[(100.0, 7), (120.0, 6), (150.0, 6)]),
-            vec![0, 1, 0]
+            rows(&[(100.0, 7), (120.0, 6), (155.0, 6)]),
+            vec![Some(0), Some(1), Some(0)]
         );
-        assert_eq!(label_rows(&[(10.0, 3), (400.0, 3)]), vec![0, 0]);
+        assert_eq!(rows(&[(10.0, 3), (400.0, 3)]), vec![Some(0), Some(0)]);
+        // Near the right edge a label reads leftwards, and is not clipped.
+        let p = place_labels(&[(590.0, 10)], 600.0, 4);
+        assert_eq!(p, vec![Some(Placed { row: 0, leftwards: true })]);
+        // More close labels than rows: the rest keep only their tooltip, never overlapping.
+        let many: Vec<(f64, usize)> = (0..6).map(|i| (100.0 + i as f64, 8)).collect();
+        let placed = rows(&many);
+        assert_eq!(placed.iter().filter(|p| p.is_some()).count(), 4);
     }
 }

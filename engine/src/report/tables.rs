@@ -22,7 +22,7 @@ struct Node<'a> {
 }
 
 impl<'a> Node<'a> {
-    fn insert(&mut self, rel: &[&str], f: &'a Figure) {
+    fn insert(&mut self, rel: &[String], f: &'a Figure) {
         match rel.split_first() {
             None => self.leaf = Some(f),
             Some((k, rest)) => self
@@ -39,10 +39,10 @@ impl<'a> Node<'a> {
             out.push((prefix.to_string(), f));
         }
         for (k, c) in &self.children {
-            let p = if prefix.is_empty() {
-                k.clone()
+            let p = if k.starts_with('[') {
+                format!("{prefix}{k}")
             } else {
-                format!("{prefix}.{k}")
+                crate::measure::path::key(prefix, k)
             };
             c.leaves(&p, out);
         }
@@ -60,11 +60,12 @@ impl<'a> Node<'a> {
     }
 }
 
-/// Splits a figure path `step.a.b` after the step's name (keys may hold dots: only the step
-/// prefix is cut, then dots split).
-fn relative<'p>(step: &str, path: &'p str) -> Option<Vec<&'p str>> {
-    let rest = path.strip_prefix(step)?.strip_prefix('.')?;
-    Some(rest.split('.').collect())
+/// The segments of a figure path after the step's name: `step.by_kind['a.b'].keys` → `by_kind`,
+/// `a.b`, `keys` (a quoted key stays one segment; a list index is `[i]`).
+fn relative(step: &str, path: &str) -> Option<Vec<String>> {
+    let rest = path.strip_prefix(step)?;
+    let rest = rest.strip_prefix('.').unwrap_or(rest);
+    Some(crate::measure::path::segments(rest))
 }
 
 fn cell(f: &Figure) -> String {
@@ -79,7 +80,7 @@ fn cell(f: &Figure) -> String {
 
 /// The step's figures as tables.
 pub fn record_tables(step: &StepReport) -> String {
-    let figures = super::typed::step_figures(step);
+    let figures = super::typed::step_figures_with_lists(step);
     let mut root = Node::default();
     for f in &figures {
         if let Some(rel) = relative(&step.name, &f.path) {

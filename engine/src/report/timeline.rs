@@ -140,6 +140,20 @@ fn marks(report: &Report) -> Vec<Mark> {
     out
 }
 
+/// `name` cut to `width` (viewBox units) with an ellipsis; `None` when not even two characters
+/// fit.
+fn fit(name: &str, width: f64) -> Option<String> {
+    let room = (width / svg::CHAR_W).floor().max(0.0) as usize;
+    let n = name.chars().count();
+    if n <= room {
+        Some(name.to_string())
+    } else if room >= 2 {
+        Some(name.chars().take(room - 1).chain(['…']).collect())
+    } else {
+        None
+    }
+}
+
 /// The steps as bars in lanes on the run's time axis, with faults, maintenance and failed
 /// thresholds marked; `data-step` and `data-lane` on each bar.
 fn lanes_svg(report: &Report, length: f64) -> String {
@@ -174,14 +188,24 @@ fn lanes_svg(report: &Report, length: f64) -> String {
             .and_then(|v| v.as_str().map(String::from))
             .unwrap_or_default();
         let class = kind(step).unwrap_or("step");
+        // The label fits its bar (bars in a lane never overlap, so neither do labels): cut
+        // with an ellipsis, or left out; the bar's tooltip has the whole name.
+        let label = fit(&step.name, x1 - x0 - 6.0)
+            .map(|l| {
+                format!(
+                    r#"<text x="{:.1}" y="{:.1}" class="bl">{}</text>"#,
+                    x0 + 3.0,
+                    y + 15.5,
+                    esc(&l)
+                )
+            })
+            .unwrap_or_default();
         let _ = write!(
             s,
-            r#"<g data-step="{name}" data-lane="{lane}"><rect x="{x0:.1}" y="{:.1}" width="{:.1}" height="{:.1}" class="bar {class} bar-{status}"><title>{name}: {status}, +{off:.1}s for {dur}</title></rect><text x="{:.1}" y="{:.1}" class="bl">{name}</text></g>"#,
+            r#"<g data-step="{name}" data-lane="{lane}"><rect x="{x0:.1}" y="{:.1}" width="{:.1}" height="{:.1}" class="bar {class} bar-{status}"><title>{name}: {status}, +{off:.1}s for {dur}</title></rect>{label}</g>"#,
             y + 3.0,
             x1 - x0,
             row - 6.0,
-            x0 + 3.0,
-            y + 15.5,
             name = esc(&step.name),
             dur =
                 crate::units::format_quantity(step.duration_ms, crate::units::Dimension::Duration),

@@ -29,6 +29,21 @@ pub static STEP_VIEWS: std::sync::LazyLock<[(&'static str, Value); 2]> =
 
 /// Every figure of a step's record, typed where the step's action is known.
 pub fn step_figures(step: &StepReport) -> Vec<Figure> {
+    walk(step, figures)
+}
+
+/// As [`step_figures`], with the figures of lists of maps (`members[0].raft_index`): what the
+/// page shows.
+pub fn step_figures_with_lists(step: &StepReport) -> Vec<Figure> {
+    walk(step, crate::measure::figures::figures_with_lists)
+}
+
+/// The figures of a step's views and record, by `each` (with or without lists).
+fn walk(
+    step: &StepReport,
+    each: fn(Option<&Value>, &Value, &str, Option<f64>) -> Vec<Figure>,
+) -> Vec<Figure> {
+    let figures = each;
     let Value::Object(record) = &step.record else {
         return Vec::new();
     };
@@ -67,7 +82,7 @@ pub fn page_figures(step: &StepReport) -> Vec<(String, String)> {
     let mut out = Vec::new();
     if let Value::Object(record) = &step.record {
         for (k, v) in record {
-            if let Some(f) = find(format!("{}.{k}", step.name)) {
+            if let Some(f) = find(crate::measure::path::key(&step.name, k)) {
                 out.push((k.clone(), f.display()));
             } else if let Some(t) = v.as_str().filter(|t| t.len() < 80) {
                 out.push((k.clone(), t.to_string()));

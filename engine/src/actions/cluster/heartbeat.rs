@@ -114,8 +114,10 @@ pub struct HeartbeatRecord {
     pub leases: FlowRecord,
     /// Node status updates (`/registry/minions/<node>`).
     pub node_status: FlowRecord,
-    /// Pods deleted and created again (each counts once, for its two writes).
-    pub pod_churn: FlowRecord,
+    /// Pods deleted and created again (each counts once, for its two writes). Absent when no
+    /// churn was asked for (`pod_churn: 0`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_churn: Option<FlowRecord>,
     /// All heartbeat writes intended per second.
     #[schemars(with = "crate::measure::PerSecond")]
     pub target_rate: f64,
@@ -330,7 +332,7 @@ pub async fn heartbeat(
         )));
     }
     let (record, last_rev) = keep_alive(&w, Some(target.client.clone()), opts, observers).await?;
-    if record.pod_churn.ok > 0 && w.kube.is_none() {
+    if record.pod_churn.as_ref().is_some_and(|c| c.ok > 0) && w.kube.is_none() {
         extend_ledger(target, &w.root, last_rev);
     }
     Ok(record)
@@ -567,7 +569,7 @@ async fn keep_alive(
         throughput: (leases.ok + node_status.ok + 2 * pod_churn.ok) as f64 / secs,
         leases,
         node_status,
-        pod_churn,
+        pod_churn: (opts.pod_churn > 0.0).then_some(pod_churn),
         bytes: s.bytes,
         errors_by_code: s.codes,
         error_messages: s.messages,

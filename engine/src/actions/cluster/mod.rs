@@ -263,7 +263,7 @@ pub struct SimulateRecord {
     #[schemars(with = "crate::measure::PerSecond", extend("x-better" = "higher", "x-samples" = "txn_latency.count"))]
     pub throughput: f64,
     /// Value bytes written per second.
-    #[schemars(with = "crate::measure::PerSecond")]
+    #[schemars(with = "crate::measure::BytesPerSecond")]
     pub bytes_per_s: f64,
     /// By kind (`node`, `pod`... and `group/plural` for custom resources).
     pub by_kind: BTreeMap<String, KindRecord>,

@@ -127,17 +127,21 @@ pub struct StressRecord {
     #[schemars(with = "Option<crate::measure::Ratio>")]
     pub shortfall: Option<f64>,
     /// Open loop: scheduled requests never sent because the clients could not keep up (timed in
-    /// `latency` as waiting until the end of the load).
+    /// `latency` as waiting until the end of the load). Absent for a closed loop, where nothing
+    /// is scheduled and so nothing can be dropped.
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-better" = "lower"))]
-    pub dropped: u64,
+    pub dropped: Option<u64>,
     /// Latency of all successful requests (ms; open loop: from each request's scheduled time, and
     /// requests due but never sent (`dropped`) count with the time from their slot to the end of
     /// the load, a lower bound). `by_op` latencies are over sent requests only.
     pub latency: Distribution,
     /// Per operation.
     pub by_op: BTreeMap<String, OpRecord>,
-    /// Compare-and-swap transactions whose compare failed (contention, not errors).
-    pub txn_conflicts: u64,
+    /// Compare-and-swap transactions whose compare failed (contention, not errors). Absent when
+    /// the mix has no `txn_cas`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub txn_conflicts: Option<u64>,
     /// Per second: throughput and p99, for plots and time-window thresholds.
     pub series: Vec<SecondPoint>,
     /// CPU per request.
@@ -247,6 +251,7 @@ pub fn build(i: Inputs<'_>) -> StressRecord {
             max: (!s.hist.is_empty()).then(|| s.hist.max() as f64 / 1e3),
         })
         .collect();
+    let cas = by_op.contains_key("txn_cas");
     let (target_rate, shortfall, dropped) = match i.schedule {
         Some(s) => {
             let target = s.mean_rate();
@@ -269,10 +274,10 @@ pub fn build(i: Inputs<'_>) -> StressRecord {
             (
                 Some(target),
                 Some((1.0 - achieved / target).max(0.0)),
-                dropped,
+                Some(dropped),
             )
         }
-        None => (None, None, 0),
+        None => (None, None, None),
     };
     let per_op = |d: Duration| (ok > 0).then(|| ms(d) / ok as f64);
     StressRecord {
@@ -304,7 +309,7 @@ pub fn build(i: Inputs<'_>) -> StressRecord {
         dropped,
         latency: all.summary(),
         by_op,
-        txn_conflicts: conflicts,
+        txn_conflicts: cas.then_some(conflicts),
         series,
         cpu: CpuRecord {
             client_ms: ms(i.cpu),
