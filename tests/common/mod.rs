@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod prometheus;
+pub mod shipped;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -260,10 +261,101 @@ pub fn chromium(page: &Path, profile: &Path, args: &[&str]) -> (bool, String, St
     )
 }
 
+/// Measures a page as the browser laid it out, appended to its end: every chart label's box
+/// (timeline step labels, mark labels), every axis label, every `data-path`; written into a
+/// `<pre id="scen-check">` as JSON for the dumped DOM.
+const LAYOUT_CHECK: &str = r#"<script>(function () {
+  var out = { overlaps: [], clipped: [], axes: [], charts: 0, paths: [] };
+  document.querySelectorAll("svg").forEach(function (svg) {
+    var r = svg.getBoundingClientRect();
+    if (r.width === 0) { return; }
+    out.charts += 1;
+    var labels = Array.prototype.slice.call(svg.querySelectorAll("text.bl, text.mk"));
+    var boxes = labels.map(function (t) { return t.getBoundingClientRect(); });
+    for (var i = 0; i < boxes.length; i++) {
+      var a = boxes[i];
+      if (a.width === 0) { continue; }
+      if (a.left < r.left - 0.5 || a.right > r.right + 0.5) { out.clipped.push(labels[i].textContent); }
+      for (var j = i + 1; j < boxes.length; j++) {
+        var b = boxes[j];
+        if (b.width > 0 && a.left < b.right - 0.5 && b.left < a.right - 0.5 && a.top < b.bottom - 0.5 && b.top < a.bottom - 0.5) {
+          out.overlaps.push(labels[i].textContent + " / " + labels[j].textContent);
+        }
+      }
+    }
+    svg.querySelectorAll("text.ax").forEach(function (t) { out.axes.push(t.textContent); });
+  });
+  document.querySelectorAll("[data-path]").forEach(function (e) { out.paths.push(e.getAttribute("data-path")); });
+  var pre = document.createElement("pre");
+  pre.id = "scen-check";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+})();</script>"#;
+
+/// What [`LAYOUT_CHECK`] measured on a page.
+pub struct Layout {
+    /// Pairs of chart labels whose boxes intersect.
+    pub overlaps: Vec<String>,
+    /// Labels that reach past their chart's edge.
+    pub clipped: Vec<String>,
+    /// Every axis label.
+    pub axes: Vec<String>,
+    /// Charts laid out.
+    pub charts: u64,
+    /// Every `data-path` on the page.
+    pub paths: std::collections::BTreeSet<String>,
+}
+
+/// Lays `page` out in headless Chromium and measures it ([`LAYOUT_CHECK`]); also returns the
+/// browser's stderr (console messages).
+pub fn layout(page: &Path, profile: &Path) -> (Layout, String) {
+    let html = std::fs::read_to_string(page).unwrap();
+    let checked = page.with_extension("check.html");
+    std::fs::write(&checked, html.replace("</body>", &format!("{LAYOUT_CHECK}</body>"))).unwrap();
+    let (ok, dom, stderr) = chromium(&checked, profile, &["--dump-dom"]);
+    assert!(ok, "chromium failed: {stderr}");
+    let json = dom
+        .split_once("<pre id=\"scen-check\">")
+        .and_then(|(_, rest)| rest.split_once("</pre>"))
+        .map(|(j, _)| j.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&"))
+        .unwrap_or_else(|| panic!("the layout check ran: {stderr}"));
+    let v: Value = serde_json::from_str(&json).unwrap();
+    let strings = |k: &str| -> Vec<String> {
+        v[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    (
+        Layout {
+            overlaps: strings("overlaps"),
+            clipped: strings("clipped"),
+            axes: strings("axes"),
+            charts: v["charts"].as_u64().unwrap(),
+            paths: strings("paths").into_iter().collect(),
+        },
+        stderr,
+    )
+}
+
+/// Whether an axis label names its unit.
+pub fn has_unit(label: &str) -> bool {
+    ["ms", "seconds", "per second", "MiB", "%", "/s", "bytes"]
+        .iter()
+        .any(|u| label.contains(u))
+}
+
 /// The run's HTML report loads in headless Chromium with no console message, its verdict banner,
-/// a timeline and every step's section in the DOM.
+/// a timeline and every step's section in the DOM; laid out, no two chart labels overlap, none
+/// is clipped, and every axis says its unit.
 pub fn assert_page_renders(r: &Run) {
     let page = r.dir.path().join("r.html");
+    let (l, _) = layout(&page, &r.dir.path().join("chromium-layout"));
+    assert!(l.overlaps.is_empty(), "labels overlap: {:?}", l.overlaps);
+    assert!(l.clipped.is_empty(), "labels clipped: {:?}", l.clipped);
+    let unitless: Vec<&String> = l.axes.iter().filter(|a| !has_unit(a)).collect();
+    assert!(unitless.is_empty(), "axes without a unit: {unitless:?}");
     let (ok, dom, stderr) = chromium(&page, &r.dir.path().join("chromium"), &["--dump-dom"]);
     assert!(ok, "chromium failed: {stderr}");
     let console: Vec<&str> = stderr.lines().filter(|l| l.contains("CONSOLE")).collect();

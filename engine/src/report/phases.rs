@@ -21,11 +21,12 @@ const CURVE: [f64; 12] = [
     0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99995,
 ];
 
-/// The step's latency distribution: the record's `latency` (or `txn_latency`) with samples.
+/// The step's latency distribution: the record's `latency`, `txn_latency`, or a heartbeat's
+/// lease writes (`leases.latency`), the first with samples.
 fn latency(s: &StepReport) -> Option<&Value> {
-    ["latency", "txn_latency"]
+    ["/latency", "/txn_latency", "/leases/latency"]
         .iter()
-        .filter_map(|k| s.record.get(*k))
+        .filter_map(|k| s.record.pointer(k))
         .find(|d| d.get("count").and_then(Value::as_f64).unwrap_or(0.0) > 0.0)
 }
 

@@ -25,6 +25,8 @@ pub struct Mark {
 
 /// Width of one character of a 10 px label, in viewBox units (generous: wide letters and digits).
 pub(super) const CHAR_W: f64 = 6.5;
+/// Height of a row of 10 px labels: a text box is about 12 high (ascent and descent).
+const ROW_H: f64 = 13.0;
 
 /// Where a mark's label goes: its row, and whether it ends at the mark (near the right edge)
 /// instead of starting there.
@@ -317,7 +319,7 @@ fn chart_with(
         .map(|m| (px(m.x), m.label.chars().count()))
         .collect();
     // As many label rows as fit in the plot's upper half.
-    let rows = (((h - TOP - BOTTOM) / 2.0 - 20.0) / 11.0).floor().max(1.0) as usize;
+    let rows = (((h - TOP - BOTTOM) / 2.0 - 20.0) / ROW_H).floor().max(1.0) as usize;
     for (m, place) in sorted.iter().zip(place_labels(&starts, W - RIGHT, rows)) {
         if let Some(end) = m.end.map(|e| e.min(x1)).filter(|e| *e > m.x) {
             let _ = write!(
@@ -344,7 +346,7 @@ fn chart_with(
             let _ = write!(
                 s,
                 r#"<text x="{lx:.1}" y="{}" class="mk" text-anchor="{anchor}">{}</text>"#,
-                TOP + 20.0 + 11.0 * p.row as f64,
+                TOP + 20.0 + ROW_H * p.row as f64,
                 esc(&m.label),
             );
         }

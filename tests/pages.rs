@@ -1,0 +1,73 @@
+//! Every shipped scenario's page, read in a real browser: every figure of its JSON is on the page
+//! at its path in the threshold syntax (lists of maps included), no two chart labels overlap,
+//! every axis says its unit; and on `kyverno-reports`, a custom resource with a dotted name is
+//! one row with its bytes in the bytes column, and the member status table marks the leader.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn every_shipped_scenarios_page_shows_every_figure_at_its_path() {
+    let mut checked = 0;
+    for (name, settings) in shipped::small() {
+        let file = root().join(format!("scenarios/{name}.rhai"));
+        let r = run(&file, &settings);
+        // Small settings may break a scenario's own limits (exit 1); the page is what is read.
+        assert!(matches!(r.code, 0 | 1), "{name}: {}", r.stderr);
+        assert_page_renders(&r);
+        let (l, _) = layout(&r.dir.path().join("r.html"), &r.dir.path().join("pages"));
+        assert!(l.charts > 0, "{name}: charts");
+        let report = scen_engine::report::from_json(&r.dir.path().join("r.json")).unwrap();
+        for s in &report.steps {
+            for f in scen_engine::report::typed::step_figures_with_lists(s) {
+                assert!(l.paths.contains(&f.path), "{name}: {} is not on the page", f.path);
+                checked += 1;
+            }
+        }
+        if name == "kyverno-reports" {
+            kyverno(&std::fs::read_to_string(r.dir.path().join("r.html")).unwrap());
+        }
+    }
+    assert!(checked > 1000, "{checked} figures checked");
+}
+
+/// The by-kind table and the member status of kyverno-reports' page.
+fn kyverno(text: &str) {
+    let doc = html_doc(text);
+    let kind = "wgpolicyk8s.io/policyreports";
+    let row = doc
+        .descendants()
+        .find(|n| {
+            n.has_tag_name("tr")
+                && n.first_element_child().and_then(|td| td.text()) == Some(kind)
+                && n.ancestors().any(|t| {
+                    t.has_tag_name("table")
+                        && t.descendants().any(|c| {
+                            c.has_tag_name("caption")
+                                && c.text().is_some_and(|x| x.starts_with("by_kind"))
+                        })
+                })
+        })
+        .expect("a by_kind row of its own for the dotted resource");
+    let table = row.ancestors().find(|t| t.has_tag_name("table")).unwrap();
+    let headers: Vec<&str> = table
+        .descendants()
+        .filter(|n| n.has_tag_name("th"))
+        .map(|n| n.text().unwrap_or(""))
+        .collect();
+    let column = headers.iter().position(|h| *h == "bytes").expect("a bytes column");
+    let cell = row.children().filter(|n| n.is_element()).nth(column).unwrap();
+    let path = cell.attribute("data-path").unwrap();
+    assert!(path.ends_with(&format!("by_kind['{kind}'].bytes")), "{path}");
+    assert!(cell.text().unwrap().ends_with("iB"), "{:?}", cell.text());
+    // The member status, per member, the leader marked.
+    let leader = doc
+        .descendants()
+        .find(|n| n.attribute("class") == Some("leader"))
+        .expect("the leader is marked");
+    assert!(leader.text().unwrap_or("").starts_with('★'));
+    assert!(doc.descendants().any(|n| n
+        .attribute("data-path")
+        .is_some_and(|p| p.ends_with("members[0].raft_applied_index"))));
+}
