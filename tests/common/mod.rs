@@ -311,13 +311,21 @@ pub struct Layout {
 pub fn layout(page: &Path, profile: &Path) -> (Layout, String) {
     let html = std::fs::read_to_string(page).unwrap();
     let checked = page.with_extension("check.html");
-    std::fs::write(&checked, html.replace("</body>", &format!("{LAYOUT_CHECK}</body>"))).unwrap();
+    std::fs::write(
+        &checked,
+        html.replace("</body>", &format!("{LAYOUT_CHECK}</body>")),
+    )
+    .unwrap();
     let (ok, dom, stderr) = chromium(&checked, profile, &["--dump-dom"]);
     assert!(ok, "chromium failed: {stderr}");
     let json = dom
         .split_once("<pre id=\"scen-check\">")
         .and_then(|(_, rest)| rest.split_once("</pre>"))
-        .map(|(j, _)| j.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&"))
+        .map(|(j, _)| {
+            j.replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&amp;", "&")
+        })
         .unwrap_or_else(|| panic!("the layout check ran: {stderr}"));
     let v: Value = serde_json::from_str(&json).unwrap();
     let strings = |k: &str| -> Vec<String> {

@@ -96,4 +96,3 @@ pub fn small() -> Vec<(&'static str, Vec<&'static str>)> {
         })
         .collect()
 }
-

@@ -798,7 +798,10 @@ mod tests {
         // Holds 2,000/s, but the very first trial (1,000/s) hit a stall.
         let f = search_on(1000.0, 8000.0, |i| if i == 0 { 0.0 } else { 2000.0 });
         let (lo, hi) = (f.lo.unwrap(), f.hi.unwrap());
-        assert!(lo <= 2000.0 && 2000.0 < hi && (hi - lo) / lo <= 0.05, "{lo} {hi}");
+        assert!(
+            lo <= 2000.0 && 2000.0 < hi && (hi - lo) / lo <= 0.05,
+            "{lo} {hi}"
+        );
         assert!(lo > 1000.0, "the first failure did not cap it: {lo}");
         assert_eq!((f.confirmed, f.failed_confirmed), (Some(true), Some(true)));
     }

@@ -202,9 +202,7 @@ impl Walk<'_> {
                         .push(leaf(defs, field, map, v, here, schema.is_some()));
                 }
                 Value::Array(items) if self.lists => {
-                    let item = field
-                        .map(|f| resolve(defs, f))
-                        .and_then(|f| f.get("items"));
+                    let item = field.map(|f| resolve(defs, f)).and_then(|f| f.get("items"));
                     for (i, e) in items.iter().enumerate() {
                         if e.is_object() {
                             self.walk(item, e, &super::path::index(&here, i));

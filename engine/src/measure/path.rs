@@ -82,10 +82,20 @@ mod tests {
         let p = key(&key("inventory", "by_kind"), "wgpolicyk8s.io/policyreports");
         assert_eq!(p, "inventory.by_kind['wgpolicyk8s.io/policyreports']");
         let p = key(&index(&key(&p, "x"), 3), "bytes");
-        assert_eq!(p, "inventory.by_kind['wgpolicyk8s.io/policyreports'].x[3].bytes");
+        assert_eq!(
+            p,
+            "inventory.by_kind['wgpolicyk8s.io/policyreports'].x[3].bytes"
+        );
         assert_eq!(
             segments(&p),
-            ["inventory", "by_kind", "wgpolicyk8s.io/policyreports", "x", "[3]", "bytes"]
+            [
+                "inventory",
+                "by_kind",
+                "wgpolicyk8s.io/policyreports",
+                "x",
+                "[3]",
+                "bytes"
+            ]
         );
         assert_eq!(key("a", "scen-node-0"), "a['scen-node-0']");
         assert_eq!(segments("a.b.c"), ["a", "b", "c"]);

@@ -41,7 +41,11 @@ pub(super) struct Placed {
 /// Label places for marks sorted by x: each on the first of `rows` rows where its box does not
 /// meet another label's; leftwards when it would cross `right`; `None` when no row has room (the
 /// mark keeps its tooltip: labels never overlap).
-pub(super) fn place_labels(starts: &[(f64, usize)], right: f64, rows: usize) -> Vec<Option<Placed>> {
+pub(super) fn place_labels(
+    starts: &[(f64, usize)],
+    right: f64,
+    rows: usize,
+) -> Vec<Option<Placed>> {
     let mut taken: Vec<Vec<(f64, f64)>> = vec![Vec::new(); rows];
     starts
         .iter()
@@ -526,7 +530,13 @@ mod tests {
         assert_eq!(rows(&[(10.0, 3), (400.0, 3)]), vec![Some(0), Some(0)]);
         // Near the right edge a label reads leftwards, and is not clipped.
         let p = place_labels(&[(590.0, 10)], 600.0, 4);
-        assert_eq!(p, vec![Some(Placed { row: 0, leftwards: true })]);
+        assert_eq!(
+            p,
+            vec![Some(Placed {
+                row: 0,
+                leftwards: true
+            })]
+        );
         // More close labels than rows: the rest keep only their tooltip, never overlapping.
         let many: Vec<(f64, usize)> = (0..6).map(|i| (100.0 + i as f64, 8)).collect();
         let placed = rows(&many);

@@ -104,7 +104,9 @@ fn texts<'v>(v: &'v Value, path: String, in_list: bool, out: &mut Vec<(String, &
             for (k, x) in m {
                 let here = crate::measure::path::key(&path, k);
                 match x {
-                    Value::String(t) if t.len() < 80 && (in_list || !path.contains(['.', '[', '\'']) ) => {
+                    Value::String(t)
+                        if t.len() < 80 && (in_list || !path.contains(['.', '[', '\''])) =>
+                    {
                         out.push((here, t))
                     }
                     Value::Object(_) | Value::Array(_) => texts(x, here, in_list, out),
@@ -198,8 +200,7 @@ pub fn record_tables(step: &StepReport) -> String {
 /// The order a record gives a map's rows: a list of its top level naming exactly the map's keys
 /// (a lifecycle's `phases_run` for its `phases`); `None`: by key.
 fn order_of(record: &Value, node: &Node<'_>) -> Option<Vec<String>> {
-    let keys: std::collections::BTreeSet<String> =
-        node.children.keys().map(Key::label).collect();
+    let keys: std::collections::BTreeSet<String> = node.children.keys().map(Key::label).collect();
     record.as_object()?.values().find_map(|v| {
         let names: Vec<String> = v
             .as_array()?

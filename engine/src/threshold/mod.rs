@@ -51,9 +51,7 @@ impl fmt::Display for FieldPath {
             match s {
                 Segment::Key(k) if i == 0 => write!(f, "{k}")?,
                 // Keys that are not plain names (`wgpolicyk8s.io/policyreports`) print quoted.
-                Segment::Key(k) if !crate::measure::path::is_plain(k) => {
-                    write!(f, "['{k}']")?
-                }
+                Segment::Key(k) if !crate::measure::path::is_plain(k) => write!(f, "['{k}']")?,
                 Segment::Key(k) => write!(f, ".{k}")?,
                 Segment::Index(n) => write!(f, "[{n}]")?,
                 Segment::All => write!(f, "[*]")?,
