@@ -356,6 +356,10 @@ fn heartbeats_commit_one_proposal_per_revision_no_failed_compare_and_swap() {
     let written = hb["leases"]["ok"].as_i64().unwrap() + hb["node_status"]["ok"].as_i64().unwrap();
     assert_eq!(written, 120, "20 leases and 20 nodes a second for 3 s");
     assert_eq!(rev("after") - rev("before"), written);
+    assert!(
+        hb.get("pod_churn").is_none(),
+        "no churn asked for: no churn figures"
+    );
     // etcd's own count: a failed compare-and-swap is a proposal that changes no revision.
     assert_eq!(
         hb["server"]["proposals_committed"].as_f64(),

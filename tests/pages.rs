@@ -40,9 +40,50 @@ fn check_page(name: &str) {
         name == "api-latency" || checked > 10,
         "{name}: {checked} figures"
     );
+    let text = std::fs::read_to_string(r.dir.path().join("r.html")).unwrap();
     if name == "kyverno-reports" {
-        kyverno(&std::fs::read_to_string(r.dir.path().join("r.html")).unwrap());
+        kyverno(&text);
     }
+    if name == "pod-lifecycle" {
+        phases_in_run_order(&text, &r.report.unwrap());
+    }
+}
+
+/// A lifecycle's phases table has a column per phase, in the order they ran, and each phase's
+/// distributions as rows (no horizontal scroll hides them).
+fn phases_in_run_order(text: &str, report: &serde_json::Value) {
+    let doc = html_doc(text);
+    let lifecycle = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["record"]["phases_run"].is_array())
+        .expect("a lifecycle step");
+    let run: Vec<&str> = lifecycle["record"]["phases_run"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    let table = doc
+        .descendants()
+        .find(|n| {
+            n.has_tag_name("table")
+                && n.attribute("class") == Some("fig turned")
+                && n.descendants()
+                    .any(|c| c.has_tag_name("caption") && c.text() == Some("phases"))
+        })
+        .expect("the phases table, turned");
+    let headers: Vec<&str> = table
+        .descendants()
+        .filter(|n| n.has_tag_name("th"))
+        .skip(1)
+        .map(|n| n.text().unwrap_or(""))
+        .collect();
+    assert_eq!(headers, run, "phases in run order");
+    assert!(table
+        .descendants()
+        .any(|n| n.has_tag_name("td") && n.text() == Some("since_created.p99")));
 }
 
 /// A test per shipped scenario (`apiserver_lab` for `apiserver-lab.rhai`).

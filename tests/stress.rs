@@ -59,6 +59,16 @@ fn every_operation_runs_its_count_without_errors_under_the_prefix() {
             > 0,
         "20 keys, 4 clients: some CAS lose"
     );
+    // Figures that cannot apply are absent, not 0: closed loops schedule nothing to drop, and
+    // only compare-and-swap has conflicts.
+    for name in ["put", "get", "range", "cas", "txn", "mix", "delete"] {
+        let rec = step(&report, name)["record"].as_object().unwrap();
+        assert!(
+            !rec.contains_key("dropped"),
+            "{name}: a closed loop drops nothing"
+        );
+        assert_eq!(rec.contains_key("txn_conflicts"), name == "cas", "{name}");
+    }
     assert!(
         step(&report, "put")["record"]["cpu"]["server_ms"].is_null(),
         "no server CPU for a cluster scen did not start"
