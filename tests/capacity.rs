@@ -20,12 +20,19 @@ fn the_search_brackets_the_knee_and_an_impossible_slo_passes_no_rate() {
             .iter()
             .any(|t| t["repeat"] == true && t["passed"] == false && t["rate"] == rate)
     };
+    // A failed trial at or below the answer was tried again (the failed end is rechecked) and
+    // held then.
+    let held_again = |rate: f64| {
+        trials
+            .iter()
+            .any(|t| t["repeat"] == true && t["passed"] == true && t["rate"] == rate)
+    };
     for t in trials {
         let rate = t["rate"].as_f64().unwrap();
         if t["passed"] == true {
             assert!(rate <= sustained || refuted(rate), "{t}");
         } else {
-            assert!(rate > sustained, "{t}");
+            assert!(rate > sustained || held_again(rate), "{t}");
             assert!(t["failed_on"].is_string(), "{t}");
         }
         assert!(
@@ -36,14 +43,15 @@ fn the_search_brackets_the_knee_and_an_impossible_slo_passes_no_rate() {
     // The answer was run twice before it was trusted, when the budget left room.
     match c["confirmed"].as_bool() {
         Some(true) => {
-            let last = trials.last().unwrap();
-            assert!(
-                last["repeat"] == true && last["rate"] == sustained,
-                "{last}"
-            );
+            // The repeat at the answer held (the failed end may have been rechecked after it).
+            assert!(held_again(sustained), "{c}");
         }
         Some(false) => assert!(trials.iter().any(|t| t["repeat"] == true)),
-        None => assert!(trials.iter().all(|t| t["repeat"] == false)),
+        // Not confirmed: no repeat at the answer ran (earlier repeats may have, before a
+        // rechecked failed end moved the answer up).
+        None => assert!(!trials
+            .iter()
+            .any(|t| t["repeat"] == true && t["rate"] == sustained)),
     }
     match c["failed_rate"].as_f64() {
         Some(failed) => {

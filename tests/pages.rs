@@ -35,6 +35,13 @@ fn check_page(name: &str) {
             );
             checked += 1;
         }
+        // And every leaf of the JSON record, strings included (a distribution's encoded
+        // histogram, and long texts such as error messages, are for tools).
+        let mut leaves = Vec::new();
+        json_leaves(&s.record, s.name.clone(), &mut leaves);
+        for p in leaves {
+            assert!(l.paths.contains(&p), "{name}: {p} is not on the page");
+        }
     }
     assert!(
         name == "api-latency" || checked > 10,
@@ -84,6 +91,34 @@ fn phases_in_run_order(text: &str, report: &serde_json::Value) {
     assert!(table
         .descendants()
         .any(|n| n.has_tag_name("td") && n.text() == Some("since_created.p99")));
+}
+
+/// The paths of every leaf of a record: numbers, booleans, nulls, and strings under 80
+/// characters (not `hist`), through maps and lists of maps.
+fn json_leaves(v: &serde_json::Value, path: String, out: &mut Vec<String>) {
+    use scen_engine::measure::path;
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                let here = path::key(&path, k);
+                match x {
+                    serde_json::Value::String(t) if t.len() >= 80 || k == "hist" => {}
+                    serde_json::Value::Object(_) | serde_json::Value::Array(_) => {
+                        json_leaves(x, here, out)
+                    }
+                    _ => out.push(here),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, x) in items.iter().enumerate() {
+                if x.is_object() {
+                    json_leaves(x, path::index(&path, i), out);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// A test per shipped scenario (`apiserver_lab` for `apiserver-lab.rhai`).

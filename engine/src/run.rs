@@ -419,10 +419,13 @@ async fn execute(
                                 "{} is paused by a fault (SIGSTOP): not scraped",
                                 m.name
                             ))
-                        } else if !m.is_running() {
+                        } else if m.pid().is_none() {
+                            // Never reaps a crashed member (`is_running` would): the step that
+                            // reports the crash must still see it.
                             Some(format!("{} is stopped by a fault: not scraped", m.name))
                         } else {
-                            None
+                            m.died()
+                                .map(|s| format!("{} has exited ({s}): not scraped", m.name))
                         }
                     },
                 )))

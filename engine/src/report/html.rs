@@ -340,7 +340,7 @@ fn capacity_chart(s: &StepReport) -> Option<String> {
         (Some(l), Some(a), Some(b)) => vec![(a.0, l), (b.0, l)],
         _ => Vec::new(),
     };
-    // "held p99 < 25ms" at the sustained rate, "broke p99 < 25ms" at the failed one: the label
+    // "held (p99 < 25ms)" at the sustained rate, "broke (p99 < 25ms)" at the failed one: the label
     // never reads as if the SLO held where it did not.
     let marks: Vec<Mark> = [("sustained_rate", "held"), ("failed_rate", "broke")]
         .iter()
@@ -348,7 +348,7 @@ fn capacity_chart(s: &StepReport) -> Option<String> {
             Some(Mark {
                 x: s.record.get(*k)?.as_f64()?,
                 end: None,
-                label: format!("{verb} {}", s.record.get("slo")?.as_str()?),
+                label: format!("{verb} ({})", s.record.get("slo")?.as_str()?),
             })
         })
         .collect();

@@ -96,20 +96,17 @@ impl<'a> Node<'a> {
     }
 }
 
-/// The short strings of a record (under 80 characters), at their paths: top-level ones (a
-/// model, a transport) and those of lists' elements (a member's name and version).
-fn texts<'v>(v: &'v Value, path: String, in_list: bool, out: &mut Vec<(String, &'v str)>) {
+/// The short strings of a record (under 80 characters), at their paths: a model, a transport, a
+/// member's name and version, a kind's encoding, why a view has no data. A distribution's
+/// encoded histogram (`hist`) is data for tools, not for reading, and is left out.
+fn texts<'v>(v: &'v Value, path: String, out: &mut Vec<(String, &'v str)>) {
     match v {
         Value::Object(m) => {
             for (k, x) in m {
                 let here = crate::measure::path::key(&path, k);
                 match x {
-                    Value::String(t)
-                        if t.len() < 80 && (in_list || !path.contains(['.', '[', '\''])) =>
-                    {
-                        out.push((here, t))
-                    }
-                    Value::Object(_) | Value::Array(_) => texts(x, here, in_list, out),
+                    Value::String(t) if t.len() < 80 && k != "hist" => out.push((here, t)),
+                    Value::Object(_) | Value::Array(_) => texts(x, here, out),
                     _ => {}
                 }
             }
@@ -117,7 +114,7 @@ fn texts<'v>(v: &'v Value, path: String, in_list: bool, out: &mut Vec<(String, &
         Value::Array(items) => {
             for (i, x) in items.iter().enumerate() {
                 if x.is_object() {
-                    texts(x, crate::measure::path::index(&path, i), true, out);
+                    texts(x, crate::measure::path::index(&path, i), out);
                 }
             }
         }
@@ -154,7 +151,7 @@ fn cell(leaf: Leaf<'_>) -> String {
 pub fn record_tables(step: &StepReport) -> String {
     let figures = super::typed::step_figures_with_lists(step);
     let mut strings = Vec::new();
-    texts(&step.record, step.name.clone(), false, &mut strings);
+    texts(&step.record, step.name.clone(), &mut strings);
     let mut root = Node::default();
     for f in &figures {
         if let Some(rel) = relative(&step.name, &f.path) {
