@@ -40,7 +40,7 @@ log "building go.etcd.io/etcd/v3/tools/benchmark@$VERSION in $work"
     args+=(-replace "$m=$m@$v")
   done
   go mod edit "${args[@]}"
-  go get go.etcd.io/etcd/v3/tools/benchmark >/dev/null 2>&1 || go get go.etcd.io/etcd/v3/tools/benchmark
+  go get "go.etcd.io/etcd/v3/tools/benchmark@$VERSION" >/dev/null 2>&1 || go get "go.etcd.io/etcd/v3/tools/benchmark@$VERSION"
   mkdir -p "$DEST"
   go build -trimpath -ldflags "-s -w" -o "$DEST/benchmark" go.etcd.io/etcd/v3/tools/benchmark
 )
