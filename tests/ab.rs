@@ -110,12 +110,14 @@ fn an_ab_of_one_binary_against_itself_is_no_significant_change_in_abba_order() {
         // says so rather than "no change", with the rounds that would.
         // (A quantile whose every round lies in one bucket of etcd's histogram is no change
         // at the histogram's resolution, whatever the rounds.)
-        let detectable = f["detectable"].as_f64().unwrap();
+        // (`null`: infinite, a figure with the same ratio every round, whose noise is unknown.)
+        let detectable = f["detectable"].as_f64().unwrap_or(f64::INFINITY);
         let one_bucket = f["note"].as_str().is_some_and(|n| n.contains("one bucket"));
         if detectable > 0.10 && !one_bucket {
             assert_eq!(f["verdict"], "inconclusive", "{f}");
             assert!(
-                f["note"].as_str().unwrap().contains("could detect only"),
+                f["note"].as_str().unwrap().contains("could detect only")
+                    || f["note"].as_str().unwrap().contains("cannot be estimated"),
                 "{f}"
             );
             assert!(f["rounds_needed"].as_u64().is_none_or(|n| n > 2), "{f}");

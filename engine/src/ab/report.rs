@@ -297,6 +297,11 @@ pub fn build(
                     "every round of A and B in one bucket of etcd's histogram (up to {}): finer changes do not show",
                     Unit::Ms.format(Some(up))
                 )),
+                (None, Verdict::Inconclusive)
+                    if change.is_some_and(|c| !c.detectable.is_finite()) =>
+                {
+                    Some("the same ratio B/A every round (a figure quantized, as CPU is in clock ticks): its noise cannot be estimated, so no change can be told".into())
+                }
                 (None, Verdict::Inconclusive) => Some(match needed {
                     Some(n) => format!(
                         "{} rounds could detect only ±{:.1}%; about {n} rounds would detect ±{:.0}% (--detect) at this noise",
