@@ -349,7 +349,9 @@ pub fn build(
                         pct(Some(lo)),
                         pct(Some(hi)),
                         pct(Some(g.limit)),
-                        if !failed && open {
+                        // (A gate with no change allowed, from a threshold, is always open
+                        // to some regression: the remark is for an allowed change.)
+                        if !failed && open && g.limit != 0.0 {
                             format!(
                                 "; inconclusive: these rounds cannot rule out a regression past it{}",
                                 f.rounds_needed
