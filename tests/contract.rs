@@ -201,3 +201,41 @@ fn with_allow_registry_writes_alone_nothing_foreign_changes() {
 fn with_allow_maintenance_alone_nothing_new_outside_the_prefix() {
     holds_with(&["--allow-maintenance"]);
 }
+
+/// A control plane whose scheduler fails after the API server started (and wrote its own objects
+/// under the run prefix): the run fails as infrastructure and still leaves nothing behind.
+#[test]
+fn a_control_plane_that_fails_to_start_leaves_nothing_under_the_prefix() {
+    let (_rt, _etcd, url) = external();
+    let bin = tempfile::tempdir().unwrap();
+    let fake = bin.path().join("kube-scheduler");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'planted: the scheduler fails' >&2\nexit 1\n",
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&fake).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&fake, perms).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let out = scen()
+        .env("PATH", path)
+        .arg("run")
+        .arg(fixture("control-plane-scheduler.rhai"))
+        .args(["--endpoints", &url, "-q"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("kube-scheduler"), "{stderr}");
+    let left = etcdctl(&url, &["get", "/scen/", "--prefix", "--keys-only"]);
+    assert!(
+        left.trim().is_empty(),
+        "the API server's objects stayed: {}",
+        left.lines().take(5).collect::<Vec<_>>().join(", ")
+    );
+}

@@ -364,13 +364,31 @@ async fn execute(
         None => None,
         Some(spec) => {
             let etcd = control_plane_etcd(&target);
-            let started = tokio::select! {
+            let mut started = tokio::select! {
                 r = crate::control_plane::ControlPlane::start(spec, &etcd) => r,
                 _ = cancel.cancelled() => {
                     report.stopped_early = Some(StoppedEarly { step: None, reason: "interrupted while starting the control plane".into() });
                     return Outcome::Interrupted;
                 }
             };
+            // A port chosen free can be taken by another process before a component binds it:
+            // once, start again on fresh ports.
+            if started
+                .as_ref()
+                .err()
+                .is_some_and(|e| e.to_string().contains("address already in use"))
+            {
+                tracing::warn!(
+                    "a control plane port was taken meanwhile; starting again on fresh ports"
+                );
+                started = tokio::select! {
+                    r = crate::control_plane::ControlPlane::start(spec, &etcd) => r,
+                    _ = cancel.cancelled() => {
+                        report.stopped_early = Some(StoppedEarly { step: None, reason: "interrupted while starting the control plane".into() });
+                        return Outcome::Interrupted;
+                    }
+                };
+            }
             match started {
                 Ok(cp) => {
                     target.kube = Some(crate::target::KubeTarget {
@@ -389,6 +407,11 @@ async fn execute(
                     } else {
                         ErrorKind::Infrastructure
                     };
+                    // What the API server wrote before another component failed is this run's:
+                    // it goes too (the control plane is stopped by now).
+                    if embedded.is_none() && !cfg.keep_keys {
+                        clean_prefix(&target, report).await;
+                    }
                     return stop_with(report, kind, e.to_string(), kind.outcome());
                 }
             }
@@ -544,36 +567,42 @@ async fn execute(
     drop(control_plane);
     // 5. Clean up the run's keys on a cluster scen did not start (an embedded one is deleted whole).
     if embedded.is_none() && !cfg.keep_keys {
-        let prefix = target.info.prefix.clone();
-        let mut kv = crate::target::kv(&target.client);
-        let del = kv.delete(
-            prefix,
-            Some(etcd_client::DeleteOptions::new().with_prefix()),
-        );
-        match tokio::time::timeout(Duration::from_secs(30), del).await {
-            Ok(Ok(r)) => {
-                if let Some(t) = report.target.as_mut() {
-                    t.cleaned_up_keys = r.deleted();
-                }
-            }
-            Ok(Err(e)) => tracing::warn!(
-                "could not delete the run's keys under {}: {}; remove them with `etcdctl del --prefix {}`",
-                target.info.prefix,
-                crate::actions::etcd_message(&e),
-                target.info.prefix
-            ),
-            Err(_) => tracing::warn!(
-                "deleting the run's keys under {} timed out after 30s; remove them with `etcdctl del --prefix {}`",
-                target.info.prefix,
-                target.info.prefix
-            ),
-        }
+        clean_prefix(&target, report).await;
     }
     // Stop the members now: clones of the target may outlive this function.
     if let Some(e) = embedded {
         e.lock().expect("embedded lock").stop();
     }
     outcome
+}
+
+/// Deletes the run's keys under its prefix (a cluster scen did not start), within 30 s; says how
+/// to remove them by hand when it cannot.
+async fn clean_prefix(target: &Target, report: &mut Report) {
+    let prefix = target.info.prefix.clone();
+    let mut kv = crate::target::kv(&target.client);
+    let del = kv.delete(
+        prefix,
+        Some(etcd_client::DeleteOptions::new().with_prefix()),
+    );
+    match tokio::time::timeout(Duration::from_secs(30), del).await {
+        Ok(Ok(r)) => {
+            if let Some(t) = report.target.as_mut() {
+                t.cleaned_up_keys = r.deleted();
+            }
+        }
+        Ok(Err(e)) => tracing::warn!(
+            "could not delete the run's keys under {}: {}; remove them with `etcdctl del --prefix {}`",
+            target.info.prefix,
+            crate::actions::etcd_message(&e),
+            target.info.prefix
+        ),
+        Err(_) => tracing::warn!(
+            "deleting the run's keys under {} timed out after 30s; remove them with `etcdctl del --prefix {}`",
+            target.info.prefix,
+            target.info.prefix
+        ),
+    }
 }
 
 /// A step whose history check found violations (`history: true`) fails the run like a threshold
