@@ -180,6 +180,18 @@ pub fn chart(
     chart_with(title, x_label, &y_label, lines, marks, x_range, h, &scale)
 }
 
+/// The same lines with each point moved by `f` (`None`: left out).
+fn remapped<'a>(lines: &[Line<'a>], f: impl Fn((f64, f64)) -> Option<(f64, f64)>) -> Vec<Line<'a>> {
+    lines
+        .iter()
+        .map(|l| Line {
+            label: l.label,
+            color: l.color,
+            points: l.points.iter().copied().filter_map(&f).collect(),
+        })
+        .collect()
+}
+
 /// Whether the positive values of `lines` span more than a factor of 30.
 fn wide(lines: &[Line<'_>]) -> bool {
     let pos = lines
@@ -221,24 +233,13 @@ fn chart_with(
     } else {
         0.0
     };
-    let transformed: Vec<Line<'_>> = lines
-        .iter()
-        .map(|l| Line {
-            label: l.label,
-            color: l.color,
-            points: l
-                .points
-                .iter()
-                .map(|&(x, y)| {
-                    if scale.log_y {
-                        (x, (y.max(10f64.powf(l0)).log10() - l0).max(0.0))
-                    } else {
-                        (x, y)
-                    }
-                })
-                .collect(),
+    let transformed = remapped(lines, |(x, y)| {
+        Some(if scale.log_y {
+            (x, (y.max(10f64.powf(l0)).log10() - l0).max(0.0))
+        } else {
+            (x, y)
         })
-        .collect();
+    });
     let lines = &transformed[..];
     let pts = lines.iter().flat_map(|l| l.points.iter());
     let (mut x0, mut x1, mut y1) = (f64::MAX, f64::MIN, 0.0f64);
@@ -396,19 +397,9 @@ fn chart_with(
 /// `1/(1−q)` (1 is 90%, 2 is 99%, 3 is 99.9%, 4 is 99.99%), the latency up. Each line's points
 /// are `(q, ms)` with `q < 1`.
 pub fn percentiles(title: &str, curves: &[Line<'_>]) -> String {
-    let logx: Vec<Line<'_>> = curves
-        .iter()
-        .map(|l| Line {
-            label: l.label,
-            color: l.color,
-            points: l
-                .points
-                .iter()
-                .filter(|(q, _)| *q < 1.0)
-                .map(|&(q, v)| ((1.0 / (1.0 - q)).log10().min(4.0), v))
-                .collect(),
-        })
-        .collect();
+    let logx = remapped(curves, |(q, v)| {
+        (q < 1.0).then(|| ((1.0 / (1.0 - q)).log10().min(4.0), v))
+    });
     chart_with(
         title,
         "percentile (%, log scale of 1/(1 − q))",
