@@ -194,12 +194,18 @@ fn remapped<'a>(lines: &[Line<'a>], f: impl Fn((f64, f64)) -> Option<(f64, f64)>
 
 /// Whether the positive values of `lines` span more than a factor of 30.
 fn wide(lines: &[Line<'_>]) -> bool {
-    let pos = lines
+    positive_range(lines).is_some_and(|(lo, hi)| hi / lo > 30.0)
+}
+
+/// The smallest and largest positive y of `lines` (`None`: none is positive).
+fn positive_range(lines: &[Line<'_>]) -> Option<(f64, f64)> {
+    lines
         .iter()
         .flat_map(|l| l.points.iter().map(|p| p.1))
-        .filter(|v| *v > 0.0);
-    let (lo, hi) = pos.fold((f64::MAX, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
-    hi > 0.0 && hi / lo > 30.0
+        .filter(|v| *v > 0.0)
+        .fold(None, |r, v| {
+            Some(r.map_or((v, v), |(a, b): (f64, f64)| (a.min(v), b.max(v))))
+        })
 }
 
 /// How a chart's axes read.
@@ -223,16 +229,7 @@ fn chart_with(
 ) -> String {
     // On a log axis every value is its decade's logarithm, from a floor of the decade below the
     // smallest positive value (zeros sit on the floor).
-    let floor = lines
-        .iter()
-        .flat_map(|l| l.points.iter().map(|p| p.1))
-        .filter(|v| *v > 0.0)
-        .fold(f64::MAX, f64::min);
-    let l0 = if floor < f64::MAX {
-        floor.log10().floor()
-    } else {
-        0.0
-    };
+    let l0 = positive_range(lines).map_or(0.0, |(lo, _)| lo.log10().floor());
     let transformed = remapped(lines, |(x, y)| {
         Some(if scale.log_y {
             (x, (y.max(10f64.powf(l0)).log10() - l0).max(0.0))
