@@ -8,7 +8,7 @@ use std::time::Instant;
 use clap::Args;
 use scen_engine::ab::{self, Gate, Order, Side, Which};
 use scen_engine::script::Limits;
-use scen_engine::{Observer, Report, RunConfig};
+use scen_engine::{Exit, Observer, Report, RunConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::ParamArgs;
@@ -138,7 +138,7 @@ impl ab::Progress for Lines {
 }
 
 /// Runs `scen ab`; the exit code.
-pub fn ab(mut args: AbArgs, quiet: bool) -> i32 {
+pub fn ab(mut args: AbArgs, quiet: bool) -> Exit {
     let _shipped = match crate::scenario_file(&args.file, quiet) {
         Ok((file, guard)) => {
             args.file = file;
@@ -153,7 +153,7 @@ pub fn ab(mut args: AbArgs, quiet: bool) -> i32 {
                 "error: --min-change {}: a percentage below 100%, such as 1%",
                 args.min_change
             );
-            return 2;
+            return Exit::Usage;
         }
     };
     let detect = match scen_engine::units::parse_quantity(&args.detect) {
@@ -163,7 +163,7 @@ pub fn ab(mut args: AbArgs, quiet: bool) -> i32 {
                 "error: --detect {}: a percentage above 0%, such as 10%",
                 args.detect
             );
-            return 2;
+            return Exit::Usage;
         }
     };
     let (rounds, auto_rounds) = match args.rounds.as_str() {
@@ -172,7 +172,7 @@ pub fn ab(mut args: AbArgs, quiet: bool) -> i32 {
             Ok(n) => (n, false),
             Err(_) => {
                 say!("error: --rounds {n}: a number of rounds (2 to 100) or auto");
-                return 2;
+                return Exit::Usage;
             }
         },
     };
@@ -191,7 +191,7 @@ pub fn ab(mut args: AbArgs, quiet: bool) -> i32 {
         Ok(x) => x,
         Err(e) => {
             say!("error: {e}");
-            return 2;
+            return Exit::Usage;
         }
     };
     let mut base = RunConfig {
@@ -245,7 +245,7 @@ pub fn ab(mut args: AbArgs, quiet: bool) -> i32 {
         Some(ab::run(&cfg, from_thresholds, cancel, &lines).await)
     });
     let Some(report) = report else {
-        return 2;
+        return Exit::Usage;
     };
     let to_stdout = args.report.as_deref() == Some(std::path::Path::new("-"));
     if to_stdout {
@@ -253,13 +253,13 @@ pub fn ab(mut args: AbArgs, quiet: bool) -> i32 {
     } else {
         out!("{}", report.text());
     }
-    let mut code = report.exit_code;
+    let mut code = Exit::from(report.outcome);
     let json = serde_json::to_string_pretty(&report).expect("the report serialises") + "\n";
     if !crate::write_report(&args.report, || Ok(json)) {
-        code = code.max(2);
+        code = code.worst(Exit::Usage);
     }
     if !crate::write_report(&args.html, || Ok(report.html())) {
-        code = code.max(2);
+        code = code.worst(Exit::Usage);
     }
     let verdict = match report.outcome {
         scen_engine::Outcome::Passed => "NO GATE REGRESSED",
@@ -269,7 +269,7 @@ pub fn ab(mut args: AbArgs, quiet: bool) -> i32 {
         scen_engine::Outcome::Interrupted => "INTERRUPTED",
     };
     say!(
-        "{verdict}: {} figures, {} regressed, {} improved (exit {code})",
+        "{verdict}: {} figures, {} regressed, {} improved (exit {})",
         report.figures.len(),
         report
             .figures
@@ -280,7 +280,8 @@ pub fn ab(mut args: AbArgs, quiet: bool) -> i32 {
             .figures
             .iter()
             .filter(|f| f.verdict == ab::Verdict::Improved)
-            .count()
+            .count(),
+        code.code()
     );
     code
 }

@@ -2,6 +2,7 @@
 //! scenario with its header rewritten, a values file with every parameter and its doc, and CI
 //! jobs that run it and keep its reports. Nothing existing is overwritten.
 
+use scen_engine::Exit;
 use std::path::{Path, PathBuf};
 
 use scen_engine::params::Overrides;
@@ -45,19 +46,19 @@ scen:
 "#;
 
 /// Writes the starter; the exit code.
-pub fn init(dir: &Path, from: &str) -> i32 {
+pub fn init(dir: &Path, from: &str) -> Exit {
     let Some((name, src)) = scen_engine::library::shipped(from) else {
         say!(
             "error: --from {from}: no shipped scenario of that name (shipped: {})",
             scen_engine::library::names().join(", ")
         );
-        return 2;
+        return Exit::Usage;
     };
     let files: Vec<(PathBuf, String)> = match starter(dir, name, src) {
         Ok(f) => f,
         Err(e) => {
             say!("error: {e}");
-            return 2;
+            return Exit::Usage;
         }
     };
     let existing: Vec<String> = files
@@ -70,13 +71,13 @@ pub fn init(dir: &Path, from: &str) -> i32 {
             "error: scen init never overwrites a file, and these exist: {} (choose another directory)",
             existing.join(", ")
         );
-        return 2;
+        return Exit::Usage;
     }
     for (path, text) in &files {
         if let Some(parent) = path.parent() {
             if let Err(e) = std::fs::create_dir_all(parent) {
                 say!("error: cannot create {}: {e}", parent.display());
-                return 2;
+                return Exit::Usage;
             }
         }
         // create_new: a file that appeared meanwhile is not replaced either.
@@ -87,7 +88,7 @@ pub fn init(dir: &Path, from: &str) -> i32 {
             .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
         if let Err(e) = written {
             say!("error: cannot write {}: {e}", path.display());
-            return 2;
+            return Exit::Usage;
         }
         out!("wrote {}", path.display());
     }
@@ -97,7 +98,7 @@ pub fn init(dir: &Path, from: &str) -> i32 {
         dir.join(format!("{name}.rhai")).display(),
         dir.join("values.yaml").display()
     );
-    0
+    Exit::Success
 }
 
 /// The files of the starter: (path, contents).

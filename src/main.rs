@@ -50,7 +50,6 @@ mod init;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use std::time::Instant;
@@ -61,6 +60,7 @@ use scen_engine::params::Overrides;
 use scen_engine::report::{self, StepReport, StepStatus, TargetReport, ThresholdStatus};
 use scen_engine::script::Limits;
 use scen_engine::target::ConnectSettings;
+use scen_engine::Exit;
 use scen_engine::{Observer, Outcome, RunConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -301,7 +301,7 @@ struct RunArgs {
     metrics_listen: Option<String>,
 }
 
-fn main() -> ExitCode {
+fn main() -> std::process::ExitCode {
     remember_secrets();
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
@@ -343,14 +343,14 @@ fn main() -> ExitCode {
         ),
         Command::Schema => {
             out_raw!("{}", report::json_schema());
-            0
+            Exit::Success
         }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut cmd, "scen", &mut buf);
             out_raw!("{}", String::from_utf8_lossy(&buf));
-            0
+            Exit::Success
         }
         Command::Man => {
             let cmd = <Cli as clap::CommandFactory>::command();
@@ -358,11 +358,11 @@ fn main() -> ExitCode {
             match clap_mangen::Man::new(cmd).render(&mut buf) {
                 Ok(()) => {
                     out_raw!("{}", String::from_utf8_lossy(&buf));
-                    0
+                    Exit::Success
                 }
                 Err(e) => {
                     say!("error: {e}");
-                    2
+                    Exit::Usage
                 }
             }
         }
@@ -378,30 +378,26 @@ fn main() -> ExitCode {
             Ok(r) => {
                 if html.is_none() && markdown.is_none() && junit.is_none() {
                     say!("error: say what to render: --html FILE, --markdown FILE or --junit FILE");
-                    return ExitCode::from(2);
+                    return Exit::Usage.into();
                 }
                 let written = [
                     write_report(&html, || report::to_html(&r)),
                     write_report(&markdown, || report::to_markdown(&r)),
                     write_report(&junit, || report::to_junit(&r)),
                 ];
-                if written.iter().all(|ok| *ok) {
-                    0
-                } else {
-                    2
-                }
+                Exit::ok_or_usage(written.iter().all(|ok| *ok))
             }
             Err(e) => {
                 say!("error: {e}");
-                2
+                Exit::Usage
             }
         },
         Command::Api => {
             out_raw!("{}", scen_engine::script::api::reference());
-            0
+            Exit::Success
         }
     };
-    ExitCode::from(code as u8)
+    code.into()
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -468,7 +464,7 @@ pub(crate) fn overrides(p: &ParamArgs) -> Overrides {
     }
 }
 
-fn check(file: &Path, params: &ParamArgs, json: bool) -> i32 {
+fn check(file: &Path, params: &ParamArgs, json: bool) -> Exit {
     match scen_engine::check(file, &overrides(params), &Limits::default()) {
         Ok(plan) => {
             for w in &plan.warnings {
@@ -510,11 +506,11 @@ fn check(file: &Path, params: &ParamArgs, json: bool) -> i32 {
                 }
                 out!("ok: the plan is valid");
             }
-            0
+            Exit::Success
         }
         Err(e) => {
             say!("{e}");
-            Outcome::ScriptError.exit_code()
+            Exit::Usage
         }
     }
 }
@@ -538,7 +534,7 @@ fn compare(
     min_samples: u64,
     out: CompareOutput,
     html: Option<&Path>,
-) -> i32 {
+) -> Exit {
     let CompareOutput {
         all,
         json,
@@ -557,7 +553,7 @@ fn compare(
         }
         _ => {
             say!("error: --tolerance {tolerance}: give a percentage such as 10%");
-            return 2;
+            return Exit::Usage;
         }
     };
     // `scen compare a.json b.json`, or runs per side around `--`.
@@ -565,7 +561,7 @@ fn compare(
         ([a, b], []) => (std::slice::from_ref(a), std::slice::from_ref(b)),
         (_, []) => {
             say!("error: give two reports (old new), or the runs of each side around `--`: scen compare A1.json A2.json -- B1.json B2.json");
-            return 2;
+            return Exit::Usage;
         }
         sides => sides,
     };
@@ -577,7 +573,7 @@ fn compare(
                 Ok(r) => r,
                 Err(e) => {
                     say!("error: {e}");
-                    return 2;
+                    return Exit::Usage;
                 }
             };
             // No data is never a pass: a run that did not finish has nothing to compare.
@@ -586,7 +582,7 @@ fn compare(
                     "error: the {which} report {} cannot be compared: {why}",
                     path.display()
                 );
-                return 1;
+                return Exit::VerdictFailed;
             }
             side.push(r);
         }
@@ -605,7 +601,7 @@ fn compare(
     if !write_report(&html, || {
         report::to_compare_html(&a[0], &b[0], &cmp, tolerance, all)
     }) {
-        return 2;
+        return Exit::Usage;
     }
     for w in &cmp.warnings {
         say!("warning: {w}");
@@ -628,10 +624,10 @@ fn compare(
             Ok(text) => out!("{text}"),
             Err(e) => {
                 say!("error: {e}");
-                return 2;
+                return Exit::Usage;
             }
         }
-        return i32::from(failed);
+        return Exit::verdict(!failed);
     }
     let shown: Vec<_> = cmp
         .rows
@@ -694,7 +690,7 @@ fn compare(
             "error: {lost} figure(s) are missing from one report, or have no data in one where the other rests on enough samples (--allow-missing accepts that)"
         );
     }
-    i32::from(failed)
+    Exit::verdict(!failed)
 }
 
 /// How to reach an etcd, as etcdctl takes it: shared by `scen run` and `scen doctor`.
@@ -750,7 +746,7 @@ struct DoctorArgs {
     context: Option<String>,
 }
 
-fn doctor(args: DoctorArgs) -> i32 {
+fn doctor(args: DoctorArgs) -> Exit {
     use scen_engine::doctor::{diagnose, DoctorOptions, Status};
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -775,24 +771,24 @@ fn doctor(args: DoctorArgs) -> i32 {
     let failed = lines.iter().filter(|l| l.status == Status::Fail).count();
     if failed > 0 {
         say!("{failed} check(s) failed");
-        3
+        Exit::Infrastructure
     } else {
-        0
+        Exit::Success
     }
 }
 
 /// `scen list` with no directory: the shipped library.
-fn list_shipped() -> i32 {
+fn list_shipped() -> Exit {
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
         Err(e) => {
             say!("error: {e}");
-            return 2;
+            return Exit::Usage;
         }
     };
     for (name, src) in scen_engine::library::SCENARIOS {
         if std::fs::write(dir.path().join(format!("{name}.rhai")), src).is_err() {
-            return 2;
+            return Exit::Usage;
         }
     }
     out!(
@@ -803,23 +799,23 @@ fn list_shipped() -> i32 {
 }
 
 /// `scen show NAME`: a shipped scenario's source, to read or redirect into a file of one's own.
-fn show(name: &str) -> i32 {
+fn show(name: &str) -> Exit {
     match scen_engine::library::shipped(name) {
         Some((_, src)) => {
             out_raw!("{src}");
-            0
+            Exit::Success
         }
         None => {
             say!(
                 "error: no shipped scenario {name} (shipped: {})",
                 scen_engine::library::names().join(", ")
             );
-            2
+            Exit::Usage
         }
     }
 }
 
-fn list(dir: &Path, by_name: bool) -> i32 {
+fn list(dir: &Path, by_name: bool) -> Exit {
     let mut files: Vec<_> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(Result::ok)
@@ -828,11 +824,11 @@ fn list(dir: &Path, by_name: bool) -> i32 {
             .collect(),
         Err(e) => {
             say!("error: cannot read {}: {e}", dir.display());
-            return 2;
+            return Exit::Usage;
         }
     };
     files.sort();
-    let mut code = 0;
+    let mut code = Exit::Success;
     for f in files {
         match scen_engine::check(&f, &Overrides::default(), &Limits::default()) {
             Ok(plan) => {
@@ -861,7 +857,7 @@ fn list(dir: &Path, by_name: bool) -> i32 {
             }
             Err(e) => {
                 out!("{}\n  (invalid: {})", f.display(), e.message);
-                code = 2;
+                code = Exit::Usage;
             }
         }
     }
@@ -1049,7 +1045,7 @@ impl Observer for Progress {
 pub(crate) fn scenario_file(
     arg: &Path,
     quiet: bool,
-) -> Result<(PathBuf, Option<tempfile::TempDir>), i32> {
+) -> Result<(PathBuf, Option<tempfile::TempDir>), Exit> {
     if arg.exists() {
         return Ok((arg.to_path_buf(), None));
     }
@@ -1058,7 +1054,7 @@ pub(crate) fn scenario_file(
         .tempdir()
         .map_err(|e| {
             say!("error: cannot prepare a shipped scenario: {e}");
-            2
+            Exit::Usage
         })?;
     match scen_engine::library::resolve(arg, dir.path()) {
         Ok(scen_engine::library::Resolved::Shipped { name, path }) => {
@@ -1073,12 +1069,12 @@ pub(crate) fn scenario_file(
         Ok(scen_engine::library::Resolved::File(p)) => Ok((p, None)),
         Err(e) => {
             say!("error: {e}");
-            Err(2)
+            Err(Exit::Usage)
         }
     }
 }
 
-fn run(mut args: RunArgs, quiet: bool) -> i32 {
+fn run(mut args: RunArgs, quiet: bool) -> Exit {
     let _shipped = match scenario_file(&args.file, quiet) {
         Ok((file, guard)) => {
             args.file = file;
@@ -1093,7 +1089,7 @@ fn run(mut args: RunArgs, quiet: bool) -> i32 {
     let connect = args.connect.settings();
     if connect.is_some() && (args.members.is_some() || args.etcd_quota.is_some()) {
         say!("error: --members and --etcd-quota set up the embedded etcd; they cannot go with --endpoints");
-        return 2;
+        return Exit::Usage;
     }
     if let Some(plain) = args
         .connect
@@ -1106,12 +1102,12 @@ fn run(mut args: RunArgs, quiet: bool) -> i32 {
         })
     {
         say!("error: --cacert/--cert/--key set up TLS, but {plain} is plain http: give https:// endpoints (or drop the TLS flags)");
-        return 2;
+        return Exit::Usage;
     }
     let c = &args.connect;
     if connect.is_none() && (c.cacert.is_some() || c.cert.is_some() || c.user.is_some()) {
         say!("error: --cacert/--cert/--key/--user need --endpoints (the embedded etcd uses plain loopback)");
-        return 2;
+        return Exit::Usage;
     }
     let mut cfg = RunConfig {
         scenario: args.file.clone(),
@@ -1138,12 +1134,12 @@ fn run(mut args: RunArgs, quiet: bool) -> i32 {
                 Ok(b) => cfg.embedded_overrides.settings.quota_backend_bytes = Some(b),
                 Err(why) => {
                     say!("error: --etcd-quota {q}: {why}");
-                    return 2;
+                    return Exit::Usage;
                 }
             },
             Err(e) => {
                 say!("error: --etcd-quota {q}: {e} (write a size such as 8GiB)");
-                return 2;
+                return Exit::Usage;
             }
         }
     }
@@ -1156,7 +1152,7 @@ fn run(mut args: RunArgs, quiet: bool) -> i32 {
         Ok(l) => l,
         Err(e) => {
             say!("error: {e}");
-            return 2;
+            return Exit::Usage;
         }
     };
     let progress = Arc::new(Progress::new(quiet));
@@ -1168,7 +1164,7 @@ fn run(mut args: RunArgs, quiet: bool) -> i32 {
     };
     if let Err(e) = outputs.check(&args.file, args.params.values.as_deref()) {
         say!("error: {e}");
-        return 2;
+        return Exit::Usage;
     }
     // block_on runs this future on the main thread, which outlives the embedded etcd.
     let report = rt.block_on(async {
@@ -1202,10 +1198,10 @@ fn run(mut args: RunArgs, quiet: bool) -> i32 {
         Some(report)
     });
     let Some(report) = report else {
-        return 2;
+        return Exit::Usage;
     };
     drop(progress);
-    let mut code = report.exit_code;
+    let mut code = Exit::from(report.outcome);
     let render = |e: &report::ErrorInfo| {
         e.detail
             .clone()
@@ -1236,7 +1232,7 @@ fn run(mut args: RunArgs, quiet: bool) -> i32 {
     // Written from a copy with every credential masked.
     let report = report::redact::redact_report(&report);
     if !outputs.write(&report) {
-        code = code.max(2);
+        code = code.worst(Exit::Usage);
     }
     print_summary(&report, quiet, code);
     code
@@ -1259,7 +1255,7 @@ pub(crate) fn write_report(
 
 /// The verdict line; `code` is the process's real exit code (a report that could not be written
 /// makes it 2 whatever the run's outcome).
-fn print_summary(r: &scen_engine::Report, quiet: bool, code: i32) {
+fn print_summary(r: &scen_engine::Report, quiet: bool, code: Exit) {
     if !quiet {
         for t in &r.thresholds {
             let mark = match t.status {
@@ -1279,10 +1275,10 @@ fn print_summary(r: &scen_engine::Report, quiet: bool, code: i32) {
         Outcome::InfrastructureError => "INFRASTRUCTURE ERROR",
         Outcome::Interrupted => "INTERRUPTED",
     };
-    let exit = if code == r.exit_code {
-        format!("exit {code}")
+    let exit = if code == Exit::from(r.outcome) {
+        format!("exit {}", code.code())
     } else {
-        format!("exit {code}: a report file could not be written")
+        format!("exit {}: a report file could not be written", code.code())
     };
     say!(
         "{verdict}: {} in {:.1}s — {passed} thresholds passed, {failed} failed ({exit})",
@@ -1344,5 +1340,5 @@ async fn watch_signals(cancel: CancellationToken, progress: Arc<Progress>, outpu
         Err(_) => "the partial report could not be written in time",
     };
     say!("interrupted again: left at once; {said}, etcd stops with scen");
-    std::process::exit(130);
+    std::process::exit(i32::from(Exit::Interrupted.code()));
 }

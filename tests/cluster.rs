@@ -368,6 +368,14 @@ fn heartbeats_commit_one_proposal_per_revision_no_failed_compare_and_swap() {
         hb["server"]
     );
     assert_eq!(hb["leases"]["conflicts"], 0);
+    // scen's own CPU over its writes: some was spent, and the per-write figure is that over 120.
+    let cpu = hb["client_cpu_ms"].as_f64().unwrap();
+    assert!(cpu > 0.0, "{hb}");
+    let per = hb["client_cpu_per_write"].as_f64().unwrap();
+    assert!(
+        (per * written as f64 - cpu).abs() < 1e-6 * cpu.max(1.0),
+        "{per} × {written} ≠ {cpu}"
+    );
     for t in report["thresholds"].as_array().unwrap() {
         assert_eq!(t["status"], "passed", "{t}");
     }

@@ -3,18 +3,17 @@
 
 mod common;
 
-use std::io::{Read, Write};
-
 use common::*;
 
 /// Raw `/metrics` text over plain HTTP.
 fn scrape(url: &str) -> String {
-    let host = url.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    write!(s, "GET /metrics HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .build()
+        .and_then(|c| c.get(format!("{url}/metrics")).send())
+        .and_then(|r| r.error_for_status())
+        .and_then(|r| r.text())
+        .unwrap_or_else(|e| panic!("GET {url}/metrics: {e}"))
 }
 
 /// `(le, cumulative count)` of a histogram's buckets, parsed by hand.

@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -215,19 +214,15 @@ fn unreachable_endpoints_exit_3() {
     );
 }
 
-/// Starts `scen run slow.rhai`, waits for its embedded etcd and the long step, and returns both.
-fn start_slow_run(json: &std::path::Path) -> (std::process::Child, u32) {
-    let child = spawn_run(&fixture("slow.rhai"), json, Stdio::null());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let etcd_pid = loop {
-        if let Some(pid) = etcd_children(child.id()).first() {
-            break *pid;
-        }
-        assert!(Instant::now() < deadline, "etcd never started");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    std::thread::sleep(Duration::from_millis(1500));
-    (child, etcd_pid)
+/// Starts `scen run slow.rhai`, waits until its long step started (the quick one ended before
+/// it), and returns the run and its embedded etcd.
+fn start_slow_run(json: &std::path::Path) -> (Watched, u32) {
+    let mut watched = spawn_watched(&fixture("slow.rhai"), json, &[]);
+    watched.wait_for(&["step long: started"], Duration::from_secs(60));
+    let etcd_pid = *etcd_children(watched.child.id())
+        .first()
+        .expect("the embedded etcd runs while a step does");
+    (watched, etcd_pid)
 }
 
 #[test]
@@ -235,10 +230,10 @@ fn sigint_and_sigterm_exit_130_with_a_partial_report_and_no_etcd_left() {
     for signal in [libc::SIGINT, libc::SIGTERM] {
         let dir = tempfile::tempdir().unwrap();
         let json = dir.path().join("r.json");
-        let (mut child, etcd_pid) = start_slow_run(&json);
-        unsafe { libc::kill(child.id() as i32, signal) };
-        let status = child.wait().unwrap();
-        assert_eq!(status.code(), Some(130), "signal {signal}");
+        let (run, etcd_pid) = start_slow_run(&json);
+        unsafe { libc::kill(run.child.id() as i32, signal) };
+        let (code, stderr) = run.finish();
+        assert_eq!(code, Some(130), "signal {signal}: {stderr}");
         let report: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         assert_schema_valid(&report);
@@ -272,7 +267,8 @@ fn run_dir_of(pid: u32) -> std::path::PathBuf {
 #[test]
 fn kill_9_of_scen_takes_its_etcd_down_and_the_next_run_removes_its_data() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, etcd_pid) = start_slow_run(&dir.path().join("r.json"));
+    let (mut watched, etcd_pid) = start_slow_run(&dir.path().join("r.json"));
+    let child = &mut watched.child;
     let run_dir = run_dir_of(etcd_pid);
     child.kill().unwrap();
     child.wait().unwrap();
@@ -483,7 +479,8 @@ fn the_sandbox_refuses_actions_at_top_level_endless_loops_and_eval() {
 fn a_second_signal_leaves_at_once_and_still_writes_the_partial_report() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
-    let (mut child, etcd_pid) = start_slow_run(&json);
+    let (mut watched, etcd_pid) = start_slow_run(&json);
+    let child = &mut watched.child;
     // Two different signals do not merge into one: the second arrives while the first is handled.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -527,7 +524,8 @@ fn a_second_signal_exits_at_once_whatever_blocks_and_the_next_run_reaps_the_dire
     let fifo = dir.path().join("report.fifo");
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-    let (mut child, etcd_pid) = start_slow_run(&fifo);
+    let (mut watched, etcd_pid) = start_slow_run(&fifo);
+    let child = &mut watched.child;
     let run_dir = run_dir_of(etcd_pid);
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -544,4 +542,32 @@ fn a_second_signal_exits_at_once_whatever_blocks_and_the_next_run_reaps_the_dire
     let r = run(&fixture("keys.rhai"), &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!run_dir.exists(), "{} is still there", run_dir.display());
+}
+
+#[test]
+fn a_step_past_its_timeout_fails_with_the_timeout_kind_in_an_action_or_in_script_code() {
+    for which in ["action", "script"] {
+        let r = run(
+            &fixture("step-timeout.rhai"),
+            &["--set", &format!("which={which}")],
+        );
+        assert_eq!(r.code, 2, "{which}: {}", r.stderr);
+        let report = r.report.unwrap();
+        let slow = step(&report, "slow");
+        assert_eq!(slow["status"], "failed", "{which}: {slow}");
+        assert_eq!(slow["error"]["kind"], "timeout", "{which}: {slow}");
+        assert!(
+            slow["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("past its timeout"),
+            "{which}: {slow}"
+        );
+        // Well before the 60 s sleep: the deadline stopped it.
+        assert!(
+            slow["duration_ms"].as_f64().unwrap() < 30_000.0,
+            "{which}: {slow}"
+        );
+        assert_eq!(step(&report, "after")["status"], "skipped", "{which}");
+    }
 }

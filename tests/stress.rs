@@ -211,17 +211,20 @@ fn etcd_dying_mid_step_fails_with_exit_3_and_keeps_the_measurements() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut etcd = external_etcd(&rt);
     let url = etcd.client_url().to_string();
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(1500));
-        etcd.stop();
-    });
-    let r = run(
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let mut watched = spawn_watched(
         &fixture("stress-load.rhai"),
+        &json,
         &["--set", "mode=long", "--endpoints", &url],
     );
-    killer.join().unwrap();
-    assert_eq!(r.code, 3, "{}", r.stderr);
-    let report = r.report.unwrap();
+    // Stopped under the load: after its first progress line, a second into it.
+    watched.wait_for(&["step load: ", "/s", " errors "], Duration::from_secs(60));
+    etcd.stop();
+    let (code, stderr) = watched.finish();
+    assert_eq!(code, Some(3), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_schema_valid(&report);
     assert_eq!(report["outcome"], "infrastructure_error");
     let load = step(&report, "load");

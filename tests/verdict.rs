@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -126,36 +126,17 @@ fn units_and_renamed_fields_are_checked_before_a_run() {
 fn etcd_killed_during_a_single_load_step_is_an_infrastructure_failure() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
-    let mut child = spawn_run(
-        &fixture("verdict-long-load.rhai"),
-        &json,
-        std::process::Stdio::piped(),
-    );
-    // Wait for the member, then for the load to be under way.
-    let t0 = Instant::now();
-    let member = loop {
-        if let Some(&pid) = etcd_children(child.id()).first() {
-            break pid;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "no etcd child appeared"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    std::thread::sleep(Duration::from_secs(4));
+    let mut watched = spawn_watched(&fixture("verdict-long-load.rhai"), &json, &[]);
+    // The load's first progress line ("step load: 2345/s errors 0"): it has been under way for a
+    // second and has done work.
+    watched.wait_for(&["step load: ", "/s", " errors "], Duration::from_secs(60));
+    let member = *etcd_children(watched.child.id())
+        .first()
+        .expect("the embedded etcd runs under the load");
     // SAFETY: kill(2) on the etcd scen started for this test.
     unsafe { libc::kill(member as i32, libc::SIGKILL) };
-    let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    use std::io::Read;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert_eq!(status.code(), Some(3), "{stderr}");
+    let (code, stderr) = watched.finish();
+    assert_eq!(code, Some(3), "{stderr}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let load = step(&report, "load");

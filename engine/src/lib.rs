@@ -11,6 +11,7 @@ pub mod actions;
 pub mod control_plane;
 pub mod doctor;
 pub mod embedded;
+pub mod exit;
 pub mod library;
 pub mod live;
 pub mod measure;
@@ -26,5 +27,6 @@ pub mod tls;
 pub mod transport;
 pub mod units;
 
+pub use exit::Exit;
 pub use report::{Outcome, Report};
 pub use run::{check, run, Observer, RunConfig};

@@ -165,6 +165,83 @@ pub fn spawn_run(file: &Path, json: &Path, stderr: std::process::Stdio) -> std::
         .unwrap()
 }
 
+/// A `scen run` in the background whose stderr a test waits on, line by line: an event (a step
+/// started, a load's first progress line), never a sleep. Not `-q`: the plain progress lines
+/// (stderr is not a terminal) are the events.
+pub struct Watched {
+    /// The scen process.
+    pub child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every line read so far.
+    pub seen: Vec<String>,
+}
+
+/// Starts `scen run FILE --report JSON ARGS...`, its stderr watched.
+pub fn spawn_watched(file: &Path, json: &Path, args: &[&str]) -> Watched {
+    use std::io::BufRead;
+    let mut child = scen()
+        .arg("run")
+        .arg(file)
+        .arg("--report")
+        .arg(json)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Watched {
+        child,
+        lines,
+        seen: Vec::new(),
+    }
+}
+
+impl Watched {
+    /// Waits for a stderr line containing every one of `texts` (at most `limit`); panics with
+    /// every line seen when none came, or when scen ended first.
+    pub fn wait_for(&mut self, texts: &[&str], limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let hit = texts.iter().all(|t| line.contains(t));
+                    self.seen.push(line);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(e) => panic!(
+                    "no line with {texts:?} ({e:?}); scen said:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Waits for scen to exit: its exit code and the whole of its stderr.
+    pub fn finish(mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().unwrap();
+        // The reader thread ends at EOF, when scen (and every child holding the pipe) is gone.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(30)) {
+            self.seen.push(line);
+        }
+        (status.code(), self.seen.join("\n"))
+    }
+}
+
 /// The etcd members among `pid`'s children (of any of its threads: scen spawns members from
 /// one spawner thread); not the short-lived `etcd --version` scen runs to check the binary.
 pub fn etcd_children(pid: u32) -> Vec<u32> {

@@ -1,8 +1,6 @@
 //! A real Prometheus (Debian's package, installed by scripts/setup.sh) for end-to-end tests: on a
 //! free loopback port, scraping what a test asks, receiving remote write, killed on drop.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,19 +31,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// GETs `path` from `host` over HTTP/1.0: the whole answer (status line, headers, body).
-pub fn http_get(host: &str, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(host).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    Some(text)
-}
-
-/// The status line of GET `path`.
-pub fn http_status(host: &str, path: &str) -> Option<String> {
-    http_get(host, path).and_then(|t| t.lines().next().map(str::to_string))
+/// GETs `path` from `host` (reqwest, 30 s at most): the status code and the body.
+pub fn http_get(host: &str, path: &str) -> Option<(u16, String)> {
+    let client = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .ok()?;
+    let r = client.get(format!("http://{host}{path}")).send().ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.text().ok()?))
 }
 
 /// Percent-encodes a query parameter.
@@ -100,7 +95,7 @@ impl Prometheus {
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while http_status(&host, "/-/ready").is_none_or(|l| !l.contains(" 200")) {
+        while http_get(&host, "/-/ready").is_none_or(|(status, _)| status != 200) {
             assert!(Instant::now() < deadline, "prometheus not ready after 30s");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -118,10 +113,9 @@ impl Prometheus {
             .iter()
             .map(|(k, v)| format!("{k}={}", encode(v)))
             .collect();
-        let text =
+        let (status, body) =
             http_get(&self.host, &format!("{path}?{}", q.join("&"))).expect("prometheus answers");
-        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"))
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: HTTP {status}: {body}"))
     }
 
     /// An instant query's result vector; panics when Prometheus rejects it.

@@ -16,6 +16,27 @@ pub mod timeline;
 
 use std::time::Duration;
 
+/// Why an action stopped before it finished: an enum, never a string compared by text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StopReason {
+    /// Ctrl-C, SIGTERM, or an abort stopped the run.
+    Interrupted,
+    /// The step ran past its own `timeout`.
+    Timeout,
+    /// An action was called when no run was in progress.
+    NoRun,
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StopReason::Interrupted => "interrupted",
+            StopReason::Timeout => "timeout",
+            StopReason::NoRun => "no run in progress",
+        })
+    }
+}
+
 /// Errors from actions.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -44,7 +65,7 @@ pub enum Error {
     Connect(#[from] crate::target::Error),
     /// The run was interrupted or the step ran out of time.
     #[error("{0}")]
-    Stopped(String),
+    Stopped(StopReason),
     /// etcd stopped answering during a load step.
     #[error("{0}")]
     Unavailable(String),
@@ -146,8 +167,8 @@ impl Error {
                 _ => ErrorKind::Infrastructure,
             },
             Error::WithRecord { source, .. } => source.kind(),
-            Error::Stopped(why) if why == "timeout" => ErrorKind::StepTimeout,
-            Error::Stopped(_) => ErrorKind::Interrupted,
+            Error::Stopped(StopReason::Timeout) => ErrorKind::StepTimeout,
+            Error::Stopped(StopReason::Interrupted | StopReason::NoRun) => ErrorKind::Interrupted,
             Error::OutsidePrefix { .. }
             | Error::NotOurs { .. }
             | Error::Options(_)

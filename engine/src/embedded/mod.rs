@@ -660,29 +660,28 @@ pub(crate) fn free_ports(n: usize) -> Result<Vec<u16>> {
         .collect()
 }
 
-/// A minimal HTTP/1.0 GET over loopback: true on a 200 answer. Enough for etcd's `/health`.
+/// A GET over loopback (reqwest, no proxy, 2 s at most): true on a 200 answer. Enough for
+/// etcd's `/health`.
 pub(crate) async fn http_get_ok(url: &str) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Some(rest) = url.strip_prefix("http://") else {
+    // One client for every runtime: no pooled connection outlives the runtime it was made on,
+    // and plain http needs no root certificates.
+    static CLIENT: std::sync::OnceLock<Option<reqwest::Client>> = std::sync::OnceLock::new();
+    let client = CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .tls_built_in_root_certs(false)
+            .timeout(Duration::from_secs(2))
+            .build()
+            .ok()
+    });
+    let Some(client) = client else {
         return false;
     };
-    let (host, path) = rest
-        .split_once('/')
-        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
-    let attempt = async {
-        let mut s = tokio::net::TcpStream::connect(host).await.ok()?;
-        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
-            .await
-            .ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.ok()?;
-        let text = String::from_utf8_lossy(&buf);
-        Some(text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"))
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), attempt).await,
-        Ok(Some(true))
-    )
+    match client.get(url).send().await {
+        Ok(r) => r.status() == reqwest::StatusCode::OK,
+        Err(_) => false,
+    }
 }
 
 #[cfg(test)]

@@ -30,15 +30,9 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The documented process exit code.
+    /// The documented process exit code (from [`crate::exit::Exit`], the one table).
     pub fn exit_code(self) -> i32 {
-        match self {
-            Outcome::Passed => 0,
-            Outcome::ThresholdsFailed => 1,
-            Outcome::ScriptError => 2,
-            Outcome::InfrastructureError => 3,
-            Outcome::Interrupted => 130,
-        }
+        i32::from(crate::exit::Exit::from(self).code())
     }
 }
 

@@ -190,7 +190,7 @@ pub(crate) fn block_on<T>(
 ) -> actions::Result<T> {
     let handle = state
         .handle()
-        .ok_or_else(|| actions::Error::Stopped("no run in progress".into()))?;
+        .ok_or(actions::Error::Stopped(actions::StopReason::NoRun))?;
     let cancel = state.cancel.clone();
     let deadline = deadline();
     handle.block_on(async move {
@@ -202,8 +202,8 @@ pub(crate) fn block_on<T>(
         };
         tokio::select! {
             r = fut => r,
-            _ = cancel.cancelled() => Err(actions::Error::Stopped("interrupted".into())),
-            _ = sleep => Err(actions::Error::Stopped("timeout".into())),
+            _ = cancel.cancelled() => Err(actions::Error::Stopped(actions::StopReason::Interrupted)),
+            _ = sleep => Err(actions::Error::Stopped(actions::StopReason::Timeout)),
         }
     })
 }
@@ -250,7 +250,7 @@ pub(crate) fn action_error(e: &actions::Error, pos: Position) -> Box<EvalAltResu
             EvalAltResult::ErrorRuntime(Dynamic::from(err), pos).into()
         }
         actions::Error::Stopped(why) => {
-            EvalAltResult::ErrorTerminated(Dynamic::from(why.clone()), pos).into()
+            EvalAltResult::ErrorTerminated(Dynamic::from(*why), pos).into()
         }
         e => raise(e.kind(), e.to_string(), pos),
     }

@@ -26,6 +26,7 @@ pub use bridge::ActionError;
 pub use dsl::embedded_spec;
 pub use resolver::{imported_files, stdlib_source, STDLIB};
 
+use crate::actions::StopReason;
 use crate::measure::{self, Unit};
 use crate::params::{self, Overrides, Resolved};
 use crate::plan::{Item, Plan, SourcePos, StepSpec};
@@ -218,9 +219,9 @@ pub(crate) fn build_engine(
     let cancel = state.cancel.clone();
     engine.on_progress(move |_| {
         if cancel.is_cancelled() {
-            Some(Dynamic::from("interrupted".to_string()))
+            Some(Dynamic::from(StopReason::Interrupted))
         } else if bridge::deadline().is_some_and(|d| Instant::now() >= d) {
-            Some(Dynamic::from("timeout".to_string()))
+            Some(Dynamic::from(StopReason::Timeout))
         } else {
             None
         }
@@ -332,7 +333,9 @@ impl Host {
                     );
                     err.hint = Some(hint.into());
                 }
-                EvalAltResult::ErrorTerminated(why, _) if why.to_string() == "timeout" => {
+                EvalAltResult::ErrorTerminated(why, _)
+                    if stop_reason(why) == Some(StopReason::Timeout) =>
+                {
                     err.message = format!(
                         "the top level ran longer than its limit of {} (an endless loop?)",
                         crate::units::format_quantity(
@@ -798,7 +801,7 @@ pub(crate) fn to_script_error(e: &EvalAltResult, main: &Path) -> ScriptError {
                 None,
             ),
             EvalAltResult::ErrorTerminated(v, _) => {
-                if v.to_string() == "timeout" {
+                if stop_reason(v) == Some(StopReason::Timeout) {
                     (
                         ErrorKind::StepTimeout,
                         "the step ran past its timeout".to_string(),
@@ -880,4 +883,9 @@ pub(crate) fn pos_of(ctx: &rhai::NativeCallContext) -> SourcePos {
         line: p.line().unwrap_or(0),
         column: p.position().unwrap_or(0),
     }
+}
+
+/// The reason a script was terminated with (the `on_progress` token, or a stopped action's).
+fn stop_reason(token: &Dynamic) -> Option<StopReason> {
+    token.clone().try_cast::<StopReason>()
 }

@@ -127,6 +127,14 @@ pub struct HeartbeatRecord {
     /// Value bytes written.
     #[schemars(with = "crate::measure::Bytes")]
     pub bytes: u64,
+    /// scen's own CPU time (user + system) while the flows ran, ms: the whole scen process, so
+    /// a background step running beside it counts too.
+    #[schemars(with = "crate::measure::Ms")]
+    pub client_cpu_ms: f64,
+    /// scen's CPU per successful renewal, status update or churned pod, ms (`null` when none
+    /// succeeded).
+    #[schemars(with = "Option<crate::measure::Ms>", extend("x-better" = "lower"))]
+    pub client_cpu_per_write: Option<f64>,
     /// Failed writes by gRPC status code.
     pub errors_by_code: BTreeMap<String, u64>,
     /// The first few error messages.
@@ -447,6 +455,7 @@ async fn keep_alive(
     }));
     let permits = Arc::new(tokio::sync::Semaphore::new(opts.clients as usize));
     let start = Instant::now();
+    let cpu0 = crate::actions::process::self_cpu();
     let _ticker = observers.line.map(|p| {
         let (stats, intended) = (stats.clone(), intended_rate(&flows));
         tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
@@ -518,6 +527,7 @@ async fn keep_alive(
         while set.try_join_next().is_some() {}
     }
     while set.join_next().await.is_some() {}
+    let cpu = crate::actions::process::self_cpu().saturating_sub(cpu0);
     let elapsed = start.elapsed().max(length);
     let mut s = std::mem::take(&mut *stats.lock().expect("stats lock"));
     s.fold(u64::MAX);
@@ -571,6 +581,8 @@ async fn keep_alive(
         node_status,
         pod_churn: (opts.pod_churn > 0.0).then_some(pod_churn),
         bytes: s.bytes,
+        client_cpu_ms: ms(cpu),
+        client_cpu_per_write: (ok > 0).then(|| ms(cpu) / ok as f64),
         errors_by_code: s.codes,
         error_messages: s.messages,
         series: s.series,

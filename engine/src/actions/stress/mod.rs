@@ -726,7 +726,7 @@ pub async fn stress(
             let r = rt.block_on(async {
                 tokio::select! {
                     r = stress_here(&target, &opts, observers) => r,
-                    _ = stop.cancelled() => Err(Error::Stopped("interrupted".into())),
+                    _ = stop.cancelled() => Err(Error::Stopped(crate::actions::StopReason::Interrupted)),
                 }
             });
             let _ = tx.send(r);
