@@ -1,6 +1,133 @@
-//! The process exit codes of every `scen` subcommand, in one table (as nextest keeps its own in
-//! `nextest-metadata/src/exit_codes.rs`): `run`, `check`, `compare`, `ab`, `report`, `doctor`...
-//! each ends with an [`Exit`], never a bare number.
+//! How things end, at the bottom of the crate (it imports nothing of scen's): the kinds of
+//! failure ([`ErrorKind`], never a message compared by text), how a run ends ([`Outcome`]), and
+//! the process exit codes of every `scen` subcommand in one table ([`Exit`], as nextest keeps
+//! its own in `nextest-metadata/src/exit_codes.rs`): `run`, `check`, `compare`, `ab`, `report`,
+//! `doctor`... each ends with an `Exit`, never a bare number.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// How a run ended, from best to worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every step ran and every threshold passed.
+    Passed,
+    /// Steps ran, but at least one threshold failed.
+    ThresholdsFailed,
+    /// The scenario or its usage is wrong: nothing ran, or the script raised an error.
+    ScriptError,
+    /// etcd could not be started or reached, or failed a request.
+    InfrastructureError,
+    /// Ctrl-C or SIGTERM stopped the run.
+    Interrupted,
+}
+
+impl Outcome {
+    /// The documented process exit code (from [`Exit`], the one table).
+    pub fn exit_code(self) -> i32 {
+        i32::from(Exit::from(self).code())
+    }
+}
+
+/// What kind of failure an error is. The kind, never the message, decides the exit code
+/// ([`ErrorKind::outcome`] is the one mapping).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The scenario is wrong: syntax, options, a script error, an action used the wrong way.
+    Script,
+    /// The command line is wrong: flags, files given to scen.
+    Usage,
+    /// etcd could not be started or reached, or failed in a way not named below.
+    Infrastructure,
+    /// The connection to etcd was lost: every member unreachable (gRPC `Unavailable`).
+    ConnectionLost,
+    /// A member scen started died without a fault asking for it.
+    EtcdDied,
+    /// etcd did not accept the credentials (gRPC `Unauthenticated`: no or wrong `--user`).
+    Auth,
+    /// etcd refused the operation to this user (gRPC `PermissionDenied`).
+    Permission,
+    /// etcd did not answer in time (gRPC `DeadlineExceeded`).
+    RequestTimeout,
+    /// The step ran past its own `timeout`.
+    #[serde(rename = "timeout")]
+    StepTimeout,
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
+}
+
+impl ErrorKind {
+    /// How a run that stops on this error ends (and so its exit code).
+    pub fn outcome(self) -> Outcome {
+        match self {
+            ErrorKind::Script | ErrorKind::Usage | ErrorKind::StepTimeout => Outcome::ScriptError,
+            ErrorKind::Infrastructure
+            | ErrorKind::ConnectionLost
+            | ErrorKind::EtcdDied
+            | ErrorKind::Auth
+            | ErrorKind::Permission
+            | ErrorKind::RequestTimeout => Outcome::InfrastructureError,
+            ErrorKind::Interrupted => Outcome::Interrupted,
+        }
+    }
+
+    /// The kind's name as reports and scripts (`e.kind`) spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Script => "script",
+            ErrorKind::Usage => "usage",
+            ErrorKind::Infrastructure => "infrastructure",
+            ErrorKind::ConnectionLost => "connection_lost",
+            ErrorKind::EtcdDied => "etcd_died",
+            ErrorKind::Auth => "auth",
+            ErrorKind::Permission => "permission",
+            ErrorKind::RequestTimeout => "request_timeout",
+            ErrorKind::StepTimeout => "timeout",
+            ErrorKind::Interrupted => "interrupted",
+        }
+    }
+
+    /// The kind of a failed gRPC call, by its status code and, for etcd's authentication errors
+    /// that travel as `InvalidArgument` or `FailedPrecondition`, by etcd's fixed message (the
+    /// way etcd's own Go client maps them, `rpctypes.errStringToError`).
+    pub fn of_status(code: tonic::Code, message: &str) -> ErrorKind {
+        const AUTH: [&str; 5] = [
+            "etcdserver: user name is empty",
+            "etcdserver: authentication failed, invalid user ID or password",
+            "etcdserver: invalid auth token",
+            "etcdserver: user name not found",
+            "etcdserver: authentication is not enabled",
+        ];
+        if AUTH.iter().any(|m| message.starts_with(m)) {
+            return ErrorKind::Auth;
+        }
+        if message.starts_with("etcdserver: permission denied") {
+            return ErrorKind::Permission;
+        }
+        Self::of_grpc(code)
+    }
+
+    /// The kind of a failed gRPC call, by its status code.
+    pub fn of_grpc(code: tonic::Code) -> ErrorKind {
+        match code {
+            tonic::Code::Unauthenticated => ErrorKind::Auth,
+            tonic::Code::PermissionDenied => ErrorKind::Permission,
+            tonic::Code::DeadlineExceeded => ErrorKind::RequestTimeout,
+            tonic::Code::Unavailable => ErrorKind::ConnectionLost,
+            _ => ErrorKind::Infrastructure,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// How a `scen` command ended, and so its exit code ([`Exit::code`] is the one table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,9 +202,8 @@ impl Exit {
     }
 }
 
-impl From<crate::report::Outcome> for Exit {
-    fn from(o: crate::report::Outcome) -> Exit {
-        use crate::report::Outcome;
+impl From<Outcome> for Exit {
+    fn from(o: Outcome) -> Exit {
         match o {
             Outcome::Passed => Exit::Success,
             Outcome::ThresholdsFailed => Exit::VerdictFailed,
@@ -97,7 +223,6 @@ impl From<Exit> for std::process::ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::Outcome;
 
     #[test]
     fn every_outcome_maps_to_its_documented_code_and_back() {

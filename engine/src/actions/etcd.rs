@@ -324,7 +324,7 @@ fn expected(target: &Target, at_least: Option<u64>, record: RangeRecord) -> Resu
     Err(Error::WithRecord {
         record: Box::new(serde_json::to_value(&record).unwrap_or_default()),
         source: Box::new(Error::Failed {
-            kind: crate::report::ErrorKind::Script,
+            kind: crate::exit::ErrorKind::Script,
             message,
         }),
     })
@@ -471,7 +471,7 @@ pub async fn put_many(target: &Target, opts: &PutManyOptions) -> Result<PutManyR
             tokio::spawn(async move {
                 let mut rec = Recorder::default();
                 let (mut errors, mut samples) = (0u64, Vec::new());
-                let mut kinds: Vec<crate::report::ErrorKind> = Vec::new();
+                let mut kinds: Vec<crate::exit::ErrorKind> = Vec::new();
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if i >= count {
@@ -503,7 +503,7 @@ pub async fn put_many(target: &Target, opts: &PutManyOptions) -> Result<PutManyR
         .collect();
     let mut all = Recorder::default();
     let (mut errors, mut error_samples) = (0, Vec::new());
-    let mut kinds: Vec<crate::report::ErrorKind> = Vec::new();
+    let mut kinds: Vec<crate::exit::ErrorKind> = Vec::new();
     for w in workers {
         let (rec, e, s, k) = w
             .await
@@ -531,7 +531,7 @@ pub async fn put_many(target: &Target, opts: &PutManyOptions) -> Result<PutManyR
     // Every put failing is a failed step, of the kind most of them failed with: no data is never
     // a pass.
     if ok == 0 && errors > 0 && !opts.expect_errors {
-        let kind = most_common(&kinds).unwrap_or(crate::report::ErrorKind::Infrastructure);
+        let kind = most_common(&kinds).unwrap_or(crate::exit::ErrorKind::Infrastructure);
         return Err(Error::WithRecord {
             record: Box::new(serde_json::to_value(&record).unwrap_or_default()),
             source: Box::new(Error::Failed {
@@ -547,8 +547,8 @@ pub async fn put_many(target: &Target, opts: &PutManyOptions) -> Result<PutManyR
 }
 
 /// The kind that occurs most often.
-fn most_common(kinds: &[crate::report::ErrorKind]) -> Option<crate::report::ErrorKind> {
-    let mut best: Option<(crate::report::ErrorKind, usize)> = None;
+fn most_common(kinds: &[crate::exit::ErrorKind]) -> Option<crate::exit::ErrorKind> {
+    let mut best: Option<(crate::exit::ErrorKind, usize)> = None;
     for k in kinds {
         let n = kinds.iter().filter(|x| *x == k).count();
         if best.is_none_or(|(_, m)| n > m) {

@@ -44,7 +44,7 @@ pub struct FaultRecord {
     pub duration_ms: f64,
     /// The fault as the clients of a load running across it saw it (filled once the run's steps
     /// have finished; `null`: no load ran across it, or this action starts no fault).
-    pub outage: Option<crate::report::outage::ClientOutage>,
+    pub outage: Option<ClientOutage>,
 }
 
 /// One member, as `fault::members()` reports it.
@@ -337,4 +337,52 @@ pub async fn members(target: &Target) -> Result<MembersRecord> {
         leader,
         alive,
     })
+}
+
+/// A fault's client-visible outage, measured on one load's per-second series (filled in after
+/// the steps by `report::outage`, which says how).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct ClientOutage {
+    /// The step whose requests measured it (the busiest load running when the fault began).
+    pub load: String,
+    /// From the fault until the load completed ≥ 90% of its intended rate with p99 within twice
+    /// its pre-fault level, held for 3 s (`null`: not back before the load ended). Resolution:
+    /// one second, the series' bin.
+    #[schemars(with = "Option<crate::measure::Ms>", extend("x-better" = "lower"))]
+    pub outage_ms: Option<f64>,
+    /// From the fault to the end of the step that undid it (`heal`, `restart`, `resume`,
+    /// `slow_disk` with no delay); `null`: not undone while the load ran.
+    #[schemars(with = "Option<crate::measure::Ms>")]
+    pub fault_ms: Option<f64>,
+    /// The window measured: the outage, or up to the load's end when it did not recover.
+    #[schemars(with = "crate::measure::Ms")]
+    pub window_ms: f64,
+    /// Failed requests completed in the window.
+    #[schemars(extend("x-better" = "lower"))]
+    pub errors: u64,
+    /// Successful requests completed in the window.
+    pub completed: u64,
+    /// Successful requests per second in the window (`null`: an empty window, no outage).
+    #[schemars(with = "Option<crate::measure::PerSecond>", extend("x-better" = "higher"))]
+    pub degraded_throughput: Option<f64>,
+    /// Completed over intended in the window (0..1; `null`: an empty window).
+    #[schemars(with = "Option<crate::measure::Ratio>", extend("x-better" = "higher"))]
+    pub throughput_ratio: Option<f64>,
+    /// The slowest second's p99 in the window (`null`: nothing succeeded in it).
+    #[schemars(with = "Option<crate::measure::Ms>", extend("x-better" = "lower"))]
+    pub worst_p99_ms: Option<f64>,
+    /// The intended rate recovery is measured against: the load's target rate (open loop) or its
+    /// median completed rate before the fault (closed loop).
+    #[schemars(with = "crate::measure::PerSecond")]
+    pub intended_rate: f64,
+    /// `target_rate` or `pre_fault`: where `intended_rate` comes from.
+    pub intended_from: String,
+    /// The highest per-second p99 before the fault (its first second, the warm-up, left out
+    /// when there are others): p99 must be back within twice it (`null`: no second before the
+    /// fault; recovery then reads the rate alone).
+    #[schemars(with = "Option<crate::measure::Ms>")]
+    pub pre_fault_p99_ms: Option<f64>,
+    /// The series' bin, the resolution of `outage_ms` and `window_ms`.
+    #[schemars(with = "crate::measure::Ms")]
+    pub resolution_ms: f64,
 }

@@ -104,7 +104,7 @@ pub enum Error {
     #[error("{message}")]
     Failed {
         /// What kind of failure; decides the exit code.
-        kind: crate::report::ErrorKind,
+        kind: crate::exit::ErrorKind,
         /// What happened and what to check.
         message: String,
     },
@@ -145,8 +145,8 @@ pub enum Error {
 
 impl Error {
     /// What kind of failure this is: the cluster's (exit code 3) or the scenario's (exit code 2).
-    pub fn kind(&self) -> crate::report::ErrorKind {
-        use crate::report::ErrorKind;
+    pub fn kind(&self) -> crate::exit::ErrorKind {
+        use crate::exit::ErrorKind;
         match self {
             Error::Etcd { source, .. } => match source {
                 etcd_client::Error::GRpcStatus(s) => ErrorKind::of_status(s.code(), s.message()),
@@ -304,9 +304,9 @@ impl FailCode {
     pub fn of(e: &etcd_client::Error) -> FailCode {
         match e {
             etcd_client::Error::GRpcStatus(s) => {
-                match crate::report::ErrorKind::of_status(s.code(), s.message()) {
-                    crate::report::ErrorKind::Auth => FailCode::Grpc(tonic::Code::Unauthenticated),
-                    crate::report::ErrorKind::Permission => {
+                match crate::exit::ErrorKind::of_status(s.code(), s.message()) {
+                    crate::exit::ErrorKind::Auth => FailCode::Grpc(tonic::Code::Unauthenticated),
+                    crate::exit::ErrorKind::Permission => {
                         FailCode::Grpc(tonic::Code::PermissionDenied)
                     }
                     _ => FailCode::Grpc(s.code()),
@@ -329,11 +329,11 @@ impl FailCode {
     }
 
     /// What kind of failure it is, for the step's verdict and exit code.
-    pub fn kind(self) -> crate::report::ErrorKind {
+    pub fn kind(self) -> crate::exit::ErrorKind {
         match self {
-            FailCode::Grpc(c) => crate::report::ErrorKind::of_grpc(c),
-            FailCode::Transport => crate::report::ErrorKind::ConnectionLost,
-            FailCode::Other => crate::report::ErrorKind::Infrastructure,
+            FailCode::Grpc(c) => crate::exit::ErrorKind::of_grpc(c),
+            FailCode::Transport => crate::exit::ErrorKind::ConnectionLost,
+            FailCode::Other => crate::exit::ErrorKind::Infrastructure,
         }
     }
 }

@@ -61,7 +61,7 @@ pub struct NetworkRecord {
     pub duration_ms: f64,
     /// The fault as the clients of a load running across it saw it (filled once the run's steps
     /// have finished; `null`: no load ran across it, or this action starts no fault).
-    pub outage: Option<crate::report::outage::ClientOutage>,
+    pub outage: Option<super::fault::ClientOutage>,
 }
 
 /// Writes through the members of one side of a partition.

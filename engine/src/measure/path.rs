@@ -3,6 +3,56 @@
 //! indexed (`status.members[0].raft_index`). Pages, compare output, JUnit case names and live
 //! labels all print paths this way, so a path copied from any of them works in a threshold.
 
+/// One segment of a field path.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Segment {
+    /// A map key: `latency`.
+    Key(String),
+    /// A list index: `[0]`.
+    Index(usize),
+    /// Every element of a list or map: `[*]`.
+    All,
+    /// A quantile of a latency distribution, 0..=1: `p(99.9)`.
+    Quantile(f64),
+}
+
+/// A dotted path into the report, starting with a step name: `status.members[*].db_size`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldPath(pub Vec<Segment>);
+
+impl FieldPath {
+    /// The step the path starts with.
+    pub fn step(&self) -> &str {
+        match &self.0[0] {
+            Segment::Key(k) => k,
+            _ => "",
+        }
+    }
+    /// Whether a segment is `[*]`.
+    pub fn has_wildcard(&self) -> bool {
+        self.0.contains(&Segment::All)
+    }
+}
+
+impl std::fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, s) in self.0.iter().enumerate() {
+            match s {
+                Segment::Key(k) if i == 0 => write!(f, "{k}")?,
+                // Keys that are not plain names (`wgpolicyk8s.io/policyreports`) print quoted.
+                Segment::Key(k) if !is_plain(k) => write!(f, "['{k}']")?,
+                Segment::Key(k) => write!(f, ".{k}")?,
+                Segment::Index(n) => write!(f, "[{n}]")?,
+                Segment::All => write!(f, "[*]")?,
+                Segment::Quantile(q) => {
+                    write!(f, ".p({})", crate::units::format_number(q * 100.0))?
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Whether `key` prints bare after a dot: letters, digits and `_` only.
 pub fn is_plain(key: &str) -> bool {
     !key.is_empty() && key.chars().all(|c| c.is_alphanumeric() || c == '_')

@@ -4,8 +4,8 @@
 use serde_json::Value;
 
 use super::latency::quantile_key;
+use super::path::{FieldPath, Segment};
 use super::Unit;
-use crate::threshold::{FieldPath, Segment};
 
 /// Fields renamed when every figure got a type and every load loop one vocabulary: `(old name,
 /// new name)`. A threshold on an old name
@@ -52,9 +52,32 @@ pub(crate) fn is_distribution(v: &Value) -> bool {
     v.get("x-kind").and_then(Value::as_str) == Some("distribution")
 }
 
+/// Where a path led in a schema.
+enum Walked<'a> {
+    /// A quantile of a distribution (ms).
+    Quantile,
+    /// A field's schema object, and the path to it.
+    Field(&'a Value, FieldPath),
+}
+
 /// The unit of the figure `path` names (after its step segment) in a record's JSON Schema. `Err`
 /// says what exists instead, or what the field was renamed to.
 pub fn field_unit(schema: &Value, path: &FieldPath) -> Result<Unit, String> {
+    match walk(schema, path)? {
+        Walked::Quantile => Ok(Unit::Ms),
+        Walked::Field(cur, so_far) => unit_of(cur, &so_far),
+    }
+}
+
+/// Whether the field `path` names exists in a record's JSON Schema, of any type: what `count(...)`
+/// needs. `Err` says what exists instead.
+pub fn field_exists(schema: &Value, path: &FieldPath) -> Result<(), String> {
+    walk(schema, path).map(|_| ())
+}
+
+/// Follows `path` (after its step segment) through a record's JSON Schema. `Err` says what exists
+/// instead, or what the field was renamed to.
+fn walk<'a>(schema: &'a Value, path: &FieldPath) -> Result<Walked<'a>, String> {
     let defs = schema.get("$defs");
     let mut cur = resolve(defs, schema);
     let mut so_far = FieldPath(path.0[..1].to_vec());
@@ -69,7 +92,7 @@ pub fn field_unit(schema: &Value, path: &FieldPath) -> Result<Unit, String> {
                 _ => false,
             };
             if q {
-                return Ok(Unit::Ms);
+                return Ok(Walked::Quantile);
             }
         }
         let next = match seg {
@@ -107,6 +130,11 @@ pub fn field_unit(schema: &Value, path: &FieldPath) -> Result<Unit, String> {
         so_far.0.push(seg.clone());
         cur = resolve(defs, next);
     }
+    Ok(Walked::Field(cur, so_far))
+}
+
+/// A field's unit from its schema object `cur` (at `so_far`).
+fn unit_of(cur: &Value, so_far: &FieldPath) -> Result<Unit, String> {
     if let Some(u) = cur.get("x-unit").and_then(Value::as_str) {
         return Unit::from_symbol(u).ok_or_else(|| format!("`{so_far}` has unknown unit `{u}`"));
     }

@@ -8,33 +8,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::exit::{ErrorKind, Outcome};
+
 /// Version of the JSON layout; bumped on incompatible changes. 2: typed figures (`null` for no
 /// samples, units in each record's schema, renamed `shortfall`, `client_per_op`, `server_per_op`,
 /// `cpu`), error kinds as an enum, the `no_data` threshold verdict. Version 1 reports still read.
 pub const SCHEMA_VERSION: u32 = 2;
-
-/// How a run ended, from best to worst.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// Every step ran and every threshold passed.
-    Passed,
-    /// Steps ran, but at least one threshold failed.
-    ThresholdsFailed,
-    /// The scenario or its usage is wrong: nothing ran, or the script raised an error.
-    ScriptError,
-    /// etcd could not be started or reached, or failed a request.
-    InfrastructureError,
-    /// Ctrl-C or SIGTERM stopped the run.
-    Interrupted,
-}
-
-impl Outcome {
-    /// The documented process exit code (from [`crate::exit::Exit`], the one table).
-    pub fn exit_code(self) -> i32 {
-        i32::from(crate::exit::Exit::from(self).code())
-    }
-}
 
 /// How one step went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -68,105 +47,6 @@ pub enum ThresholdStatus {
     /// The data cannot decide it: a quantile from a bucketed histogram whose bucket holds the
     /// limit. Counts as failed, unless the threshold says `interpolate: true`.
     Inconclusive,
-}
-
-/// What kind of failure an error is. The kind, never the message, decides the exit code
-/// ([`ErrorKind::outcome`] is the one mapping).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    /// The scenario is wrong: syntax, options, a script error, an action used the wrong way.
-    Script,
-    /// The command line is wrong: flags, files given to scen.
-    Usage,
-    /// etcd could not be started or reached, or failed in a way not named below.
-    Infrastructure,
-    /// The connection to etcd was lost: every member unreachable (gRPC `Unavailable`).
-    ConnectionLost,
-    /// A member scen started died without a fault asking for it.
-    EtcdDied,
-    /// etcd did not accept the credentials (gRPC `Unauthenticated`: no or wrong `--user`).
-    Auth,
-    /// etcd refused the operation to this user (gRPC `PermissionDenied`).
-    Permission,
-    /// etcd did not answer in time (gRPC `DeadlineExceeded`).
-    RequestTimeout,
-    /// The step ran past its own `timeout`.
-    #[serde(rename = "timeout")]
-    StepTimeout,
-    /// Ctrl-C or SIGTERM.
-    Interrupted,
-}
-
-impl ErrorKind {
-    /// How a run that stops on this error ends (and so its exit code).
-    pub fn outcome(self) -> Outcome {
-        match self {
-            ErrorKind::Script | ErrorKind::Usage | ErrorKind::StepTimeout => Outcome::ScriptError,
-            ErrorKind::Infrastructure
-            | ErrorKind::ConnectionLost
-            | ErrorKind::EtcdDied
-            | ErrorKind::Auth
-            | ErrorKind::Permission
-            | ErrorKind::RequestTimeout => Outcome::InfrastructureError,
-            ErrorKind::Interrupted => Outcome::Interrupted,
-        }
-    }
-
-    /// The kind's name as reports and scripts (`e.kind`) spell it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Script => "script",
-            ErrorKind::Usage => "usage",
-            ErrorKind::Infrastructure => "infrastructure",
-            ErrorKind::ConnectionLost => "connection_lost",
-            ErrorKind::EtcdDied => "etcd_died",
-            ErrorKind::Auth => "auth",
-            ErrorKind::Permission => "permission",
-            ErrorKind::RequestTimeout => "request_timeout",
-            ErrorKind::StepTimeout => "timeout",
-            ErrorKind::Interrupted => "interrupted",
-        }
-    }
-
-    /// The kind of a failed gRPC call, by its status code and, for etcd's authentication errors
-    /// that travel as `InvalidArgument` or `FailedPrecondition`, by etcd's fixed message (the
-    /// way etcd's own Go client maps them, `rpctypes.errStringToError`).
-    pub fn of_status(code: tonic::Code, message: &str) -> ErrorKind {
-        const AUTH: [&str; 5] = [
-            "etcdserver: user name is empty",
-            "etcdserver: authentication failed, invalid user ID or password",
-            "etcdserver: invalid auth token",
-            "etcdserver: user name not found",
-            "etcdserver: authentication is not enabled",
-        ];
-        if AUTH.iter().any(|m| message.starts_with(m)) {
-            return ErrorKind::Auth;
-        }
-        if message.starts_with("etcdserver: permission denied") {
-            return ErrorKind::Permission;
-        }
-        Self::of_grpc(code)
-    }
-
-    /// The kind of a failed gRPC call, by its status code.
-    pub fn of_grpc(code: tonic::Code) -> ErrorKind {
-        match code {
-            tonic::Code::Unauthenticated => ErrorKind::Auth,
-            tonic::Code::PermissionDenied => ErrorKind::Permission,
-            tonic::Code::DeadlineExceeded => ErrorKind::RequestTimeout,
-            tonic::Code::Unavailable => ErrorKind::ConnectionLost,
-            _ => ErrorKind::Infrastructure,
-        }
-    }
-}
-
-impl std::fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 impl ThresholdStatus {

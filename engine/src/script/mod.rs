@@ -528,8 +528,20 @@ pub fn record_schema(action: &str) -> Option<serde_json::Value> {
 
 /// The unit of a threshold's field, when the plan knows the record it reads: the server view
 /// every step gets, `duration_ms`, or the record of an action the step's closure calls directly.
-/// `Ok(None)`: the record is the script's own (untyped). `Err`: the field does not exist.
-fn unit_of_field(field: &FieldPath, steps: &[&StepSpec]) -> Result<Option<Unit>, String> {
+/// `Ok(None)`: the record is the script's own (untyped), or the field is only `counted` (it must
+/// exist, of any type). `Err`: the field does not exist, or is not a number where one is compared.
+fn unit_of_field(
+    field: &FieldPath,
+    steps: &[&StepSpec],
+    counted: bool,
+) -> Result<Option<Unit>, String> {
+    let read = |schema: &serde_json::Value, path: &FieldPath| {
+        if counted {
+            measure::schema::field_exists(schema, path).map(|()| None)
+        } else {
+            measure::schema::field_unit(schema, path).map(Some)
+        }
+    };
     use crate::threshold::Segment;
     // `<step>.server.*` is the per-step server view every step gets; `<step>.apiserver.*` the
     // embedded control plane's.
@@ -537,11 +549,9 @@ fn unit_of_field(field: &FieldPath, steps: &[&StepSpec]) -> Result<Option<Unit>,
         if field.0.get(1) == Some(&Segment::Key((*key).into())) {
             let mut rest = vec![field.0[0].clone()];
             rest.extend(field.0[2..].iter().cloned());
-            return measure::schema::field_unit(schema, &FieldPath(rest))
-                .map(Some)
-                .map_err(|why| {
-                    format!("reads `{field}`, which the {key} view of a step does not have: {why}")
-                });
+            return read(schema, &FieldPath(rest)).map_err(|why| {
+                format!("reads `{field}`, which the {key} view of a step does not have: {why}")
+            });
         }
     }
     if field.0.len() == 2 && field.0[1] == Segment::Key("duration_ms".into()) {
@@ -556,8 +566,7 @@ fn unit_of_field(field: &FieldPath, steps: &[&StepSpec]) -> Result<Option<Unit>,
     let Some(schema) = record_schema(action) else {
         return Ok(None);
     };
-    measure::schema::field_unit(&schema, field)
-        .map(Some)
+    read(&schema, field)
         .map_err(|why| format!("reads `{field}`, which {action} does not record: {why}"))
 }
 
@@ -625,7 +634,7 @@ fn finish_plan(
         // and every comparison's units against the fields' types.
         let mut units = BTreeMap::new();
         for field in t.threshold.paths() {
-            match unit_of_field(field, &steps) {
+            match unit_of_field(field, &steps, t.threshold.only_counted(field)) {
                 Ok(Some(u)) => {
                     units.insert(field.to_string(), u);
                 }

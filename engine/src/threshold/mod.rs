@@ -3,8 +3,6 @@
 
 mod parse;
 
-use std::fmt;
-
 use serde::Serialize;
 use serde_json::Value;
 
@@ -15,54 +13,7 @@ use std::collections::BTreeMap;
 use crate::measure::Unit;
 use crate::units::{format_quantity, Dimension, Quantity};
 
-/// One segment of a field path.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Segment {
-    /// A map key: `latency`.
-    Key(String),
-    /// A list index: `[0]`.
-    Index(usize),
-    /// Every element of a list or map: `[*]`.
-    All,
-    /// A quantile of a latency distribution, 0..=1: `p(99.9)`.
-    Quantile(f64),
-}
-
-/// A dotted path into the report, starting with a step name: `status.members[*].db_size`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FieldPath(pub Vec<Segment>);
-
-impl FieldPath {
-    /// The step the path starts with.
-    pub fn step(&self) -> &str {
-        match &self.0[0] {
-            Segment::Key(k) => k,
-            _ => "",
-        }
-    }
-    fn has_wildcard(&self) -> bool {
-        self.0.contains(&Segment::All)
-    }
-}
-
-impl fmt::Display for FieldPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, s) in self.0.iter().enumerate() {
-            match s {
-                Segment::Key(k) if i == 0 => write!(f, "{k}")?,
-                // Keys that are not plain names (`wgpolicyk8s.io/policyreports`) print quoted.
-                Segment::Key(k) if !crate::measure::path::is_plain(k) => write!(f, "['{k}']")?,
-                Segment::Key(k) => write!(f, ".{k}")?,
-                Segment::Index(n) => write!(f, "[{n}]")?,
-                Segment::All => write!(f, "[*]")?,
-                Segment::Quantile(q) => {
-                    write!(f, ".p({})", crate::units::format_number(q * 100.0))?
-                }
-            }
-        }
-        Ok(())
-    }
-}
+pub use crate::measure::path::{FieldPath, Segment};
 
 /// An aggregate over a wildcard path.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -292,6 +243,38 @@ impl Threshold {
         let mut out = Vec::new();
         walk_c(&self.cond, &mut out);
         out
+    }
+
+    /// Whether every mention of `path` is inside `count(...)`: then it is counted, not compared,
+    /// and may be of any type (`count(status.members[*].id) == 3` counts strings).
+    pub fn only_counted(&self, path: &FieldPath) -> bool {
+        fn walk_e(e: &Expr, path: &FieldPath, counted: &mut usize, other: &mut usize) {
+            match e {
+                Expr::Agg(AggFn::Count, p) if p == path => *counted += 1,
+                Expr::Field(p) | Expr::Agg(_, p) if p == path => *other += 1,
+                Expr::Neg(e) => walk_e(e, path, counted, other),
+                Expr::Arith(a, _, b) => {
+                    walk_e(a, path, counted, other);
+                    walk_e(b, path, counted, other)
+                }
+                _ => {}
+            }
+        }
+        fn walk_c(c: &Cond, path: &FieldPath, counted: &mut usize, other: &mut usize) {
+            match c {
+                Cond::Cmp(a, _, b) => {
+                    walk_e(a, path, counted, other);
+                    walk_e(b, path, counted, other)
+                }
+                Cond::And(a, b) | Cond::Or(a, b) => {
+                    walk_c(a, path, counted, other);
+                    walk_c(b, path, counted, other)
+                }
+            }
+        }
+        let (mut counted, mut other) = (0, 0);
+        walk_c(&self.cond, path, &mut counted, &mut other);
+        counted > 0 && other == 0
     }
 
     /// The step names this threshold reads, in order of first mention.
@@ -597,6 +580,7 @@ fn eval_expr(e: &Expr, root: &Value, base: Option<f64>) -> Result<f64, EvalError
             let vals = lookup(p, root)?;
             vals[0]
         }
+        Expr::Agg(AggFn::Count, p) => count_of(p, root)?,
         Expr::Agg(f, p) => {
             let vals = lookup(p, root)?;
             match f {
@@ -604,7 +588,7 @@ fn eval_expr(e: &Expr, root: &Value, base: Option<f64>) -> Result<f64, EvalError
                 AggFn::Max => vals.iter().copied().fold(f64::NEG_INFINITY, f64::max),
                 AggFn::Sum => vals.iter().sum(),
                 AggFn::Avg => vals.iter().sum::<f64>() / vals.len() as f64,
-                AggFn::Count => vals.len() as f64,
+                AggFn::Count => unreachable!("count is read above, of any type"),
             }
         }
         Expr::Neg(e) => -eval_expr(e, root, base)?,
@@ -654,6 +638,52 @@ fn is_distribution(m: &serde_json::Map<String, Value>) -> bool {
 /// A `null` figure, or one under an object whose `no_data` says why it is incomplete, is
 /// [`EvalError::NoData`]: nothing measured never passes.
 fn lookup(path: &FieldPath, root: &Value) -> Result<Vec<f64>, EvalError> {
+    reach(path, root)?
+        .into_iter()
+        .map(|(v, why)| match (v.as_ref(), why) {
+            (_, Some(why)) => Err(EvalError::NoData {
+                path: path.to_string(),
+                why,
+            }),
+            (Value::Null, None) => Err(EvalError::NoData {
+                path: path.to_string(),
+                why: "has no samples".into(),
+            }),
+            (Value::Number(n), None) => Ok(n.as_f64().unwrap_or(f64::NAN)),
+            (Value::Bool(b), None) => Ok(if *b { 1.0 } else { 0.0 }),
+            (other, None) => Err(EvalError::NotANumber {
+                path: path.to_string(),
+                found: describe(other),
+            }),
+        })
+        .collect()
+}
+
+/// `count(path)`: how many values `path` reaches, of any type (`count(status.members[*].id)`
+/// counts strings); a null one is no sample and not counted, and none at all is no data.
+fn count_of(path: &FieldPath, root: &Value) -> Result<f64, EvalError> {
+    let reached = reach(path, root)?;
+    let n = reached
+        .iter()
+        .filter(|(v, why)| !v.is_null() && why.is_none())
+        .count();
+    if n == 0 {
+        return Err(EvalError::NoData {
+            path: path.to_string(),
+            why: reached
+                .into_iter()
+                .find_map(|(_, why)| why)
+                .unwrap_or_else(|| "has no samples".into()),
+        });
+    }
+    Ok(n as f64)
+}
+
+/// A value a path reached, with the reason its data is missing or partial, if any.
+type Reached<'a> = (std::borrow::Cow<'a, Value>, Option<String>);
+
+/// Every value `path` reaches (more than one through `[*]`).
+fn reach<'a>(path: &FieldPath, root: &'a Value) -> Result<Vec<Reached<'a>>, EvalError> {
     use std::borrow::Cow;
     // Each value reached so far, with the reason its data is missing or partial, if any.
     let mut current: Vec<(Cow<Value>, Option<String>)> = vec![(Cow::Borrowed(root), None)];
@@ -729,25 +759,7 @@ fn lookup(path: &FieldPath, root: &Value) -> Result<Vec<f64>, EvalError> {
         }
         current = next;
     }
-    current
-        .into_iter()
-        .map(|(v, why)| match (v.as_ref(), why) {
-            (_, Some(why)) => Err(EvalError::NoData {
-                path: path.to_string(),
-                why,
-            }),
-            (Value::Null, None) => Err(EvalError::NoData {
-                path: path.to_string(),
-                why: "has no samples".into(),
-            }),
-            (Value::Number(n), None) => Ok(n.as_f64().unwrap_or(f64::NAN)),
-            (Value::Bool(b), None) => Ok(if *b { 1.0 } else { 0.0 }),
-            (other, None) => Err(EvalError::NotANumber {
-                path: path.to_string(),
-                found: describe(other),
-            }),
-        })
-        .collect()
+    Ok(current)
 }
 
 /// A child of a value reached while walking a path, borrowed when the parent is borrowed.
@@ -892,6 +904,36 @@ mod tests {
         assert_eq!(eval("sum(status.members[*].db_size) == 40").observed, 40.0);
         assert_eq!(eval("count(status.members[*].db_size) == 2").observed, 2.0);
         assert_eq!(eval("status.members[1].db_size == 30").observed, 30.0);
+    }
+
+    #[test]
+    fn count_counts_values_of_any_type_and_nothing_is_no_data() {
+        let root = serde_json::json!({
+            "status": { "members": [ { "id": "a1", "db": 1 }, { "id": "b2", "db": null }, { "id": "c3", "db": null } ] },
+        });
+        let t = |s: &str| Threshold::parse(s, false).unwrap().evaluate(&root, None);
+        assert_eq!(t("count(status.members[*].id) == 3").unwrap().observed, 3.0);
+        // Nulls are no samples: not counted; all of them null is no data, never 0.
+        assert_eq!(t("count(status.members[*].db) == 1").unwrap().observed, 1.0);
+        let none = serde_json::json!({ "s": { "m": [ { "x": null } ] } });
+        let e = Threshold::parse("count(s.m[*].x) > 0", false)
+            .unwrap()
+            .evaluate(&none, None)
+            .unwrap_err();
+        assert!(matches!(e, EvalError::NoData { .. }), "{e}");
+        // A string compared is still not a number.
+        assert!(matches!(
+            t("max(status.members[*].id) < 1"),
+            Err(EvalError::NotANumber { .. })
+        ));
+        let only = Threshold::parse("count(status.members[*].id) == 3", false).unwrap();
+        assert!(only.only_counted(only.paths()[0]));
+        let both = Threshold::parse(
+            "count(status.members[*].id) == 3 && max(status.members[*].id) < 1",
+            false,
+        )
+        .unwrap();
+        assert!(!both.only_counted(both.paths()[0]));
     }
 
     #[test]

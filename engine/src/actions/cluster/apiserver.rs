@@ -201,7 +201,7 @@ pub async fn ensure_crd(
         }
         if Instant::now() > deadline {
             return Err(Error::Failed {
-                kind: crate::report::ErrorKind::Infrastructure,
+                kind: crate::exit::ErrorKind::Infrastructure,
                 message: format!("the CRD {name} was not Established within 30s"),
             });
         }
@@ -997,7 +997,7 @@ async fn nodes_ready(
         }
         if Instant::now() >= deadline {
             return Err(Error::Failed {
-                kind: crate::report::ErrorKind::Infrastructure,
+                kind: crate::exit::ErrorKind::Infrastructure,
                 message: format!(
                     "after {timeout:?}, {ready} of {} nodes were Ready: KWOK did not keep up (raise `wait`, or check kwok's log)",
                     shape.nodes

@@ -15,8 +15,8 @@ use super::objects::{Kind, Shape};
 use super::templates::Renderer;
 use super::{effective_root, Encoding, SimulateOptions, Written};
 use crate::actions::{duration_option as duration, grpc_code, ms, Error, Result, Watch};
+use crate::exit::ErrorKind;
 use crate::measure::latency::{Distribution, Recorder};
-use crate::report::ErrorKind;
 use crate::target::Target;
 
 /// Options of `cluster::heartbeat`.

@@ -695,7 +695,7 @@ async fn write(sh: &Shared, key: &str, value: Option<Vec<u8>>, rev: i64) -> Resu
     match tokio::time::timeout(sh.timeout, go).await {
         Ok(r) => r,
         Err(_) => Err(Error::Failed {
-            kind: crate::report::ErrorKind::RequestTimeout,
+            kind: crate::exit::ErrorKind::RequestTimeout,
             message: format!("no answer in {:?} writing {key}", sh.timeout),
         }),
     }
@@ -724,7 +724,7 @@ fn fail(sh: &Shared, phase: &'static str, e: &Error) {
         Error::Etcd { .. } | Error::Failed { .. } => true,
         Error::Kube { .. } => !matches!(
             e.kind(),
-            crate::report::ErrorKind::Script | crate::report::ErrorKind::Usage
+            crate::exit::ErrorKind::Script | crate::exit::ErrorKind::Usage
         ),
         _ => false,
     };
@@ -833,7 +833,7 @@ async fn apply(
                 tokio::time::timeout(limit, go)
                     .await
                     .map_err(|_| Error::Failed {
-                        kind: crate::report::ErrorKind::RequestTimeout,
+                        kind: crate::exit::ErrorKind::RequestTimeout,
                         message: format!("no answer in {:?} writing {key}", sh.timeout),
                     })??;
             }
@@ -1295,7 +1295,7 @@ async fn remaining(sh: &Shared, dir: &str, name: &str, namespaces: &[String]) ->
             remaining += tokio::time::timeout(sh.timeout, kube_api::count(&api, name))
                 .await
                 .map_err(|_| Error::Failed {
-                    kind: crate::report::ErrorKind::RequestTimeout,
+                    kind: crate::exit::ErrorKind::RequestTimeout,
                     message: format!(
                         "the API server did not answer the list of {name} objects within {:?}",
                         sh.timeout
@@ -1403,9 +1403,9 @@ fn record(
     if created == 0 || remaining != expected {
         // etcd's failures are the cluster's; the others (objects already there) the scenario's.
         let kind = if sh.infra.load(std::sync::atomic::Ordering::Relaxed) {
-            crate::report::ErrorKind::Infrastructure
+            crate::exit::ErrorKind::Infrastructure
         } else {
-            crate::report::ErrorKind::Script
+            crate::exit::ErrorKind::Script
         };
         return Err(Error::WithRecord {
             record: Box::new(serde_json::to_value(&record).unwrap_or_default()),

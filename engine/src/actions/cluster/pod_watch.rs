@@ -169,7 +169,7 @@ impl PodWatch {
         late: impl FnOnce(&State) -> String,
     ) -> Result<T> {
         let failed = |message: String| Error::Failed {
-            kind: crate::report::ErrorKind::Infrastructure,
+            kind: crate::exit::ErrorKind::Infrastructure,
             message,
         };
         let deadline = tokio::time::Instant::now() + timeout;

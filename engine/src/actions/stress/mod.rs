@@ -411,7 +411,7 @@ fn finish(
 /// Why a load step failed, if it did: the target died or stopped answering, or no request
 /// succeeded. Errors among successes are figures for thresholds, not a failure.
 fn verdict(shared: &Shared, rec: &StressRecord, died: &[String]) -> Option<Error> {
-    use crate::report::ErrorKind;
+    use crate::exit::ErrorKind;
     if !died.is_empty() {
         return Some(Error::Failed {
             kind: ErrorKind::EtcdDied,

@@ -109,7 +109,7 @@ pub struct StressRecord {
     pub errors_by_code: BTreeMap<String, u64>,
     /// Failures by kind (`connection_lost`, `auth`, `permission`, `request_timeout`...): what a
     /// step whose requests all failed fails with.
-    pub errors_by_kind: BTreeMap<crate::report::ErrorKind, u64>,
+    pub errors_by_kind: BTreeMap<crate::exit::ErrorKind, u64>,
     /// The first few error messages.
     pub error_messages: Vec<String>,
     /// Wall time of the load, ms.
