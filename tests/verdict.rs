@@ -243,3 +243,45 @@ fn keys_another_client_deletes_are_foreign_writes_not_stale_reads() {
     );
     assert_eq!(safety["passed"], true, "{safety}");
 }
+
+#[test]
+fn a_record_keeps_its_units_through_a_fn_a_map_and_result() {
+    // Before the run: a wrong unit on a field reached through a `fn`, inside a script's map.
+    let out = scen()
+        .arg("check")
+        .arg(fixture("typed-through-bad.rhai"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("`mapped.load.latency.p99` is a duration (ms)")
+            && err.contains("typed-through-bad.rhai:7"),
+        "{err}"
+    );
+
+    let r = run(&fixture("typed-through.rhai"), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    assert_schema_valid(&report);
+    assert_eq!(step(&report, "wrapped")["action"], "etcd::stress");
+    assert_eq!(step(&report, "again")["action"], "etcd::stress");
+    let mapped = step(&report, "mapped");
+    assert!(mapped["action"].is_null(), "{mapped}");
+    assert_eq!(mapped["field_actions"]["load"], "etcd::stress");
+    // Each verdict is shown in its field's unit: the run knew the record's type.
+    for (expr, unit) in [
+        ("wrapped.latency.p99 < 10s", "ms"),
+        ("mapped.load.throughput > 1/s", "/s"),
+        ("again.latency.p50 < 10s", "ms"),
+    ] {
+        let t = threshold(&report, expr);
+        assert_eq!(t["status"], "passed", "{t}");
+        let msg = t["message"].as_str().unwrap();
+        let observed = msg.split(", limit").next().unwrap();
+        assert!(
+            observed.starts_with("observed ") && observed.ends_with(unit),
+            "{expr}: {msg}"
+        );
+    }
+}

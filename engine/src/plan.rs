@@ -43,9 +43,13 @@ pub struct StepSpec {
     pub continue_on_error: bool,
     /// Where it was declared.
     pub pos: SourcePos,
-    /// The action its closure calls directly (`etcd::stress`), whose record type types the
-    /// step's figures; `None` when the closure does more than one call.
+    /// The action whose record its closure returns (`etcd::stress`), found by calling the
+    /// closure at plan time, when actions return empty records of their type: its record type
+    /// types the step's figures. `None` when the closure returns a map of its own.
     pub action: Option<String>,
+    /// For a closure that returns a map of its own: the fields that hold an action's record, with
+    /// that action (`{"load": "etcd::stress"}`).
+    pub field_actions: std::collections::BTreeMap<String, String>,
 }
 
 /// An entry of the plan, in declaration order.

@@ -22,7 +22,7 @@ use crate::report::{
     ErrorInfo, ErrorKind, Outcome, Report, ScenarioInfo, StepReport, StepStatus, StoppedEarly,
     TargetReport, ThresholdReport, ThresholdStatus, SCHEMA_VERSION,
 };
-use crate::script::{Host, Limits, ScriptError};
+use crate::script::{Host, Limits, ScriptError, StepRecord};
 use crate::target::{ConnectSettings, Target};
 
 /// How long after a step that wrote its server view waits for etcd's backend to commit the
@@ -256,6 +256,7 @@ async fn execute(
             error: None,
             record: json!({}),
             action: s.action.clone(),
+            field_actions: s.field_actions.clone(),
         })
         .collect();
     observer.snapshot(report);
@@ -811,7 +812,14 @@ fn settle(ctx: RunCtx<'_>, report: &mut Report, step: StepReport) -> Option<Outc
     } = ctx;
     observer.step_finished(&step);
     if step.status == StepStatus::Passed {
-        host.store_record(&step.name, &step.record);
+        host.store_record(
+            &step.name,
+            crate::script::StepRecord {
+                value: step.record.clone(),
+                action: step.action.clone(),
+                field_actions: step.field_actions.clone(),
+            },
+        );
     }
     let spec = plan
         .steps()
@@ -976,6 +984,7 @@ fn spawn_step(
                         error: None,
                         record: json!({}),
                         action: spec.action.clone(),
+                        field_actions: spec.field_actions.clone(),
                     };
                 }
             }
@@ -1049,7 +1058,19 @@ fn call_step(
                 } else {
                     StepStatus::Failed
                 };
-                let record = e.record.clone().unwrap_or_else(|| json!({}));
+                // A partial record is the failing action's; no record is what the plan expected.
+                let record = match &e.record {
+                    Some(value) => StepRecord {
+                        value: value.clone(),
+                        action: e.record_action.clone(),
+                        field_actions: Default::default(),
+                    },
+                    None => StepRecord {
+                        value: json!({}),
+                        action: spec.action.clone(),
+                        field_actions: spec.field_actions.clone(),
+                    },
+                };
                 let mut info = error_info(&e);
                 if e.kind == ErrorKind::StepTimeout {
                     info.message = format!(
@@ -1068,8 +1089,9 @@ fn call_step(
             started_at: Some(started_at),
             duration_ms,
             error,
-            record,
-            action: spec.action.clone(),
+            action: record.action,
+            field_actions: record.field_actions,
+            record: record.value,
         }
     }
 }
@@ -1091,6 +1113,7 @@ async fn join_step(h: JoinHandle<StepReport>, spec: &StepSpec) -> StepReport {
             }),
             record: json!({}),
             action: spec.action.clone(),
+            field_actions: spec.field_actions.clone(),
         },
     }
 }

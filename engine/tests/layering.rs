@@ -28,14 +28,8 @@ const LAYERS: &[&[&str]] = &[
 /// Upward imports not yet undone (issue 29), as `from -> to`:
 /// - `target -> actions`: `Target` is both the connection and the run's ledger of what it wrote;
 /// - `actions -> live`: load loops feed the live totals themselves instead of through the run's
-///   observer events;
-/// - `report -> script`: a step's record is typed by the action its closure calls, found through
-///   the script's action tables, instead of being a typed record from the start.
-const KNOWN_UPWARD: &[(&str, &str)] = &[
-    ("target", "actions"),
-    ("actions", "live"),
-    ("report", "script"),
-];
+///   observer events.
+const KNOWN_UPWARD: &[(&str, &str)] = &[("target", "actions"), ("actions", "live")];
 
 fn layer_of(module: &str) -> usize {
     LAYERS

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod network;
 pub mod process;
 pub mod promql;
+pub mod registry;
 pub mod stress;
 pub mod timeline;
 

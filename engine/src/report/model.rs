@@ -122,10 +122,15 @@ pub struct StepReport {
     pub error: Option<ErrorInfo>,
     /// What the step's closure returned (a map), or `{}`.
     pub record: Value,
-    /// The action whose record this is (`etcd::stress`), when the step calls one directly: its
-    /// record type (`scen api`) gives each figure's unit and direction.
+    /// The action whose record this is (`etcd::stress`), however the step's closure reached it
+    /// (directly, through a `fn`, a variable or `result(...)`): its record type (`scen api`) gives
+    /// each figure's unit and direction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
+    /// For a map the script built: the fields that hold an action's record, with that action
+    /// (`{"load": "etcd::stress"}`), which types them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub field_actions: BTreeMap<String, String>,
 }
 
 /// One threshold's entry.

@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::StepReport;
+use crate::actions::registry::RecordType;
 use crate::measure::figures::{figures, Figure};
 
 /// The views every step's record may carry beside its action's own fields, with their schemas
@@ -47,10 +48,8 @@ fn walk(
     let Value::Object(record) = &step.record else {
         return Vec::new();
     };
-    let schema = step
-        .action
-        .as_deref()
-        .and_then(crate::script::record_schema);
+    let schema_of = |action: &str| RecordType::of_action(action).map(RecordType::schema);
+    let schema = step.action.as_deref().and_then(schema_of);
     let mut own = record.clone();
     let mut out = Vec::new();
     for (key, schema) in STEP_VIEWS.iter() {
@@ -63,8 +62,19 @@ fn walk(
             ));
         }
     }
+    // A map of the script's own: the fields that are an action's record are typed by it.
+    for (key, action) in &step.field_actions {
+        if let (Some(schema), Some(part)) = (schema_of(action), own.remove(key)) {
+            out.extend(figures(
+                Some(schema),
+                &part,
+                &crate::measure::path::key(&step.name, key),
+                Some(step.duration_ms),
+            ));
+        }
+    }
     out.extend(figures(
-        schema.as_ref(),
+        schema,
         &Value::Object(own),
         &step.name,
         Some(step.duration_ms),

@@ -9,10 +9,10 @@ use std::time::Instant;
 
 use rhai::{Dynamic, EvalAltResult, NativeCallContext, Position};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use super::State;
 use crate::actions;
+use crate::actions::registry::{self, ActionRecord, RecordType};
 use crate::target::Target;
 
 thread_local! {
@@ -99,6 +99,8 @@ pub struct ActionError {
     pub message: String,
     /// What the action measured before it failed, kept as the step's record.
     pub record: Option<serde_json::Value>,
+    /// The action whose partial record that is (`etcd::stress`).
+    pub action: Option<String>,
 }
 
 impl std::fmt::Display for ActionError {
@@ -118,6 +120,7 @@ pub(crate) fn raise(
             kind,
             message: message.into(),
             record: None,
+            action: None,
         }),
         pos,
     )
@@ -216,11 +219,22 @@ pub(crate) fn action<T, Fut>(
     f: impl FnOnce(Target) -> Fut,
 ) -> Result<Dynamic, Box<EvalAltResult>>
 where
-    T: Serialize,
+    T: ActionRecord,
     Fut: Future<Output = actions::Result<T>>,
 {
+    let name = format!("{namespace}::{}", ctx.fn_name());
+    debug_assert_eq!(
+        RecordType::of_action(&name),
+        Some(T::TYPE),
+        "{name} is missing from actions::registry::ACTIONS, or listed with another record type"
+    );
+    let tag = registry::tag_of(&name).unwrap_or(0);
     if is_checking() {
-        return Ok(Dynamic::UNIT); // the options were decoded; nothing runs at plan time
+        // The options were decoded; nothing runs at plan time. The plan learns the step's
+        // record type from the tag of an empty record.
+        let mut empty = Dynamic::from_map(rhai::Map::new());
+        empty.set_tag(tag);
+        return Ok(empty);
     }
     let Some(target) = state.target() else {
         return Err(usage(
@@ -233,19 +247,54 @@ where
         ));
     };
     match block_on(state, f(target)) {
-        Ok(record) => rhai::serde::to_dynamic(record),
-        Err(e) => Err(action_error(&e, ctx.call_position())),
+        Ok(record) => rhai::serde::to_dynamic(record).map(|mut d| {
+            d.set_tag(tag);
+            d
+        }),
+        Err(e) => Err(action_error_of(&e, ctx.call_position(), Some(&name))),
     }
+}
+
+/// The action whose record a value is, from its tag (see [`registry::tag_of`]).
+pub(crate) fn tagged_action(v: &Dynamic) -> Option<&'static str> {
+    registry::action_of_tag(v.tag())
+}
+
+/// A finished step's record as the script sees it again (`result(...)`): tagged as its action's
+/// record, or its fields as theirs, so it stays typed in the step that returns it.
+pub(crate) fn typed_dynamic(r: &super::StepRecord) -> Result<Dynamic, Box<EvalAltResult>> {
+    let mut v = rhai::serde::to_dynamic(&r.value)?;
+    let tag = |d: &mut Dynamic, action: &str| {
+        if let Some(t) = registry::tag_of(action) {
+            d.set_tag(t);
+        }
+    };
+    if let Some(a) = &r.action {
+        tag(&mut v, a);
+    } else if let Some(mut m) = v.write_lock::<rhai::Map>() {
+        for (k, a) in &r.field_actions {
+            if let Some(f) = m.get_mut(k.as_str()) {
+                tag(f, a);
+            }
+        }
+    }
+    Ok(v)
 }
 
 /// Converts an action error into the Rhai error scripts see.
 pub(crate) fn action_error(e: &actions::Error, pos: Position) -> Box<EvalAltResult> {
+    action_error_of(e, pos, None)
+}
+
+/// As [`action_error`], for an error of `action`, whose partial record it may carry.
+fn action_error_of(e: &actions::Error, pos: Position, action: Option<&str>) -> Box<EvalAltResult> {
     match e {
         actions::Error::WithRecord { source, record } => {
             let err = ActionError {
                 kind: source.kind(),
                 message: source.to_string(),
                 record: Some((**record).clone()),
+                action: action.map(str::to_string),
             };
             EvalAltResult::ErrorRuntime(Dynamic::from(err), pos).into()
         }

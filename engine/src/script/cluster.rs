@@ -11,18 +11,6 @@ use crate::actions::cluster::{self as act, HeartbeatOptions, InventoryOptions, S
 
 type R = Result<Dynamic, Box<rhai::EvalAltResult>>;
 
-/// The JSON Schema of the record a `cluster::` function returns, for plan-time field checks.
-pub(crate) fn record_schema(name: &str) -> Option<serde_json::Value> {
-    match name {
-        "simulate" => serde_json::to_value(schemars::schema_for!(act::SimulateRecord)).ok(),
-        "inventory" => serde_json::to_value(schemars::schema_for!(act::InventoryRecord)).ok(),
-        "cleanup" => serde_json::to_value(schemars::schema_for!(act::CleanupRecord)).ok(),
-        "heartbeat" => serde_json::to_value(schemars::schema_for!(act::HeartbeatRecord)).ok(),
-        "lifecycle" => serde_json::to_value(schemars::schema_for!(act::LifecycleRecord)).ok(),
-        _ => None,
-    }
-}
-
 /// Registers `cluster::` as a static module; template paths are relative to `base_dir`.
 pub(crate) fn register(engine: &mut Engine, state: &Arc<State>, base_dir: &std::path::Path) {
     let mut m = Module::new();

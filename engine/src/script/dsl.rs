@@ -294,6 +294,7 @@ fn declare_step(
         continue_on_error: opts.continue_on_error,
         pos: pos_of(ctx),
         action: None, // known once the whole script is read
+        field_actions: Default::default(),
     }));
     Ok(())
 }
@@ -574,7 +575,7 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
             move |ctx: NativeCallContext, step: &str| -> RhaiResult<Dynamic> {
                 let records = s.records.lock().expect("records lock");
                 match records.get(step) {
-                    Some(r) => rhai::serde::to_dynamic(r),
+                    Some(r) => bridge::typed_dynamic(r),
                     None => {
                         let done: Vec<_> = records.keys().cloned().collect();
                         Err(usage(

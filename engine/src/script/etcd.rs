@@ -19,30 +19,6 @@ fn reg(name: &str, params: &[&str], doc: &str) -> FuncRegistration {
         .with_comments([doc])
 }
 
-/// The JSON Schema of the record an `etcd::` function returns, for plan-time field checks.
-pub(crate) fn record_schema(name: &str) -> Option<serde_json::Value> {
-    use schemars::schema_for;
-    let s = match name {
-        "put" => schema_for!(act::PutRecord),
-        "get" => schema_for!(act::GetRecord),
-        "range" => schema_for!(act::RangeRecord),
-        "delete" => schema_for!(act::DeleteRecord),
-        "put_many" => schema_for!(act::PutManyRecord),
-        "status" => schema_for!(act::StatusRecord),
-        "health" => schema_for!(act::HealthRecord),
-        "alarms" => schema_for!(act::AlarmsRecord),
-        "stress" => schema_for!(stress::StressRecord),
-        "capacity" => schema_for!(crate::actions::capacity::CapacityRecord),
-        "compact" => schema_for!(maint::CompactRecord),
-        "defrag" => schema_for!(maint::DefragRecord),
-        "disarm" => schema_for!(maint::DisarmRecord),
-        "snapshot" => schema_for!(maint::SnapshotRecord),
-        "restore" => schema_for!(maint::RestoreRecord),
-        _ => return None,
-    };
-    serde_json::to_value(s).ok()
-}
-
 /// Registers `etcd::` as a static module.
 pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
     let mut m = Module::new();

@@ -6,22 +6,10 @@ use rhai::{Dynamic, Engine, FnNamespace, FuncRegistration, Module, NativeCallCon
 
 use super::bridge::action;
 use super::State;
-use crate::actions::fault::{self as act, FaultRecord, MembersRecord};
+use crate::actions::fault as act;
 use crate::actions::Error;
 
 type R = Result<Dynamic, Box<rhai::EvalAltResult>>;
-
-/// The JSON Schema of the record a `fault::` function returns, for plan-time field checks.
-pub(crate) fn record_schema(name: &str) -> Option<serde_json::Value> {
-    match name {
-        "members" => serde_json::to_value(schemars::schema_for!(MembersRecord)).ok(),
-        "partition" | "heal" | "link" => serde_json::to_value(schemars::schema_for!(
-            crate::actions::network::NetworkRecord
-        ))
-        .ok(),
-        _ => serde_json::to_value(schemars::schema_for!(FaultRecord)).ok(),
-    }
-}
 
 const TARGETS: &str = "`target`: a member name (\"scen-1\"), \"leader\", \"follower\", \"stopped\" (a killed member) or \"paused\".";
 

@@ -11,15 +11,6 @@ use crate::actions::promql::{self, QueryOptions};
 
 type R = Result<Dynamic, Box<rhai::EvalAltResult>>;
 
-/// The JSON Schema of the record a `metrics::` function returns, for plan-time field checks.
-pub(crate) fn record_schema(name: &str) -> Option<serde_json::Value> {
-    match name {
-        "scrape" => serde_json::to_value(schemars::schema_for!(act::ScrapeRecord)).ok(),
-        "query" => serde_json::to_value(schemars::schema_for!(promql::QueryRecord)).ok(),
-        _ => None,
-    }
-}
-
 /// Registers `metrics::` as a static module.
 pub(crate) fn register(engine: &mut Engine, state: &Arc<State>) {
     let mut m = Module::new();

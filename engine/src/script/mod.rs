@@ -26,13 +26,14 @@ pub use bridge::ActionError;
 pub use dsl::embedded_spec;
 pub use resolver::{imported_files, stdlib_source, STDLIB};
 
+use crate::actions::registry::RecordType;
 use crate::actions::StopReason;
 use crate::measure::{self, Unit};
 use crate::params::{self, Overrides, Resolved};
 use crate::plan::{Item, Plan, SourcePos, StepSpec};
 use crate::report::ErrorKind;
 use crate::target::Target;
-use crate::threshold::FieldPath;
+use crate::threshold::{FieldPath, Segment};
 
 /// Sandbox limits for scripts.
 #[derive(Debug, Clone)]
@@ -80,6 +81,22 @@ pub struct ScriptError {
     pub kind: crate::report::ErrorKind,
     /// What the failing action measured before it failed, if anything.
     pub record: Option<serde_json::Value>,
+    /// The action whose partial record that is (`etcd::stress`).
+    pub record_action: Option<String>,
+}
+
+/// What a step's closure returned, with what types it: the action whose record it is, or, for a
+/// map the script built, the fields that hold an action's record (`{"load": "etcd::stress"}`).
+/// The types come from the records' tags, so they survive a `fn` around the call, a variable, a
+/// map, and `result(...)`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepRecord {
+    /// The record as JSON.
+    pub value: serde_json::Value,
+    /// The action whose record the whole of it is.
+    pub action: Option<String>,
+    /// For a map the script built: its fields that are an action's record, with that action.
+    pub field_actions: BTreeMap<String, String>,
 }
 
 impl ScriptError {
@@ -90,6 +107,7 @@ impl ScriptError {
             line_text: None,
             hint: None,
             record: None,
+            record_action: None,
             kind: crate::report::ErrorKind::Script,
         }
     }
@@ -145,12 +163,16 @@ pub struct RunSetup {
     pub etcd_bin: PathBuf,
 }
 
+/// How long a step's closure may run at plan time, when [`Host::type_steps`] calls it (actions
+/// return at once then; this bounds a script's own loops).
+const TYPE_STEP_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// State shared by every binding of one scenario's engine.
 pub(crate) struct State {
     builder: Mutex<dsl::Builder>,
     overrides: Overrides,
     run: RwLock<Option<RunResources>>,
-    records: Mutex<BTreeMap<String, serde_json::Value>>,
+    records: Mutex<BTreeMap<String, StepRecord>>,
     cancel: CancellationToken,
     progress: RwLock<Option<ProgressSink>>,
     live: RwLock<Option<Arc<crate::live::Hub>>>,
@@ -212,7 +234,12 @@ pub(crate) fn build_engine(
     engine.set_strict_variables(true);
     engine.disable_symbol("eval");
     engine.set_module_resolver(resolver::Resolver::new(base_dir.clone(), resolved.clone()));
-    engine.on_print(|s| tracing::info!(target: "scen::script", "{s}"));
+    engine.on_print(|s| {
+        // A step's closure called at plan time to type its record prints nothing.
+        if !bridge::is_checking() {
+            tracing::info!(target: "scen::script", "{s}")
+        }
+    });
     engine.on_debug(
         |s, src, pos| tracing::debug!(target: "scen::script", "{}:{pos}: {s}", src.unwrap_or("")),
     );
@@ -382,34 +409,42 @@ impl Host {
             e.hint = Some(format!("call {name}() at the top level of the scenario"));
             return Err(e);
         }
-        let plan = finish_plan(b, path, sha256, overrides, &ast)?;
+        let mut plan = finish_plan(b, path, sha256, overrides, &ast)?;
         let host = Host {
             engine: Arc::new(engine),
             ast: Arc::new(ast),
             state,
             file: path.to_path_buf(),
         };
-        host.check_options(&plan)?;
+        host.type_steps(&mut plan)?;
+        check_threshold_fields(&mut plan, path)?;
         Ok((host, plan))
     }
 
-    /// Checks the options of every step that calls one action directly, wherever their values
-    /// are known before the run (literals, parameters): the closure is called in check mode, in
-    /// which actions decode and check their options and do nothing. What cannot be known yet (a
-    /// `result(...)` of an earlier step) is left to the run.
-    fn check_options(&self, plan: &Plan) -> Result<(), ScriptError> {
-        let checkable = |s: &StepSpec| {
-            s.action.is_some()
-                || fields::direct_call(s, &self.ast)
-                    .is_some_and(|(ns, f)| ns.is_empty() && f == "sleep")
-        };
-        for step in plan.steps().filter(|s| checkable(s)) {
-            let (result, refused) = bridge::checking(|| self.call_step(step, &plan.resolved, None));
-            if let (Err(mut e), true) = (result, refused) {
-                e.hint.get_or_insert_with(|| {
-                    "`scen api` lists each action's options with their types and defaults".into()
-                });
-                return Err(e);
+    /// Calls every step's closure at plan time, in check mode: actions decode and check their
+    /// options, then return an empty record tagged with its type, without acting. A refused
+    /// option is an error now; what the closure returns types the step's record (however the
+    /// closure reaches the action: directly, through a `fn`, in a map). What cannot be known yet
+    /// (a `result(...)` of an earlier step) is left to the run. Each call has [`TYPE_STEP_TIME`].
+    fn type_steps(&self, plan: &mut Plan) -> Result<(), ScriptError> {
+        let resolved = plan.resolved.clone();
+        for item in &mut plan.items {
+            let Item::Step(step) = item else { continue };
+            let deadline = Some(Instant::now() + TYPE_STEP_TIME);
+            let (result, refused) = bridge::checking(|| self.call_step(step, &resolved, deadline));
+            match (result, refused) {
+                (Err(mut e), true) => {
+                    e.hint.get_or_insert_with(|| {
+                        "`scen api` lists each action's options with their types and defaults"
+                            .into()
+                    });
+                    return Err(e);
+                }
+                (Ok(record), _) => {
+                    step.action = record.action;
+                    step.field_actions = record.field_actions;
+                }
+                (Err(_), false) => {}
             }
         }
         Ok(())
@@ -448,7 +483,7 @@ impl Host {
         step: &StepSpec,
         params: &Resolved,
         deadline: Option<Instant>,
-    ) -> Result<serde_json::Value, ScriptError> {
+    ) -> Result<StepRecord, ScriptError> {
         let p =
             rhai::serde::to_dynamic(&params.values).map_err(|e| ScriptError::new(e.to_string()))?;
         let takes_params = step_arity(&step.func, &self.ast) != Some(0);
@@ -479,13 +514,14 @@ impl Host {
         }
     }
 
-    /// Stores a finished step's record so later steps can read it with `result("name")`.
-    pub fn store_record(&self, step: &str, record: &serde_json::Value) {
+    /// Stores a finished step's record so later steps can read it with `result("name")`, still
+    /// typed.
+    pub fn store_record(&self, step: &str, record: StepRecord) {
         self.state
             .records
             .lock()
             .expect("records lock")
-            .insert(step.to_string(), record.clone());
+            .insert(step.to_string(), record);
     }
 }
 
@@ -498,31 +534,34 @@ fn step_arity(f: &rhai::FnPtr, ast: &AST) -> Option<usize> {
 }
 
 /// Converts what a step returned into its record: a map as is, nothing as `{}`; anything else
-/// is the script's mistake, described by the error.
-fn record_of(v: Dynamic) -> Result<serde_json::Value, String> {
+/// is the script's mistake, described by the error. The tags of an action's record, on the whole
+/// or on a field of a map, say what types it.
+fn record_of(v: Dynamic) -> Result<StepRecord, String> {
     if v.is_unit() {
-        return Ok(serde_json::json!({}));
+        return Ok(StepRecord {
+            value: serde_json::json!({}),
+            ..StepRecord::default()
+        });
     }
+    let action = bridge::tagged_action(&v).map(str::to_string);
+    let field_actions = match (&action, v.read_lock::<rhai::Map>()) {
+        (None, Some(m)) => m
+            .iter()
+            .filter_map(|(k, f)| Some((k.to_string(), bridge::tagged_action(f)?.to_string())))
+            .collect(),
+        _ => BTreeMap::new(),
+    };
     match rhai::serde::from_dynamic::<serde_json::Value>(&v) {
-        Ok(serde_json::Value::Object(m)) => Ok(serde_json::Value::Object(m)),
+        Ok(serde_json::Value::Object(m)) => Ok(StepRecord {
+            value: serde_json::Value::Object(m),
+            action,
+            field_actions,
+        }),
         _ => Err(format!(
             "returned {} ({}): a step returns a record (a map, `#{{ ... }}`) or nothing",
             crate::quote::quote(&v.to_string()),
             bridge::kind_of(&v)
         )),
-    }
-}
-
-/// The JSON Schema of the record an action returns (`etcd::stress`); `None` for an action
-/// without a typed record.
-pub fn record_schema(action: &str) -> Option<serde_json::Value> {
-    let (ns, func) = action.split_once("::")?;
-    match ns {
-        "etcd" => etcd::record_schema(func),
-        "metrics" => metrics::record_schema(func),
-        "cluster" => cluster::record_schema(func),
-        "fault" => fault::record_schema(func),
-        _ => None,
     }
 }
 
@@ -542,7 +581,6 @@ fn unit_of_field(
             measure::schema::field_unit(schema, path).map(Some)
         }
     };
-    use crate::threshold::Segment;
     // `<step>.server.*` is the per-step server view every step gets; `<step>.apiserver.*` the
     // embedded control plane's.
     for (key, schema) in crate::report::typed::STEP_VIEWS.iter() {
@@ -560,14 +598,78 @@ fn unit_of_field(
     let Some(step) = steps.iter().find(|s| s.name == field.step()) else {
         return Ok(None);
     };
-    let Some(action) = &step.action else {
+    if let Some(action) = &step.action {
+        let Some(ty) = RecordType::of_action(action) else {
+            return Ok(None);
+        };
+        return read(ty.schema(), field)
+            .map_err(|why| format!("reads `{field}`, which {action} does not record: {why}"));
+    }
+    // A map of the script's own: a field that holds an action's record is typed by it.
+    let Some(Segment::Key(key)) = field.0.get(1) else {
         return Ok(None);
     };
-    let Some(schema) = record_schema(action) else {
+    let Some((action, ty)) = step
+        .field_actions
+        .get(key)
+        .and_then(|a| Some((a, RecordType::of_action(a)?)))
+    else {
         return Ok(None);
     };
-    read(&schema, field)
-        .map_err(|why| format!("reads `{field}`, which {action} does not record: {why}"))
+    let mut rest = vec![field.0[0].clone()];
+    rest.extend(field.0[2..].iter().cloned());
+    read(ty.schema(), &FieldPath(rest)).map_err(|why| {
+        format!("reads `{field}`: its `{key}` is the record of {action}, which does not record that: {why}")
+    })
+}
+
+/// Checks each threshold's field paths against the records of the steps they read (as typed by
+/// [`Host::type_steps`]), and every comparison's units against the fields' types.
+fn check_threshold_fields(plan: &mut Plan, path: &Path) -> Result<(), ScriptError> {
+    let at = |pos: &SourcePos, message: String, hint: Option<String>| {
+        let mut e = ScriptError::new(message);
+        e.line_text = source_line(path, &pos.file, pos.line);
+        e.pos = Some(pos.clone());
+        e.hint = hint;
+        e
+    };
+    let steps: Vec<StepSpec> = plan.steps().cloned().collect();
+    let steps: Vec<&StepSpec> = steps.iter().collect();
+    let steps = steps.as_slice();
+    for t in &mut plan.thresholds {
+        // Field paths of steps that directly call a known action are checked against its record,
+        // and every comparison's units against the fields' types.
+        let mut units = BTreeMap::new();
+        for field in t.threshold.paths() {
+            match unit_of_field(field, steps, t.threshold.only_counted(field)) {
+                Ok(Some(u)) => {
+                    units.insert(field.to_string(), u);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(at(
+                        &t.pos,
+                        format!("threshold `{}` {e}", t.threshold.source),
+                        Some(
+                            "`scen api` lists the fields each action returns, with their units"
+                                .into(),
+                        ),
+                    ))
+                }
+            }
+        }
+        let checked = t
+            .threshold
+            .check_units(&|f: &FieldPath| units.get(&f.to_string()).copied());
+        if let Err(why) = checked {
+            return Err(at(
+                &t.pos,
+                format!("threshold `{}`: {why}", t.threshold.source),
+                Some("write the limit in the field's unit: durations as 25ms or 2s, sizes as 512MiB, rates as 100/s, ratios as 5%".into()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn finish_plan(
@@ -589,13 +691,6 @@ fn finish_plan(
         let mut e = ScriptError::new(format!("{file} declares no steps"));
         e.hint = Some("add at least one: step(\"status\", |p| etcd::status());".into());
         return Err(e);
-    }
-    for item in &mut b.items {
-        if let Item::Step(s) = item {
-            s.action = fields::direct_action(s, ast)
-                .map(|(ns, func)| format!("{ns}::{func}"))
-                .filter(|a| record_schema(a).is_some());
-        }
     }
     let steps: Vec<&StepSpec> = b
         .items
@@ -629,37 +724,6 @@ fn finish_plan(
                     Some(format!("the steps are: {}", names.join(", "))),
                 ));
             }
-        }
-        // Field paths of steps that directly call a known action are checked against its record,
-        // and every comparison's units against the fields' types.
-        let mut units = BTreeMap::new();
-        for field in t.threshold.paths() {
-            match unit_of_field(field, &steps, t.threshold.only_counted(field)) {
-                Ok(Some(u)) => {
-                    units.insert(field.to_string(), u);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(at(
-                        &t.pos,
-                        format!("threshold `{}` {e}", t.threshold.source),
-                        Some(
-                            "`scen api` lists the fields each action returns, with their units"
-                                .into(),
-                        ),
-                    ))
-                }
-            }
-        }
-        let checked = t
-            .threshold
-            .check_units(&|f: &FieldPath| units.get(&f.to_string()).copied());
-        if let Err(why) = checked {
-            return Err(at(
-                &t.pos,
-                format!("threshold `{}`: {why}", t.threshold.source),
-                Some("write the limit in the field's unit: durations as 25ms or 2s, sizes as 512MiB, rates as 100/s, ratios as 5%".into()),
-            ));
         }
     }
     // Unknown override keys and bad values are found here, once every parameter is declared.
@@ -797,11 +861,13 @@ pub(crate) fn to_script_error(e: &EvalAltResult, main: &Path) -> ScriptError {
     let (inner, file) = innermost(e, &main.display().to_string());
     let pos: Position = inner.position();
     let mut record = None;
+    let mut record_action = None;
     let (kind, message, hint) =
         match inner {
             EvalAltResult::ErrorRuntime(v, _) if v.is::<ActionError>() => {
                 let a = v.clone().cast::<ActionError>();
                 record = a.record;
+                record_action = a.action;
                 (a.kind, a.message, None)
             }
             EvalAltResult::ErrorRuntime(v, _) => (
@@ -864,6 +930,7 @@ pub(crate) fn to_script_error(e: &EvalAltResult, main: &Path) -> ScriptError {
     let mut err = ScriptError {
         message,
         record,
+        record_action,
         pos: None,
         line_text: None,
         hint,
