@@ -96,14 +96,14 @@ fn bucket_of(f: &crate::measure::figures::Figure) -> Option<f64> {
     let crate::measure::figures::Basis::Quantile { dist, .. } = &f.basis else {
         return None;
     };
-    if dist.get("hist").is_some_and(|h| !h.is_null()) {
+    let dist: crate::measure::latency::Distribution = serde::Deserialize::deserialize(dist).ok()?;
+    if dist.hist.is_some() {
         return None;
     }
     let v = f.value?;
-    dist.get("buckets")?
-        .as_array()?
+    dist.buckets?
         .iter()
-        .filter_map(|b| b.get(0).map(|up| up.as_f64().unwrap_or(f64::INFINITY)))
+        .map(|(up, _)| up.unwrap_or(f64::INFINITY))
         .find(|up| v <= *up)
 }
 

@@ -75,7 +75,7 @@ impl KubeScrapers {
 }
 
 /// The control plane's own view of one step.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct ApiserverStep {
     /// Why figures are missing (kube-apiserver not scraped before or after the step); `null`
     /// when it was.
@@ -109,7 +109,7 @@ pub struct ApiserverStep {
 }
 
 /// One process's CPU during a step and memory after it.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct ComponentProcess {
     /// CPU time (user + system) during the step.
     #[schemars(with = "crate::measure::Ms")]
@@ -120,7 +120,7 @@ pub struct ComponentProcess {
 }
 
 /// What kube-scheduler saw during one step.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct SchedulerStep {
     /// `scheduler_pod_scheduling_sli_duration_seconds`: from a pod entering the scheduling queue
     /// until it was bound (all attempts).

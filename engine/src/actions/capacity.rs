@@ -80,7 +80,7 @@ impl Prefill {
 }
 
 /// What the store held when the first trial began.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct StoreRecord {
     /// Keys under the run prefix (`null`: could not be counted).
     pub keys: Option<u64>,
@@ -153,6 +153,15 @@ fn ratio(text: &Option<String>, default: &str, what: &str) -> Result<f64> {
         )));
     }
     Ok(q.value)
+}
+
+/// The SLO's limit when it is one upper bound on the p99 (`p99 < 25ms`), in ms: what a chart
+/// draws as the SLO's line.
+pub fn p99_limit_ms(slo: &str) -> Option<f64> {
+    let t = Threshold::parse(&in_trial(slo), false).ok()?;
+    let (field, limit) = t.upper_bound()?;
+    (field.to_string() == "trial.p99" && limit.dimension == crate::units::Dimension::Duration)
+        .then_some(limit.value)
 }
 
 /// The SLO as a threshold over one trial: each bare field name (`p99`) becomes `trial.p99`.
@@ -285,7 +294,7 @@ impl CheckOptions for CapacityOptions {
 }
 
 /// One trial of the search.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Trial {
     /// A repeat of an earlier trial's rate, run to confirm the answer before trusting it.
     pub repeat: bool,
@@ -336,7 +345,7 @@ pub struct Trial {
 }
 
 /// The record of `etcd::capacity`.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct CapacityRecord {
     /// The SLO each trial was held to.
     pub slo: String,

@@ -71,7 +71,7 @@ impl KeyOptions {
 }
 
 /// The record of a put.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct PutRecord {
     /// The full key written.
     pub key: String,
@@ -123,7 +123,7 @@ pub async fn put(
 }
 
 /// The record of a get.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct GetRecord {
     /// The full key read.
     pub key: String,
@@ -236,7 +236,7 @@ impl Default for RangeOptions {
 }
 
 /// The record of a prefix range.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct RangeRecord {
     /// The full prefix.
     pub prefix: String,
@@ -331,7 +331,7 @@ fn expected(target: &Target, at_least: Option<u64>, record: RangeRecord) -> Resu
 }
 
 /// The record of a delete.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct DeleteRecord {
     /// The full key or prefix.
     pub key: String,
@@ -397,7 +397,7 @@ fn default_clients() -> u64 {
 }
 
 /// The record of [`put_many`].
-#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct PutManyRecord {
     /// Puts attempted.
     pub count: u64,
@@ -559,7 +559,7 @@ fn most_common(kinds: &[crate::exit::ErrorKind]) -> Option<crate::exit::ErrorKin
 }
 
 /// One member's status, as `etcdctl endpoint status` shows it.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct MemberStatus {
     /// Member name.
     pub name: String,
@@ -597,7 +597,7 @@ pub struct MemberStatus {
 }
 
 /// The record of `status`: every member plus cluster-wide figures.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct StatusRecord {
     /// Members in the cluster.
     pub member_count: usize,
@@ -750,7 +750,7 @@ fn unreachable_member(
 }
 
 /// One alarm raised on a member.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Alarm {
     /// Member id (hex).
     pub member_id: String,
@@ -759,7 +759,7 @@ pub struct Alarm {
 }
 
 /// The record of `alarms`.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct AlarmsRecord {
     /// Number of active alarms.
     pub count: usize,
@@ -801,7 +801,7 @@ pub async fn alarms(target: &Target) -> Result<AlarmsRecord> {
 }
 
 /// One member's health.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct MemberHealth {
     /// The client URL.
     pub endpoint: String,
@@ -815,7 +815,7 @@ pub struct MemberHealth {
 }
 
 /// The record of `health`.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct HealthRecord {
     /// True when every member is healthy and no alarm is active.
     pub healthy: bool,

@@ -11,7 +11,7 @@ use crate::embedded::Shared;
 use crate::target::Target;
 
 /// What a fault did.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct FaultRecord {
     /// `kill`, `restart`, `pause`, `resume` or `slow_disk`.
     pub action: String,
@@ -48,7 +48,7 @@ pub struct FaultRecord {
 }
 
 /// One member, as `fault::members()` reports it.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct MemberState {
     /// Name.
     pub name: String,
@@ -67,7 +67,7 @@ pub struct MemberState {
 }
 
 /// The record of `fault::members()`.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct MembersRecord {
     /// Every member.
     pub members: Vec<MemberState>,

@@ -77,7 +77,7 @@ impl super::CheckOptions for CompactOptions {
 crate::no_option_checks!(DefragOptions);
 
 /// The record of `compact`.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct CompactRecord {
     /// The store revision before compacting.
     pub revision: i64,
@@ -152,7 +152,7 @@ fn all() -> String {
 }
 
 /// One member's defragmentation.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct MemberDefrag {
     /// Member name.
     pub name: String,
@@ -181,7 +181,7 @@ pub struct MemberDefrag {
 }
 
 /// The record of `defrag`.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct DefragRecord {
     /// Members defragmented, in order.
     pub members: Vec<MemberDefrag>,
@@ -259,7 +259,7 @@ pub async fn defrag(target: &Target, opts: &DefragOptions) -> Result<DefragRecor
 }
 
 /// The record of `disarm`.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct DisarmRecord {
     /// Alarms active before.
     pub disarmed: usize,
@@ -293,7 +293,7 @@ pub async fn disarm(target: &Target) -> Result<DisarmRecord> {
 }
 
 /// The record of `snapshot`.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct SnapshotRecord {
     /// Where the snapshot was written.
     pub path: String,
@@ -397,7 +397,7 @@ async fn etcdutl_status(file: &Path) -> Result<EtcdutlStatus> {
 }
 
 /// The record of `restore`.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct RestoreRecord {
     /// The snapshot restored.
     pub path: String,

@@ -139,7 +139,7 @@ pub struct ScrapeOptions {
 }
 
 /// One sample of a metric family.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Sample {
     /// Its labels.
     pub labels: BTreeMap<String, String>,
@@ -152,7 +152,7 @@ pub struct Sample {
 }
 
 /// One cumulative histogram bucket.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Bucket {
     /// Upper bound in the metric's unit; `null` is +Inf.
     pub le: Option<f64>,
@@ -161,7 +161,7 @@ pub struct Bucket {
 }
 
 /// One member's metrics.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct MemberMetrics {
     /// The URL scraped.
     pub url: String,
@@ -174,7 +174,7 @@ pub struct MemberMetrics {
 }
 
 /// The record of `metrics::scrape`.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ScrapeRecord {
     /// Per member.
     pub members: Vec<MemberMetrics>,
@@ -461,7 +461,7 @@ pub(crate) fn gauge_max_sel(after: &ClusterScrape, name: &str, sel: Sel) -> Opti
 /// The server's view of one step, from a scrape before and one after it. Figures no member
 /// reported are `null`; when any member could not be scraped, `no_data` says which and why, and
 /// thresholds on these figures fail with "no data".
-#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct ServerStep {
     /// Members scraped both before and after.
     pub members: usize,
@@ -514,7 +514,7 @@ pub struct ServerStep {
 
 /// One directed link between members during a step: the round trips of scen's probes through
 /// the peer proxies (`GET /raft/probing`, as etcd's prober sends it, twice a second).
-#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct LinkStep {
     /// Round trips of the probes that were answered.
     pub rtt: Distribution,
@@ -561,7 +561,7 @@ pub fn links_during(
 }
 
 /// CPU and memory of the embedded members during a step, summed over members.
-#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct ProcessStep {
     /// CPU time (user + system) the members used during the step. A member restarted during
     /// the step counts from its restart; one stopped and not restarted is left out.

@@ -15,7 +15,7 @@ use crate::embedded::proxy::{Rules, Slow};
 use crate::target::Target;
 
 /// What a network fault did.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct NetworkRecord {
     /// `partition`, `heal` or `link`.
     pub action: String,
@@ -65,7 +65,7 @@ pub struct NetworkRecord {
 }
 
 /// Writes through the members of one side of a partition.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct SideWrites {
     /// The side's members.
     pub members: Vec<String>,

@@ -65,7 +65,7 @@ pub fn check_url(url: &str) -> Result<()> {
 }
 
 /// One point of a range query.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Point {
     /// Unix seconds.
     pub time: f64,
@@ -74,7 +74,7 @@ pub struct Point {
 }
 
 /// One series of a query's result.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Series {
     /// Its labels (`__name__` included when Prometheus returns it).
     pub labels: BTreeMap<String, String>,
@@ -91,7 +91,7 @@ pub struct Series {
 }
 
 /// The record of `metrics::query`.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct QueryRecord {
     /// The PromQL.
     pub query: String,

@@ -189,8 +189,10 @@ fn decode(text: &str) -> Option<Histogram<u64>> {
         .ok()
 }
 
-/// A latency distribution in milliseconds. Every figure is `null` when `count` is 0.
+/// A latency distribution in milliseconds. Every figure is `null` when `count` is 0. It has no
+/// other fields: a map that reads as one is one (what a threshold asks any quantile of).
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 #[schemars(extend("x-kind" = "distribution"))]
 pub struct Distribution {
     /// Samples.
@@ -229,6 +231,23 @@ pub struct Distribution {
     /// `histogram_quantile` does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buckets: Option<Vec<(Option<f64>, f64)>>,
+}
+
+impl Distribution {
+    /// Quantile `q` (0..=1) in ms, from its HDR histogram or its buckets. `None` when it has no
+    /// samples or keeps neither.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if let Some(h) = self.hist.as_deref().and_then(decode) {
+            return (!h.is_empty()).then(|| h.value_at_quantile(q) as f64 / 1e3);
+        }
+        let cumulative: Vec<(f64, f64)> = self
+            .buckets
+            .as_ref()?
+            .iter()
+            .map(|(le, c)| (le.unwrap_or(f64::INFINITY), *c))
+            .collect();
+        bucket_quantile(q, &cumulative)
+    }
 }
 
 /// The quantile a field name asks for: `p95` is 0.95, `p999` 0.999, `p9999` 0.9999, `p100` 1.

@@ -4,11 +4,13 @@
 //! network fetches, so it works offline and as a CI artifact.
 
 use minijinja::{AutoEscape, Environment, Value};
-use serde_json::Value as Json;
 
 use super::compare::{Comparison, Verdict};
+use super::records::{points, Capacity, DbSizes, Latencies, Load, PerSecond};
 use super::svg::{self, Line, Mark};
 use super::{Error, Report, Result, StepReport};
+use crate::actions::capacity::Trial;
+use crate::measure::latency::Distribution;
 use crate::units::{format_quantity, Dimension};
 
 const TEMPLATE: &str = include_str!("templates/report.html.j2");
@@ -78,13 +80,12 @@ pub fn to_compare_html(
     let env = environment()?;
     let tmpl = env.get_template("compare").map_err(|e| render_err(&e))?;
     let regressed = cmp.count(Verdict::Regressed);
-    let series = |r: &Report, step: &str, field: &str| -> Vec<(f64, f64)> {
+    let series = |r: &Report, step: &str, field: PerSecond| -> Vec<(f64, f64)> {
         r.steps
             .iter()
             .find(|s| s.name == step)
-            .and_then(|s| s.record.get("series"))
-            .and_then(Json::as_array)
-            .map_or_else(Vec::new, |a| points(a, field))
+            .and_then(|s| Load::of(s).series)
+            .map_or_else(Vec::new, |a| points(&a, field))
     };
     // A figure's verdict in a chart's title: "p99 REGRESSED +31%".
     let verdict_of = |path: String, what: &str| -> String {
@@ -97,20 +98,17 @@ pub fn to_compare_html(
     let mut charts = Vec::new();
     for s in &new.steps {
         // The two latency distributions as percentile curves on one log axis.
-        let dist = |r: &Report| -> Option<Json> {
+        let dist = |r: &Report| -> Option<Distribution> {
             let step = r.steps.iter().find(|x| x.name == s.name)?;
-            step.record
-                .get("latency")
-                .filter(|d| d.get("count").and_then(Json::as_f64).unwrap_or(0.0) > 0.0)
-                .cloned()
+            Latencies::of(step).latency.filter(|d| d.count > 0)
         };
         if let (Some(a), Some(b)) = (dist(old), dist(new)) {
-            let curve = |d: &Json| -> Vec<(f64, f64)> {
+            let curve = |d: &Distribution| -> Vec<(f64, f64)> {
                 [
                     0.0, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999,
                 ]
                 .iter()
-                .filter_map(|q| Some((*q, crate::measure::latency::quantile_of(d, *q)?)))
+                .filter_map(|q| Some((*q, d.quantile(*q)?)))
                 .collect()
             };
             charts.push(safe(svg::percentiles(
@@ -134,14 +132,14 @@ pub fn to_compare_html(
             )));
         }
         for (field, what, unit) in [
-            ("ok", "requests per second", "per second"),
-            ("p99", "p99 per second", "ms"),
+            (PerSecond::Ok, "requests per second", "per second"),
+            (PerSecond::P99, "p99 per second", "ms"),
         ] {
             let (a, b) = (series(old, &s.name, field), series(new, &s.name, field));
             if a.is_empty() || b.is_empty() {
                 continue;
             }
-            let verdict = if field == "ok" {
+            let verdict = if field == PerSecond::Ok {
                 verdict_of(format!("{}.throughput", s.name), "throughput")
             } else {
                 verdict_of(format!("{}.latency.p99", s.name), "p99")
@@ -214,13 +212,8 @@ fn render_err(e: &minijinja::Error) -> Error {
 use super::timeline::{offset_s, rate_points};
 
 fn step_view(report: &Report, s: &StepReport) -> Value {
-    let rec = &s.record;
     let mut charts: Vec<Value> = Vec::new();
-    if let Some(series) = rec
-        .get("series")
-        .and_then(Json::as_array)
-        .filter(|a| !a.is_empty())
-    {
+    if let Some(series) = Load::seconds(s) {
         // The other steps that started within this one: spans to mark, from start to end.
         let me = offset_s(report, s).unwrap_or(0.0);
         let marks: Vec<Mark> = report
@@ -236,8 +229,8 @@ fn step_view(report: &Report, s: &StepReport) -> Value {
                 })
             })
             .collect();
-        let point = |field: &str| points(series, field);
-        let rate = |field: &str| rate_points(series, field, s.duration_ms / 1e3);
+        let point = |field: PerSecond| points(&series, field);
+        let rate = |field: PerSecond| rate_points(&series, field, s.duration_ms / 1e3);
         charts.push(safe(svg::lines(
             &format!("{}: requests per second", s.name),
             "seconds",
@@ -246,12 +239,12 @@ fn step_view(report: &Report, s: &StepReport) -> Value {
                 Line {
                     label: "ok",
                     color: "#1e88e5",
-                    points: rate("ok"),
+                    points: rate(PerSecond::Ok),
                 },
                 Line {
                     label: "errors",
                     color: "#e53935",
-                    points: rate("errors"),
+                    points: rate(PerSecond::Errors),
                 },
             ],
             &marks,
@@ -264,12 +257,12 @@ fn step_view(report: &Report, s: &StepReport) -> Value {
                 Line {
                     label: "p99",
                     color: "#8e24aa",
-                    points: point("p99"),
+                    points: point(PerSecond::P99),
                 },
                 Line {
                     label: "max",
                     color: "#fb8c00",
-                    points: point("max"),
+                    points: point(PerSecond::Max),
                 },
             ],
             &marks,
@@ -278,18 +271,22 @@ fn step_view(report: &Report, s: &StepReport) -> Value {
     if let Some(chart) = capacity_chart(s) {
         charts.push(safe(chart));
     }
-    for (key, title) in [
-        ("latency", "latency percentiles"),
-        ("txn_latency", "transaction latency percentiles"),
+    let latencies = Latencies::of(s);
+    for (dist, title) in [
+        (latencies.latency, "latency percentiles"),
+        (latencies.txn_latency, "transaction latency percentiles"),
     ] {
-        if let Some(l) = rec
-            .get(key)
-            .filter(|l| l.get("count").and_then(Json::as_f64).unwrap_or(0.0) > 0.0)
-        {
-            let values: Vec<(String, f64)> = ["p50", "p90", "p99", "p999", "max"]
-                .iter()
-                .filter_map(|q| Some((q.to_string(), l.get(*q)?.as_f64()?)))
-                .collect();
+        if let Some(l) = dist.filter(|l| l.count > 0) {
+            let values: Vec<(String, f64)> = [
+                ("p50", l.p50),
+                ("p90", l.p90),
+                ("p99", l.p99),
+                ("p999", l.p999),
+                ("max", l.max),
+            ]
+            .into_iter()
+            .filter_map(|(q, v)| Some((q.to_string(), v?)))
+            .collect();
             charts.push(safe(svg::bars(
                 &format!("{}: {title}", s.name),
                 "ms",
@@ -313,42 +310,34 @@ fn step_view(report: &Report, s: &StepReport) -> Value {
 /// A capacity search as a chart: each trial's achieved rate against its p99 (and p50), the rate
 /// that held and the one that failed marked: the knee between them.
 fn capacity_chart(s: &StepReport) -> Option<String> {
-    let trials = s.record.get("trials")?.as_array()?;
-    let pts = |field: &str| -> Vec<(f64, f64)> {
-        let mut v: Vec<(f64, f64)> = trials
+    let c = Capacity::of(s)?;
+    let pts = |field: fn(&Trial) -> Option<f64>| -> Vec<(f64, f64)> {
+        let mut v: Vec<(f64, f64)> = c
+            .trials
             .iter()
-            .filter_map(|t| Some((t.get("achieved")?.as_f64()?, t.get(field)?.as_f64()?)))
+            .filter_map(|t| Some((t.achieved, field(t)?)))
             .collect();
         v.sort_by(|a, b| a.0.total_cmp(&b.0));
         v
     };
-    let (p99, p50) = (pts("p99"), pts("p50"));
+    let (p99, p50) = (pts(|t| t.p99), pts(|t| t.p50));
     if p99.is_empty() {
         return None;
     }
     // The SLO's limit as a line, when it is one bound on the p99 (`p99 < 25ms`).
-    let slo = s.record.get("slo").and_then(Json::as_str).unwrap_or("");
-    let limit = slo
-        .split_once('<')
-        .filter(|(field, _)| field.trim() == "p99")
-        .and_then(|(_, rest)| {
-            crate::units::parse_quantity(rest.trim_start_matches('=').trim()).ok()
-        })
-        .filter(|q| q.dimension == Dimension::Duration)
-        .map(|q| q.value);
-    let slo_line: Vec<(f64, f64)> = match (limit, p99.first(), p99.last()) {
+    let slo_line: Vec<(f64, f64)> = match (c.p99_limit_ms(), p99.first(), p99.last()) {
         (Some(l), Some(a), Some(b)) => vec![(a.0, l), (b.0, l)],
         _ => Vec::new(),
     };
     // "held (p99 < 25ms)" at the sustained rate, "broke (p99 < 25ms)" at the failed one: the label
     // never reads as if the SLO held where it did not.
-    let marks: Vec<Mark> = [("sustained_rate", "held"), ("failed_rate", "broke")]
-        .iter()
-        .filter_map(|(k, verb)| {
+    let marks: Vec<Mark> = [(c.sustained_rate, "held"), (c.failed_rate, "broke")]
+        .into_iter()
+        .filter_map(|(x, verb)| {
             Some(Mark {
-                x: s.record.get(*k)?.as_f64()?,
+                x: x?,
                 end: None,
-                label: format!("{verb} ({})", s.record.get("slo")?.as_str()?),
+                label: format!("{verb} ({})", c.slo),
             })
         })
         .collect();
@@ -380,20 +369,17 @@ fn capacity_chart(s: &StepReport) -> Option<String> {
 /// Database size across the run: every status step's size and in-use size, and each
 /// defragmentation's before and after.
 fn overview(report: &Report) -> Vec<Value> {
-    let mib = |v: &Json| v.as_f64().map(|b| b / (1024.0 * 1024.0));
+    let mib = |v: Option<f64>| v.map(|b| b / (1024.0 * 1024.0));
     let mut sizes = Vec::new();
     let mut in_use = Vec::new();
     for s in &report.steps {
-        let r = &s.record;
-        if let (Some(a), Some(b)) = (
-            r.get("db_size_before").and_then(mib),
-            r.get("db_size_after").and_then(mib),
-        ) {
+        let r = DbSizes::of(s);
+        if let (Some(a), Some(b)) = (mib(r.db_size_before), mib(r.db_size_after)) {
             sizes.push((format!("{} before", s.name), a));
             sizes.push((format!("{} after", s.name), b));
-        } else if let Some(v) = r.get("db_size").and_then(mib) {
+        } else if let Some(v) = mib(r.db_size) {
             sizes.push((s.name.clone(), v));
-            if let Some(u) = r.get("db_size_in_use").and_then(mib) {
+            if let Some(u) = mib(r.db_size_in_use) {
                 in_use.push((s.name.clone(), u));
             }
         }
@@ -416,14 +402,6 @@ fn overview(report: &Report) -> Vec<Value> {
         )));
     }
     out
-}
-
-/// (t, field) of each second of a per-second series.
-fn points(series: &[Json], field: &str) -> Vec<(f64, f64)> {
-    series
-        .iter()
-        .filter_map(|p| Some((p.get("t")?.as_f64()?, p.get(field)?.as_f64()?)))
-        .collect()
 }
 
 fn safe(s: String) -> Value {

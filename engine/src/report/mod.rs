@@ -9,6 +9,7 @@ mod markdown;
 pub mod model;
 pub mod outage;
 mod phases;
+pub mod records;
 pub mod redact;
 mod svg;
 mod tables;

@@ -5,6 +5,7 @@
 
 use serde_json::Value;
 
+use super::records::{Fault, Load};
 use super::{Report, StepReport};
 
 /// Share of the intended rate a second must complete to count as recovered.
@@ -29,28 +30,14 @@ pub struct FaultWindow {
     pub end: Option<f64>,
 }
 
-/// A fault record's `action` and `member`, when the step is a fault that starts a window.
-fn fault_of(s: &StepReport) -> Option<(&str, Option<&str>)> {
-    if !s.action.as_deref()?.starts_with("fault::") {
-        return None;
-    }
-    let action = s.record.get("action")?.as_str()?;
-    let member = s.record.get("member").and_then(Value::as_str);
-    Some((action, member))
-}
-
-/// Whether the record `(action, member)` of a later step undoes the fault `(fault, of)`.
-fn undoes(fault: (&str, Option<&str>), later: (&str, Option<&str>), later_rec: &Value) -> bool {
-    let same = fault.1 == later.1;
-    match fault.0 {
-        "partition" | "link" => later.0 == "heal",
-        "kill" => later.0 == "restart" && same,
-        "pause" => later.0 == "resume" && same,
-        "slow_disk" => {
-            later.0 == "slow_disk"
-                && same
-                && later_rec.get("delay_ms").and_then(Value::as_f64) == Some(0.0)
-        }
+/// Whether the fault `later` (a later step's) undoes the fault `fault`.
+fn undoes(fault: &Fault, later: &Fault) -> bool {
+    let same = fault.member == later.member;
+    match fault.action.as_str() {
+        "partition" | "link" => later.action == "heal",
+        "kill" => later.action == "restart" && same,
+        "pause" => later.action == "resume" && same,
+        "slow_disk" => later.action == "slow_disk" && same && later.delay_ms == Some(0.0),
         _ => false,
     }
 }
@@ -61,12 +48,12 @@ pub fn fault_windows(report: &Report) -> Vec<FaultWindow> {
     let start_of = |s: &StepReport| super::timeline::offset_s(report, s);
     let mut out = Vec::new();
     for (i, s) in report.steps.iter().enumerate() {
-        let (Some(f), Some(start)) = (fault_of(s), start_of(s)) else {
+        let (Some(f), Some(start)) = (Fault::of(s), start_of(s)) else {
             continue;
         };
-        let starts = match f.0 {
+        let starts = match f.action.as_str() {
             "partition" | "link" | "kill" | "pause" => true,
-            "slow_disk" => s.record.get("delay_ms").and_then(Value::as_f64) != Some(0.0),
+            "slow_disk" => f.delay_ms != Some(0.0),
             "restart" => {
                 out.push(FaultWindow {
                     step: i,
@@ -81,8 +68,8 @@ pub fn fault_windows(report: &Report) -> Vec<FaultWindow> {
             continue;
         }
         let end = report.steps[i + 1..].iter().find_map(|l| {
-            let lf = fault_of(l)?;
-            undoes(f, lf, &l.record).then(|| Some(start_of(l)? + l.duration_ms / 1e3))?
+            let lf = Fault::of(l)?;
+            undoes(&f, &lf).then(|| Some(start_of(l)? + l.duration_ms / 1e3))?
         });
         out.push(FaultWindow {
             step: i,
@@ -108,17 +95,17 @@ struct Second {
 fn seconds(report: &Report, s: &StepReport) -> Option<Vec<Second>> {
     let off = super::timeline::offset_s(report, s)?;
     let span = s.duration_ms / 1e3;
-    let series = s.record.get("series")?.as_array()?;
+    let series = Load::seconds(s)?;
     let out: Vec<Second> = series
         .iter()
         .filter_map(|p| {
-            let t = p.get("t")?.as_f64()?;
+            let t = p.t as f64;
             let covered = (span - t).clamp(0.0, 1.0);
-            (covered >= 0.2).then(|| Second {
+            (covered >= 0.2).then_some(Second {
                 at: off + t,
-                ok: p.get("ok").and_then(Value::as_f64).unwrap_or(0.0),
-                errors: p.get("errors").and_then(Value::as_f64).unwrap_or(0.0),
-                p99: p.get("p99").and_then(Value::as_f64),
+                ok: p.ok as f64,
+                errors: p.errors as f64,
+                p99: p.p99,
                 covered,
             })
         })
@@ -137,7 +124,7 @@ pub fn measure(report: &Report, w: &FaultWindow, load: &StepReport) -> Option<Cl
         before.clone()
     };
     let pre_fault_p99 = settled.iter().filter_map(|s| s.p99).reduce(f64::max);
-    let target = load.record.get("target_rate").and_then(Value::as_f64);
+    let target = Load::of(load).target_rate;
     let (intended, from) = match target {
         Some(t) if t > 0.0 => (t, "target_rate"),
         _ => {
@@ -193,12 +180,12 @@ fn load_at(report: &Report, at: f64, fault: usize) -> Option<&StepReport> {
         .steps
         .iter()
         .enumerate()
-        .filter(|(i, s)| *i != fault && s.record.get("series").is_some_and(Value::is_array))
+        .filter(|(i, s)| *i != fault && Load::of(s).series.is_some())
         .filter(|(_, s)| {
             super::timeline::offset_s(report, s)
                 .is_some_and(|o| o <= at && at < o + s.duration_ms / 1e3)
         })
-        .max_by_key(|(_, s)| s.record.get("ops").and_then(Value::as_u64).unwrap_or(0))
+        .max_by_key(|(_, s)| Load::of(s).ops.unwrap_or(0.0) as u64)
         .map(|(_, s)| s)
 }
 

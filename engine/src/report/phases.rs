@@ -4,12 +4,10 @@
 
 use std::fmt::Write as _;
 
-use serde_json::Value;
-
+use super::records::{points, Latencies, Load, PerSecond};
 use super::svg::{self, esc, Line};
 use super::timeline::rate_points;
 use super::{Report, StepReport};
-use crate::measure::latency::quantile_of;
 
 /// Colours of the steps compared, in order.
 const COLORS: [&str; 6] = [
@@ -20,15 +18,6 @@ const COLORS: [&str; 6] = [
 const CURVE: [f64; 12] = [
     0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99995,
 ];
-
-/// The step's latency distribution: the record's `latency`, `txn_latency`, or a heartbeat's
-/// lease writes (`leases.latency`), the first with samples.
-fn latency(s: &StepReport) -> Option<&Value> {
-    ["/latency", "/txn_latency", "/leases/latency"]
-        .iter()
-        .filter_map(|k| s.record.pointer(k))
-        .find(|d| d.get("count").and_then(Value::as_f64).unwrap_or(0.0) > 0.0)
-}
 
 /// One group of steps drawn side by side: its charts and the ratio table, as HTML.
 pub fn group(report: &Report, names: &[String]) -> String {
@@ -47,13 +36,13 @@ pub fn group(report: &Report, names: &[String]) -> String {
         .iter()
         .zip(COLORS.iter().cycle())
         .filter_map(|(s, c)| {
-            let d = latency(s)?;
+            let d = Latencies::main(s)?;
             Some(Line {
                 label: &s.name,
                 color: c,
                 points: CURVE
                     .iter()
-                    .filter_map(|q| Some((*q, quantile_of(d, *q)?)))
+                    .filter_map(|q| Some((*q, d.quantile(*q)?)))
                     .collect(),
             })
         })
@@ -66,21 +55,18 @@ pub fn group(report: &Report, names: &[String]) -> String {
     }
     // Per-second series from each step's start, on shared axes.
     for (field, what, unit) in [
-        ("ok", "requests per second", "per second"),
-        ("p99", "p99 per second", "ms"),
+        (PerSecond::Ok, "requests per second", "per second"),
+        (PerSecond::P99, "p99 per second", "ms"),
     ] {
         let lines: Vec<Line<'_>> = steps
             .iter()
             .zip(COLORS.iter().cycle())
             .filter_map(|(s, c)| {
-                let series = s.record.get("series")?.as_array()?;
-                let points = if field == "ok" {
-                    rate_points(series, field, s.duration_ms / 1e3)
+                let series = Load::of(s).series?;
+                let points = if field == PerSecond::Ok {
+                    rate_points(&series, field, s.duration_ms / 1e3)
                 } else {
-                    series
-                        .iter()
-                        .filter_map(|p| Some((p.get("t")?.as_f64()?, p.get(field)?.as_f64()?)))
-                        .collect()
+                    points(&series, field)
                 };
                 Some(Line {
                     label: &s.name,
@@ -120,10 +106,17 @@ fn ratios(steps: &[&StepReport]) -> String {
         ("throughput", "throughput"),
     ];
     let value = |s: &StepReport, k: &str| -> Option<f64> {
-        if k == "throughput" {
-            return s.record.get("throughput")?.as_f64();
+        let d = || Latencies::main(s);
+        match k {
+            "throughput" => Load::of(s).throughput,
+            "p50" => d()?.p50,
+            "p90" => d()?.p90,
+            "p99" => d()?.p99,
+            "p999" => d()?.p999,
+            "max" => d()?.max,
+            "mean" => d()?.mean,
+            _ => None,
         }
-        latency(s)?.get(k)?.as_f64()
     };
     let mut t = String::from(r#"<table class="fig ratios"><thead><tr><th>figure</th>"#);
     for s in steps {

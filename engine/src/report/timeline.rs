@@ -6,23 +6,22 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde_json::Value;
-
+use super::records::{points, Fault, Load, PerSecond};
 use super::svg::{self, esc, Line, Mark, LEFT, RIGHT, W};
 use super::{Report, StepReport};
+use crate::actions::registry::RecordType;
+use crate::actions::stress::SecondPoint;
 
 /// What a step does to the cluster, for marking: a fault or maintenance.
 pub fn kind(s: &StepReport) -> Option<&'static str> {
-    let a = s.action.as_deref()?;
-    if a.starts_with("fault::") && a != "fault::members" {
-        Some("fault")
-    } else if ["compact", "defrag", "disarm", "snapshot", "restore"]
-        .iter()
-        .any(|k| a.starts_with("etcd::") && a.ends_with(k))
-    {
-        Some("maintenance")
-    } else {
-        None
+    match RecordType::of_action(s.action.as_deref()?)? {
+        RecordType::Fault | RecordType::Network => Some("fault"),
+        RecordType::Compact
+        | RecordType::Defrag
+        | RecordType::Disarm
+        | RecordType::Snapshot
+        | RecordType::Restore => Some("maintenance"),
+        _ => None,
     }
 }
 
@@ -34,12 +33,12 @@ pub fn offset_s(report: &Report, s: &StepReport) -> Option<f64> {
 
 /// A rate field (`ok`, `errors`) of a per-second series with its last, partial second scaled to
 /// the part the step covered (dropped under a fifth of a second): `(t, per second)`.
-pub fn rate_points(series: &[Value], field: &str, span_s: f64) -> Vec<(f64, f64)> {
+pub fn rate_points(series: &[SecondPoint], f: PerSecond, span_s: f64) -> Vec<(f64, f64)> {
     series
         .iter()
         .filter_map(|p| {
-            let t = p.get("t")?.as_f64()?;
-            let v = p.get(field)?.as_f64()?;
+            let t = p.t as f64;
+            let v = f.of(p)?;
             let covered = (span_s - t).clamp(0.0, 1.0);
             if span_s > 0.0 && covered < 0.2 {
                 return None;
@@ -81,10 +80,10 @@ fn lanes(report: &Report) -> Vec<(usize, &StepReport, f64)> {
 /// A fault step that ends another's window (`heal`, `resume`, a `slow_disk` of 0), and is not
 /// marked itself when it did.
 fn undoing(s: &StepReport) -> bool {
-    let action = s.record.get("action").and_then(Value::as_str);
-    matches!(action, Some("heal" | "resume"))
-        || (action == Some("slow_disk")
-            && s.record.get("delay_ms").and_then(Value::as_f64) == Some(0.0))
+    Fault::of(s).is_some_and(|f| {
+        matches!(f.action.as_str(), "heal" | "resume")
+            || (f.action == "slow_disk" && f.delay_ms == Some(0.0))
+    })
 }
 
 /// Faults and maintenance as marks (spans from start to end), and failed thresholds at the end of
@@ -245,26 +244,20 @@ type Points = Vec<(f64, f64)>;
 fn load(report: &Report) -> (Points, Points, Points) {
     let mut bins: BTreeMap<i64, (f64, f64, Option<f64>)> = BTreeMap::new();
     for s in &report.steps {
-        let (Some(off), Some(series)) = (
-            offset_s(report, s),
-            s.record.get("series").and_then(Value::as_array),
-        ) else {
+        let (Some(off), Some(series)) = (offset_s(report, s), Load::seconds(s)) else {
             continue;
         };
         let span = s.duration_ms / 1e3;
-        let ok = rate_points(series, "ok", span);
-        let errors = rate_points(series, "errors", span);
+        let ok = rate_points(&series, PerSecond::Ok, span);
+        let errors = rate_points(&series, PerSecond::Errors, span);
         for (t, v) in ok {
             bins.entry((off + t).floor() as i64).or_default().0 += v;
         }
         for (t, v) in errors {
             bins.entry((off + t).floor() as i64).or_default().1 += v;
         }
-        for p in series {
-            if let (Some(t), Some(p99)) = (
-                p.get("t").and_then(Value::as_f64),
-                p.get("p99").and_then(Value::as_f64),
-            ) {
+        for (t, p99) in points(&series, PerSecond::P99) {
+            {
                 let b = bins.entry((off + t).floor() as i64).or_default();
                 b.2 = Some(b.2.map_or(p99, |x: f64| x.max(p99)));
             }

@@ -116,7 +116,7 @@ pub fn page_figures(step: &StepReport) -> Vec<(String, String)> {
 /// One line for a step with a latency distribution: `p50 1.2ms, p99 4.5ms, 950/s` (`—` where
 /// nothing was measured); `None` when the record has no `latency`.
 pub fn latency_headline(step: &StepReport) -> Option<String> {
-    step.record.get("latency")?;
+    super::records::Latencies::of(step).latency?;
     let figures = step_figures(step);
     let show = |field: &str| -> Option<String> {
         let path = format!("{}.{field}", step.name);

@@ -294,6 +294,15 @@ impl Threshold {
         eval_cond(&self.cond, root, baseline, &self.units)
     }
 
+    /// The field and limit of a threshold that is one upper bound on a field (`p99 < 25ms`,
+    /// `x <= 2s`); `None` for any other condition.
+    pub fn upper_bound(&self) -> Option<(&FieldPath, &Quantity)> {
+        match &self.cond {
+            Cond::Cmp(Expr::Field(f), CmpOp::Lt | CmpOp::Le, Expr::Num(q)) => Some((f, q)),
+            _ => None,
+        }
+    }
+
     /// Checks that every comparison and sum combines like with like, given each field's unit
     /// (`unit_of` answers `None` for fields of records the plan cannot type). Records the units
     /// for display. `Err` says which field has which unit.
@@ -628,10 +637,11 @@ fn field_bucket(e: &Expr, root: &Value) -> Option<(f64, f64)> {
     crate::measure::latency::bucket_bounds(q, &cum)
 }
 
-/// Whether a report object is a latency distribution (quantiles can be asked of it).
+/// Whether a report object is a latency distribution (quantiles can be asked of it): whether it
+/// deserialises as one.
 fn is_distribution(m: &serde_json::Map<String, Value>) -> bool {
-    m.contains_key("count")
-        && (m.contains_key("hist") || m.contains_key("buckets") || m.contains_key("p50"))
+    use serde::Deserialize;
+    crate::measure::latency::Distribution::deserialize(&Value::Object(m.clone())).is_ok()
 }
 
 /// Resolves a path to its numeric values (one for a plain path, any number for a wildcard).

@@ -34,7 +34,7 @@ pub enum Kwok {
 }
 
 /// Calls of one verb on one resource.
-#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ApiCallRecord {
     /// Calls made.
     pub calls: u64,
@@ -46,7 +46,7 @@ pub struct ApiCallRecord {
 }
 
 /// The worst p99 of each of ClusterLoader2's API call latency SLO classes (`null` when no call of the class).
-#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ApiSloRecord {
     /// Single-object calls (create, get, patch, delete): SLO p99 ≤ 1 s.
     #[schemars(with = "Option<crate::measure::Ms>")]

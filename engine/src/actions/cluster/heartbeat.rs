@@ -55,7 +55,7 @@ fn sixty_four() -> u64 {
 }
 
 /// One kind of heartbeat write.
-#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct FlowRecord {
     /// Writes scheduled in the step (none to adopted objects).
     pub intended: u64,
@@ -85,7 +85,7 @@ pub struct FlowRecord {
 }
 
 /// One second of heartbeats.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct HeartbeatSecond {
     /// Seconds since the start.
     pub t: u64,
@@ -99,7 +99,7 @@ pub struct HeartbeatSecond {
 }
 
 /// The record of `cluster::heartbeat`.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct HeartbeatRecord {
     /// The storage root written under.
     pub root: String,
@@ -116,7 +116,7 @@ pub struct HeartbeatRecord {
     pub node_status: FlowRecord,
     /// Pods deleted and created again (each counts once, for its two writes). Absent when no
     /// churn was asked for (`pod_churn: 0`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_churn: Option<FlowRecord>,
     /// All heartbeat writes intended per second.
     #[schemars(with = "crate::measure::PerSecond")]

@@ -19,7 +19,7 @@ pub struct InventoryOptions {
 }
 
 /// One resource type's storage.
-#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ResourceRecord {
     /// Keys.
     pub keys: u64,
@@ -34,7 +34,7 @@ pub struct ResourceRecord {
 }
 
 /// The record of `cluster::inventory`.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct InventoryRecord {
     /// The root read.
     pub root: String,
@@ -112,7 +112,7 @@ pub async fn inventory(target: &Target, opts: &InventoryOptions) -> Result<Inven
 }
 
 /// The record of `cluster::cleanup`.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct CleanupRecord {
     /// Keys this run created and now deleted.
     pub deleted: u64,

@@ -6,7 +6,6 @@ pub mod apiserver;
 mod heartbeat;
 mod inventory;
 mod lifecycle;
-mod lifecycle_kube;
 mod objects;
 pub mod places;
 pub mod pod_watch;
@@ -222,7 +221,7 @@ fn thirty_two() -> u64 {
 }
 
 /// Per kind, in a simulate record.
-#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct KindRecord {
     /// Objects written.
     pub count: u64,
@@ -237,7 +236,7 @@ pub struct KindRecord {
 }
 
 /// The record of `cluster::simulate`.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct SimulateRecord {
     /// Where the objects went: `etcd` or `kube`.
     pub backend: Backend,

@@ -82,7 +82,7 @@ pub struct Op {
 }
 
 /// What the checks found: counts per check and the first few violations, explained.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct SafetyRecord {
     /// Operations recorded.
     pub operations: u64,

@@ -11,7 +11,7 @@ use crate::actions::ms;
 use crate::measure::latency::{Distribution, Recorder};
 
 /// One operation's figures.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct OpRecord {
     /// Successful requests.
     pub ok: u64,
@@ -26,7 +26,7 @@ pub struct OpRecord {
 }
 
 /// One second of the run.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct SecondPoint {
     /// Seconds since the load started.
     pub t: u64,
@@ -43,7 +43,7 @@ pub struct SecondPoint {
 }
 
 /// CPU used, in total and per successful request.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct CpuRecord {
     /// scen's own CPU time (user + system) during the load, ms.
     #[schemars(with = "crate::measure::Ms")]
@@ -60,7 +60,7 @@ pub struct CpuRecord {
 }
 
 /// What the watchers saw.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct WatchRecord {
     /// Watchers on the key prefix.
     pub watchers: u64,
@@ -80,7 +80,7 @@ pub struct WatchRecord {
 }
 
 /// The record of `etcd::stress`.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct StressRecord {
     /// `closed` (clients send back to back) or `open` (requests at a target rate).
     pub model: String,
@@ -129,7 +129,7 @@ pub struct StressRecord {
     /// Open loop: scheduled requests never sent because the clients could not keep up (timed in
     /// `latency` as waiting until the end of the load). Absent for a closed loop, where nothing
     /// is scheduled and so nothing can be dropped.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-better" = "lower"))]
     pub dropped: Option<u64>,
     /// Latency of all successful requests (ms; open loop: from each request's scheduled time, and
@@ -140,7 +140,7 @@ pub struct StressRecord {
     pub by_op: BTreeMap<String, OpRecord>,
     /// Compare-and-swap transactions whose compare failed (contention, not errors). Absent when
     /// the mix has no `txn_cas`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub txn_conflicts: Option<u64>,
     /// Per second: throughput and p99, for plots and time-window thresholds.
     pub series: Vec<SecondPoint>,
