@@ -323,11 +323,14 @@ pub async fn partition(target: &Target, one: &[String], other: &[String]) -> Res
         after = views(target).await?;
         if let Some(m) = &majority {
             if rec.election_ms.is_none() {
-                // A majority member names a leader on its own side.
+                // A majority member names a leader on its own side, and that leader's own view
+                // (polled at the same moment, maybe a little earlier) says it leads: its term is
+                // the new one.
                 let led = m.iter().find_map(|x| {
                     let v = after.get(x).copied().flatten()?;
                     let l = name_of(&after, v.leader)?;
-                    m.contains(&l).then_some(l)
+                    let own = after.get(&l).copied().flatten()?;
+                    (m.contains(&l) && own.leader == own.id).then_some(l)
                 });
                 if let Some(l) = led {
                     rec.leader_after = Some(l);
