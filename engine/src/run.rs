@@ -192,7 +192,11 @@ fn error_info(e: &ScriptError) -> ErrorInfo {
         detail: e.pos.is_some().then(|| e.render()),
     }
 }
+/// A stage of a run that ends it early: the outcome to return (the report already says why).
+type Stage<T> = std::result::Result<T, Outcome>;
 
+/// Runs a plan, in its stages: read the plan, start or reach etcd, start the control plane,
+/// scrape etcd's metrics, run the steps, decide the thresholds, clean up.
 async fn execute(
     cfg: &RunConfig,
     run_id: &str,
@@ -200,16 +204,128 @@ async fn execute(
     cancel: CancellationToken,
     observer: Arc<dyn Observer>,
 ) -> Outcome {
-    // 1. Plan. A script error here means nothing ran.
-    let (host, plan) = match Host::load(&cfg.scenario, &cfg.overrides, &cfg.limits, cancel.clone())
-    {
+    let (host, plan, baseline) = match read_plan(cfg, &cancel, report) {
         Ok(x) => x,
-        Err(e) => {
-            report.error = Some(error_info(&e));
-            return Outcome::ScriptError;
-        }
+        Err(o) => return o,
     };
-    let host = Arc::new(host);
+    report_plan(report, &plan);
+    observer.snapshot(report);
+    // etcd: embedded (dropped, hence stopped and removed, when this function returns) or external.
+    let (embedded, settings, embedded_cfg) = match start_etcd(cfg, &plan, &cancel, report).await {
+        Ok(x) => x,
+        Err(o) => return o,
+    };
+    let prefix = format!("/scen/{run_id}/");
+    let mut target = match connect(
+        cfg,
+        &plan,
+        settings,
+        embedded.clone(),
+        prefix,
+        &cancel,
+        report,
+    )
+    .await
+    {
+        Ok(t) => t,
+        Err(o) => return o,
+    };
+    // The embedded Kubernetes control plane, on this etcd (dropped, hence stopped, when this
+    // function returns).
+    let control_plane =
+        match start_control_plane(cfg, &plan, &mut target, &embedded, &cancel, report).await {
+            Ok(cp) => cp,
+            Err(o) => return o,
+        };
+    let metrics = match etcd_scraper(cfg, &target, &embedded, report) {
+        Ok(m) => Arc::new(m),
+        Err(o) => return o,
+    };
+    let tr = TargetReport {
+        endpoints: target.info.endpoints.clone(),
+        embedded: target.info.embedded,
+        etcd_version: target.info.etcd_version.clone(),
+        prefix: target.info.prefix.clone(),
+        cleaned_up_keys: 0,
+    };
+    observer.connected(&tr);
+    report.target = Some(tr);
+    observer.snapshot(report);
+    let sink = observer.clone();
+    let progress: crate::script::ProgressSink =
+        Arc::new(move |step: &str, line: &str| sink.step_progress(step, line));
+    host.begin_run(crate::script::RunSetup {
+        target: target.clone(),
+        handle: tokio::runtime::Handle::current(),
+        progress: Some(progress),
+        live: cfg.live.clone(),
+        artifacts: cfg
+            .artifacts
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("scen-artifacts").join(run_id)),
+        metrics: (*metrics).clone(),
+        etcd_bin: embedded_cfg.etcd_bin.clone(),
+    });
+
+    // The steps, with etcd's own view across the run for the timeline (a scrape every 2 s).
+    let kube_scrapers = control_plane.as_ref().map(kube_scrapers);
+    let stop = cancel.child_token();
+    let ctx = RunCtx {
+        host: &host,
+        plan: &plan,
+        cancel: &cancel,
+        stop: &stop,
+        observer: observer.as_ref(),
+        metrics: &metrics,
+        kube: kube_scrapers.as_ref(),
+        baseline: baseline.as_ref(),
+        embedded: target.embedded.as_ref(),
+    };
+    let sampler = crate::actions::timeline::Sampler::start(
+        metrics.clone(),
+        report.started_at,
+        Duration::from_secs(2),
+        member_names(&target),
+    );
+    let mut outcome = run_steps(ctx, report).await;
+    report.server_timeline = sampler.finish();
+    // Each fault as the loads across it saw it: known once they have finished.
+    crate::report::outage::attach(report);
+
+    // Thresholds not decided yet: those whose steps finished are evaluated even when the run
+    // stopped early, so a partial report still says what was learned.
+    evaluate_thresholds(&plan, report, false, baseline.as_ref());
+    safety_verdicts(report);
+    if outcome == Outcome::Passed && report.threshold_counts().1 > 0 {
+        outcome = Outcome::ThresholdsFailed;
+    }
+    host.end_run();
+
+    // The control plane before its etcd, and before its keys are removed: a running API server
+    // writes again what the cleanup deletes.
+    drop(control_plane);
+    // The run's keys on a cluster scen did not start (an embedded one is deleted whole).
+    if embedded.is_none() && !cfg.keep_keys {
+        clean_prefix(&target, report).await;
+    }
+    // Stop the members now: clones of the target may outlive this function.
+    if let Some(e) = embedded {
+        e.lock().expect("embedded lock").stop();
+    }
+    outcome
+}
+
+/// Reads the plan and the baseline report. A script error here means nothing ran.
+fn read_plan(
+    cfg: &RunConfig,
+    cancel: &CancellationToken,
+    report: &mut Report,
+) -> Stage<(Arc<Host>, Plan, Option<Value>)> {
+    let (host, plan) = Host::load(&cfg.scenario, &cfg.overrides, &cfg.limits, cancel.clone())
+        .map_err(|e| {
+            report.error = Some(error_info(&e));
+            Outcome::ScriptError
+        })?;
     let baseline = match &cfg.baseline {
         Some(path) => match crate::report::from_json(path) {
             Ok(b) => {
@@ -217,16 +333,22 @@ async fn execute(
                 Some(step_view(&b.steps))
             }
             Err(e) => {
-                return stop_with(
+                return Err(stop_with(
                     report,
                     ErrorKind::Usage,
                     format!("--baseline: {e}"),
                     Outcome::ScriptError,
-                );
+                ));
             }
         },
         None => None,
     };
+    Ok((Arc::new(host), plan, baseline))
+}
+
+/// The report as the plan makes it before anything runs: the scenario, its parameters, every step
+/// skipped and every threshold not evaluated, until they are.
+fn report_plan(report: &mut Report, plan: &Plan) {
     report.scenario.name = plan.name.clone();
     report.scenario.description = plan.description.clone();
     report.scenario.sha256 = plan.sha256.clone();
@@ -259,7 +381,6 @@ async fn execute(
             field_actions: s.field_actions.clone(),
         })
         .collect();
-    observer.snapshot(report);
     report.thresholds = plan
         .thresholds
         .iter()
@@ -274,15 +395,35 @@ async fn execute(
         })
         .collect();
     report.compare_steps = plan.compare_steps.clone();
+}
 
-    // 2. etcd: embedded (dropped, hence stopped and removed, when this function returns) or external.
-    let prefix = format!("/scen/{run_id}/");
-    // The embedded etcd's settings: defaults, then the scenario's embedded_etcd(), then the command line.
+/// `Interrupted`, with what the run was doing when it was.
+fn interrupted(report: &mut Report, while_: &str) -> Outcome {
+    report.stopped_early = Some(StoppedEarly {
+        step: None,
+        reason: format!("interrupted while {while_}"),
+    });
+    Outcome::Interrupted
+}
+
+/// Starts the throwaway etcd, unless the run was given one: the embedded cluster, how to reach
+/// the etcd, and the embedded etcd's settings (defaults, then the scenario's `embedded_etcd()`,
+/// then the command line).
+async fn start_etcd(
+    cfg: &RunConfig,
+    plan: &Plan,
+    cancel: &CancellationToken,
+    report: &mut Report,
+) -> Stage<(
+    Option<crate::embedded::Shared>,
+    ConnectSettings,
+    EmbeddedConfig,
+)> {
     let mut embedded_cfg = cfg.embedded.clone();
     plan.embedded.apply_to(&mut embedded_cfg);
     cfg.embedded_overrides.apply_to(&mut embedded_cfg);
     if cfg.connect.is_none() && !plan.needs_network.is_empty() && embedded_cfg.members < 3 {
-        return stop_with(
+        return Err(stop_with(
             report,
             ErrorKind::Usage,
             format!(
@@ -291,247 +432,216 @@ async fn execute(
                 embedded_cfg.members
             ),
             Outcome::ScriptError,
-        );
+        ));
     }
-    let (embedded, settings) = match &cfg.connect {
-        Some(s) => (None, s.clone()),
-        None => {
-            let started = tokio::select! {
-                r = EmbeddedEtcd::start(&embedded_cfg) => r,
-                _ = cancel.cancelled() => {
-                    report.stopped_early = Some(StoppedEarly { step: None, reason: "interrupted while starting etcd".into() });
-                    return Outcome::Interrupted;
-                }
-            };
-            match started {
-                Ok(e) => {
-                    let s = ConnectSettings {
-                        endpoints: e.client_urls(),
-                        ..Default::default()
-                    };
-                    (Some(Arc::new(std::sync::Mutex::new(e))), s)
-                }
-                Err(e) => {
-                    // A binary that is not etcd, or settings etcd refuses, is the user's to fix.
-                    let kind = match e {
-                        crate::embedded::Error::NotEtcd { .. }
-                        | crate::embedded::Error::Config(_) => ErrorKind::Usage,
-                        _ => ErrorKind::Infrastructure,
-                    };
-                    return stop_with(report, kind, e.to_string(), kind.outcome());
-                }
-            }
-        }
+    if let Some(s) = &cfg.connect {
+        return Ok((None, s.clone(), embedded_cfg));
+    }
+    let started = tokio::select! {
+        r = EmbeddedEtcd::start(&embedded_cfg) => r,
+        _ = cancel.cancelled() => return Err(interrupted(report, "starting etcd")),
     };
+    match started {
+        Ok(e) => {
+            let s = ConnectSettings {
+                endpoints: e.client_urls(),
+                ..Default::default()
+            };
+            Ok((Some(Arc::new(std::sync::Mutex::new(e))), s, embedded_cfg))
+        }
+        Err(e) => {
+            // A binary that is not etcd, or settings etcd refuses, is the user's to fix.
+            let kind = match e {
+                crate::embedded::Error::NotEtcd { .. } | crate::embedded::Error::Config(_) => {
+                    ErrorKind::Usage
+                }
+                _ => ErrorKind::Infrastructure,
+            };
+            Err(stop_with(report, kind, e.to_string(), kind.outcome()))
+        }
+    }
+}
+
+/// Connects to the run's etcd, and refuses a plan whose faults or maintenance need a cluster scen
+/// started before the first step on another one, not after its load ran.
+async fn connect(
+    cfg: &RunConfig,
+    plan: &Plan,
+    settings: ConnectSettings,
+    embedded: Option<crate::embedded::Shared>,
+    prefix: String,
+    cancel: &CancellationToken,
+    report: &mut Report,
+) -> Stage<Target> {
     let target = tokio::select! {
         r = Target::connect(settings, embedded.is_some(), prefix) => r,
-        _ = cancel.cancelled() => {
-            report.stopped_early = Some(StoppedEarly { step: None, reason: "interrupted while connecting to etcd".into() });
-            return Outcome::Interrupted;
-        }
+        _ = cancel.cancelled() => return Err(interrupted(report, "connecting to etcd")),
     };
-    let mut target = match target {
-        Ok(t) => t,
+    let mut target = target.map_err(|e| {
+        let kind = if e.is_usage() {
+            ErrorKind::Usage
+        } else {
+            ErrorKind::Infrastructure
+        };
+        stop_with(report, kind, e.to_string(), kind.outcome())
+    })?;
+    if embedded.is_none() && !plan.needs_embedded.is_empty() {
+        return Err(stop_with(report, ErrorKind::Usage, format!(
+                "this scenario injects faults, and a fault acts only on members scen started: {}; run it without --endpoints (scen starts the etcd it may break)",
+                plan.needs_embedded.join(", ")
+            ), Outcome::ScriptError));
+    }
+    if embedded.is_none() && !cfg.allow_maintenance && !plan.needs_maintenance.is_empty() {
+        return Err(stop_with(report, ErrorKind::Usage, format!(
+                "this scenario compacts, defragments or disarms ({}), which changes the whole cluster, and this etcd was not started by scen: pass --allow-maintenance, or run without --endpoints (a parameter such as `maintenance` may turn those steps off)",
+                plan.needs_maintenance.join(", ")
+            ), Outcome::ScriptError));
+    }
+    target.embedded = embedded;
+    target.allow_maintenance = cfg.allow_maintenance;
+    target.allow_registry_writes = cfg.allow_registry_writes;
+    Ok(target)
+}
+
+/// Starts the embedded Kubernetes control plane the scenario declares, on the run's etcd, and
+/// tells the target how to reach it. A port chosen free can be taken by another process before a
+/// component binds it: then it starts once more, on fresh ports.
+async fn start_control_plane(
+    cfg: &RunConfig,
+    plan: &Plan,
+    target: &mut Target,
+    embedded: &Option<crate::embedded::Shared>,
+    cancel: &CancellationToken,
+    report: &mut Report,
+) -> Stage<Option<crate::control_plane::ControlPlane>> {
+    let Some(spec) = &plan.control_plane else {
+        return Ok(None);
+    };
+    let etcd = control_plane_etcd(target);
+    let mut started = tokio::select! {
+        r = crate::control_plane::ControlPlane::start(spec, &etcd) => r,
+        _ = cancel.cancelled() => return Err(interrupted(report, "starting the control plane")),
+    };
+    if started
+        .as_ref()
+        .err()
+        .is_some_and(|e| e.to_string().contains("address already in use"))
+    {
+        tracing::warn!("a control plane port was taken meanwhile; starting again on fresh ports");
+        started = tokio::select! {
+            r = crate::control_plane::ControlPlane::start(spec, &etcd) => r,
+            _ = cancel.cancelled() => return Err(interrupted(report, "starting the control plane")),
+        };
+    }
+    match started {
+        Ok(cp) => {
+            target.kube = Some(crate::target::KubeTarget {
+                kubeconfig: cp.kubeconfig.clone(),
+                scheduler: cp.has(crate::control_plane::Which::KubeScheduler),
+                kwok: cp.has(crate::control_plane::Which::Kwok),
+                controller_manager: cp.has(crate::control_plane::Which::KubeControllerManager),
+            });
+            report.control_plane = Some(cp.report());
+            Ok(Some(cp))
+        }
         Err(e) => {
             let kind = if e.is_usage() {
                 ErrorKind::Usage
             } else {
                 ErrorKind::Infrastructure
             };
-            let outcome = kind.outcome();
-            return stop_with(report, kind, e.to_string(), outcome);
-        }
-    };
-    // Faults act on members scen started: refused before the first step on another cluster, not
-    // after its load ran.
-    if embedded.is_none() && !plan.needs_embedded.is_empty() {
-        return stop_with(report, ErrorKind::Usage, format!(
-                "this scenario injects faults, and a fault acts only on members scen started: {}; run it without --endpoints (scen starts the etcd it may break)",
-                plan.needs_embedded.join(", ")
-            ), Outcome::ScriptError);
-    }
-    if embedded.is_none() && !cfg.allow_maintenance && !plan.needs_maintenance.is_empty() {
-        return stop_with(report, ErrorKind::Usage, format!(
-                "this scenario compacts, defragments or disarms ({}), which changes the whole cluster, and this etcd was not started by scen: pass --allow-maintenance, or run without --endpoints (a parameter such as `maintenance` may turn those steps off)",
-                plan.needs_maintenance.join(", ")
-            ), Outcome::ScriptError);
-    }
-    target.embedded = embedded.clone();
-    target.allow_maintenance = cfg.allow_maintenance;
-    target.allow_registry_writes = cfg.allow_registry_writes;
-    // The embedded Kubernetes control plane, on this etcd (dropped, hence stopped, when this
-    // function returns).
-    let control_plane = match &plan.control_plane {
-        None => None,
-        Some(spec) => {
-            let etcd = control_plane_etcd(&target);
-            let mut started = tokio::select! {
-                r = crate::control_plane::ControlPlane::start(spec, &etcd) => r,
-                _ = cancel.cancelled() => {
-                    report.stopped_early = Some(StoppedEarly { step: None, reason: "interrupted while starting the control plane".into() });
-                    return Outcome::Interrupted;
-                }
-            };
-            // A port chosen free can be taken by another process before a component binds it:
-            // once, start again on fresh ports.
-            if started
-                .as_ref()
-                .err()
-                .is_some_and(|e| e.to_string().contains("address already in use"))
-            {
-                tracing::warn!(
-                    "a control plane port was taken meanwhile; starting again on fresh ports"
-                );
-                started = tokio::select! {
-                    r = crate::control_plane::ControlPlane::start(spec, &etcd) => r,
-                    _ = cancel.cancelled() => {
-                        report.stopped_early = Some(StoppedEarly { step: None, reason: "interrupted while starting the control plane".into() });
-                        return Outcome::Interrupted;
-                    }
-                };
+            // What the API server wrote before another component failed is this run's: it goes
+            // too (the control plane is stopped by now).
+            if embedded.is_none() && !cfg.keep_keys {
+                clean_prefix(target, report).await;
             }
-            match started {
-                Ok(cp) => {
-                    target.kube = Some(crate::target::KubeTarget {
-                        kubeconfig: cp.kubeconfig.clone(),
-                        scheduler: cp.has(crate::control_plane::Which::KubeScheduler),
-                        kwok: cp.has(crate::control_plane::Which::Kwok),
-                        controller_manager: cp
-                            .has(crate::control_plane::Which::KubeControllerManager),
-                    });
-                    report.control_plane = Some(cp.report());
-                    Some(cp)
-                }
-                Err(e) => {
-                    let kind = if e.is_usage() {
-                        ErrorKind::Usage
-                    } else {
-                        ErrorKind::Infrastructure
-                    };
-                    // What the API server wrote before another component failed is this run's:
-                    // it goes too (the control plane is stopped by now).
-                    if embedded.is_none() && !cfg.keep_keys {
-                        clean_prefix(&target, report).await;
-                    }
-                    return stop_with(report, kind, e.to_string(), kind.outcome());
-                }
-            }
+            Err(stop_with(report, kind, e.to_string(), kind.outcome()))
         }
-    };
-    // Every member's /metrics, over the same TLS as the etcd connection: the given URLs, the
-    // embedded members', or the cluster's own client URLs (etcd serves /metrics there).
+    }
+}
+
+/// Every member's `/metrics`, over the same TLS as the etcd connection: the given URLs, the
+/// embedded members', or the cluster's own client URLs (etcd serves `/metrics` there). A member a
+/// fault paused or stopped cannot answer: it is said so rather than waited for.
+fn etcd_scraper(
+    cfg: &RunConfig,
+    target: &Target,
+    embedded: &Option<crate::embedded::Shared>,
+    report: &mut Report,
+) -> Stage<Scraper> {
     let urls = if !cfg.metrics_urls.is_empty() {
         cfg.metrics_urls.clone()
-    } else if let Some(e) = &embedded {
+    } else if let Some(e) = embedded {
         e.lock().expect("embedded lock").metrics_urls()
     } else {
         target.info.endpoints.clone()
     };
-    let metrics = match target.settings.http_client() {
-        Ok(client) => match &embedded {
-            // A member a fault paused or stopped cannot answer: say so rather than wait for
-            // its timeout before and after every step.
-            Some(e) => {
-                let e = e.clone();
-                Scraper::new(client, urls).skipping(crate::actions::metrics::Skip(Arc::new(
-                    move |url: &str| {
-                        let mut c = e.lock().ok()?;
-                        let i = c.members().iter().position(|m| m.metrics_url == url)?;
-                        let (m, _) = c.member_mut(i);
-                        if m.is_paused() {
-                            Some(format!(
-                                "{} is paused by a fault (SIGSTOP): not scraped",
-                                m.name
-                            ))
-                        } else if m.pid().is_none() {
-                            // Never reaps a crashed member (`is_running` would): the step that
-                            // reports the crash must still see it.
-                            Some(format!("{} is stopped by a fault: not scraped", m.name))
-                        } else {
-                            m.died()
-                                .map(|s| format!("{} has exited ({s}): not scraped", m.name))
-                        }
-                    },
-                )))
-            }
-            None => Scraper::new(client, urls),
-        },
-        Err(e) => {
-            return stop_with(
-                report,
-                ErrorKind::Usage,
-                e.to_string(),
-                Outcome::ScriptError,
-            );
+    let client = target.settings.http_client().map_err(|e| {
+        stop_with(
+            report,
+            ErrorKind::Usage,
+            e.to_string(),
+            Outcome::ScriptError,
+        )
+    })?;
+    let metrics = match embedded {
+        Some(e) => {
+            let e = e.clone();
+            Scraper::new(client, urls).skipping(crate::actions::metrics::Skip(Arc::new(
+                move |url: &str| {
+                    let mut c = e.lock().ok()?;
+                    let i = c.members().iter().position(|m| m.metrics_url == url)?;
+                    let (m, _) = c.member_mut(i);
+                    if m.is_paused() {
+                        Some(format!(
+                            "{} is paused by a fault (SIGSTOP): not scraped",
+                            m.name
+                        ))
+                    } else if m.pid().is_none() {
+                        // Never reaps a crashed member (`is_running` would): the step that
+                        // reports the crash must still see it.
+                        Some(format!("{} is stopped by a fault: not scraped", m.name))
+                    } else {
+                        m.died()
+                            .map(|s| format!("{} has exited ({s}): not scraped", m.name))
+                    }
+                },
+            )))
         }
+        None => Scraper::new(client, urls),
     };
     if let Some(hub) = &cfg.live {
         hub.forward_server(metrics.clone());
     }
-    let metrics = Arc::new(metrics);
-    let artifacts = cfg
-        .artifacts
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("scen-artifacts").join(run_id));
-    let tr = TargetReport {
-        endpoints: target.info.endpoints.clone(),
-        embedded: target.info.embedded,
-        etcd_version: target.info.etcd_version.clone(),
-        prefix: target.info.prefix.clone(),
-        cleaned_up_keys: 0,
-    };
-    observer.connected(&tr);
-    report.target = Some(tr);
-    observer.snapshot(report);
-    let sink = observer.clone();
-    let progress: crate::script::ProgressSink =
-        Arc::new(move |step: &str, line: &str| sink.step_progress(step, line));
-    host.begin_run(crate::script::RunSetup {
-        target: target.clone(),
-        handle: tokio::runtime::Handle::current(),
-        progress: Some(progress),
-        live: cfg.live.clone(),
-        artifacts,
-        metrics: (*metrics).clone(),
-        etcd_bin: embedded_cfg.etcd_bin.clone(),
-    });
+    Ok(metrics)
+}
 
-    // 3. Steps.
-    let kube_scrapers = control_plane.as_ref().map(|cp| {
-        let url = |w| {
-            cp.component(w)
-                .map(|c: &crate::control_plane::Component| c.metrics_url.clone())
-        };
-        Arc::new(KubeScrapers {
-            apiserver: Scraper::new(
-                cp.http().clone(),
-                url(crate::control_plane::Which::KubeApiserver)
-                    .into_iter()
-                    .collect(),
-            ),
-            scheduler: url(crate::control_plane::Which::KubeScheduler)
-                .map(|u| Scraper::new(cp.http().clone(), vec![u])),
-            pids: cp
-                .components
-                .iter()
-                .filter_map(|c| Some((c.which.bin().to_string(), c.pid()?)))
-                .collect(),
-        })
-    });
-    let stop = cancel.child_token();
-    let ctx = RunCtx {
-        host: &host,
-        plan: &plan,
-        cancel: &cancel,
-        stop: &stop,
-        observer: observer.as_ref(),
-        metrics: &metrics,
-        kube: kube_scrapers.as_ref(),
-        baseline: baseline.as_ref(),
-        embedded: target.embedded.as_ref(),
+/// The control plane's components' `/metrics` and processes, for each step's `apiserver` view.
+fn kube_scrapers(cp: &crate::control_plane::ControlPlane) -> Arc<KubeScrapers> {
+    let url = |w| {
+        cp.component(w)
+            .map(|c: &crate::control_plane::Component| c.metrics_url.clone())
     };
-    // etcd's own view across the run, for the timeline: a scrape every 2 s beside the steps.
-    let names = target
+    Arc::new(KubeScrapers {
+        apiserver: Scraper::new(
+            cp.http().clone(),
+            url(crate::control_plane::Which::KubeApiserver)
+                .into_iter()
+                .collect(),
+        ),
+        scheduler: url(crate::control_plane::Which::KubeScheduler)
+            .map(|u| Scraper::new(cp.http().clone(), vec![u])),
+        pids: cp
+            .components
+            .iter()
+            .filter_map(|c| Some((c.which.bin().to_string(), c.pid()?)))
+            .collect(),
+    })
+}
+
+/// The embedded members' names by their metrics URL (none for an external etcd).
+fn member_names(target: &Target) -> HashMap<String, String> {
+    target
         .embedded
         .as_ref()
         .map(|e| {
@@ -542,39 +652,7 @@ async fn execute(
                 .map(|m| (m.metrics_url.clone(), m.name.clone()))
                 .collect()
         })
-        .unwrap_or_default();
-    let sampler = crate::actions::timeline::Sampler::start(
-        metrics.clone(),
-        report.started_at,
-        Duration::from_secs(2),
-        names,
-    );
-    let mut outcome = run_steps(ctx, report).await;
-    report.server_timeline = sampler.finish();
-    // Each fault as the loads across it saw it: known once they have finished.
-    crate::report::outage::attach(report);
-
-    // 4. Thresholds not decided yet: those whose steps finished are evaluated even when the run
-    //    stopped early, so a partial report still says what was learned.
-    evaluate_thresholds(&plan, report, false, baseline.as_ref());
-    safety_verdicts(report);
-    if outcome == Outcome::Passed && report.threshold_counts().1 > 0 {
-        outcome = Outcome::ThresholdsFailed;
-    }
-    host.end_run();
-
-    // The control plane before its etcd, and before its keys are removed: a running API server
-    // writes again what the cleanup deletes.
-    drop(control_plane);
-    // 5. Clean up the run's keys on a cluster scen did not start (an embedded one is deleted whole).
-    if embedded.is_none() && !cfg.keep_keys {
-        clean_prefix(&target, report).await;
-    }
-    // Stop the members now: clones of the target may outlive this function.
-    if let Some(e) = embedded {
-        e.lock().expect("embedded lock").stop();
-    }
-    outcome
+        .unwrap_or_default()
 }
 
 /// Deletes the run's keys under its prefix (a cluster scen did not start), within 30 s; says how
