@@ -180,13 +180,19 @@ fn load_at(report: &Report, at: f64, fault: usize) -> Option<&StepReport> {
         .steps
         .iter()
         .enumerate()
-        .filter(|(i, s)| *i != fault && Load::of(s).series.is_some())
-        .filter(|(_, s)| {
-            super::timeline::offset_s(report, s)
-                .is_some_and(|o| o <= at && at < o + s.duration_ms / 1e3)
+        .filter(|(i, s)| {
+            *i != fault
+                && super::timeline::offset_s(report, s)
+                    .is_some_and(|o| o <= at && at < o + s.duration_ms / 1e3)
         })
-        .max_by_key(|(_, s)| Load::of(s).ops.unwrap_or(0.0) as u64)
-        .map(|(_, s)| s)
+        .filter_map(|(_, s)| {
+            let load = Load::of(s);
+            load.series
+                .is_some()
+                .then(|| (s, load.ops.unwrap_or(0.0) as u64))
+        })
+        .max_by_key(|(_, ops)| *ops)
+        .map(|(s, _)| s)
 }
 
 /// Fills each fault step's `outage` from the load that ran across it, once the run's steps have

@@ -8,6 +8,7 @@ use super::records::{points, Latencies, Load, PerSecond};
 use super::svg::{self, esc, Line};
 use super::timeline::rate_points;
 use super::{Report, StepReport};
+use crate::measure::latency::Distribution;
 
 /// Colours of the steps compared, in order.
 const COLORS: [&str; 6] = [
@@ -93,9 +94,9 @@ pub fn group(report: &Report, names: &[String]) -> String {
 
 /// The figures of each step and their ratio to the first step's.
 fn ratios(steps: &[&StepReport]) -> String {
-    let Some(first) = steps.first() else {
+    if steps.is_empty() {
         return String::new();
-    };
+    }
     let rows: [(&str, &str); 7] = [
         ("p50", "latency p50"),
         ("p90", "latency p90"),
@@ -105,16 +106,22 @@ fn ratios(steps: &[&StepReport]) -> String {
         ("mean", "latency mean"),
         ("throughput", "throughput"),
     ];
-    let value = |s: &StepReport, k: &str| -> Option<f64> {
-        let d = || Latencies::main(s);
+    // Each step's distribution and throughput, read once.
+    let read: Vec<(Option<Distribution>, Option<f64>)> = steps
+        .iter()
+        .map(|s| (Latencies::main(s), Load::of(s).throughput))
+        .collect();
+    let value = |i: usize, k: &str| -> Option<f64> {
+        let (d, throughput) = &read[i];
+        let d = d.as_ref();
         match k {
-            "throughput" => Load::of(s).throughput,
-            "p50" => d()?.p50,
-            "p90" => d()?.p90,
-            "p99" => d()?.p99,
-            "p999" => d()?.p999,
-            "max" => d()?.max,
-            "mean" => d()?.mean,
+            "throughput" => *throughput,
+            "p50" => d?.p50,
+            "p90" => d?.p90,
+            "p99" => d?.p99,
+            "p999" => d?.p999,
+            "max" => d?.max,
+            "mean" => d?.mean,
             _ => None,
         }
     };
@@ -124,8 +131,8 @@ fn ratios(steps: &[&StepReport]) -> String {
     }
     t.push_str("</tr></thead><tbody>");
     for (k, label) in rows {
-        let base = value(first, k);
-        if steps.iter().all(|s| value(s, k).is_none()) {
+        let base = value(0, k);
+        if (0..steps.len()).all(|i| value(i, k).is_none()) {
             continue;
         }
         let unit = if k == "throughput" {
@@ -134,8 +141,8 @@ fn ratios(steps: &[&StepReport]) -> String {
             crate::measure::Unit::Ms
         };
         let _ = write!(t, "<tr><td>{label}</td>");
-        for (i, s) in steps.iter().enumerate() {
-            let v = value(s, k);
+        for i in 0..steps.len() {
+            let v = value(i, k);
             let ratio = match (i, base, v) {
                 (0, _, _) => String::new(),
                 (_, Some(b), Some(v)) if b > 0.0 => format!(" <b>×{:.2}</b>", v / b),
