@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::actions::apiserver_view::KubeScrapers;
 use crate::actions::metrics::{links_during, server_step, wrote, ProcessStep, Scraper};
-use crate::actions::process;
 use crate::embedded::{EmbeddedConfig, EmbeddedEtcd, EmbeddedSpec};
+use crate::measure::process;
 use crate::params::Overrides;
 use crate::plan::{Item, Plan, StepSpec};
 use crate::report::{

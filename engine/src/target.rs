@@ -228,7 +228,7 @@ impl ConnectSettings {
         }
         Error::Unreachable {
             endpoints: endpoints.join(","),
-            reason: crate::actions::etcd_message(&source),
+            reason: etcd_message(&source),
             source,
         }
     }
@@ -280,10 +280,8 @@ pub struct Target {
     /// `--allow-registry-writes`: simulated objects go to the real `/registry` of an etcd scen did
     /// not start (otherwise under the run prefix).
     pub allow_registry_writes: bool,
-    /// What `cluster::simulate` wrote in this run, so `cluster::cleanup` removes exactly that.
-    pub simulated: crate::actions::cluster::Ledger,
-    /// Where this run's simulated and lifecycle objects are, so an empty range there fails.
-    pub places: crate::actions::cluster::Places,
+    /// The run's ledger: what its actions wrote and where, shared by every clone of the target.
+    pub ledger: RunLedger,
     /// The embedded cluster, when scen started it: what `fault::` acts on.
     pub embedded: Option<crate::embedded::Shared>,
     /// The embedded Kubernetes control plane, when the scenario asked for one: the kube backend's
@@ -329,8 +327,7 @@ impl Target {
             info,
             allow_maintenance: false,
             allow_registry_writes: false,
-            simulated: Default::default(),
-            places: Default::default(),
+            ledger: RunLedger::default(),
             embedded: None,
             kube: None,
         })
@@ -354,10 +351,10 @@ impl Target {
     }
 
     /// A mark of the embedded members' CPU, or `None` when scen did not start the cluster.
-    pub fn server_cpu_mark(&self) -> Option<crate::actions::process::CpuMark> {
+    pub fn server_cpu_mark(&self) -> Option<crate::measure::process::CpuMark> {
         self.embedded
             .is_some()
-            .then(|| crate::actions::process::CpuMark::now(&self.server_pids()))
+            .then(|| crate::measure::process::CpuMark::now(&self.server_pids()))
     }
 
     /// True when cluster-wide maintenance may run: on an etcd scen started, or with `--allow-maintenance`.
@@ -368,5 +365,48 @@ impl Target {
     /// True when keys outside the run prefix may be written (only on an etcd scen started).
     pub fn may_write_anywhere(&self) -> bool {
         self.info.embedded
+    }
+}
+
+/// The run's ledger: what this run's actions wrote and where (`cluster::simulate`'s objects,
+/// the places a range must find them), kept apart from the connection. Each action keeps its own
+/// book here by type, so this layer knows nothing of what the actions record (as
+/// `http::Extensions` carries a request's context); every clone of the target shares it.
+#[derive(Clone, Default)]
+pub struct RunLedger(
+    std::sync::Arc<
+        std::sync::Mutex<
+            std::collections::HashMap<std::any::TypeId, Box<dyn std::any::Any + Send + Sync>>,
+        >,
+    >,
+);
+
+impl RunLedger {
+    /// The run's shared book of type `T` (a handle: an `Arc` of the book), created empty on
+    /// first use.
+    pub fn get<T: Clone + Default + Send + Sync + 'static>(&self) -> T {
+        let mut books = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        books
+            .entry(std::any::TypeId::of::<T>())
+            .or_insert_with(|| Box::new(T::default()))
+            .downcast_ref::<T>()
+            .expect("a book is stored under its own type")
+            .clone()
+    }
+}
+
+impl std::fmt::Debug for RunLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let books = self.0.lock().map(|b| b.len()).unwrap_or_default();
+        write!(f, "RunLedger({books} books)")
+    }
+}
+
+/// An etcd client error as a person reads it: the gRPC code and etcd's message, never tonic's
+/// debug text (`MetadataMap {...}`).
+pub fn etcd_message(e: &etcd_client::Error) -> String {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => format!("{:?}: {}", s.code(), s.message()),
+        other => other.to_string(),
     }
 }

@@ -30,7 +30,7 @@ pub struct KubeScrape(
     ClusterScrape,
     Option<ClusterScrape>,
     Vec<(String, u32)>,
-    super::process::CpuMark,
+    crate::measure::process::CpuMark,
 );
 
 impl KubeScrapers {
@@ -46,7 +46,7 @@ impl KubeScrapers {
         let mut pids = self.pids.clone();
         pids.push(("scen".into(), std::process::id()));
         let only: Vec<u32> = pids.iter().map(|(_, p)| *p).collect();
-        let mark = super::process::CpuMark::now(&only);
+        let mark = crate::measure::process::CpuMark::now(&only);
         KubeScrape(a, s, pids, mark)
     }
 
@@ -59,7 +59,7 @@ impl KubeScrapers {
         let mut view = apiserver_step(&before.0, &after.0, sched);
         for (name, pid) in &after.2 {
             let cpu = before.3.since(&[*pid]);
-            let Some(rss) = super::process::rss(*pid) else {
+            let Some(rss) = crate::measure::process::rss(*pid) else {
                 continue;
             };
             view.processes.insert(

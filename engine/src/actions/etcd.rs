@@ -309,7 +309,7 @@ fn expected(target: &Target, at_least: Option<u64>, record: RangeRecord) -> Resu
             record.prefix
         ),
         None if found == 0 => {
-            match crate::actions::cluster::places::expected_under(&target.places, &record.prefix)
+            match crate::actions::cluster::places::expected_under(&crate::actions::cluster::places_of(target), &record.prefix)
             {
                 Some(place) => format!(
                     "etcd::range found nothing under `{}`, but {}, and no delete phase, cluster::cleanup or etcd::delete of this run removed them since: range where they are (a lifecycle's record names its `prefix` and `namespaces`; `cluster::object(record, i)` gives an object's key), or pass `at_least: 0` if nothing is expected here",
@@ -354,7 +354,7 @@ pub async fn delete(target: &Target, key: &str, opts: &KeyOptions) -> Result<Del
         .await
         .map_err(etcd("delete"))?;
     if opts.prefix {
-        crate::actions::cluster::places::deleted(&target.places, &key);
+        crate::actions::cluster::places::deleted(&crate::actions::cluster::places_of(target), &key);
     }
     Ok(DeleteRecord {
         key,

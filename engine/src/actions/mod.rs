@@ -9,7 +9,6 @@ pub mod fault;
 pub mod maintenance;
 pub mod metrics;
 pub mod network;
-pub mod process;
 pub mod promql;
 pub mod registry;
 pub mod stress;
@@ -257,13 +256,13 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 pub type ProgressFn = std::sync::Arc<dyn Fn(String) + Send + Sync>;
 
 /// Who watches a running action: a person (progress lines, about once a second) and live outputs
-/// (the step's totals in the run's [`crate::live::Hub`]). Either may be absent.
+/// (the step's totals, through the run's [`crate::measure::totals::LiveFeed`]). Either may be absent.
 #[derive(Clone, Default)]
 pub struct Watch {
     /// Where progress lines go.
     pub line: Option<ProgressFn>,
     /// Where the step's live totals go.
-    pub live: Option<crate::live::Feed>,
+    pub live: Option<crate::measure::totals::SharedFeed>,
 }
 
 /// The message of [`Error::NotOurs`], in the singular when there is one object.
@@ -279,14 +278,7 @@ fn not_ours_message(count: u64, examples: &str, removed: u64) -> String {
     )
 }
 
-/// An etcd client error as a person reads it: the gRPC code and etcd's message, never tonic's
-/// debug text (`MetadataMap {...}`).
-pub fn etcd_message(e: &etcd_client::Error) -> String {
-    match e {
-        etcd_client::Error::GRpcStatus(s) => format!("{:?}: {}", s.code(), s.message()),
-        other => other.to_string(),
-    }
-}
+pub use crate::target::etcd_message;
 
 /// How a request failed: its gRPC status code, or a transport failure before it had one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

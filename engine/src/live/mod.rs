@@ -1,6 +1,6 @@
 //! Live measurements of a running scenario, for the people watching Prometheus and Grafana while it
 //! runs: a [`Hub`] keeps cumulative totals that load loops feed (requests, errors by code, latency
-//! in the shared [`Recorder`]), step boundaries, threshold verdicts and etcd's own metrics, and
+//! in the shared [`Recorder`](crate::measure::latency::Recorder)), step boundaries, threshold verdicts and etcd's own metrics, and
 //! gives them out as metric [`family::Family`]s — pushed by [`remote_write`]
 //! (`--out prometheus-rw=URL`) or served by [`listen`] (`--metrics-listen`).
 //!
@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use chrono::Utc;
 
 use crate::actions::metrics::Scraper;
-use crate::measure::latency::Recorder;
+pub use crate::measure::totals::OpTotals;
 use crate::report::{Report, StepReport, StepStatus, ThresholdStatus};
 use family::{labels, Family, Kind};
 
@@ -32,54 +32,6 @@ pub const BUCKETS: [f64; 19] = [
 
 /// The latency quantiles given as gauges (cumulative over the step: at its end, the record's).
 pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
-
-/// One operation's totals in one step (or a worker's share of them between two flushes).
-#[derive(Debug, Default, Clone)]
-pub struct OpTotals {
-    /// Requests that succeeded.
-    pub ok: u64,
-    /// Failed requests by code (`Unavailable`, `DeadlineExceeded`, `Transport`...).
-    pub errors: BTreeMap<String, u64>,
-    /// Latency of the successful requests.
-    pub latency: Recorder,
-    /// Their sum, in seconds.
-    pub latency_sum: f64,
-}
-
-impl OpTotals {
-    /// Records a success that took `took`.
-    pub fn ok(&mut self, took: std::time::Duration) {
-        self.ok += 1;
-        self.latency.record(took);
-        self.latency_sum += took.as_secs_f64();
-    }
-
-    /// Records a failure with `code`.
-    pub fn error(&mut self, code: &str) {
-        match self.errors.get_mut(code) {
-            Some(n) => *n += 1,
-            None => {
-                self.errors.insert(code.to_string(), 1);
-            }
-        }
-    }
-
-    /// Adds `delta` to these totals and empties it.
-    pub fn absorb(&mut self, delta: &mut OpTotals) {
-        self.ok += std::mem::take(&mut delta.ok);
-        for (code, n) in std::mem::take(&mut delta.errors) {
-            *self.errors.entry(code).or_default() += n;
-        }
-        self.latency.merge(&delta.latency);
-        delta.latency.clear();
-        self.latency_sum += std::mem::take(&mut delta.latency_sum);
-    }
-
-    /// Whether nothing was recorded.
-    pub fn is_empty(&self) -> bool {
-        self.ok == 0 && self.errors.is_empty()
-    }
-}
 
 /// A step as the hub knows it.
 #[derive(Debug, Default)]
@@ -442,6 +394,16 @@ impl Feed {
         if let Some(step) = s.steps.get_mut(&self.step) {
             step.intended = rate;
         }
+    }
+}
+
+impl crate::measure::totals::LiveFeed for Feed {
+    fn op(&self, op: &str) -> Arc<Mutex<OpTotals>> {
+        Feed::op(self, op)
+    }
+
+    fn intended_rate(&self, rate: Option<f64>) {
+        Feed::intended_rate(self, rate)
     }
 }
 

@@ -10,7 +10,9 @@ pub mod figures;
 pub mod interval;
 pub mod latency;
 pub mod path;
+pub mod process;
 pub mod schema;
+pub mod totals;
 
 use std::borrow::Cow;
 

@@ -81,7 +81,7 @@ pub(crate) fn watch(state: &State) -> crate::actions::Watch {
         .read()
         .ok()
         .and_then(|h| h.clone())
-        .map(|hub| hub.feed(&step));
+        .map(|hub| Arc::new(hub.feed(&step)) as crate::measure::totals::SharedFeed);
     crate::actions::Watch { line, live }
 }
 

@@ -210,7 +210,7 @@ struct Stats {
     series: Vec<HeartbeatSecond>,
     last_rev: i64,
     /// Each flow's live totals (`leases`, `node_status`, `pod_churn`), when the run has live outputs.
-    live: Option<[Arc<Mutex<crate::live::OpTotals>>; 3]>,
+    live: Option<[Arc<Mutex<crate::measure::totals::OpTotals>>; 3]>,
     /// The simulation adopted existing objects (`adopt_existing`): a write refused because the
     /// object is not this run's is an adopted object left alone, not an error.
     adopting: bool,
@@ -455,7 +455,7 @@ async fn keep_alive(
     }));
     let permits = Arc::new(tokio::sync::Semaphore::new(opts.clients as usize));
     let start = Instant::now();
-    let cpu0 = crate::actions::process::self_cpu();
+    let cpu0 = crate::measure::process::self_cpu();
     let _ticker = observers.line.map(|p| {
         let (stats, intended) = (stats.clone(), intended_rate(&flows));
         tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
@@ -527,7 +527,7 @@ async fn keep_alive(
         while set.try_join_next().is_some() {}
     }
     while set.join_next().await.is_some() {}
-    let cpu = crate::actions::process::self_cpu().saturating_sub(cpu0);
+    let cpu = crate::measure::process::self_cpu().saturating_sub(cpu0);
     let elapsed = start.elapsed().max(length);
     let mut s = std::mem::take(&mut *stats.lock().expect("stats lock"));
     s.fold(u64::MAX);
@@ -604,8 +604,7 @@ fn intended_rate(flows: &[Periodic; 3]) -> f64 {
 
 /// The cluster to keep alive: the last one this run simulated, or the one the options describe.
 fn cluster_of(target: &Target, opts: &HeartbeatOptions) -> Result<Written> {
-    let last = target
-        .simulated
+    let last = super::simulated(target)
         .lock()
         .expect("ledger lock")
         .iter()
@@ -642,7 +641,8 @@ fn cluster_of(target: &Target, opts: &HeartbeatOptions) -> Result<Written> {
 
 /// Lets `cleanup` find the pods churn created again.
 fn extend_ledger(target: &Target, root: &str, last_rev: i64) {
-    let mut ledger = target.simulated.lock().expect("ledger lock");
+    let book = super::simulated(target);
+    let mut ledger = book.lock().expect("ledger lock");
     if let Some(w) = ledger
         .iter_mut()
         .rev()

@@ -124,8 +124,8 @@ pub struct CleanupRecord {
 /// the revisions they wrote at — and nothing else, however its name looks.
 pub async fn cleanup(target: &Target) -> Result<CleanupRecord> {
     let written: Vec<super::Written> =
-        std::mem::take(&mut *target.simulated.lock().expect("ledger lock"));
-    super::places::cleaned(&target.places);
+        std::mem::take(&mut *super::simulated(target).lock().expect("ledger lock"));
+    super::places::cleaned(&super::places_of(target));
     let mut kv = crate::target::kv(&target.client);
     let mut rec = CleanupRecord {
         deleted: 0,

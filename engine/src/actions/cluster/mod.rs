@@ -55,6 +55,17 @@ pub struct Written {
 /// The run's record of simulated objects, shared by every clone of the target.
 pub type Ledger = Arc<Mutex<Vec<Written>>>;
 
+/// What `cluster::simulate` wrote in this run, so `cluster::cleanup` removes exactly that (kept
+/// in the target's run ledger).
+pub(crate) fn simulated(target: &Target) -> Ledger {
+    target.ledger.get()
+}
+
+/// Where this run's simulated and lifecycle objects are, so an empty range there fails.
+pub(crate) fn places_of(target: &Target) -> Places {
+    target.ledger.get()
+}
+
 /// Options of `cluster::simulate`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -335,8 +346,7 @@ pub async fn simulate(
         let before: Option<std::collections::HashSet<String>> = opts
             .rewrite
             .then(|| {
-                target
-                    .simulated
+                simulated(target)
                     .lock()
                     .expect("ledger lock")
                     .iter()
@@ -356,7 +366,8 @@ pub async fn simulate(
         )
         .await?;
         let (count, foreign) = {
-            let ledger = target.simulated.lock().expect("ledger lock");
+            let book = simulated(target);
+            let ledger = book.lock().expect("ledger lock");
             kube_foreign(&created, &ledger, &server)
         };
         let written = Written {
@@ -372,7 +383,7 @@ pub async fn simulate(
                 inventory::remove(&mut crate::target::kv(&target.client), &written).await?;
             return Err(not_ours(count, &foreign, removed, &record));
         }
-        target.simulated.lock().expect("ledger lock").push(written);
+        simulated(target).lock().expect("ledger lock").push(written);
         return Ok(record);
     }
     let shape = shape_of(opts)?;
@@ -380,8 +391,7 @@ pub async fn simulate(
     let root = effective_root(target, opts.root.as_deref());
     // A rewrite touches only what this run created under this root.
     let rewrite_from = if opts.rewrite {
-        let first = target
-            .simulated
+        let first = simulated(target)
             .lock()
             .expect("ledger lock")
             .iter()
@@ -401,8 +411,7 @@ pub async fn simulate(
     };
     // What earlier simulations of this run created under this root.
     let ours: Arc<Vec<(i64, i64)>> = Arc::new(
-        target
-            .simulated
+        simulated(target)
             .lock()
             .expect("ledger lock")
             .iter()
@@ -519,7 +528,8 @@ pub async fn simulate(
         return Err(not_ours(all.foreign, &all.foreign_keys, removed, &record));
     }
     {
-        let mut ledger = target.simulated.lock().expect("ledger lock");
+        let book = simulated(target);
+        let mut ledger = book.lock().expect("ledger lock");
         match ledger
             .iter_mut()
             .find(|w| opts.rewrite && w.root == root && w.kube.is_none())
@@ -527,7 +537,7 @@ pub async fn simulate(
             // Rewritten keys keep their create revision: the first entry still finds them.
             Some(w) => w.revisions.1 = w.revisions.1.max(revisions.1),
             None => {
-                places::add(&target.places, places::of_shape(&shape, &root));
+                places::add(&places_of(target), places::of_shape(&shape, &root));
                 ledger.push(Written {
                     root: root.clone(),
                     shape,

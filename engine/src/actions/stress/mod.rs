@@ -302,7 +302,7 @@ async fn connect(
 /// `ops` are the operations the load runs, for its live totals (when it has a live feed).
 fn new_shared(
     acks: Option<Arc<AckRing>>,
-    live: Option<&crate::live::Feed>,
+    live: Option<&crate::measure::totals::SharedFeed>,
     ops: &[Op],
 ) -> Arc<Shared> {
     let live = match live {
@@ -335,7 +335,7 @@ async fn drive(
     mut set: tokio::task::JoinSet<worker::WorkerResult>,
     observers: Watch,
     schedule: Option<&Schedule>,
-    cpu0: (Duration, Option<crate::actions::process::CpuMark>),
+    cpu0: (Duration, Option<crate::measure::process::CpuMark>),
 ) -> Result<(
     Vec<worker::WorkerResult>,
     Duration,
@@ -385,7 +385,7 @@ async fn drive(
     }
     drop(rates);
     let elapsed = shared.start.elapsed();
-    let cpu = crate::actions::process::self_cpu().saturating_sub(cpu0.0);
+    let cpu = crate::measure::process::self_cpu().saturating_sub(cpu0.0);
     let server_cpu = cpu0.1.map(|m| m.since(&target.server_pids()));
     Ok((results, elapsed, cpu, server_cpu))
 }
@@ -483,7 +483,7 @@ async fn lease_stress(
         &[Op::LeaseGrant, Op::LeaseKeepAlive, Op::LeaseRevoke],
     );
     let cpu0 = (
-        crate::actions::process::self_cpu(),
+        crate::measure::process::self_cpu(),
         target.server_cpu_mark(),
     );
     let mut set = tokio::task::JoinSet::new();
@@ -811,7 +811,7 @@ async fn stress_here(
     });
 
     let cpu0 = (
-        crate::actions::process::self_cpu(),
+        crate::measure::process::self_cpu(),
         target.server_cpu_mark(),
     );
     let pool = Arc::new(pool);

@@ -102,7 +102,7 @@ pub struct Shared {
     pub acks: Option<Arc<AckRing>>,
     /// The step's live totals per operation (index: `Op::ALL`), when the run has live outputs;
     /// empty otherwise.
-    pub live: Vec<Option<Arc<Mutex<crate::live::OpTotals>>>>,
+    pub live: Vec<Option<Arc<Mutex<crate::measure::totals::OpTotals>>>>,
     /// When the step's load started.
     pub start: Instant,
 }
@@ -148,7 +148,7 @@ pub struct Slot {
     pub hist: Histogram<u64>,
     /// A worker's live totals per operation since its last flush (index: `Op::ALL`); empty when
     /// the run has no live outputs.
-    pub live: Vec<crate::live::OpTotals>,
+    pub live: Vec<crate::measure::totals::OpTotals>,
 }
 
 impl Slot {

@@ -544,8 +544,7 @@ pub async fn lifecycle(
     }
     let phases = phases_of(opts)?;
     // The nodes: the simulated cluster's, or `nodes` of them by the same names.
-    let simulated = target
-        .simulated
+    let simulated = super::simulated(target)
         .lock()
         .expect("ledger lock")
         .iter()
@@ -579,7 +578,7 @@ pub async fn lifecycle(
     )
     .await?;
     super::places::add(
-        &target.places,
+        &super::places_of(target),
         vec![super::places::Place {
             dir: record.prefix.clone(),
             kind: record.kind.clone(),
