@@ -152,6 +152,33 @@ fn an_ab_of_one_binary_against_itself_is_no_significant_change_in_abba_order() {
     assert!(pids.len() >= 4, "one etcd per run at least: {pids:?}");
     let pids: Vec<u32> = pids.into_iter().collect();
     assert!(gone(&pids), "etcd processes left behind: {pids:?}");
+
+    // The same number of rounds sees a planted change: the leader's fsyncs delayed by 20 ms in B
+    // (the healthy p99 of this load is a few ms). A scen that found nothing anywhere, or called
+    // everything "no change", fails here.
+    let (code, stdout, stderr, report, _) = ab(&[
+        "tests/fixtures/ab-disk.rhai",
+        "--a",
+        "delay=0ms",
+        "--b",
+        "delay=20ms",
+        "--rounds",
+        "2",
+    ]);
+    assert_eq!(code, 1, "the gate on p99 regressed: {stdout}\n{stderr}");
+    let r = report.unwrap();
+    assert_eq!(r["completed_rounds"], 2);
+    let p99 = r["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "load.latency.p99")
+        .unwrap();
+    assert_eq!(p99["verdict"], "regressed", "{p99}");
+    assert!(
+        p99["interval"][0].as_f64().unwrap() > 0.0,
+        "the interval excludes no change: {p99}"
+    );
 }
 
 #[test]
