@@ -129,6 +129,64 @@ impl std::fmt::Display for ErrorKind {
     }
 }
 
+/// How one request of a load loop failed: the code its record counts it under
+/// (`errors_by_code`), whatever the loop talked to (etcd, the API server).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FailCode {
+    /// etcd (or gRPC) answered with this status (auth errors etcd sends under other codes are
+    /// kept as `Unauthenticated`).
+    Grpc(tonic::Code),
+    /// The connection failed (refused, reset, TLS).
+    Transport,
+    /// Anything else the client reported.
+    Other,
+    /// The API server refused with this status reason (`Conflict`, `AlreadyExists`,
+    /// `TooManyRequests`...).
+    Api(String),
+    /// The API server answered with this HTTP status (named `HTTP 409`).
+    Http(u16),
+    /// No answer within the request's timeout.
+    Timeout,
+    /// The object is not this run's: scen leaves it as it is.
+    NotOwned,
+    /// The object a write was to update is not there.
+    NotFound,
+    /// The object kept changing under an update, every try.
+    Conflict,
+}
+
+impl FailCode {
+    /// The name records use (`Unavailable`, `DeadlineExceeded`, `Transport`, `NotOwned`...).
+    pub fn name(&self) -> String {
+        match self {
+            FailCode::Grpc(c) => format!("{c:?}"),
+            FailCode::Transport => "Transport".into(),
+            FailCode::Other => "Other".into(),
+            FailCode::Api(reason) => reason.clone(),
+            FailCode::Http(status) => format!("HTTP {status}"),
+            FailCode::Timeout => "DeadlineExceeded".into(),
+            FailCode::NotOwned => "NotOwned".into(),
+            FailCode::NotFound => "NotFound".into(),
+            FailCode::Conflict => "Conflict".into(),
+        }
+    }
+
+    /// What kind of failure a gRPC or transport failure is, for the step's verdict and exit code
+    /// (a loop that knows better, from the error itself, says so to its book).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            FailCode::Grpc(c) => ErrorKind::of_grpc(*c),
+            FailCode::Transport => ErrorKind::ConnectionLost,
+            FailCode::Timeout => ErrorKind::RequestTimeout,
+            FailCode::NotOwned | FailCode::NotFound => ErrorKind::Script,
+            FailCode::Http(s) if *s < 500 && *s != 429 => ErrorKind::Script,
+            FailCode::Other | FailCode::Api(_) | FailCode::Http(_) | FailCode::Conflict => {
+                ErrorKind::Infrastructure
+            }
+        }
+    }
+}
+
 /// How a `scen` command ended, and so its exit code ([`Exit::code`] is the one table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Exit {

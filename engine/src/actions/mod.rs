@@ -280,17 +280,7 @@ fn not_ours_message(count: u64, examples: &str, removed: u64) -> String {
 
 pub use crate::target::etcd_message;
 
-/// How a request failed: its gRPC status code, or a transport failure before it had one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FailCode {
-    /// etcd (or gRPC) answered with this status (auth errors etcd sends under other codes are
-    /// kept as `Unauthenticated`).
-    Grpc(tonic::Code),
-    /// The connection failed (refused, reset, TLS).
-    Transport,
-    /// Anything else the client reported.
-    Other,
-}
+pub use crate::exit::FailCode;
 
 impl FailCode {
     /// The code of an etcd client error.
@@ -311,29 +301,6 @@ impl FailCode {
             _ => FailCode::Other,
         }
     }
-
-    /// The name records use (`Unavailable`, `DeadlineExceeded`, `Transport`...).
-    pub fn name(self) -> String {
-        match self {
-            FailCode::Grpc(c) => format!("{c:?}"),
-            FailCode::Transport => "Transport".into(),
-            FailCode::Other => "Other".into(),
-        }
-    }
-
-    /// What kind of failure it is, for the step's verdict and exit code.
-    pub fn kind(self) -> crate::exit::ErrorKind {
-        match self {
-            FailCode::Grpc(c) => crate::exit::ErrorKind::of_grpc(c),
-            FailCode::Transport => crate::exit::ErrorKind::ConnectionLost,
-            FailCode::Other => crate::exit::ErrorKind::Infrastructure,
-        }
-    }
-}
-
-/// The gRPC status code name of an etcd error (`Unavailable`...), `Transport` or `Other`.
-pub(crate) fn grpc_code(e: &etcd_client::Error) -> String {
-    FailCode::of(e).name()
 }
 
 /// A duration option (`"5s"`), or `default` when absent; errors name the option.

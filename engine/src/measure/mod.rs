@@ -6,6 +6,7 @@
 //! Canonical units: durations in milliseconds, sizes in bytes, rates per second, ratios as a
 //! fraction of 1 (`95%` is `0.95`), counts as plain numbers.
 
+pub mod book;
 pub mod figures;
 pub mod interval;
 pub mod latency;

@@ -18,6 +18,8 @@ use super::objects::{Kind, Shape};
 use super::templates::{Rendered, Renderer};
 use super::{progress_ticker, KindRecord, SimulateOptions, SimulateRecord};
 use crate::actions::{ms, Error, ProgressFn, Result};
+use crate::exit::{ErrorKind, FailCode};
+use crate::measure::book::Book;
 use crate::measure::latency::{Distribution, Recorder};
 
 /// Whether a KWOK controller keeps the fake nodes and pods alive.
@@ -264,12 +266,20 @@ pub async fn connect(path: Option<&str>, context: Option<&str>) -> Result<(kube:
     Ok((client, url))
 }
 
-/// Latencies by (resource, verb), shared by the workers.
-#[derive(Default)]
-struct Calls(Mutex<BTreeMap<(String, String), CallTally>>);
+/// The book of every call, by (resource, verb), shared by the workers.
+struct Calls {
+    start: Instant,
+    book: Mutex<Book<(String, String)>>,
+}
 
-/// Calls, failed calls and the latency of answered ones.
-type CallTally = (u64, u64, Recorder);
+impl Default for Calls {
+    fn default() -> Self {
+        Calls {
+            start: Instant::now(),
+            book: Mutex::new(Book::default()),
+        }
+    }
+}
 
 impl Calls {
     /// Times `f` as one `verb` call on `resource`.
@@ -282,21 +292,28 @@ impl Calls {
         let t0 = Instant::now();
         let r = f.await;
         let d = t0.elapsed();
-        let mut m = self.0.lock().expect("calls lock");
-        let e = m
-            .entry((resource.to_string(), verb.to_string()))
-            .or_insert_with(|| (0, 0, Recorder::default()));
-        e.0 += 1;
+        let sec = t0.duration_since(self.start).as_secs();
+        let op = (resource.to_string(), verb.to_string());
+        let mut book = self.book.lock().expect("calls lock");
         // "Already exists" and "not found" are answers (timed), not failed calls.
-        let answered = match &r {
-            Ok(_) => true,
-            Err(kube::Error::Api(s)) => s.code == 409 || s.code == 404,
-            Err(_) => false,
-        };
-        if answered {
-            e.2.record(d);
-        } else {
-            e.1 += 1;
+        match &r {
+            Ok(_) => book.ok(op, sec, d),
+            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => book.ok(op, sec, d),
+            Err(kube::Error::Api(s)) => {
+                let kind = if s.code < 500 && s.code != 429 {
+                    ErrorKind::Script
+                } else {
+                    ErrorKind::Infrastructure
+                };
+                book.fail(op, sec, &FailCode::Api(s.reason.clone()), kind, &s.message);
+            }
+            Err(e) => book.fail(
+                op,
+                sec,
+                &FailCode::Other,
+                ErrorKind::Infrastructure,
+                &e.to_string(),
+            ),
         }
         r
     }
@@ -307,11 +324,11 @@ impl Calls {
         BTreeMap<String, BTreeMap<String, ApiCallRecord>>,
         ApiSloRecord,
     ) {
-        let m = self.0.lock().expect("calls lock");
+        let book = self.book.lock().expect("calls lock");
         let mut out: BTreeMap<String, BTreeMap<String, ApiCallRecord>> = BTreeMap::new();
         let mut slo = ApiSloRecord::default();
-        for ((resource, verb), (calls, errors, rec)) in m.iter() {
-            let latency = rec.summary();
+        for ((resource, verb), tally) in book.ops() {
+            let latency = tally.latency.summary();
             let class = match verb.as_str() {
                 "list" => &mut slo.namespaced_list_p99,
                 "list_all" => &mut slo.cluster_list_p99,
@@ -323,8 +340,8 @@ impl Calls {
             out.entry(resource.clone()).or_default().insert(
                 verb.clone(),
                 ApiCallRecord {
-                    calls: *calls,
-                    errors: *errors,
+                    calls: tally.ok + tally.failed,
+                    errors: tally.failed,
                     latency,
                 },
             );

@@ -14,9 +14,10 @@ use super::apiserver::Prepared;
 use super::objects::{Kind, Shape};
 use super::templates::Renderer;
 use super::{effective_root, Encoding, SimulateOptions, Written};
-use crate::actions::{duration_option as duration, grpc_code, ms, Error, Result, Watch};
-use crate::exit::ErrorKind;
-use crate::measure::latency::{Distribution, Recorder};
+use crate::actions::{duration_option as duration, ms, Error, Result, Watch};
+use crate::exit::{ErrorKind, FailCode};
+use crate::measure::book::Book;
+use crate::measure::latency::Distribution;
 use crate::target::Target;
 
 /// Options of `cluster::heartbeat`.
@@ -197,87 +198,38 @@ impl Periodic {
     }
 }
 
-/// Tallies shared by the writes in flight.
+/// Tallies shared by the writes in flight: the loop's book (by flow), and what only heartbeats
+/// count beside it.
 #[derive(Default)]
 struct Stats {
-    flows: [FlowTally; 3],
+    book: Book<usize>,
+    /// Each flow's writes left alone because the object was adopted (`adopt_existing`).
+    adopted: [u64; 3],
+    /// Each flow's compare-and-swap conflicts retried.
+    conflicts: [u64; 3],
     bytes: u64,
-    codes: BTreeMap<String, u64>,
-    kinds: BTreeMap<ErrorKind, u64>,
-    messages: Vec<String>,
-    /// Seconds still receiving results, folded into `series` once they cannot change.
-    open: BTreeMap<u64, (u64, u64, Recorder)>,
-    series: Vec<HeartbeatSecond>,
     last_rev: i64,
-    /// Each flow's live totals (`leases`, `node_status`, `pod_churn`), when the run has live outputs.
-    live: Option<[Arc<Mutex<crate::measure::totals::OpTotals>>; 3]>,
     /// The simulation adopted existing objects (`adopt_existing`): a write refused because the
     /// object is not this run's is an adopted object left alone, not an error.
     adopting: bool,
 }
 
-#[derive(Default)]
-struct FlowTally {
-    ok: u64,
-    adopted: u64,
-    errors: u64,
-    conflicts: u64,
-    latency: Recorder,
-}
-
 impl Stats {
     fn done(&mut self, flow: Flow, sec: u64, outcome: &Outcome, latency: Duration) {
-        let f = &mut self.flows[flow as usize];
-        let slot = self
-            .open
-            .entry(sec)
-            .or_insert_with(|| (0, 0, Recorder::default()));
-        f.conflicts += outcome.conflicts;
-        if self.adopting && matches!(&outcome.error, Some((code, _, _)) if code == "NotOwned") {
-            f.adopted += 1;
-            return;
-        }
-        if let Some(live) = &self.live {
-            let mut t = live[flow as usize].lock().expect("live lock");
-            match &outcome.error {
-                None => t.ok(latency),
-                Some((code, _, _)) => t.error(code),
-            }
-        }
+        let i = flow as usize;
+        self.conflicts[i] += outcome.conflicts;
         match &outcome.error {
+            Some((FailCode::NotOwned, _, _)) if self.adopting => {
+                // Due, but not written: the second is in the series, with nothing done in it.
+                self.book.due(sec);
+                self.adopted[i] += 1;
+            }
             None => {
-                f.ok += 1;
-                f.latency.record(latency);
-                slot.0 += 1;
-                slot.2.record(latency);
+                self.book.ok(i, sec, latency);
                 self.bytes += outcome.bytes;
                 self.last_rev = self.last_rev.max(outcome.revision);
             }
-            Some((code, kind, message)) => {
-                f.errors += 1;
-                slot.1 += 1;
-                *self.codes.entry(code.clone()).or_default() += 1;
-                *self.kinds.entry(*kind).or_default() += 1;
-                if self.messages.len() < 5 {
-                    self.messages.push(message.clone());
-                }
-            }
-        }
-    }
-
-    /// Folds seconds before `before` into the series.
-    fn fold(&mut self, before: u64) {
-        while let Some(entry) = self.open.first_entry() {
-            if *entry.key() >= before {
-                break;
-            }
-            let (t, (ok, errors, rec)) = entry.remove_entry();
-            self.series.push(HeartbeatSecond {
-                t,
-                ok,
-                errors,
-                p99: rec.summary().p99,
-            });
+            Some((code, kind, message)) => self.book.fail(i, sec, code, *kind, message),
         }
     }
 }
@@ -285,8 +237,8 @@ impl Stats {
 /// How one heartbeat write went.
 #[derive(Default)]
 struct Outcome {
-    /// A failure: its code name, its kind and its message.
-    error: Option<(String, ErrorKind, String)>,
+    /// A failure: its code, its kind and its message.
+    error: Option<(FailCode, ErrorKind, String)>,
     conflicts: u64,
     bytes: u64,
     revision: i64,
@@ -444,12 +396,17 @@ async fn keep_alive(
             prime(&ctx, &mut kv, Kind::Node, &ctx.node_revs).await?;
         }
     }
-    let live = observers.live.as_ref().map(|feed| {
+    if let Some(feed) = &observers.live {
         feed.intended_rate(Some(intended_rate(&flows)));
-        ["leases", "node_status", "pod_churn"].map(|f| feed.op(f))
-    });
+    }
+    let book = Book::new(
+        observers.live.as_ref(),
+        ["leases", "node_status", "pod_churn"]
+            .into_iter()
+            .enumerate(),
+    );
     let stats = Arc::new(Mutex::new(Stats {
-        live,
+        book,
         adopting: w.options.adopt_existing,
         ..Stats::default()
     }));
@@ -465,12 +422,12 @@ async fn keep_alive(
             loop {
                 tick.tick().await;
                 let s = stats.lock().expect("stats lock");
-                let ok: u64 = s.flows.iter().map(|f| f.ok).sum();
-                let errors: u64 = s.flows.iter().map(|f| f.errors).sum();
+                let (ok, errors) = (s.book.total_ok(), s.book.total_failed());
                 let rate = (ok - last.0) as f64 / last.1.elapsed().as_secs_f64().max(1e-3);
                 // The last finished second's p99, shown only when it has one.
                 let p99 = s
-                    .series
+                    .book
+                    .series()
                     .last()
                     .and_then(|x| x.p99)
                     .map(|v| format!(", p99 {}", crate::measure::Unit::Ms.format(Some(v))))
@@ -510,7 +467,7 @@ async fn keep_alive(
                     Ok(o) => o,
                     Err(_) => Outcome {
                         error: Some((
-                            "DeadlineExceeded".into(),
+                            FailCode::Timeout,
                             ErrorKind::RequestTimeout,
                             format!("no answer in {:?}", ctx.timeout),
                         )),
@@ -521,7 +478,7 @@ async fn keep_alive(
             let mut s = stats.lock().expect("stats lock");
             s.done(flow.flow, due.as_secs(), &outcome, latency);
             let now = start.elapsed().as_secs();
-            s.fold(now.saturating_sub(ctx.timeout.as_secs() + 2));
+            s.book.fold(now.saturating_sub(ctx.timeout.as_secs() + 2));
             drop(permit);
         });
         while set.try_join_next().is_some() {}
@@ -529,21 +486,22 @@ async fn keep_alive(
     while set.join_next().await.is_some() {}
     let cpu = crate::measure::process::self_cpu().saturating_sub(cpu0);
     let elapsed = start.elapsed().max(length);
-    let mut s = std::mem::take(&mut *stats.lock().expect("stats lock"));
-    s.fold(u64::MAX);
+    let s = std::mem::take(&mut *stats.lock().expect("stats lock"));
+    let (ok, errors, main_kind) = (s.book.total_ok(), s.book.total_failed(), s.book.main_kind());
+    let done = s.book.finish();
     let secs = elapsed.as_secs_f64();
     let flow_record = |i: usize| {
-        let f = &s.flows[i];
+        let f = done.ops.get(&i).cloned().unwrap_or_default();
         // Writes to adopted objects are never due: scen does not write what is not its own.
-        let intended = flows[i].count(length).saturating_sub(f.adopted);
+        let intended = flows[i].count(length).saturating_sub(s.adopted[i]);
         let intended_per_s = intended as f64 / length.as_secs_f64().max(1e-9);
         let achieved_per_s = f.ok as f64 / secs;
         FlowRecord {
             intended,
             ok: f.ok,
-            errors: f.errors,
-            adopted: f.adopted,
-            conflicts: f.conflicts,
+            errors: f.failed,
+            adopted: s.adopted[i],
+            conflicts: s.conflicts[i],
             target_rate: intended_per_s,
             throughput: achieved_per_s,
             shortfall: (intended_per_s > 0.0)
@@ -552,20 +510,14 @@ async fn keep_alive(
         }
     };
     let (leases, node_status, pod_churn) = (flow_record(0), flow_record(1), flow_record(2));
-    let ok: u64 = s.flows.iter().map(|f| f.ok).sum();
-    let errors: u64 = s.flows.iter().map(|f| f.errors).sum();
     if ok == 0 && errors > 0 {
         // The kind most writes failed with decides the exit code (auth, connection lost...).
-        let kind = s
-            .kinds
-            .iter()
-            .max_by_key(|(_, n)| **n)
-            .map_or(ErrorKind::Infrastructure, |(k, _)| *k);
+        let kind = main_kind.unwrap_or(ErrorKind::Infrastructure);
         return Err(Error::Failed {
             kind,
             message: format!(
                 "every heartbeat write failed ({errors} errors, mostly {kind}): {}",
-                s.messages.first().cloned().unwrap_or_default()
+                done.messages.first().cloned().unwrap_or_default()
             ),
         });
     }
@@ -583,9 +535,18 @@ async fn keep_alive(
         bytes: s.bytes,
         client_cpu_ms: ms(cpu),
         client_cpu_per_write: (ok > 0).then(|| ms(cpu) / ok as f64),
-        errors_by_code: s.codes,
-        error_messages: s.messages,
-        series: s.series,
+        errors_by_code: done.codes,
+        error_messages: done.messages,
+        series: done
+            .series
+            .into_iter()
+            .map(|x| HeartbeatSecond {
+                t: x.t,
+                ok: x.ok,
+                errors: x.failed,
+                p99: x.p99,
+            })
+            .collect(),
     };
     Ok((record, last_rev))
 }
@@ -665,12 +626,12 @@ async fn write(ctx: &Ctx, flow: Flow, item: u64) -> Outcome {
     r.unwrap_or_else(|e: Error| Outcome {
         error: Some((
             match &e {
-                Error::Etcd { source, .. } => grpc_code(source),
+                Error::Etcd { source, .. } => FailCode::of(source),
                 Error::Kube {
                     source: kube::Error::Api(s),
                     ..
-                } => s.reason.clone(),
-                _ => "Other".into(),
+                } => FailCode::Api(s.reason.clone()),
+                _ => FailCode::Other,
             },
             e.kind(),
             e.to_string(),
@@ -722,7 +683,7 @@ async fn write_etcd(ctx: &Ctx, kv: &mut KvClient, flow: Flow, item: u64) -> Resu
                 let r = kv.txn(del).await.map_err(etcd)?;
                 if !r.succeeded() && exists(&r) {
                     o.error = Some((
-                        "NotOwned".into(),
+                        FailCode::NotOwned,
                         ErrorKind::Script,
                         format!("{key} was not created by this run: scen never deletes it"),
                     ));
@@ -763,7 +724,7 @@ async fn write_kube(
     if existing.contains(&p.identity()) {
         return Ok(Outcome {
             error: Some((
-                "NotOwned".into(),
+                FailCode::NotOwned,
                 ErrorKind::Script,
                 format!(
                     "{} existed before this run: scen never writes it",
@@ -924,7 +885,7 @@ async fn update(
         match current.flatten() {
             Some((_, created)) if created < owned_from => {
                 o.error = Some((
-                    "NotOwned".into(),
+                    FailCode::NotOwned,
                     ErrorKind::Script,
                     format!("{key} was not created by this run: scen never overwrites it"),
                 ));
@@ -934,7 +895,7 @@ async fn update(
             None => {
                 // An object the heartbeats were told to keep alive is not there: the scenario's doing.
                 o.error = Some((
-                    "NotFound".into(),
+                    FailCode::NotFound,
                     ErrorKind::Script,
                     format!("{key} does not exist"),
                 ));
@@ -944,7 +905,7 @@ async fn update(
         o.conflicts += 1;
     }
     o.error = Some((
-        "Conflict".into(),
+        FailCode::Conflict,
         ErrorKind::Infrastructure,
         format!("{key} kept changing under the update"),
     ));

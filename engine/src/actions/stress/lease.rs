@@ -82,7 +82,7 @@ impl Acc {
             Err(e) => {
                 self.errors[op.index()] += 1;
                 let code = crate::actions::FailCode::of(&e);
-                self.slot.error(op, code);
+                self.slot.error(op, &code);
                 *self.codes.entry(code).or_default() += 1;
                 if self.samples.len() < 3 {
                     self.samples.push(format!(

@@ -182,7 +182,7 @@ impl Slot {
     }
 
     /// Counts a failure of `op` with `code`.
-    pub fn error(&mut self, op: Op, code: crate::actions::FailCode) {
+    pub fn error(&mut self, op: Op, code: &crate::actions::FailCode) {
         self.errors += 1;
         if let Some(t) = self.live.get_mut(op.index()) {
             t.error(&code.name());
@@ -546,7 +546,7 @@ pub async fn run(
                 errors[op.index()] += 1;
                 shared.failed.fetch_add(1, Ordering::Relaxed);
                 let code = crate::actions::FailCode::of(&e);
-                slot.error(op, code);
+                slot.error(op, &code);
                 *codes.entry(code).or_default() += 1;
                 if samples.len() < 3 {
                     samples.push(format!(

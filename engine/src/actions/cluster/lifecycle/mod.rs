@@ -31,21 +31,27 @@ use serde_json::{json, Value};
 use super::objects::Kind;
 use super::templates::Renderer;
 use super::{effective_root, Backend, Encoding};
-use crate::actions::{duration_option as duration, grpc_code, Error, Result, Watch};
+use crate::actions::{duration_option as duration, Error, Result, Watch};
+use crate::exit::FailCode;
+use crate::measure::book::Book;
 use crate::measure::latency::Recorder;
 use crate::target::Target;
 use through_kube as kube_api;
 
-/// One phase's tallies.
+/// What a phase counts beside its book (entries, their latency and failures are in the book).
 #[derive(Default)]
-struct Tally {
-    count: u64,
-    errors: u64,
+struct PhaseExtra {
     conflicts: u64,
-    latency: Recorder,
     since_created: Recorder,
     /// The first and the last entry into the phase.
     span: Option<(Instant, Instant)>,
+}
+
+/// The lifecycle's book (by phase: an entry into a phase is its success) and each phase's extras.
+#[derive(Default)]
+struct Tallies {
+    book: Book<&'static str>,
+    extra: BTreeMap<&'static str, PhaseExtra>,
 }
 
 struct Shared {
@@ -63,10 +69,11 @@ struct Shared {
     monitor: Duration,
     monitor_interval: Duration,
     finalizer: bool,
-    tallies: Mutex<BTreeMap<&'static str, Tally>>,
+    /// When the lifecycle started (second 0 of its book).
+    start: Instant,
+    tallies: Mutex<Tallies>,
     /// `mode: "waves"`: each phase's wall-clock time.
     walls: Mutex<BTreeMap<&'static str, Duration>>,
-    codes: Mutex<(BTreeMap<String, u64>, Vec<String>)>,
     /// Whether a failure was the cluster's (exit 3) rather than the scenario's.
     infra: std::sync::atomic::AtomicBool,
     completed: std::sync::atomic::AtomicU64,
@@ -186,21 +193,15 @@ fn bodies(sh: &Shared, i: u64, base: &Value, phase: &str) -> Result<Vec<Value>> 
 }
 
 fn fail(sh: &Shared, phase: &'static str, e: &Error) {
-    sh.tallies
-        .lock()
-        .expect("tally lock")
-        .entry(phase)
-        .or_default()
-        .errors += 1;
     let code = match e {
-        Error::Etcd { source, .. } => grpc_code(source),
-        Error::Failed { .. } => "DeadlineExceeded".into(),
+        Error::Etcd { source, .. } => FailCode::of(source),
+        Error::Failed { .. } => FailCode::Timeout,
         Error::Kube {
             source: kube::Error::Api(s),
             ..
-        } => format!("HTTP {}", s.code),
-        Error::Kube { .. } => "Unavailable".into(),
-        _ => "Other".into(),
+        } => FailCode::Http(s.code),
+        Error::Kube { .. } => FailCode::Grpc(tonic::Code::Unavailable),
+        _ => FailCode::Other,
     };
     // etcd's failures and timeouts are the cluster's; the API server's are when it says so
     // (5xx, 429, no answer), not when it refuses an object (4xx).
@@ -215,11 +216,14 @@ fn fail(sh: &Shared, phase: &'static str, e: &Error) {
     if infra {
         sh.infra.store(true, std::sync::atomic::Ordering::Relaxed);
     }
-    let mut c = sh.codes.lock().expect("codes lock");
-    *c.0.entry(code).or_default() += 1;
-    if c.1.len() < 5 {
-        c.1.push(format!("{phase}: {e}"));
-    }
+    let sec = sh.start.elapsed().as_secs();
+    sh.tallies.lock().expect("tally lock").book.fail(
+        phase,
+        sec,
+        &code,
+        e.kind(),
+        &format!("{phase}: {e}"),
+    );
 }
 
 /// The writes of one round of `phase` from the state `body` (compact JSON): each encoded as
@@ -393,12 +397,12 @@ async fn run_phase(sh: &Shared, o: &mut Obj, phase: &'static str, monitor: Durat
         }
         if first {
             let mut t = sh.tallies.lock().expect("tally lock");
-            let tally = t.entry(phase).or_default();
-            tally.count += 1;
-            tally.latency.record(started.elapsed());
-            tally.since_created.record(o.born.elapsed());
+            let sec = started.duration_since(sh.start).as_secs();
+            t.book.ok(phase, sec, started.elapsed());
+            let extra = t.extra.entry(phase).or_default();
+            extra.since_created.record(o.born.elapsed());
             let at = Instant::now();
-            tally.span = Some(tally.span.map_or((at, at), |(a, b)| (a.min(at), b.max(at))));
+            extra.span = Some(extra.span.map_or((at, at), |(a, b)| (a.min(at), b.max(at))));
             first = false;
         }
         if phase != "monitor" {
@@ -415,6 +419,7 @@ async fn run_phase(sh: &Shared, o: &mut Obj, phase: &'static str, monitor: Durat
     sh.tallies
         .lock()
         .expect("tally lock")
+        .extra
         .entry(phase)
         .or_default()
         .conflicts += conflicts;
@@ -680,9 +685,9 @@ async fn drive(
         monitor_interval: duration(opts.monitor_interval.as_deref(), "5s", "monitor_interval")?
             .max(Duration::from_millis(10)),
         finalizer: opts.finalizer,
-        tallies: Mutex::new(BTreeMap::new()),
+        start: Instant::now(),
+        tallies: Mutex::new(Tallies::default()),
         walls: Mutex::new(BTreeMap::new()),
-        codes: Mutex::new((BTreeMap::new(), Vec::new())),
         infra: Default::default(),
         completed: Default::default(),
         watch: match (&sink_client, l.pod() && (env.scheduler || env.kwok)) {
@@ -707,7 +712,7 @@ async fn drive(
                 let line: Vec<String> = sh
                     .phases
                     .iter()
-                    .map(|p| format!("{p} {}", t.get(p).map_or(0, |x| x.count)))
+                    .map(|p| format!("{p} {}", t.book.op(p).ok))
                     .collect();
                 drop(t);
                 p(line.join(", "));

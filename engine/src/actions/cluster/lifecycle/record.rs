@@ -92,26 +92,29 @@ pub(super) fn record(
     let root = sh.root.clone();
     let tallies = std::mem::take(&mut *sh.tallies.lock().expect("tally lock"));
     let walls = std::mem::take(&mut *sh.walls.lock().expect("walls lock"));
-    let (codes, messages) = std::mem::take(&mut *sh.codes.lock().expect("codes lock"));
-    let errors: u64 = tallies.values().map(|t| t.errors).sum();
-    let created = tallies.get("create").map_or(0, |t| t.count);
+    let extra = tallies.extra;
+    let book = tallies.book.finish();
+    let (codes, messages) = (book.codes, book.messages);
+    let errors: u64 = book.ops.values().map(|t| t.failed).sum();
+    let created = book.ops.get("create").map_or(0, |t| t.ok);
     let phases_rec: BTreeMap<String, PhaseRecord> = phases
         .iter()
         .map(|p| {
-            let t = tallies.get(p);
+            let (t, x) = (book.ops.get(p), extra.get(p));
+            let count = t.map_or(0, |t| t.ok);
             (
                 p.to_string(),
                 PhaseRecord {
-                    count: t.map_or(0, |t| t.count),
-                    errors: t.map_or(0, |t| t.errors),
-                    conflicts: t.map_or(0, |t| t.conflicts),
+                    count,
+                    errors: t.map_or(0, |t| t.failed),
+                    conflicts: x.map_or(0, |x| x.conflicts),
                     latency: t.map_or_else(Distribution::default, |t| t.latency.summary()),
-                    since_created: t
-                        .map_or_else(Distribution::default, |t| t.since_created.summary()),
-                    throughput: t.map_or(0.0, |t| {
-                        let span = t.span.map_or(0.0, |(a, b)| (b - a).as_secs_f64()).max(1e-3);
+                    since_created: x
+                        .map_or_else(Distribution::default, |x| x.since_created.summary()),
+                    throughput: x.map_or(0.0, |x| {
+                        let span = x.span.map_or(0.0, |(a, b)| (b - a).as_secs_f64()).max(1e-3);
                         let span = if span < 0.01 { secs } else { span };
-                        t.count as f64 / span
+                        count as f64 / span
                     }),
                     wall_ms: walls.get(p).map(|d| ms(*d)),
                 },

@@ -1,0 +1,253 @@
+//! One book per load loop: a loop tells its [`Book`] each request's outcome once — [`Book::ok`] or
+//! [`Book::fail`] — and from that one event the book keeps the operation's counts and latency
+//! distribution, the failures by code and kind with the first messages, the per-second series,
+//! and the step's live totals. A loop's own extras (conflicts, bytes) stay beside it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::latency::Recorder;
+use super::totals::{OpTotals, SharedFeed};
+use crate::exit::{ErrorKind, FailCode};
+
+/// How many failure messages a book keeps (the first ones): enough to say what went wrong.
+pub const MESSAGES: usize = 5;
+
+/// One operation's tally: successes with their latency, and failures.
+#[derive(Debug, Default, Clone)]
+pub struct OpBook {
+    /// Requests that succeeded.
+    pub ok: u64,
+    /// Requests that failed.
+    pub failed: u64,
+    /// Latency of the successful ones.
+    pub latency: Recorder,
+}
+
+/// One finished second of a book's series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Second {
+    /// Seconds since the loop started.
+    pub t: u64,
+    /// Requests (due) in this second that succeeded.
+    pub ok: u64,
+    /// Requests (due) in this second that failed.
+    pub failed: u64,
+    /// 99th percentile latency of this second's successes, in ms (`None`: none succeeded).
+    pub p99: Option<f64>,
+}
+
+/// The book of one load loop, by operation `K`.
+#[derive(Debug)]
+pub struct Book<K: Ord> {
+    ops: BTreeMap<K, OpBook>,
+    codes: BTreeMap<String, u64>,
+    kinds: BTreeMap<ErrorKind, u64>,
+    messages: Vec<String>,
+    /// Seconds still receiving results, folded into `series` once they cannot change.
+    open: BTreeMap<u64, OpBook>,
+    series: Vec<Second>,
+    live: BTreeMap<K, Arc<Mutex<OpTotals>>>,
+}
+
+impl<K: Ord> Default for Book<K> {
+    fn default() -> Self {
+        Book {
+            ops: BTreeMap::new(),
+            codes: BTreeMap::new(),
+            kinds: BTreeMap::new(),
+            messages: Vec::new(),
+            open: BTreeMap::new(),
+            series: Vec::new(),
+            live: BTreeMap::new(),
+        }
+    }
+}
+
+impl<K: Ord + Clone> Book<K> {
+    /// An empty book whose operations `ops` (key, live name) also feed the step's live totals,
+    /// when the run has live outputs.
+    pub fn new<'a>(feed: Option<&SharedFeed>, ops: impl IntoIterator<Item = (K, &'a str)>) -> Self {
+        let mut book = Book::default();
+        if let Some(feed) = feed {
+            book.live = ops
+                .into_iter()
+                .map(|(k, name)| (k, feed.op(name)))
+                .collect();
+        }
+        book
+    }
+
+    /// Records a success of `op`, due in second `sec` of the loop, that took `took`.
+    pub fn ok(&mut self, op: K, sec: u64, took: Duration) {
+        if let Some(live) = self.live.get(&op) {
+            live.lock().expect("live lock").ok(took);
+        }
+        let o = self.ops.entry(op).or_default();
+        o.ok += 1;
+        o.latency.record(took);
+        let s = self.open.entry(sec).or_default();
+        s.ok += 1;
+        s.latency.record(took);
+    }
+
+    /// Records a failure of `op`, due in second `sec`, with its code, its kind (what decides the
+    /// exit code when every request failed) and its message.
+    pub fn fail(&mut self, op: K, sec: u64, code: &FailCode, kind: ErrorKind, message: &str) {
+        let name = code.name();
+        if let Some(live) = self.live.get(&op) {
+            live.lock().expect("live lock").error(&name);
+        }
+        self.ops.entry(op).or_default().failed += 1;
+        self.open.entry(sec).or_default().failed += 1;
+        *self.codes.entry(name).or_default() += 1;
+        *self.kinds.entry(kind).or_default() += 1;
+        if self.messages.len() < MESSAGES {
+            self.messages.push(message.to_string());
+        }
+    }
+
+    /// Marks second `sec` as one in which requests were due, so the series has it even when
+    /// none was made (a write to an adopted object is due, never made).
+    pub fn due(&mut self, sec: u64) {
+        self.open.entry(sec).or_default();
+    }
+
+    /// Closes the seconds before `before` into the series (they can get no more results).
+    pub fn fold(&mut self, before: u64) {
+        while let Some(entry) = self.open.first_entry() {
+            if *entry.key() >= before {
+                break;
+            }
+            let (t, s) = entry.remove_entry();
+            self.series.push(Second {
+                t,
+                ok: s.ok,
+                failed: s.failed,
+                p99: s.latency.summary().p99,
+            });
+        }
+    }
+
+    /// The tally of `op` (empty when it never ran).
+    pub fn op(&self, op: &K) -> OpBook {
+        self.ops.get(op).cloned().unwrap_or_default()
+    }
+
+    /// Every operation's tally.
+    pub fn ops(&self) -> &BTreeMap<K, OpBook> {
+        &self.ops
+    }
+
+    /// Successes over all operations.
+    pub fn total_ok(&self) -> u64 {
+        self.ops.values().map(|o| o.ok).sum()
+    }
+
+    /// Failures over all operations.
+    pub fn total_failed(&self) -> u64 {
+        self.ops.values().map(|o| o.failed).sum()
+    }
+
+    /// The kind most failures had (`None`: nothing failed).
+    pub fn main_kind(&self) -> Option<ErrorKind> {
+        self.kinds.iter().max_by_key(|(_, n)| **n).map(|(k, _)| *k)
+    }
+
+    /// The first failure messages.
+    pub fn messages(&self) -> &[String] {
+        &self.messages
+    }
+
+    /// The finished seconds so far.
+    pub fn series(&self) -> &[Second] {
+        &self.series
+    }
+
+    /// Failures by code, the first messages and the series, closing every second still open:
+    /// what a record keeps once the loop has ended.
+    pub fn finish(mut self) -> Finished<K> {
+        self.fold(u64::MAX);
+        Finished {
+            ops: self.ops,
+            codes: self.codes,
+            messages: self.messages,
+            series: self.series,
+        }
+    }
+}
+
+/// What a book holds once its loop ended.
+#[derive(Debug)]
+pub struct Finished<K: Ord> {
+    /// Every operation's tally.
+    pub ops: BTreeMap<K, OpBook>,
+    /// Failures by code name.
+    pub codes: BTreeMap<String, u64>,
+    /// The first failure messages.
+    pub messages: Vec<String>,
+    /// Every second, in order.
+    pub series: Vec<Second>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Feed(Mutex<BTreeMap<String, Arc<Mutex<OpTotals>>>>);
+
+    impl super::super::totals::LiveFeed for Feed {
+        fn op(&self, op: &str) -> Arc<Mutex<OpTotals>> {
+            self.0
+                .lock()
+                .unwrap()
+                .entry(op.to_string())
+                .or_default()
+                .clone()
+        }
+        fn intended_rate(&self, _: Option<f64>) {}
+    }
+
+    #[test]
+    fn each_event_feeds_the_tally_the_series_the_codes_and_the_live_totals_once() {
+        let feed: SharedFeed = Arc::new(Feed(Mutex::new(BTreeMap::new())));
+        let mut book = Book::new(Some(&feed), [(0u8, "leases"), (1u8, "status")]);
+        for ms in 1..=10u64 {
+            book.ok(0, ms / 6, Duration::from_millis(ms));
+        }
+        for i in 0..7u64 {
+            book.fail(
+                1,
+                1,
+                &FailCode::Grpc(tonic::Code::Unavailable),
+                ErrorKind::ConnectionLost,
+                &format!("gone {i}"),
+            );
+        }
+        book.fail(1, 2, &FailCode::NotOwned, ErrorKind::Script, "not ours");
+        assert_eq!((book.total_ok(), book.total_failed()), (10, 8));
+        assert_eq!(book.op(&0).latency.summary().count, 10);
+        assert_eq!(book.op(&1).failed, 8);
+        assert_eq!(book.main_kind(), Some(ErrorKind::ConnectionLost));
+        book.fold(1);
+        assert_eq!(book.series().len(), 1, "only second 0 is closed");
+        assert_eq!(book.series()[0].ok, 5);
+        let live = feed.op("leases");
+        assert_eq!(
+            live.lock().unwrap().ok,
+            10,
+            "live totals fed from the same event"
+        );
+        assert_eq!(feed.op("status").lock().unwrap().errors["Unavailable"], 7);
+        let done = book.finish();
+        assert_eq!(done.codes["Unavailable"], 7);
+        assert_eq!(done.codes["NotOwned"], 1);
+        assert_eq!(done.messages.len(), MESSAGES, "the first messages only");
+        let series: Vec<(u64, u64, u64)> =
+            done.series.iter().map(|s| (s.t, s.ok, s.failed)).collect();
+        assert_eq!(series, [(0, 5, 0), (1, 5, 7), (2, 0, 1)]);
+        assert!(done.series[2].p99.is_none(), "no success: no p99, never 0");
+    }
+}
