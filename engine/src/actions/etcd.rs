@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use etcd_client::{AlarmAction, AlarmOptions, AlarmType, DeleteOptions, GetOptions};
 use serde::{Deserialize, Serialize};
 
-use super::{ms, CheckOptions, Error, Result, SizeValue};
-use crate::measure::latency::{Distribution, Recorder};
+use super::{ms, CheckOptions, Error, FailCode, Result, SizeValue};
+use crate::measure::book::Book;
+use crate::measure::latency::Distribution;
 use crate::target::Target;
 
 fn etcd(op: &'static str) -> impl FnOnce(etcd_client::Error) -> Error {
@@ -469,69 +470,58 @@ pub async fn put_many(target: &Target, opts: &PutManyOptions) -> Result<PutManyR
             let (next, base, value, count) =
                 (next.clone(), base.clone(), value.clone(), opts.count);
             tokio::spawn(async move {
-                let mut rec = Recorder::default();
-                let (mut errors, mut samples) = (0u64, Vec::new());
-                let mut kinds: Vec<crate::exit::ErrorKind> = Vec::new();
+                // Each worker keeps a book of its own, merged when they end.
+                let mut book = Book::default();
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if i >= count {
                         break;
                     }
                     let t = Instant::now();
+                    let sec = t.duration_since(start).as_secs();
                     match kv.put(format!("{base}{i:010}"), value.clone(), None).await {
-                        Ok(_) => rec.record(t.elapsed()),
+                        Ok(_) => book.ok("put", sec, t.elapsed()),
                         Err(e) => {
-                            errors += 1;
-                            if samples.len() < 5 {
-                                samples.push(super::etcd_message(&e));
+                            let (code, message) = (FailCode::of(&e), super::etcd_message(&e));
+                            let kind = Error::Etcd {
+                                op: "put",
+                                source: e,
                             }
-                            if kinds.len() < 64 {
-                                kinds.push(
-                                    Error::Etcd {
-                                        op: "put",
-                                        source: e,
-                                    }
-                                    .kind(),
-                                );
-                            }
+                            .kind();
+                            book.fail("put", sec, &code, kind, &message);
                         }
                     }
                 }
-                (rec, errors, samples, kinds)
+                book
             })
         })
         .collect();
-    let mut all = Recorder::default();
-    let (mut errors, mut error_samples) = (0, Vec::new());
-    let mut kinds: Vec<crate::exit::ErrorKind> = Vec::new();
+    let mut book = Book::default();
     for w in workers {
-        let (rec, e, s, k) = w
-            .await
-            .map_err(|e| Error::Internal(format!("a put_many worker panicked: {e}")))?;
-        all.merge(&rec);
-        errors += e;
-        kinds.extend(k);
-        error_samples.extend(
-            s.into_iter()
-                .take(5usize.saturating_sub(error_samples.len())),
+        book.merge(
+            w.await
+                .map_err(|e| Error::Internal(format!("a put_many worker panicked: {e}")))?,
         );
     }
     let elapsed = start.elapsed();
-    let ok = all.count();
+    let main_kind = book.main_kind();
+    let done = book.finish();
+    let put = done.ops.get("put").cloned().unwrap_or_default();
+    let (ok, errors) = (put.ok, put.failed);
     let record = PutManyRecord {
         count: opts.count,
         ok,
         errors,
-        error_messages: error_samples,
+        error_messages: done.messages,
         bytes: ok * value_size,
         duration_ms: ms(elapsed),
         throughput: ok as f64 / elapsed.as_secs_f64().max(1e-9),
-        latency: all.summary(),
+        latency: put.latency.summary(),
     };
     // Every put failing is a failed step, of the kind most of them failed with: no data is never
     // a pass.
     if ok == 0 && errors > 0 && !opts.expect_errors {
-        let kind = most_common(&kinds).unwrap_or(crate::exit::ErrorKind::Infrastructure);
+        let kind = main_kind.unwrap_or(crate::exit::ErrorKind::Infrastructure);
         return Err(Error::WithRecord {
             record: Box::new(serde_json::to_value(&record).unwrap_or_default()),
             source: Box::new(Error::Failed {
@@ -544,18 +534,6 @@ pub async fn put_many(target: &Target, opts: &PutManyOptions) -> Result<PutManyR
         });
     }
     Ok(record)
-}
-
-/// The kind that occurs most often.
-fn most_common(kinds: &[crate::exit::ErrorKind]) -> Option<crate::exit::ErrorKind> {
-    let mut best: Option<(crate::exit::ErrorKind, usize)> = None;
-    for k in kinds {
-        let n = kinds.iter().filter(|x| *x == k).count();
-        if best.is_none_or(|(_, m)| n > m) {
-            best = Some((*k, n));
-        }
-    }
-    best.map(|(k, _)| k)
 }
 
 /// One member's status, as `etcdctl endpoint status` shows it.

@@ -130,6 +130,39 @@ impl<K: Ord + Clone> Book<K> {
         }
     }
 
+    /// Adds a worker's book to this one: loops whose workers each keep a book of their own (no
+    /// shared lock per request) merge them when the workers end. Their seconds must still be
+    /// open (a closed second's p99 cannot be merged); messages stay the first [`MESSAGES`].
+    pub fn merge(&mut self, other: Book<K>) {
+        debug_assert!(
+            self.series.is_empty() && other.series.is_empty(),
+            "books merge before their seconds are closed"
+        );
+        for (op, o) in other.ops {
+            let mine = self.ops.entry(op).or_default();
+            mine.ok += o.ok;
+            mine.failed += o.failed;
+            mine.latency.merge(&o.latency);
+        }
+        for (t, o) in other.open {
+            let mine = self.open.entry(t).or_default();
+            mine.ok += o.ok;
+            mine.failed += o.failed;
+            mine.latency.merge(&o.latency);
+        }
+        for (code, n) in other.codes {
+            *self.codes.entry(code).or_default() += n;
+        }
+        for (kind, n) in other.kinds {
+            *self.kinds.entry(kind).or_default() += n;
+        }
+        let room = MESSAGES.saturating_sub(self.messages.len());
+        self.messages.extend(other.messages.into_iter().take(room));
+        for (op, live) in other.live {
+            self.live.entry(op).or_insert(live);
+        }
+    }
+
     /// The tally of `op` (empty when it never ran).
     pub fn op(&self, op: &K) -> OpBook {
         self.ops.get(op).cloned().unwrap_or_default()
@@ -249,5 +282,43 @@ mod tests {
             done.series.iter().map(|s| (s.t, s.ok, s.failed)).collect();
         assert_eq!(series, [(0, 5, 0), (1, 5, 7), (2, 0, 1)]);
         assert!(done.series[2].p99.is_none(), "no success: no p99, never 0");
+    }
+
+    #[test]
+    fn workers_books_merge_into_the_same_figures_as_one_book() {
+        let (mut one, mut a, mut b) = (Book::default(), Book::default(), Book::default());
+        for i in 0..40u64 {
+            let took = Duration::from_micros(100 + 37 * i);
+            one.ok("put", i / 10, took);
+            if i % 2 == 0 {
+                a.ok("put", i / 10, took)
+            } else {
+                b.ok("put", i / 10, took)
+            }
+        }
+        let transport = |book: &mut Book<&str>, i: u64| {
+            book.fail(
+                "put",
+                3,
+                &FailCode::Transport,
+                ErrorKind::ConnectionLost,
+                &format!("{i}"),
+            );
+        };
+        for i in 0..2 {
+            transport(&mut one, i);
+        }
+        transport(&mut a, 0);
+        transport(&mut b, 1);
+        a.merge(b);
+        let (one, merged) = (one.finish(), a.finish());
+        let put = |f: &Finished<&str>| {
+            let o = &f.ops["put"];
+            (o.ok, o.failed, o.latency.summary().p99)
+        };
+        assert_eq!(put(&one), put(&merged));
+        assert_eq!(one.codes, merged.codes);
+        let secs = |f: &Finished<&str>| f.series.clone();
+        assert_eq!(secs(&one), secs(&merged));
     }
 }
