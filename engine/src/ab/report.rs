@@ -93,6 +93,12 @@ pub struct FigureVerdict {
 /// bucketed histograms lies in; `None` for other figures (scen's own HDR distributions resolve
 /// three significant figures).
 fn bucket_of(f: &crate::measure::figures::Figure) -> Option<f64> {
+    bounds_of(f).map(|(_, up)| up)
+}
+
+/// The bounds (lower, upper; ms) of the histogram bucket a quantile of etcd's bucketed
+/// histograms lies in; `None` for other figures.
+fn bounds_of(f: &crate::measure::figures::Figure) -> Option<(f64, f64)> {
     let crate::measure::figures::Basis::Quantile { dist, .. } = &f.basis else {
         return None;
     };
@@ -101,10 +107,25 @@ fn bucket_of(f: &crate::measure::figures::Figure) -> Option<f64> {
         return None;
     }
     let v = f.value?;
-    dist.buckets?
+    let mut lower = 0.0;
+    for (up, _) in dist.buckets? {
+        let up = up.unwrap_or(f64::INFINITY);
+        if v <= up {
+            return Some((lower, up));
+        }
+        lower = up;
+    }
+    None
+}
+
+/// The span of buckets a side's rounds lie in (lowest bound, highest bound), when every round's
+/// figure is a bucketed quantile.
+fn span(bounds: &[Option<(f64, f64)>]) -> Option<(f64, f64)> {
+    bounds
         .iter()
-        .map(|(up, _)| up.unwrap_or(f64::INFINITY))
-        .find(|up| v <= *up)
+        .try_fold((f64::INFINITY, 0.0f64), |(lo, hi), b| {
+            b.map(|(l, u)| (lo.min(l), hi.max(u)))
+        })
 }
 
 /// The bucket every value lies in, when they all lie in one (and each is a bucketed quantile).
@@ -228,13 +249,26 @@ pub fn build(
                 .find(|g| g.path == f.path)
         };
         let (mut a, mut b, mut buckets) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut a_bounds, mut b_bounds) = (Vec::new(), Vec::new());
         for r in &complete {
-            for (w, out) in [(Which::A, &mut a), (Which::B, &mut b)] {
+            for (w, out, bounds) in [
+                (Which::A, &mut a, &mut a_bounds),
+                (Which::B, &mut b, &mut b_bounds),
+            ] {
                 let g = figure(w, *r);
                 buckets.push(g.as_ref().and_then(bucket_of));
+                bounds.push(g.as_ref().and_then(bounds_of));
                 out.push(g.and_then(|g| g.value));
             }
         }
+        // A bucketed quantile is known only to its bucket: A and B differ at the histogram's
+        // resolution only when the buckets their rounds fall in do not overlap. A significant
+        // interval between overlapping buckets is interpolation, not a change (an A/A once
+        // called backend commit p99 "improved", A's rounds in 1–4 ms, B's in 0.5–2 ms).
+        let overlap = match (span(&a_bounds), span(&b_bounds)) {
+            (Some(x), Some(y)) if x.0 < y.1 && y.0 < x.1 => Some((x, y)),
+            _ => None,
+        };
         // Every round of both sides in one bucket of etcd's histogram: the values differ only by
         // interpolation inside it, which says nothing of a change.
         let one_bucket = one_bucket(&buckets);
@@ -266,6 +300,13 @@ pub fn build(
         let verdict = match change {
             None => Verdict::NoData,
             Some(_) if one_bucket.is_some() => Verdict::NoChange,
+            Some(c) if c.excludes_zero() && overlap.is_some() => {
+                if c.detectable > cfg.detect {
+                    Verdict::Inconclusive
+                } else {
+                    Verdict::NoChange
+                }
+            }
             Some(c) if c.excludes_zero() && c.estimate.abs() >= cfg.min_change => {
                 if c.estimate * worse_sign(better) > 0.0 {
                     Verdict::Regressed
@@ -297,6 +338,14 @@ pub fn build(
                     "every round of A and B in one bucket of etcd's histogram (up to {}): finer changes do not show",
                     Unit::Ms.format(Some(up))
                 )),
+                (None, _) if change.is_some_and(|c| c.excludes_zero()) && overlap.is_some() => {
+                    let ((al, ah), (bl, bh)) = overlap.unwrap_or_default();
+                    let ms = |v: f64| Unit::Ms.format(Some(v));
+                    Some(format!(
+                        "within the resolution of etcd's histogram: A's rounds in its buckets {}..{}, B's in {}..{} overlap, so the interval is interpolation inside them",
+                        ms(al), ms(ah), ms(bl), ms(bh)
+                    ))
+                }
                 (None, Verdict::Inconclusive)
                     if change.is_some_and(|c| !c.detectable.is_finite()) =>
                 {
@@ -710,5 +759,28 @@ mod tests {
         assert_eq!(one_bucket(&[Some(2.0), Some(4.0)]), None);
         assert_eq!(one_bucket(&[Some(2.0), None]), None);
         assert_eq!(one_bucket(&[]), None);
+    }
+
+    #[test]
+    fn a_sides_buckets_span_its_rounds_and_overlapping_spans_are_no_resolution() {
+        let etcd = json!({ "count": 20, "buckets": [[0.5, 1.0], [1.0, 5.0], [2.0, 15.0], [4.0, 20.0], [null, 20.0]] });
+        assert_eq!(bounds_of(&quantile(1.5, etcd.clone())), Some((1.0, 2.0)));
+        assert_eq!(bounds_of(&quantile(0.3, etcd.clone())), Some((0.0, 0.5)));
+        assert_eq!(
+            bounds_of(&quantile(9.0, etcd.clone())),
+            Some((4.0, f64::INFINITY))
+        );
+        // The A/A seen in CI: A's rounds at 1.97 and 3.78 ms, B's at 0.99 and 1.89 ms.
+        let a = span(&[
+            bounds_of(&quantile(1.97, etcd.clone())),
+            bounds_of(&quantile(3.78, etcd.clone())),
+        ]);
+        let b = span(&[
+            bounds_of(&quantile(0.99, etcd.clone())),
+            bounds_of(&quantile(1.89, etcd.clone())),
+        ]);
+        assert_eq!((a, b), (Some((1.0, 4.0)), Some((0.5, 2.0))));
+        // A side with a round that is no bucketed quantile has no span.
+        assert_eq!(span(&[Some((1.0, 2.0)), None]), None);
     }
 }
