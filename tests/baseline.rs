@@ -274,9 +274,9 @@ fn compare_refuses_what_has_no_data_and_reports_what_is_missing() {
 /// Several runs per side, the runs as the samples: a planted 2 ms fsync delay is detected with its
 /// interval, an A/A comparison of reruns finds nothing, and each says how many runs it rests on.
 /// The sides' runs are interleaved, as `scen ab` interleaves its rounds, so a busy spell of the
-/// machine falls on both, and each run warms its fresh etcd before the measured load (a full suite
-/// on 2026-12-07 without either gave the 3 vs 3 change an interval of ±241%: rightly
-/// inconclusive, and the test failed).
+/// machine falls on both; each run lets its fresh etcd settle before the measured load; and the
+/// test runs alone (a full suite on 2026-12-07, with a Chromium test beside it, gave the 3 vs 3
+/// change an interval of ±241%: rightly inconclusive, and the test failed).
 #[test]
 fn compare_runs_as_samples_detects_a_slowed_disk_and_passes_reruns() {
     let dir = tempfile::tempdir().unwrap();
