@@ -25,6 +25,15 @@ pub struct OpBook {
     pub latency: Recorder,
 }
 
+impl OpBook {
+    /// Adds another tally of the same operation (or second) to this one.
+    fn add(&mut self, other: &OpBook) {
+        self.ok += other.ok;
+        self.failed += other.failed;
+        self.latency.merge(&other.latency);
+    }
+}
+
 /// One finished second of a book's series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Second {
@@ -139,16 +148,10 @@ impl<K: Ord + Clone> Book<K> {
             "books merge before their seconds are closed"
         );
         for (op, o) in other.ops {
-            let mine = self.ops.entry(op).or_default();
-            mine.ok += o.ok;
-            mine.failed += o.failed;
-            mine.latency.merge(&o.latency);
+            self.ops.entry(op).or_default().add(&o);
         }
         for (t, o) in other.open {
-            let mine = self.open.entry(t).or_default();
-            mine.ok += o.ok;
-            mine.failed += o.failed;
-            mine.latency.merge(&o.latency);
+            self.open.entry(t).or_default().add(&o);
         }
         for (code, n) in other.codes {
             *self.codes.entry(code).or_default() += n;
@@ -186,11 +189,6 @@ impl<K: Ord + Clone> Book<K> {
     /// The kind most failures had (`None`: nothing failed).
     pub fn main_kind(&self) -> Option<ErrorKind> {
         self.kinds.iter().max_by_key(|(_, n)| **n).map(|(k, _)| *k)
-    }
-
-    /// The first failure messages.
-    pub fn messages(&self) -> &[String] {
-        &self.messages
     }
 
     /// The finished seconds so far.
