@@ -92,6 +92,7 @@ pub struct FigureVerdict {
 /// The upper bound (ms; infinite for `+Inf`) of the histogram bucket a quantile of etcd's
 /// bucketed histograms lies in; `None` for other figures (scen's own HDR distributions resolve
 /// three significant figures).
+#[cfg(test)]
 fn bucket_of(f: &crate::measure::figures::Figure) -> Option<f64> {
     bounds_of(f).map(|(_, up)| up)
 }
@@ -248,7 +249,7 @@ pub fn build(
                 .into_iter()
                 .find(|g| g.path == f.path)
         };
-        let (mut a, mut b, mut buckets) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut a, mut b) = (Vec::new(), Vec::new());
         let (mut a_bounds, mut b_bounds) = (Vec::new(), Vec::new());
         for r in &complete {
             for (w, out, bounds) in [
@@ -256,7 +257,6 @@ pub fn build(
                 (Which::B, &mut b, &mut b_bounds),
             ] {
                 let g = figure(w, *r);
-                buckets.push(g.as_ref().and_then(bucket_of));
                 bounds.push(g.as_ref().and_then(bounds_of));
                 out.push(g.and_then(|g| g.value));
             }
@@ -271,7 +271,12 @@ pub fn build(
         };
         // Every round of both sides in one bucket of etcd's histogram: the values differ only by
         // interpolation inside it, which says nothing of a change.
-        let one_bucket = one_bucket(&buckets);
+        let uppers: Vec<Option<f64>> = a_bounds
+            .iter()
+            .chain(&b_bounds)
+            .map(|b| b.map(|(_, up)| up))
+            .collect();
+        let one_bucket = one_bucket(&uppers);
         let av: Vec<f64> = a.iter().flatten().copied().collect();
         let bv: Vec<f64> = b.iter().flatten().copied().collect();
         let better = f.better.unwrap_or(Better::Lower);
