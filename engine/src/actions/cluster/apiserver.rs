@@ -300,11 +300,9 @@ impl Calls {
             Ok(_) => book.ok(op, sec, d),
             Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => book.ok(op, sec, d),
             Err(kube::Error::Api(s)) => {
-                let kind = if s.code < 500 && s.code != 429 {
-                    ErrorKind::Script
-                } else {
-                    ErrorKind::Infrastructure
-                };
+                // The kind by its status, as for any API answer (4xx the scenario's, 5xx and 429
+                // the cluster's); the code by its reason, as records name it.
+                let kind = FailCode::Http(s.code).kind();
                 book.fail(op, sec, &FailCode::Api(s.reason.clone()), kind, &s.message);
             }
             Err(e) => book.fail(
