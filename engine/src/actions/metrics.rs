@@ -532,28 +532,37 @@ pub fn links_during(
     from: std::time::Instant,
     to: std::time::Instant,
 ) -> BTreeMap<String, LinkStep> {
-    let mut by: BTreeMap<String, (crate::measure::latency::Recorder, u64, u64)> = BTreeMap::new();
+    use crate::exit::{ErrorKind, FailCode};
+    // One book, by link; a probe's second does not matter here (the step is the window).
+    let mut book = crate::measure::book::Book::default();
     for p in probes
         .lock()
         .expect("probes lock")
         .iter()
         .filter(|p| p.at >= from && p.at < to)
     {
-        let e = by.entry(format!("{}->{}", p.from, p.to)).or_default();
-        e.1 += 1;
+        let link = format!("{}->{}", p.from, p.to);
         match p.rtt {
-            Some(rtt) => e.0.record(rtt),
-            None => e.2 += 1,
+            Some(rtt) => book.ok(link, 0, rtt),
+            None => book.fail(
+                link,
+                0,
+                &FailCode::Transport,
+                ErrorKind::ConnectionLost,
+                "probe unanswered",
+            ),
         }
     }
-    by.into_iter()
-        .map(|(link, (rtt, probes, failed))| {
+    book.finish()
+        .ops
+        .into_iter()
+        .map(|(link, o)| {
             (
                 link,
                 LinkStep {
-                    rtt: rtt.summary(),
-                    probes,
-                    failed,
+                    rtt: o.latency.summary(),
+                    probes: o.ok + o.failed,
+                    failed: o.failed,
                 },
             )
         })

@@ -58,6 +58,8 @@ pub struct Book<K: Ord> {
     open: BTreeMap<u64, OpBook>,
     series: Vec<Second>,
     live: BTreeMap<K, Arc<Mutex<OpTotals>>>,
+    /// Buffered live totals (see [`Book::buffered`]): added to `live` when seconds are taken.
+    pending_live: Option<BTreeMap<K, OpTotals>>,
 }
 
 impl<K: Ord> Default for Book<K> {
@@ -70,6 +72,7 @@ impl<K: Ord> Default for Book<K> {
             open: BTreeMap::new(),
             series: Vec::new(),
             live: BTreeMap::new(),
+            pending_live: None,
         }
     }
 }
@@ -88,11 +91,37 @@ impl<K: Ord + Clone> Book<K> {
         book
     }
 
+    /// As [`Book::new`], for a loop of many workers each with a book of its own: the live totals
+    /// gather in the book and reach the shared ones when its seconds are taken
+    /// ([`Book::take_open`]), so no request takes a lock shared with the other workers.
+    pub fn buffered<'a>(
+        feed: Option<&SharedFeed>,
+        ops: impl IntoIterator<Item = (K, &'a str)>,
+    ) -> Self {
+        let mut book = Book::new(feed, ops);
+        if !book.live.is_empty() {
+            book.pending_live = Some(BTreeMap::new());
+        }
+        book
+    }
+
+    /// The live totals an event of `op` goes to: the book's buffer, or the shared ones.
+    fn with_live(&mut self, op: &K, f: impl FnOnce(&mut OpTotals)) {
+        match &mut self.pending_live {
+            Some(pending) if self.live.contains_key(op) => {
+                f(pending.entry(op.clone()).or_default())
+            }
+            _ => {
+                if let Some(live) = self.live.get(op) {
+                    f(&mut live.lock().expect("live lock"))
+                }
+            }
+        }
+    }
+
     /// Records a success of `op`, due in second `sec` of the loop, that took `took`.
     pub fn ok(&mut self, op: K, sec: u64, took: Duration) {
-        if let Some(live) = self.live.get(&op) {
-            live.lock().expect("live lock").ok(took);
-        }
+        self.with_live(&op, |t| t.ok(took));
         let o = self.ops.entry(op).or_default();
         o.ok += 1;
         o.latency.record(took);
@@ -105,9 +134,7 @@ impl<K: Ord + Clone> Book<K> {
     /// exit code when every request failed) and its message.
     pub fn fail(&mut self, op: K, sec: u64, code: &FailCode, kind: ErrorKind, message: &str) {
         let name = code.name();
-        if let Some(live) = self.live.get(&op) {
-            live.lock().expect("live lock").error(&name);
-        }
+        self.with_live(&op, |t| t.error(&name));
         self.ops.entry(op).or_default().failed += 1;
         self.open.entry(sec).or_default().failed += 1;
         *self.codes.entry(name).or_default() += 1;
@@ -139,10 +166,33 @@ impl<K: Ord + Clone> Book<K> {
         }
     }
 
+    /// Takes the seconds before `before` out of the book, still open (mergeable), for a loop
+    /// whose workers gather their seconds in one shared series; buffered live totals reach the
+    /// shared ones.
+    pub fn take_open(&mut self, before: u64) -> Vec<(u64, OpBook)> {
+        self.flush_live();
+        let later = self.open.split_off(&before);
+        std::mem::replace(&mut self.open, later)
+            .into_iter()
+            .collect()
+    }
+
+    /// Adds the buffered live totals to the shared ones.
+    fn flush_live(&mut self) {
+        if let Some(pending) = &mut self.pending_live {
+            for (op, delta) in pending.iter_mut() {
+                if let (false, Some(total)) = (delta.is_empty(), self.live.get(op)) {
+                    total.lock().expect("live lock").absorb(delta);
+                }
+            }
+        }
+    }
+
     /// Adds a worker's book to this one: loops whose workers each keep a book of their own (no
     /// shared lock per request) merge them when the workers end. Their seconds must still be
     /// open (a closed second's p99 cannot be merged); messages stay the first [`MESSAGES`].
-    pub fn merge(&mut self, other: Book<K>) {
+    pub fn merge(&mut self, mut other: Book<K>) {
+        other.flush_live();
         debug_assert!(
             self.series.is_empty() && other.series.is_empty(),
             "books merge before their seconds are closed"
@@ -203,6 +253,7 @@ impl<K: Ord + Clone> Book<K> {
         Finished {
             ops: self.ops,
             codes: self.codes,
+            kinds: self.kinds,
             messages: self.messages,
             series: self.series,
         }
@@ -216,6 +267,8 @@ pub struct Finished<K: Ord> {
     pub ops: BTreeMap<K, OpBook>,
     /// Failures by code name.
     pub codes: BTreeMap<String, u64>,
+    /// Failures by kind.
+    pub kinds: BTreeMap<ErrorKind, u64>,
     /// The first failure messages.
     pub messages: Vec<String>,
     /// Every second, in order.
@@ -318,5 +371,36 @@ mod tests {
         assert_eq!(one.codes, merged.codes);
         let secs = |f: &Finished<&str>| f.series.clone();
         assert_eq!(secs(&one), secs(&merged));
+    }
+
+    #[test]
+    fn a_buffered_book_feeds_the_live_totals_when_its_seconds_are_taken() {
+        let feed: SharedFeed = Arc::new(Feed(Mutex::new(BTreeMap::new())));
+        let mut book = Book::buffered(Some(&feed), [("put", "put")]);
+        for i in 0..6u64 {
+            book.ok("put", i / 3, Duration::from_millis(1 + i));
+        }
+        book.fail(
+            "put",
+            1,
+            &FailCode::Timeout,
+            ErrorKind::RequestTimeout,
+            "late",
+        );
+        let live = feed.op("put");
+        assert_eq!(live.lock().unwrap().ok, 0, "no shared lock per request");
+        let taken = book.take_open(1);
+        let got: Vec<(u64, u64, u64)> = taken.iter().map(|(t, o)| (*t, o.ok, o.failed)).collect();
+        assert_eq!(got, [(0, 3, 0)], "only the seconds before the bound");
+        assert_eq!(live.lock().unwrap().ok, 6, "every event so far, once");
+        assert_eq!(live.lock().unwrap().errors["DeadlineExceeded"], 1);
+        let rest = book.take_open(u64::MAX);
+        assert_eq!(rest.len(), 1);
+        assert_eq!((rest[0].1.ok, rest[0].1.failed), (3, 1));
+        assert_eq!(live.lock().unwrap().ok, 6, "nothing counted twice");
+        let done = book.finish();
+        assert!(done.series.is_empty(), "taken seconds are the caller's");
+        assert_eq!((done.ops["put"].ok, done.ops["put"].failed), (6, 1));
+        assert_eq!(done.kinds[&ErrorKind::RequestTimeout], 1);
     }
 }

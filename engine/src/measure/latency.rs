@@ -76,6 +76,18 @@ impl Recorder {
         }
     }
 
+    /// Adds every sample of this recorder (µs) to `h`, a histogram of another precision: a
+    /// second of a load's series, kept coarser than the whole step's distribution.
+    pub fn add_to(&self, h: &mut Histogram<u64>) {
+        if let Some(o) = &self.hist {
+            // Bounds within `h`'s (1 µs to an hour), so this cannot fail.
+            let _ = h.add(o.as_ref());
+        }
+        for &us in &self.pending {
+            h.saturating_record(us);
+        }
+    }
+
     /// Forgets every sample (keeping the histogram's memory for the next ones).
     pub fn clear(&mut self) {
         self.pending.clear();

@@ -2,7 +2,6 @@
 //! `renew_interval` on a staggered schedule — with optional churn (revoke and grant anew), every
 //! lease revoked at the end. Renewal latency counts from when the renewal was due.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,8 +10,7 @@ use etcd_client::{LeaseClient, LeaseKeepAliveStream, LeaseKeeper};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::worker::{flush, is_unavailable, Op, Shared, Slot, WorkerResult};
-use crate::measure::latency::Recorder;
+use super::worker::{Op, Shared, Tally, WorkerResult};
 
 /// What one lease worker does.
 pub struct LeasePlan {
@@ -42,64 +40,25 @@ struct Held {
     stream: LeaseKeepAliveStream,
 }
 
+/// A lease worker's tally: requests timed from when they were due.
 struct Acc {
-    latency: Vec<Recorder>,
-    errors: Vec<u64>,
-    codes: HashMap<crate::actions::FailCode, u64>,
-    samples: Vec<String>,
-    sec: u64,
-    slot: Slot,
+    tally: Tally,
+    abort_after: Duration,
 }
 
 impl Acc {
-    fn done(
-        &mut self,
-        shared: &Shared,
-        op: Op,
-        due: Instant,
-        r: Result<(), etcd_client::Error>,
-        abort_after: Duration,
-    ) {
+    fn done(&mut self, shared: &Shared, op: Op, due: Instant, r: Result<(), etcd_client::Error>) {
         let now = Instant::now();
-        shared.completed.fetch_add(1, Ordering::Relaxed);
         let ns = now.duration_since(shared.start).as_nanos() as u64;
-        if ns / 1_000_000_000 != self.sec {
-            flush(shared, self.sec, &mut self.slot);
-            self.sec = ns / 1_000_000_000;
-        }
         let took = now.saturating_duration_since(due);
-        match r {
-            Ok(()) => {
-                self.latency[op.index()].record(took);
-                self.slot.ok(op, took);
-                let before = shared.last_ok_ns.fetch_max(ns, Ordering::Relaxed);
-                if ns > before {
-                    shared
-                        .longest_gap_ns
-                        .fetch_max(ns - before, Ordering::Relaxed);
-                }
-            }
-            Err(e) => {
-                self.errors[op.index()] += 1;
-                let code = crate::actions::FailCode::of(&e);
-                self.slot.error(op, &code);
-                *self.codes.entry(code).or_default() += 1;
-                if self.samples.len() < 3 {
-                    self.samples.push(format!(
-                        "{}: {}",
-                        op.name(),
-                        crate::actions::etcd_message(&e)
-                    ));
-                }
-                let since_ok = ns.saturating_sub(shared.last_ok_ns.load(Ordering::Relaxed));
-                if is_unavailable(&e) && since_ok > abort_after.as_nanos() as u64 {
-                    shared.fatal.lock().expect("fatal lock").get_or_insert_with(|| {
-                        format!("etcd stopped answering: no lease request succeeded for {abort_after:?} (last error: {e})")
-                    });
-                    shared.stop.store(true, Ordering::Relaxed);
-                }
-            }
-        }
+        self.tally.done(
+            shared,
+            op,
+            ns,
+            took,
+            r.as_ref().map(|_| ()),
+            self.abort_after,
+        );
     }
 }
 
@@ -141,12 +100,8 @@ pub async fn run(
 ) -> WorkerResult {
     let mut rng = SmallRng::seed_from_u64(0x1ea5e + id);
     let mut acc = Acc {
-        latency: Op::ALL.iter().map(|_| Recorder::default()).collect(),
-        errors: vec![0; Op::ALL.len()],
-        codes: HashMap::new(),
-        samples: Vec::new(),
-        sec: 0,
-        slot: Slot::for_worker(&shared),
+        tally: Tally::new(&shared),
+        abort_after: plan.abort_after,
     };
     // Grant, each lease's renewals offset so all leases' renewals spread over the interval.
     let mut held: Vec<(Held, Instant)> = Vec::new();
@@ -157,13 +112,13 @@ pub async fn run(
         let t = Instant::now();
         match grant(&mut client, plan.ttl).await {
             Ok(h) => {
-                acc.done(&shared, Op::LeaseGrant, t, Ok(()), plan.abort_after);
+                acc.done(&shared, Op::LeaseGrant, t, Ok(()));
                 let offset = plan
                     .interval
                     .mul_f64((plan.first + j) as f64 / plan.total.max(1) as f64);
                 held.push((h, shared.start + offset + plan.interval));
             }
-            Err(e) => acc.done(&shared, Op::LeaseGrant, t, Err(e), plan.abort_after),
+            Err(e) => acc.done(&shared, Op::LeaseGrant, t, Err(e)),
         }
     }
     held.sort_by_key(|(_, due)| *due);
@@ -178,21 +133,21 @@ pub async fn run(
         if plan.churn > 0.0 && rng.random_bool(plan.churn.clamp(0.0, 1.0)) {
             let t = Instant::now();
             let r = client.revoke(h.id).await.map(|_| ());
-            acc.done(&shared, Op::LeaseRevoke, t, r, plan.abort_after);
+            acc.done(&shared, Op::LeaseRevoke, t, r);
             let t = Instant::now();
             match grant(&mut client, plan.ttl).await {
                 Ok(n) => {
-                    acc.done(&shared, Op::LeaseGrant, t, Ok(()), plan.abort_after);
+                    acc.done(&shared, Op::LeaseGrant, t, Ok(()));
                     renewals += 1;
                     queue.push_back((n, due + plan.interval));
                 }
-                Err(e) => acc.done(&shared, Op::LeaseGrant, t, Err(e), plan.abort_after),
+                Err(e) => acc.done(&shared, Op::LeaseGrant, t, Err(e)),
             }
             continue;
         }
         let r = renew(&mut h, plan.request_timeout).await;
         renewals += u64::from(r.is_ok());
-        acc.done(&shared, Op::LeaseKeepAlive, due, r, plan.abort_after);
+        acc.done(&shared, Op::LeaseKeepAlive, due, r);
         queue.push_back((h, due + plan.interval));
     }
     // Leave nothing behind (unless etcd is gone).
@@ -200,15 +155,11 @@ pub async fn run(
         for (h, _) in queue {
             let t = Instant::now();
             let r = client.revoke(h.id).await.map(|_| ());
-            acc.done(&shared, Op::LeaseRevoke, t, r, plan.abort_after);
+            acc.done(&shared, Op::LeaseRevoke, t, r);
         }
     }
-    flush(&shared, acc.sec, &mut acc.slot);
     WorkerResult {
-        latency: acc.latency,
-        errors: acc.errors,
-        codes: acc.codes,
-        samples: acc.samples,
+        book: acc.tally.finish(&shared),
         conflicts: 0,
         events: 0,
         renewals,

@@ -305,13 +305,6 @@ fn new_shared(
     live: Option<&crate::measure::totals::SharedFeed>,
     ops: &[Op],
 ) -> Arc<Shared> {
-    let live = match live {
-        Some(feed) => Op::ALL
-            .iter()
-            .map(|o| ops.contains(o).then(|| feed.op(o.name())))
-            .collect(),
-        None => Vec::new(),
-    };
     Arc::new(Shared {
         next: AtomicU64::new(0),
         completed: AtomicU64::new(0),
@@ -322,7 +315,8 @@ fn new_shared(
         fatal: Mutex::new(None),
         series: Mutex::new(Vec::new()),
         acks,
-        live,
+        live: live.cloned(),
+        live_ops: ops.to_vec(),
         start: Instant::now(),
     })
 }

@@ -6,8 +6,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::schedule::Schedule;
-use super::worker::{Op, Shared, WorkerResult};
+use super::worker::{Shared, WorkerResult};
 use crate::actions::ms;
+use crate::measure::book::Book;
 use crate::measure::latency::{Distribution, Recorder};
 
 /// One operation's figures.
@@ -174,46 +175,34 @@ pub struct Inputs<'a> {
 /// Merges worker results into the record.
 pub fn build(i: Inputs<'_>) -> StressRecord {
     let secs = i.elapsed.as_secs_f64().max(1e-9);
-    let mut all = Recorder::default();
-    let mut by_op = BTreeMap::new();
-    let mut codes = BTreeMap::new();
-    let mut kinds = BTreeMap::new();
-    let mut samples = Vec::new();
+    let mut book = Book::default();
     let mut conflicts = 0;
-    for (k, op) in Op::ALL.iter().enumerate() {
-        let mut rec = Recorder::default();
-        let mut errors = 0;
-        for r in &i.results {
-            rec.merge(&r.latency[k]);
-            errors += r.errors[k];
-        }
-        if rec.count() > 0 || errors > 0 {
-            all.merge(&rec);
-            by_op.insert(
-                op.name().to_string(),
-                OpRecord {
-                    ok: rec.count(),
-                    errors,
-                    throughput: rec.count() as f64 / secs,
-                    latency: rec.summary(),
-                },
-            );
-        }
-    }
-    for r in &i.results {
-        for (c, n) in &r.codes {
-            *codes.entry(c.name()).or_insert(0) += n;
-            *kinds.entry(c.kind()).or_insert(0) += n;
-        }
-        samples.extend(r.samples.iter().cloned());
-        conflicts += r.conflicts;
-    }
     let mut served = [0u64; 2];
-    for r in &i.results {
+    let mut switched = 0;
+    for r in i.results {
+        book.merge(r.book);
+        conflicts += r.conflicts;
         served[0] += r.by_transport[0];
         served[1] += r.by_transport[1];
+        switched += usize::from(r.switched);
     }
-    let switched = i.results.iter().filter(|r| r.switched).count();
+    let done = book.finish();
+    let mut all = Recorder::default();
+    let mut by_op = BTreeMap::new();
+    for (op, o) in &done.ops {
+        all.merge(&o.latency);
+        by_op.insert(
+            op.name().to_string(),
+            OpRecord {
+                ok: o.ok,
+                errors: o.failed,
+                throughput: o.ok as f64 / secs,
+                latency: o.latency.summary(),
+            },
+        );
+    }
+    let (codes, mut samples) = (done.codes, done.messages);
+    let kinds = done.kinds;
     if switched > 0 {
         samples.insert(
             0,

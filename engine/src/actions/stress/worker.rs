@@ -14,11 +14,13 @@ use rand::{Rng, SeedableRng};
 
 use super::keys::{KeyModel, ValueModel};
 use super::schedule::Schedule;
-use crate::measure::latency::Recorder;
+use crate::exit::FailCode;
+use crate::measure::book::Book;
+use crate::measure::totals::SharedFeed;
 use crate::transport::wire::{RangeArgs, Wire};
 
 /// The operations a worker can issue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Op {
     /// Write a key.
     Put,
@@ -73,10 +75,6 @@ impl Op {
     pub fn writes(self) -> bool {
         matches!(self, Op::Put | Op::Delete | Op::TxnCas | Op::TxnMixed)
     }
-
-    pub(crate) fn index(self) -> usize {
-        Op::ALL.iter().position(|o| *o == self).expect("listed")
-    }
 }
 
 /// What every worker of one step shares.
@@ -100,9 +98,10 @@ pub struct Shared {
     pub series: Mutex<Vec<Slot>>,
     /// Revision and acknowledgement time of writes, for watch delay (ring indexed by revision).
     pub acks: Option<Arc<AckRing>>,
-    /// The step's live totals per operation (index: `Op::ALL`), when the run has live outputs;
-    /// empty otherwise.
-    pub live: Vec<Option<Arc<Mutex<crate::measure::totals::OpTotals>>>>,
+    /// The run's live outputs, when it has them.
+    pub live: Option<SharedFeed>,
+    /// The operations the load runs: those with live totals.
+    pub live_ops: Vec<Op>,
     /// When the step's load started.
     pub start: Instant,
 }
@@ -137,7 +136,7 @@ impl AckRing {
     }
 }
 
-/// One second of the time series.
+/// One second of the time series, all workers' requests that completed in it.
 #[derive(Clone)]
 pub struct Slot {
     /// Successful requests completed in this second.
@@ -146,9 +145,6 @@ pub struct Slot {
     pub errors: u64,
     /// Their latencies (µs, 2 significant figures: enough for a per-second p99).
     pub hist: Histogram<u64>,
-    /// A worker's live totals per operation since its last flush (index: `Op::ALL`); empty when
-    /// the run has no live outputs.
-    pub live: Vec<crate::measure::totals::OpTotals>,
 }
 
 impl Slot {
@@ -158,34 +154,6 @@ impl Slot {
             ok: 0,
             errors: 0,
             hist: Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid bounds"),
-            live: Vec::new(),
-        }
-    }
-
-    /// A worker's slot: with live totals when the step has them.
-    pub fn for_worker(shared: &Shared) -> Self {
-        let mut s = Slot::new();
-        if !shared.live.is_empty() {
-            s.live = Op::ALL.iter().map(|_| Default::default()).collect();
-        }
-        s
-    }
-
-    /// Counts a success of `op` that took `took`.
-    pub fn ok(&mut self, op: Op, took: Duration) {
-        self.ok += 1;
-        self.hist
-            .saturating_record((took.as_micros() as u64).max(1));
-        if let Some(t) = self.live.get_mut(op.index()) {
-            t.ok(took);
-        }
-    }
-
-    /// Counts a failure of `op` with `code`.
-    pub fn error(&mut self, op: Op, code: &crate::actions::FailCode) {
-        self.errors += 1;
-        if let Some(t) = self.live.get_mut(op.index()) {
-            t.error(&code.name());
         }
     }
 }
@@ -196,16 +164,99 @@ impl Default for Slot {
     }
 }
 
+/// A worker's book and the second it is filling: each request's outcome is told once, to
+/// [`Tally::done`], which keeps the operation's counts and latency, the failures by code, the
+/// worker's share of the per-second series and of the live totals, and the step's liveness.
+pub struct Tally {
+    book: Book<Op>,
+    sec: u64,
+}
+
+impl Tally {
+    /// An empty tally for one of `shared`'s workers.
+    pub fn new(shared: &Shared) -> Self {
+        let ops = shared.live_ops.iter().map(|o| (*o, o.name()));
+        Tally {
+            book: Book::buffered(shared.live.as_ref(), ops),
+            sec: 0,
+        }
+    }
+
+    /// Records a request of `op` that ended `ns` after the load's start and took `took` (from
+    /// when it was due). A failure with etcd unavailable for longer than `abort_after` since the
+    /// last success stops the load.
+    pub fn done(
+        &mut self,
+        shared: &Shared,
+        op: Op,
+        ns: u64,
+        took: Duration,
+        result: Result<(), &etcd_client::Error>,
+        abort_after: Duration,
+    ) {
+        shared.completed.fetch_add(1, Ordering::Relaxed);
+        let sec = ns / 1_000_000_000;
+        if sec != self.sec {
+            self.flush(shared);
+            self.sec = sec;
+        }
+        match result {
+            Ok(()) => {
+                self.book.ok(op, sec, took);
+                let before = shared.last_ok_ns.fetch_max(ns, Ordering::Relaxed);
+                if ns > before {
+                    shared
+                        .longest_gap_ns
+                        .fetch_max(ns - before, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                shared.failed.fetch_add(1, Ordering::Relaxed);
+                let code = FailCode::of(e);
+                let message = format!("{}: {}", op.name(), crate::actions::etcd_message(e));
+                self.book.fail(op, sec, &code, code.kind(), &message);
+                let since_ok = ns.saturating_sub(shared.last_ok_ns.load(Ordering::Relaxed));
+                if is_unavailable(e) && since_ok > abort_after.as_nanos() as u64 {
+                    shared.fatal.lock().expect("fatal lock").get_or_insert_with(|| {
+                        format!("etcd stopped answering: no request succeeded for {abort_after:?} (last error: {e})")
+                    });
+                    shared.stop.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Adds the worker's seconds so far to the shared series (and its live totals to the
+    /// step's).
+    pub fn flush(&mut self, shared: &Shared) {
+        let seconds = self.book.take_open(u64::MAX);
+        if seconds.is_empty() {
+            return;
+        }
+        let mut series = shared.series.lock().expect("series lock");
+        for (t, o) in seconds {
+            let i = t as usize;
+            if series.len() <= i {
+                series.resize_with(i + 1, Slot::new);
+            }
+            let s = &mut series[i];
+            s.ok += o.ok;
+            s.errors += o.failed;
+            o.latency.add_to(&mut s.hist);
+        }
+    }
+
+    /// The worker's book, its last second added to the shared series.
+    pub fn finish(mut self, shared: &Shared) -> Book<Op> {
+        self.flush(shared);
+        self.book
+    }
+}
+
 /// What a worker measured.
 pub struct WorkerResult {
-    /// Latency per operation (index: `Op::ALL`).
-    pub latency: Vec<Recorder>,
-    /// Errors per operation.
-    pub errors: Vec<u64>,
-    /// Errors by gRPC code.
-    pub codes: HashMap<crate::actions::FailCode, u64>,
-    /// The first few error messages.
-    pub samples: Vec<String>,
+    /// Each operation's successes with their latency, failures by code and the first messages.
+    pub book: Book<Op>,
     /// CAS transactions whose compare failed (a conflict, not an error).
     pub conflicts: u64,
     /// Watch events the successful writes should produce (one per changed key).
@@ -293,15 +344,11 @@ pub async fn run(
     value_pool: Arc<Vec<u8>>,
 ) -> WorkerResult {
     let mut rng = SmallRng::seed_from_u64(0x5ce0_0000 + id);
-    let mut latency: Vec<Recorder> = Op::ALL.iter().map(|_| Recorder::default()).collect();
-    let mut errors = vec![0u64; Op::ALL.len()];
-    let mut codes: HashMap<crate::actions::FailCode, u64> = HashMap::new();
-    let mut samples = Vec::new();
+    let mut tally = Tally::new(&shared);
     let mut conflicts = 0;
     let mut events = 0u64;
     let mut revisions: HashMap<u64, i64> = HashMap::new();
     let mut key = Vec::with_capacity(64);
-    let (mut sec, mut slot) = (0u64, Slot::for_worker(&shared));
     let (mut by_transport, mut switched) = ([0u64; 2], false);
     let mut history: Vec<super::history::Op> = Vec::new();
     if plan.history {
@@ -493,14 +540,16 @@ pub async fn run(
             }
         };
         let done = Instant::now();
-        shared.completed.fetch_add(1, Ordering::Relaxed);
         let took = done.saturating_duration_since(intended);
         let ns = done.duration_since(shared.start).as_nanos() as u64;
-        let now_sec = ns / 1_000_000_000;
-        if now_sec != sec {
-            flush(&shared, sec, &mut slot);
-            sec = now_sec;
-        }
+        tally.done(
+            &shared,
+            op,
+            ns,
+            took,
+            result.as_ref().map(|_| ()),
+            plan.abort_after,
+        );
         if plan.history
             && matches!(op, Op::Put | Op::Get | Op::Delete)
             && history.len() < HISTORY_CAP
@@ -530,54 +579,22 @@ pub async fn run(
         match result {
             Ok((rev, changed)) => {
                 events += changed;
-                latency[op.index()].record(took);
-                slot.ok(op, took);
-                let before = shared.last_ok_ns.fetch_max(ns, Ordering::Relaxed);
-                if ns > before {
-                    shared
-                        .longest_gap_ns
-                        .fetch_max(ns - before, Ordering::Relaxed);
-                }
                 if let (Some(acks), Some(rev), true) = (&shared.acks, rev, changed > 0) {
                     acks.record(rev, done.duration_since(acks.epoch).as_nanos() as u64);
                 }
             }
-            Err(e) => {
-                errors[op.index()] += 1;
-                shared.failed.fetch_add(1, Ordering::Relaxed);
-                let code = crate::actions::FailCode::of(&e);
-                slot.error(op, &code);
-                *codes.entry(code).or_default() += 1;
-                if samples.len() < 3 {
-                    samples.push(format!(
-                        "{}: {}",
-                        op.name(),
-                        crate::actions::etcd_message(&e)
-                    ));
-                }
-                // A lean connection to a member that died stays dead: carry on through
-                // etcd-client, which fails over to the other endpoints, as clients do. Only a
-                // lost connection switches (a timeout does not), and the record says so.
-                if wire.as_ref().is_some_and(Wire::is_closed) {
-                    wire = None;
-                    switched = true;
-                }
-                let since_ok = ns.saturating_sub(shared.last_ok_ns.load(Ordering::Relaxed));
-                if is_unavailable(&e) && since_ok > plan.abort_after.as_nanos() as u64 {
-                    shared.fatal.lock().expect("fatal lock").get_or_insert_with(|| {
-                        format!("etcd stopped answering: no request succeeded for {:?} (last error: {e})", plan.abort_after)
-                    });
-                    shared.stop.store(true, Ordering::Relaxed);
-                }
+            // A lean connection to a member that died stays dead: carry on through
+            // etcd-client, which fails over to the other endpoints, as clients do. Only a lost
+            // connection switches (a timeout does not), and the record says so.
+            Err(_) if wire.as_ref().is_some_and(Wire::is_closed) => {
+                wire = None;
+                switched = true;
             }
+            Err(_) => {}
         }
     }
-    flush(&shared, sec, &mut slot);
     WorkerResult {
-        latency,
-        errors,
-        codes,
-        samples,
+        book: tally.finish(&shared),
         conflicts,
         events,
         renewals: 0,
@@ -589,28 +606,3 @@ pub async fn run(
 
 /// Operations a worker records at most for the safety checks.
 pub const HISTORY_CAP: usize = 200_000;
-
-/// Adds a worker's finished second to the shared series.
-pub(crate) fn flush(shared: &Shared, sec: u64, slot: &mut Slot) {
-    if slot.ok == 0 && slot.errors == 0 {
-        return;
-    }
-    let mut series = shared.series.lock().expect("series lock");
-    let i = sec as usize;
-    if series.len() <= i {
-        series.resize_with(i + 1, Slot::new);
-    }
-    let s = &mut series[i];
-    s.ok += slot.ok;
-    s.errors += slot.errors;
-    let _ = s.hist.add(&slot.hist);
-    drop(series);
-    slot.ok = 0;
-    slot.errors = 0;
-    slot.hist.reset();
-    for (delta, total) in slot.live.iter_mut().zip(&shared.live) {
-        if let (false, Some(total)) = (delta.is_empty(), total) {
-            total.lock().expect("live lock").absorb(delta);
-        }
-    }
-}
