@@ -66,9 +66,17 @@ pub fn run(file: &Path, args: &[&str]) -> Run {
         .args(args)
         .output()
         .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    // No task of a run panics, not even one whose panic the runtime swallows (a progress line
+    // reading a book emptied under it did).
+    assert!(
+        !stderr.contains("panicked at"),
+        "scen run {} panicked:\n{stderr}",
+        file.display()
+    );
     Run {
         code: out.status.code().unwrap_or(-1),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stderr,
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         report: std::fs::read_to_string(&json)
             .ok()

@@ -413,7 +413,9 @@ async fn keep_alive(
     let permits = Arc::new(tokio::sync::Semaphore::new(opts.clients as usize));
     let start = Instant::now();
     let cpu0 = crate::measure::process::self_cpu();
-    let _ticker = observers.line.map(|p| {
+    // The progress line, stopped before the book is taken at the end (it would read a book
+    // emptied under it).
+    let ticker = observers.line.map(|p| {
         let (stats, intended) = (stats.clone(), intended_rate(&flows));
         tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -423,7 +425,8 @@ async fn keep_alive(
                 tick.tick().await;
                 let s = stats.lock().expect("stats lock");
                 let (ok, errors) = (s.book.total_ok(), s.book.total_failed());
-                let rate = (ok - last.0) as f64 / last.1.elapsed().as_secs_f64().max(1e-3);
+                let rate =
+                    ok.saturating_sub(last.0) as f64 / last.1.elapsed().as_secs_f64().max(1e-3);
                 // The last finished second's p99, shown only when it has one.
                 let p99 = s
                     .book
@@ -484,6 +487,7 @@ async fn keep_alive(
         while set.try_join_next().is_some() {}
     }
     while set.join_next().await.is_some() {}
+    drop(ticker);
     let cpu = crate::measure::process::self_cpu().saturating_sub(cpu0);
     let elapsed = start.elapsed().max(length);
     let s = std::mem::take(&mut *stats.lock().expect("stats lock"));
