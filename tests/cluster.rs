@@ -430,6 +430,57 @@ fn the_kube_backend_checks_its_thresholds_and_names_a_missing_kubeconfig() {
     assert!(r.report.is_some(), "a failed run still writes its report");
 }
 
+/// Heartbeats that fall behind (20,000 lease renewals due a second, one client) still end with
+/// their window: what was never sent is `dropped`, in the latency with the time it waited, and
+/// the series has one entry per second (before, late answers closed a second again and again:
+/// 150,000 entries at 50,000 nodes through kube-apiserver, past Rhai's map limit).
+#[test]
+fn heartbeats_that_fall_behind_end_with_their_window_and_count_what_was_never_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("behind.rhai");
+    std::fs::write(
+        &file,
+        r#"scenario(#{ name: "behind" });
+step("sim", || cluster::simulate(#{ nodes: 2000, pods: 0, namespaces: 1 }));
+step("hb", || cluster::heartbeat(#{ duration: "2s", lease_interval: "100ms",
+    status_interval: "0s", clients: 1, request_timeout: "1s" }));
+"#,
+    )
+    .unwrap();
+    let r = run(&file, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.report.unwrap();
+    let hb = &step(&report, "hb")["record"];
+    let leases = &hb["leases"];
+    let n = |k: &str| leases[k].as_u64().unwrap();
+    assert_eq!(n("intended"), 40_000);
+    assert!(
+        n("dropped") > 0,
+        "one client cannot send 20,000/s: {leases}"
+    );
+    assert_eq!(
+        n("ok") + n("errors") + n("dropped"),
+        n("intended"),
+        "every due write is sent or dropped: {leases}"
+    );
+    assert_eq!(
+        leases["latency"]["count"].as_u64().unwrap(),
+        n("ok") + n("dropped"),
+        "dropped writes are in the latency (a lower bound)"
+    );
+    // The window (2 s) plus one write in flight (at most its 1 s timeout), not the 40,000
+    // writes' worth of backlog.
+    let took = hb["duration_ms"].as_f64().unwrap();
+    assert!(took < 2.0 * 2000.0 + 1000.0, "{took} ms");
+    let seconds: Vec<u64> = hb["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["t"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seconds, [0, 1], "one entry per second of the window");
+}
+
 /// `--allow-registry-writes` lets heartbeats write the real registry, and still never modify or
 /// delete an object this run did not create: a node, its lease and a pod written beforehand by
 /// someone else keep their value and revision through leases, status and churn.

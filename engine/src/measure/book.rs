@@ -157,13 +157,34 @@ impl<K: Ord + Clone> Book<K> {
                 break;
             }
             let (t, s) = entry.remove_entry();
-            self.series.push(Second {
+            let second = Second {
                 t,
                 ok: s.ok,
                 failed: s.failed,
                 p99: s.latency.summary().p99,
-            });
+            };
+            // A result for a second already closed (a loop that folded too early) adds to that
+            // second's counts; its p99 stays the one of the results in when it closed. Never a
+            // second entry for one second.
+            match self.series.binary_search_by_key(&t, |x| x.t) {
+                Ok(i) => {
+                    let x = &mut self.series[i];
+                    x.ok += second.ok;
+                    x.failed += second.failed;
+                    x.p99 = x.p99.or(second.p99);
+                }
+                Err(i) => self.series.insert(i, second),
+            }
         }
+    }
+
+    /// Records that a request of `op` due in second `sec` was never sent (the loop ended first),
+    /// having waited at least `waited`: it enters the operation's latency distribution with that
+    /// lower bound, as an open loop counts its dropped requests, is neither a success nor a
+    /// failure, and its second is in the series (with nothing done in it, when nothing was).
+    pub fn unsent(&mut self, op: K, sec: u64, waited: Duration) {
+        self.ops.entry(op).or_default().latency.record(waited);
+        self.due(sec);
     }
 
     /// Takes the seconds before `before` out of the book, still open (mergeable), for a loop
@@ -402,5 +423,34 @@ mod tests {
         assert!(done.series.is_empty(), "taken seconds are the caller's");
         assert_eq!((done.ops["put"].ok, done.ops["put"].failed), (6, 1));
         assert_eq!(done.kinds[&ErrorKind::RequestTimeout], 1);
+    }
+
+    #[test]
+    fn a_result_after_its_second_closed_adds_to_that_second_never_a_second_entry() {
+        let mut book = Book::default();
+        book.ok(0u8, 0, Duration::from_millis(1));
+        book.ok(0u8, 1, Duration::from_millis(2));
+        book.fold(2);
+        book.ok(0u8, 0, Duration::from_millis(900));
+        book.fail(
+            0u8,
+            1,
+            &FailCode::Timeout,
+            ErrorKind::RequestTimeout,
+            "late",
+        );
+        book.unsent(0u8, 3, Duration::from_secs(3));
+        let done = book.finish();
+        let series: Vec<(u64, u64, u64)> =
+            done.series.iter().map(|s| (s.t, s.ok, s.failed)).collect();
+        assert_eq!(series, [(0, 2, 0), (1, 1, 1), (3, 0, 0)]);
+        assert!(done.series[2].p99.is_none(), "nothing done: no p99");
+        let put = &done.ops[&0];
+        assert_eq!((put.ok, put.failed), (3, 1), "an unsent request is neither");
+        assert_eq!(
+            put.latency.summary().count,
+            4,
+            "its lower bound is in the distribution"
+        );
     }
 }

@@ -80,7 +80,7 @@ pub(crate) fn register(engine: &mut Engine, state: &Arc<State>, base_dir: &std::
                          /// name_prefix, root }`. Returns `#{ root, nodes, pods, duration_ms, leases, node_status,\n\
                          /// pod_churn, target_rate, throughput, bytes, errors_by_code, error_messages,\n\
                          /// series }`; each flow has `intended, ok, errors, conflicts, target_rate, throughput,\n\
-                         /// shortfall (a ratio), latency`."])
+                         /// dropped, shortfall (a ratio), latency`."])
         .set_into_module(&mut m, move |ctx: NativeCallContext, o: Map| -> R {
             let o: HeartbeatOptions = options(&ctx, "cluster::heartbeat", Dynamic::from_map(o))?;
             let p = watch(&s);

@@ -68,6 +68,11 @@ pub struct FlowRecord {
     /// Writes not made because the object was adopted (`adopt_existing`: it existed before
     /// this run, which never writes it).
     pub adopted: u64,
+    /// Writes due in the step but never sent: every client was still busy when the window
+    /// ended (an open loop that fell behind, as `etcd::stress`'s `dropped`). Each is in `latency`
+    /// with the time it had waited by then, a lower bound.
+    #[schemars(extend("x-better" = "lower"))]
+    pub dropped: u64,
     /// Writes retried because the stored object had changed since the heartbeats last saw it (a
     /// stale resourceVersion: another writer, real contention).
     pub conflicts: u64,
@@ -212,10 +217,39 @@ struct Stats {
     /// The simulation adopted existing objects (`adopt_existing`): a write refused because the
     /// object is not this run's is an adopted object left alone, not an error.
     adopting: bool,
+    /// Writes sent and not yet answered, by the second they were due in.
+    in_flight: BTreeMap<u64, u64>,
+    /// The second the last write sent was due in: writes are sent in due order, so no later one
+    /// is due before it.
+    sent_up_to: u64,
 }
 
 impl Stats {
+    /// A write due in second `sec` is sent.
+    fn issue(&mut self, sec: u64) {
+        *self.in_flight.entry(sec).or_default() += 1;
+        self.sent_up_to = sec;
+    }
+
+    /// A write of `flow` due in second `sec` was answered (or timed out) after `latency`. The
+    /// seconds no write can still be answered for close into the series.
     fn done(&mut self, flow: Flow, sec: u64, outcome: &Outcome, latency: Duration) {
+        if let Some(n) = self.in_flight.get_mut(&sec) {
+            *n -= 1;
+            if *n == 0 {
+                self.in_flight.remove(&sec);
+            }
+        }
+        self.record(flow, sec, outcome, latency);
+        let open_from = self
+            .in_flight
+            .keys()
+            .next()
+            .map_or(self.sent_up_to, |s| (*s).min(self.sent_up_to));
+        self.book.fold(open_from);
+    }
+
+    fn record(&mut self, flow: Flow, sec: u64, outcome: &Outcome, latency: Duration) {
         let i = flow as usize;
         self.conflicts[i] += outcome.conflicts;
         match &outcome.error {
@@ -454,14 +488,18 @@ async fn keep_alive(
             .filter(|(due, _)| *due < length)
             .min_by_key(|(due, _)| *due);
         let Some((due, flow)) = pick else { break };
+        tokio::time::sleep_until((start + due).into()).await;
+        // Every client busy: the write waits for one, but not past the window. What is still
+        // due then is never sent (k6's dropped iterations): the loop ends on time however far
+        // behind it fell.
+        let acquire = permits.clone().acquire_owned();
+        let Ok(permit) = tokio::time::timeout_at((start + length).into(), acquire).await else {
+            break;
+        };
+        let permit = permit.expect("the semaphore is never closed");
         let k = next[flow.flow as usize];
         next[flow.flow as usize] += 1;
-        tokio::time::sleep_until((start + due).into()).await;
-        let permit = permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
+        stats.lock().expect("stats lock").issue(due.as_secs());
         let (ctx, stats) = (ctx.clone(), stats.clone());
         set.spawn(async move {
             let item = k % flow.population;
@@ -480,17 +518,26 @@ async fn keep_alive(
             let latency = (start + due).elapsed();
             let mut s = stats.lock().expect("stats lock");
             s.done(flow.flow, due.as_secs(), &outcome, latency);
-            let now = start.elapsed().as_secs();
-            s.book.fold(now.saturating_sub(ctx.timeout.as_secs() + 2));
             drop(permit);
         });
         while set.try_join_next().is_some() {}
     }
+    let stopped = start.elapsed();
     while set.join_next().await.is_some() {}
     drop(ticker);
     let cpu = crate::measure::process::self_cpu().saturating_sub(cpu0);
     let elapsed = start.elapsed().max(length);
-    let s = std::mem::take(&mut *stats.lock().expect("stats lock"));
+    let mut s = std::mem::take(&mut *stats.lock().expect("stats lock"));
+    // The writes due in the window but never sent waited at least until the loop stopped.
+    let mut dropped = [0u64; 3];
+    for f in flows.iter().filter(|f| f.n > 0) {
+        let i = f.flow as usize;
+        for k in next[i]..f.count(length) {
+            let due = f.due(k);
+            s.book.unsent(i, due.as_secs(), stopped.saturating_sub(due));
+            dropped[i] += 1;
+        }
+    }
     let (ok, errors, main_kind) = (s.book.total_ok(), s.book.total_failed(), s.book.main_kind());
     let done = s.book.finish();
     let secs = elapsed.as_secs_f64();
@@ -505,6 +552,7 @@ async fn keep_alive(
             ok: f.ok,
             errors: f.failed,
             adopted: s.adopted[i],
+            dropped: dropped[i],
             conflicts: s.conflicts[i],
             target_rate: intended_per_s,
             throughput: achieved_per_s,
