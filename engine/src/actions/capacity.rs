@@ -364,7 +364,8 @@ pub struct CapacityRecord {
     /// Whether the bracket reached `precision` within the budget.
     pub converged: bool,
     /// Whether a second trial at the sustained rate held too (`null`: the budget left no room
-    /// for it). When it did not, the search went on below it (up to 3 times).
+    /// for it; also when the answer is a failed end that held when rechecked, which was not run
+    /// a third time). When it did not, the search went on below it (up to 3 times).
     pub confirmed: Option<bool>,
     /// Answers a repeat refuted; after each, the search continued below the refuted rate.
     pub refuted: u64,
