@@ -144,6 +144,12 @@ impl<K: Ord + Clone> Book<K> {
         }
     }
 
+    /// Whether a failure's message would still be kept (fewer than [`MESSAGES`] so far): a hot
+    /// loop formats one only then.
+    pub fn wants_message(&self) -> bool {
+        self.messages.len() < MESSAGES
+    }
+
     /// Marks second `sec` as one in which requests were due, so the series has it even when
     /// none was made (a write to an adopted object is due, never made).
     pub fn due(&mut self, sec: u64) {

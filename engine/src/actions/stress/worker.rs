@@ -213,7 +213,13 @@ impl Tally {
             Err(e) => {
                 shared.failed.fetch_add(1, Ordering::Relaxed);
                 let code = FailCode::of(e);
-                let message = format!("{}: {}", op.name(), crate::actions::etcd_message(e));
+                // No text formatted per failure once the book has its first messages (an
+                // outage fails thousands of requests a second).
+                let message = if self.book.wants_message() {
+                    format!("{}: {}", op.name(), crate::actions::etcd_message(e))
+                } else {
+                    String::new()
+                };
                 self.book.fail(op, sec, &code, code.kind(), &message);
                 let since_ok = ns.saturating_sub(shared.last_ok_ns.load(Ordering::Relaxed));
                 if is_unavailable(e) && since_ok > abort_after.as_nanos() as u64 {
