@@ -479,6 +479,8 @@ step("hb", || cluster::heartbeat(#{ duration: "2s", lease_interval: "100ms",
         .map(|s| s["t"].as_u64().unwrap())
         .collect();
     assert_eq!(seconds, [0, 1], "one entry per second of the window");
+    // No status write was due (`status_interval: "0s"`): nothing dropped is no data, not 0.
+    assert!(hb["node_status"]["dropped"].is_null(), "{hb}");
 }
 
 /// `--allow-registry-writes` lets heartbeats write the real registry, and still never modify or

@@ -70,9 +70,10 @@ pub struct FlowRecord {
     pub adopted: u64,
     /// Writes due in the step but never sent: every client was still busy when the window
     /// ended (an open loop that fell behind, as `etcd::stress`'s `dropped`). Each is in `latency`
-    /// with the time it had waited by then, a lower bound.
+    /// with the time it had waited by then, a lower bound. `null` when no write of this flow was
+    /// due (nothing could be dropped: no data, never a pass).
     #[schemars(extend("x-better" = "lower"))]
-    pub dropped: u64,
+    pub dropped: Option<u64>,
     /// Writes retried because the stored object had changed since the heartbeats last saw it (a
     /// stale resourceVersion: another writer, real contention).
     pub conflicts: u64,
@@ -552,7 +553,7 @@ async fn keep_alive(
             ok: f.ok,
             errors: f.failed,
             adopted: s.adopted[i],
-            dropped: dropped[i],
+            dropped: (flows[i].count(length) > 0).then_some(dropped[i]),
             conflicts: s.conflicts[i],
             target_rate: intended_per_s,
             throughput: achieved_per_s,
