@@ -38,7 +38,18 @@ fn check_page(name: &str) {
         // And every leaf of the JSON record, strings included (a distribution's encoded
         // histogram, and long texts such as error messages, are for tools).
         let mut leaves = Vec::new();
-        json_leaves(&s.record, s.name.clone(), &mut leaves);
+        json_leaves(&s.record.to_value(), s.name.clone(), &mut leaves);
+        // A record an action made is read back as that action's Rust type, not as JSON (a step
+        // that failed before its action returned has only the step's views).
+        let passed = s.status == scen_engine::report::StepStatus::Passed;
+        if let Some(action) = s.action.as_ref().filter(|_| passed) {
+            assert_eq!(
+                s.record.record_type(),
+                scen_engine::actions::registry::RecordType::of_action(action),
+                "{name}: step {} ({action}) was not read as its record type",
+                s.name
+            );
+        }
         for p in leaves {
             assert!(l.paths.contains(&p), "{name}: {p} is not on the page");
         }

@@ -19,6 +19,7 @@ use crate::measure::process;
 use crate::params::Overrides;
 use crate::plan::{Item, Plan, StepSpec};
 use crate::report::{
+    model::Record,
     ErrorInfo, ErrorKind, Outcome, Report, ScenarioInfo, StepReport, StepStatus, StoppedEarly,
     TargetReport, ThresholdReport, ThresholdStatus, SCHEMA_VERSION,
 };
@@ -376,7 +377,7 @@ fn report_plan(report: &mut Report, plan: &Plan) {
             started_at: None,
             duration_ms: 0.0,
             error: None,
-            record: json!({}),
+            record: Record::empty(),
             action: s.action.clone(),
             field_actions: s.field_actions.clone(),
         })
@@ -690,7 +691,7 @@ async fn clean_prefix(target: &Target, report: &mut Report) {
 fn safety_verdicts(report: &mut Report) {
     let mut implicit = Vec::new();
     for s in &report.steps {
-        let Some(safety) = s.record.get("safety").filter(|v| v.is_object()) else {
+        let Some(safety) = s.record.field("safety").filter(Value::is_object) else {
             continue;
         };
         let own = format!("{}.safety", s.name);
@@ -893,7 +894,7 @@ fn settle(ctx: RunCtx<'_>, report: &mut Report, step: StepReport) -> Option<Outc
         host.store_record(
             &step.name,
             crate::script::StepRecord {
-                value: step.record.clone(),
+                value: step.record.to_value(),
                 action: step.action.clone(),
                 field_actions: step.field_actions.clone(),
             },
@@ -958,7 +959,7 @@ fn settle(ctx: RunCtx<'_>, report: &mut Report, step: StepReport) -> Option<Outc
 pub fn step_view(steps: &[StepReport]) -> Value {
     let mut root = serde_json::Map::new();
     for s in steps.iter().filter(|s| s.status == StepStatus::Passed) {
-        let mut rec = s.record.clone();
+        let mut rec = s.record.to_value();
         if let Value::Object(m) = &mut rec {
             m.entry("duration_ms").or_insert(json!(s.duration_ms));
         }
@@ -1060,7 +1061,7 @@ fn spawn_step(
                         started_at: None,
                         duration_ms: 0.0,
                         error: None,
-                        record: json!({}),
+                        record: Record::empty(),
                         action: spec.action.clone(),
                         field_actions: spec.field_actions.clone(),
                     };
@@ -1101,13 +1102,13 @@ fn spawn_step(
                 members: now.len(),
             });
         }
-        if let Value::Object(m) = &mut report.record {
-            m.entry("server")
-                .or_insert_with(|| serde_json::to_value(server).unwrap_or_default());
-            if let Some(view) = apiserver {
-                m.entry("apiserver")
-                    .or_insert_with(|| serde_json::to_value(view).unwrap_or_default());
-            }
+        report
+            .record
+            .add("server", serde_json::to_value(server).unwrap_or_default());
+        if let Some(view) = apiserver {
+            report
+                .record
+                .add("apiserver", serde_json::to_value(view).unwrap_or_default());
         }
         report
     })
@@ -1167,9 +1168,9 @@ fn call_step(
             started_at: Some(started_at),
             duration_ms,
             error,
+            record: Record::of(record.action.as_deref(), record.value),
             action: record.action,
             field_actions: record.field_actions,
-            record: record.value,
         }
     }
 }
@@ -1189,7 +1190,7 @@ async fn join_step(h: JoinHandle<StepReport>, spec: &StepSpec) -> StepReport {
                 location: None,
                 detail: None,
             }),
-            record: json!({}),
+            record: Record::empty(),
             action: spec.action.clone(),
             field_actions: spec.field_actions.clone(),
         },

@@ -2,9 +2,9 @@
 //! what types a step's record wherever the script takes it (a `fn` around the call, a map of
 //! several records, `result(...)` of an earlier step), and what reads a saved report's records.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::{capacity, cluster, etcd, fault, maintenance, metrics, network, promql, stress};
 
@@ -43,6 +43,52 @@ macro_rules! records {
 
         /// Every action with the record type it returns (`"etcd::stress"`).
         pub const ACTIONS: &[(&str, RecordType)] = &[$($(($action, RecordType::$variant)),+),+];
+
+        /// A step's record, a Rust value until it is rendered: the record of the action that made
+        /// it, as that action's Rust type, or a map the script built itself.
+        #[derive(Debug, Clone)]
+        pub enum Record {
+            $($(#[$doc])* $variant(Typed<$ty>),)+
+            /// A map the script built (its fields that hold an action's record are typed by the
+            /// step's `field_actions`), `{}` for none; also an action's record the script gave
+            /// another shape, or an old report's, kept exactly as written.
+            Script(Value),
+        }
+
+        impl Record {
+            /// The record type of an action's record, `None` for a script's map.
+            pub fn record_type(&self) -> Option<RecordType> {
+                match self {
+                    $(Record::$variant(_) => Some(RecordType::$variant),)+
+                    Record::Script(_) => None,
+                }
+            }
+
+            /// The record as JSON, exactly as the step's closure returned it (and the step's
+            /// views added).
+            pub fn to_value(&self) -> Value {
+                match self {
+                    $(Record::$variant(t) => t.to_value(),)+
+                    Record::Script(v) => v.clone(),
+                }
+            }
+
+            /// The fields added beside an action's own, mutable (a script's map is all added).
+            fn added_mut(&mut self) -> Option<&mut Map<String, Value>> {
+                match self {
+                    $(Record::$variant(t) => Some(&mut t.added),)+
+                    Record::Script(Value::Object(m)) => Some(m),
+                    Record::Script(_) => None,
+                }
+            }
+
+            /// The record of `ty` that `value` is, when it is one exactly.
+            fn decode(ty: RecordType, value: &Value) -> Option<Record> {
+                match ty {
+                    $(RecordType::$variant => Typed::decode(value).map(Record::$variant),)+
+                }
+            }
+        }
     };
 }
 
@@ -101,6 +147,122 @@ records! {
     Network(network::NetworkRecord) = ["fault::partition", "fault::heal", "fault::link"],
 }
 
+/// An action's record with the fields a step added beside its own: its views (`server`,
+/// `apiserver`, `outage`) and any field the script set on it.
+#[derive(Debug)]
+pub struct Typed<T> {
+    /// The action's record.
+    pub record: Arc<T>,
+    /// Fields beside the record's own, by name.
+    pub added: Map<String, Value>,
+}
+
+impl<T> Clone for Typed<T> {
+    fn clone(&self) -> Self {
+        Typed {
+            record: self.record.clone(),
+            added: self.added.clone(),
+        }
+    }
+}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned> Typed<T> {
+    /// A record from JSON that holds one exactly: it reads as `T`, and `T` with the fields it does
+    /// not have writes the same JSON back (else `None`: a script changed its shape, or an older
+    /// scen wrote it).
+    fn decode(value: &Value) -> Option<Typed<T>> {
+        let Value::Object(fields) = value else {
+            return None;
+        };
+        let record: T = T::deserialize(value).ok()?;
+        let Ok(Value::Object(own)) = serde_json::to_value(&record) else {
+            return None;
+        };
+        let added: Map<String, Value> = fields
+            .iter()
+            .filter(|(k, _)| !own.contains_key(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let typed = Typed {
+            record: Arc::new(record),
+            added,
+        };
+        (typed.to_value() == *value).then_some(typed)
+    }
+
+    /// The record and the fields beside it, as JSON.
+    fn to_value(&self) -> Value {
+        let mut v = serde_json::to_value(&*self.record).unwrap_or_default();
+        if let Value::Object(m) = &mut v {
+            m.extend(self.added.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        v
+    }
+}
+
+impl Record {
+    /// A step's record from the JSON its closure returned: typed by `action`'s record type when
+    /// it is one exactly, else kept as the script's value.
+    pub fn of(action: Option<&str>, value: Value) -> Record {
+        action
+            .and_then(RecordType::of_action)
+            .and_then(|ty| Record::decode(ty, &value))
+            .unwrap_or(Record::Script(value))
+    }
+
+    /// No record: `{}`.
+    pub fn empty() -> Record {
+        Record::Script(Value::Object(Map::new()))
+    }
+
+    /// Adds a field beside the record's own unless it has one of that name (a step's views: a
+    /// script's own `server` field wins). Does nothing to a script value that is not a map.
+    pub fn add(&mut self, key: &str, value: Value) {
+        let has = match &self.to_value() {
+            Value::Object(m) => m.contains_key(key),
+            _ => true,
+        };
+        if let (false, Some(m)) = (has, self.added_mut()) {
+            m.insert(key.to_string(), value);
+        }
+    }
+
+    /// Replaces a field beside the record's own (the outage a fault's window found).
+    pub fn set_added(&mut self, key: &str, value: Value) {
+        if let Some(m) = self.added_mut() {
+            m.insert(key.to_string(), value);
+        }
+    }
+
+    /// A field of the record as JSON (its own or one added), `None` when it has none.
+    pub fn field(&self, key: &str) -> Option<Value> {
+        match self {
+            Record::Script(v) => v.get(key).cloned(),
+            typed => match typed.to_value() {
+                Value::Object(mut m) => m.remove(key),
+                _ => None,
+            },
+        }
+    }
+
+    /// Whether this is a non-empty map the script built itself.
+    pub fn is_script_map(&self) -> bool {
+        matches!(self, Record::Script(Value::Object(m)) if !m.is_empty())
+    }
+}
+
+impl serde::Serialize for Record {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_value().serialize(s)
+    }
+}
+
+impl Default for Record {
+    fn default() -> Self {
+        Record::empty()
+    }
+}
+
 /// The schemas, made once.
 static SCHEMAS: LazyLock<Vec<Value>> =
     LazyLock::new(|| RecordType::ALL.iter().map(|t| t.make_schema()).collect());
@@ -135,6 +297,52 @@ pub fn action_of_tag(tag: i32) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    /// A `fault::members` record as JSON.
+    fn members() -> Value {
+        json!({"members": [{"name": "m1", "client_url": "http://127.0.0.1:2379", "pid": 7,
+            "running": true, "paused": false, "slowed": false, "leader": true}],
+            "leader": "m1", "alive": 1, "quorum": true})
+    }
+
+    #[test]
+    fn an_action_record_is_read_as_its_type_and_written_back_exactly() {
+        let mut v = members();
+        let r = Record::of(Some("fault::members"), v.clone());
+        let Record::Members(m) = &r else {
+            panic!("not typed: {r:?}");
+        };
+        assert_eq!(m.record.alive, 1);
+        assert_eq!(serde_json::to_value(&r).unwrap(), v);
+        // A field the script or the step added stays beside the record's own.
+        v["note"] = json!("after the upgrade");
+        let mut r = Record::of(Some("fault::members"), v.clone());
+        assert_eq!(r.record_type(), Some(RecordType::Members));
+        assert_eq!(r.to_value(), v);
+        r.add("server", json!({"leader_changes": 0}));
+        r.add("note", json!("not replaced"));
+        assert_eq!(r.field("note"), Some(json!("after the upgrade")));
+        assert_eq!(r.field("server"), Some(json!({"leader_changes": 0})));
+        assert_eq!(r.field("alive"), Some(json!(1)));
+    }
+
+    #[test]
+    fn a_record_of_another_shape_is_kept_as_written() {
+        // The script replaced a figure with text: not a `MembersRecord` any more.
+        let mut v = members();
+        v["alive"] = json!("all");
+        let r = Record::of(Some("fault::members"), v.clone());
+        assert!(matches!(r, Record::Script(_)), "{r:?}");
+        assert_eq!(r.to_value(), v);
+        // A map the script built, and no action.
+        let r = Record::of(None, json!({"a": 1}));
+        assert!(r.is_script_map());
+        assert_eq!(r.record_type(), None);
+        assert!(!Record::empty().is_script_map());
+        // An unknown action's name types nothing.
+        assert_eq!(Record::of(Some("etcd::nope"), members()).record_type(), None);
+    }
 
     #[test]
     fn tags_round_trip_and_every_type_has_an_action_and_a_schema() {

@@ -369,7 +369,7 @@ pub(super) fn warnings(old: &Report, new: &Report) -> Vec<String> {
     let mut untyped: Vec<&str> = [old, new]
         .iter()
         .flat_map(|r| &r.steps)
-        .filter(|s| s.action.is_none() && s.record.as_object().is_some_and(|m| !m.is_empty()))
+        .filter(|s| s.action.is_none() && s.record.is_script_map())
         .map(|s| s.name.as_str())
         .collect();
     untyped.sort_unstable();

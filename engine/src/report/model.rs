@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::actions::registry::Record;
 pub use crate::exit::{ErrorKind, Outcome};
 
 /// Version of the JSON layout; bumped on incompatible changes. 2: typed figures (`null` for no
@@ -106,7 +107,7 @@ pub struct TargetReport {
 }
 
 /// One step's entry.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct StepReport {
     /// Step name.
     pub name: String,
@@ -120,8 +121,10 @@ pub struct StepReport {
     pub duration_ms: f64,
     /// The error, when it failed.
     pub error: Option<ErrorInfo>,
-    /// What the step's closure returned (a map), or `{}`.
-    pub record: Value,
+    /// What the step's closure returned (a map), or `{}`: the action's record as its Rust type,
+    /// with the step's views beside it, or the map the script built.
+    #[schemars(with = "Value")]
+    pub record: Record,
     /// The action whose record this is (`etcd::stress`), however the step's closure reached it
     /// (directly, through a `fn`, a variable or `result(...)`): its record type (`scen api`) gives
     /// each figure's unit and direction.
@@ -131,6 +134,39 @@ pub struct StepReport {
     /// (`{"load": "etcd::stress"}`), which types them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub field_actions: BTreeMap<String, String>,
+}
+
+/// A step's entry as JSON holds it: the record is typed by its `action` once read.
+#[derive(Deserialize)]
+struct StepJson {
+    name: String,
+    background: bool,
+    status: StepStatus,
+    started_at: Option<DateTime<Utc>>,
+    duration_ms: f64,
+    error: Option<ErrorInfo>,
+    record: Value,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    field_actions: BTreeMap<String, String>,
+}
+
+impl<'de> Deserialize<'de> for StepReport {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = StepJson::deserialize(d)?;
+        Ok(StepReport {
+            record: Record::of(s.action.as_deref(), s.record),
+            name: s.name,
+            background: s.background,
+            status: s.status,
+            started_at: s.started_at,
+            duration_ms: s.duration_ms,
+            error: s.error,
+            action: s.action,
+            field_actions: s.field_actions,
+        })
+    }
 }
 
 /// One threshold's entry.

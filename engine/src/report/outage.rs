@@ -3,7 +3,6 @@
 //! back to 90% of its intended rate with p99 within twice its pre-fault level (a second's p99 on a
 //! shared machine moves that much by itself), and what it lost meanwhile.
 
-use serde_json::Value;
 
 use super::records::{Fault, Load};
 use super::{Report, StepReport};
@@ -206,8 +205,8 @@ pub fn attach(report: &mut Report) {
         })
         .collect();
     for (i, o) in found {
-        if let (Value::Object(m), Ok(v)) = (&mut report.steps[i].record, serde_json::to_value(&o)) {
-            m.insert("outage".into(), v);
+        if let Ok(v) = serde_json::to_value(&o) {
+            report.steps[i].record.set_added("outage", v);
         }
     }
 }
@@ -215,7 +214,8 @@ pub fn attach(report: &mut Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::report::model::Record;
+    use serde_json::{json, Value};
 
     /// A run with a 20 s open-loop load at 100/s from t = 0 and a partition from 5 s healed at
     /// 10 s; `series` gives each second's (ok, errors, p99).
@@ -262,7 +262,7 @@ mod tests {
         // Degraded for 8 s from the fault (5 s), although the heal came at 10.2 s.
         let mut r = run(&steady_then(8, 7), false);
         attach(&mut r);
-        let o: ClientOutage = serde_json::from_value(r.steps[1].record["outage"].clone()).unwrap();
+        let o: ClientOutage = serde_json::from_value(r.steps[1].record.to_value()["outage"].clone()).unwrap();
         assert_eq!(o.load, "load");
         assert_eq!(o.outage_ms, Some(8000.0));
         assert_eq!(o.fault_ms.map(f64::round), Some(5200.0));
@@ -272,7 +272,7 @@ mod tests {
         assert_eq!(o.intended_from, "target_rate");
         assert_eq!(o.pre_fault_p99_ms, Some(5.0));
         assert!(
-            r.steps[2].record.get("outage").is_none(),
+            r.steps[2].record.field("outage").is_none(),
             "heal starts no window"
         );
     }
@@ -285,7 +285,7 @@ mod tests {
         s.extend(std::iter::repeat_n((100, 0, 4.0), 5));
         let mut r = run(&s, false);
         attach(&mut r);
-        assert_eq!(r.steps[1].record["outage"]["outage_ms"], json!(5000.0));
+        assert_eq!(r.steps[1].record.to_value()["outage"]["outage_ms"], json!(5000.0));
     }
 
     #[test]
@@ -295,14 +295,14 @@ mod tests {
         s.extend(std::iter::repeat_n((100, 0, 5.0), 4));
         let mut r = run(&s, false);
         attach(&mut r);
-        assert_eq!(r.steps[1].record["outage"]["outage_ms"], json!(4000.0));
+        assert_eq!(r.steps[1].record.to_value()["outage"]["outage_ms"], json!(4000.0));
     }
 
     #[test]
     fn a_load_that_never_recovers_has_no_outage_figure_only_its_window() {
         let mut r = run(&steady_then(6, 0), false);
         attach(&mut r);
-        let o = &r.steps[1].record["outage"];
+        let o = &r.steps[1].record.to_value()["outage"];
         assert_eq!(o["outage_ms"], json!(null));
         assert_eq!(o["window_ms"], json!(6000.0));
     }
@@ -325,7 +325,7 @@ mod tests {
         ]);
         let mut r = run(&s, true);
         attach(&mut r);
-        let o = &r.steps[1].record["outage"];
+        let o = &r.steps[1].record.to_value()["outage"];
         assert_eq!(o["intended_from"], json!("pre_fault"));
         assert_eq!(o["intended_rate"], json!(200.0));
         // 170 < 90% of 200: the second after the dip still counts.
@@ -336,16 +336,16 @@ mod tests {
     fn a_fault_the_clients_did_not_notice_has_no_outage() {
         let mut r = run(&vec![(100, 0, 5.0); 15], false);
         attach(&mut r);
-        assert_eq!(r.steps[1].record["outage"]["outage_ms"], json!(0.0));
-        assert_eq!(r.steps[1].record["outage"]["errors"], json!(0));
+        assert_eq!(r.steps[1].record.to_value()["outage"]["outage_ms"], json!(0.0));
+        assert_eq!(r.steps[1].record.to_value()["outage"]["errors"], json!(0));
     }
 
     #[test]
     fn windows_pair_each_fault_with_what_undid_it() {
         let mut r = run(&steady_then(1, 1), false);
-        r.steps[1].record = json!({"action": "kill", "member": "m1"});
+        r.steps[1].record = Record::of(Some("fault::kill"), json!({"action": "kill", "member": "m1"}));
         r.steps[1].action = Some("fault::kill".into());
-        r.steps[2].record = json!({"action": "restart", "member": "m2"});
+        r.steps[2].record = Record::of(Some("fault::restart"), json!({"action": "restart", "member": "m2"}));
         r.steps[2].action = Some("fault::restart".into());
         let w = fault_windows(&r);
         assert_eq!(
@@ -354,7 +354,10 @@ mod tests {
             "the restart of another member is a window of its own"
         );
         assert_eq!(w[0].end, None, "m1 was never restarted");
-        r.steps[2].record["member"] = json!("m1");
+        r.steps[2].record = Record::of(
+            Some("fault::restart"),
+            json!({"action": "restart", "member": "m1"}),
+        );
         let w = fault_windows(&r);
         assert_eq!(w[0].end.map(|e| (e * 10.0).round()), Some(102.0));
     }

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::StepReport;
 use crate::actions::capacity::Trial;
-use crate::actions::registry::RecordType;
+use crate::actions::registry::{Record, RecordType};
 use crate::actions::stress::SecondPoint;
 use crate::measure::latency::Distribution;
 
@@ -20,9 +20,10 @@ fn lenient<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Optio
     Ok(T::deserialize(v).ok())
 }
 
-/// A part of a step's record, `None` when the record does not have it.
+/// A part of a step's record, `None` when the record does not have it: read from the JSON of
+/// a part several record types share (a load's series, its latency), or of a script's map.
 fn part<T: DeserializeOwned>(s: &StepReport) -> Option<T> {
-    T::deserialize(&s.record).ok()
+    T::deserialize(s.record.to_value()).ok()
 }
 
 /// What a load records beside its figures: its per-second series and its totals.
@@ -108,10 +109,26 @@ pub struct Fault {
 impl Fault {
     /// The fault a step injected or undid, when it is a fault step (`fault::members` is not).
     pub fn of(s: &StepReport) -> Option<Fault> {
-        let ty = RecordType::of_action(s.action.as_deref()?)?;
-        matches!(ty, RecordType::Fault | RecordType::Network)
-            .then(|| part(s))
-            .flatten()
+        match &s.record {
+            Record::Fault(f) => Some(Fault {
+                action: f.record.action.clone(),
+                member: Some(f.record.member.clone()),
+                delay_ms: f.record.delay_ms,
+            }),
+            Record::Network(n) => Some(Fault {
+                action: n.record.action.clone(),
+                member: n.record.member.clone(),
+                delay_ms: n.record.delay_ms,
+            }),
+            // A fault's record the script changed the shape of.
+            Record::Script(_) => {
+                let ty = RecordType::of_action(s.action.as_deref()?)?;
+                matches!(ty, RecordType::Fault | RecordType::Network)
+                    .then(|| part(s))
+                    .flatten()
+            }
+            _ => None,
+        }
     }
 }
 
@@ -135,9 +152,15 @@ impl Capacity {
     /// The capacity search of a step (`etcd::capacity`); also an old report's, whose steps
     /// name no action.
     pub fn of(s: &StepReport) -> Option<Capacity> {
-        match s.action.as_deref().map(RecordType::of_action) {
-            Some(Some(RecordType::Capacity)) | None => part(s),
-            Some(_) => None,
+        match (&s.record, s.action.as_deref().map(RecordType::of_action)) {
+            (Record::Capacity(c), _) => Some(Capacity {
+                slo: c.record.slo.clone(),
+                sustained_rate: c.record.sustained_rate,
+                failed_rate: c.record.failed_rate,
+                trials: c.record.trials.clone(),
+            }),
+            (Record::Script(_), Some(Some(RecordType::Capacity)) | None) => part(s),
+            _ => None,
         }
     }
 

@@ -151,7 +151,8 @@ fn cell(leaf: Leaf<'_>) -> String {
 pub fn record_tables(step: &StepReport) -> String {
     let figures = super::typed::step_figures_with_lists(step);
     let mut strings = Vec::new();
-    texts(&step.record, step.name.clone(), &mut strings);
+    let record = step.record.to_value();
+    texts(&record, step.name.clone(), &mut strings);
     let mut root = Node::default();
     for f in &figures {
         if let Some(rel) = relative(&step.name, &f.path) {
@@ -170,7 +171,7 @@ pub fn record_tables(step: &StepReport) -> String {
         if let Some(leaf) = c.leaf {
             let _ = write!(top, "<tr><td>{}</td>{}</tr>", esc(&name), cell(leaf));
         } else if c.is_table() {
-            nested.push_str(&sortable(&name, c, order_of(&step.record, c)));
+            nested.push_str(&sortable(&name, c, order_of(&record, c)));
         } else if !c.children.is_empty() {
             let mut rows = Vec::new();
             c.leaves("", &mut rows);

@@ -45,12 +45,16 @@ fn walk(
     each: fn(Option<&Value>, &Value, &str, Option<f64>) -> Vec<Figure>,
 ) -> Vec<Figure> {
     let figures = each;
-    let Value::Object(record) = &step.record else {
+    let Value::Object(mut own) = step.record.to_value() else {
         return Vec::new();
     };
     let schema_of = |action: &str| RecordType::of_action(action).map(RecordType::schema);
-    let schema = step.action.as_deref().and_then(schema_of);
-    let mut own = record.clone();
+    // An action's record is typed by its Rust type; a record of an action the script changed
+    // the shape of (or an old report's) by the schema of the action the step names.
+    let schema = match step.record.record_type() {
+        Some(ty) => Some(ty.schema()),
+        None => step.action.as_deref().and_then(schema_of),
+    };
     let mut out = Vec::new();
     for (key, schema) in STEP_VIEWS.iter() {
         if let Some(view) = own.remove(*key) {
@@ -90,8 +94,8 @@ pub fn page_figures(step: &StepReport) -> Vec<(String, String)> {
     let figures = step_figures(step);
     let find = |path: String| figures.iter().find(|f| f.path == path);
     let mut out = Vec::new();
-    if let Value::Object(record) = &step.record {
-        for (k, v) in record {
+    if let Value::Object(record) = step.record.to_value() {
+        for (k, v) in &record {
             if let Some(f) = find(crate::measure::path::key(&step.name, k)) {
                 out.push((k.clone(), f.display()));
             } else if let Some(t) = v.as_str().filter(|t| t.len() < 80) {
