@@ -19,9 +19,8 @@ use crate::measure::process;
 use crate::params::Overrides;
 use crate::plan::{Item, Plan, StepSpec};
 use crate::report::{
-    model::Record,
-    ErrorInfo, ErrorKind, Outcome, Report, ScenarioInfo, StepReport, StepStatus, StoppedEarly,
-    TargetReport, ThresholdReport, ThresholdStatus, SCHEMA_VERSION,
+    model::Record, ErrorInfo, ErrorKind, Outcome, Report, ScenarioInfo, StepReport, StepStatus,
+    StoppedEarly, TargetReport, ThresholdReport, ThresholdStatus, SCHEMA_VERSION,
 };
 use crate::script::{Host, Limits, ScriptError, StepRecord};
 use crate::target::{ConnectSettings, Target};

@@ -341,7 +341,10 @@ mod tests {
         assert_eq!(r.record_type(), None);
         assert!(!Record::empty().is_script_map());
         // An unknown action's name types nothing.
-        assert_eq!(Record::of(Some("etcd::nope"), members()).record_type(), None);
+        assert_eq!(
+            Record::of(Some("etcd::nope"), members()).record_type(),
+            None
+        );
     }
 
     #[test]

@@ -34,17 +34,23 @@ impl OpBook {
     }
 }
 
-/// One finished second of a book's series.
-#[derive(Debug, Clone, PartialEq)]
+/// One second of a load loop's per-second series: what a book folds, and what a load's record
+/// keeps (`etcd::stress`, `cluster::heartbeat`). The one per-second type.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Second {
-    /// Seconds since the loop started.
+    /// Seconds since the load started.
     pub t: u64,
-    /// Requests (due) in this second that succeeded.
+    /// Successful requests in this second (completed in it, or due in it for a loop at intended
+    /// times).
     pub ok: u64,
-    /// Requests (due) in this second that failed.
-    pub failed: u64,
-    /// 99th percentile latency of this second's successes, in ms (`None`: none succeeded).
+    /// Failed requests in this second.
+    pub errors: u64,
+    /// 99th percentile latency of this second's successes (`null`: none succeeded).
+    #[schemars(with = "Option<crate::measure::Ms>")]
     pub p99: Option<f64>,
+    /// Slowest successful request of this second (`null`: none succeeded).
+    #[schemars(with = "Option<crate::measure::Ms>")]
+    pub max: Option<f64>,
 }
 
 /// The book of one load loop, by operation `K`.
@@ -163,11 +169,13 @@ impl<K: Ord + Clone> Book<K> {
                 break;
             }
             let (t, s) = entry.remove_entry();
+            let summary = s.latency.summary();
             let second = Second {
                 t,
                 ok: s.ok,
-                failed: s.failed,
-                p99: s.latency.summary().p99,
+                errors: s.failed,
+                p99: summary.p99,
+                max: summary.max,
             };
             // A result for a second already closed (a loop that folded too early) adds to that
             // second's counts; its p99 stays the one of the results in when it closed. Never a
@@ -176,8 +184,12 @@ impl<K: Ord + Clone> Book<K> {
                 Ok(i) => {
                     let x = &mut self.series[i];
                     x.ok += second.ok;
-                    x.failed += second.failed;
+                    x.errors += second.errors;
                     x.p99 = x.p99.or(second.p99);
+                    x.max = match (x.max, second.max) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        (a, b) => a.or(b),
+                    };
                 }
                 Err(i) => self.series.insert(i, second),
             }
@@ -357,7 +369,7 @@ mod tests {
         assert_eq!(done.codes["NotOwned"], 1);
         assert_eq!(done.messages.len(), MESSAGES, "the first messages only");
         let series: Vec<(u64, u64, u64)> =
-            done.series.iter().map(|s| (s.t, s.ok, s.failed)).collect();
+            done.series.iter().map(|s| (s.t, s.ok, s.errors)).collect();
         assert_eq!(series, [(0, 5, 0), (1, 5, 7), (2, 0, 1)]);
         assert!(done.series[2].p99.is_none(), "no success: no p99, never 0");
     }
@@ -448,7 +460,7 @@ mod tests {
         book.unsent(0u8, 3, Duration::from_secs(3));
         let done = book.finish();
         let series: Vec<(u64, u64, u64)> =
-            done.series.iter().map(|s| (s.t, s.ok, s.failed)).collect();
+            done.series.iter().map(|s| (s.t, s.ok, s.errors)).collect();
         assert_eq!(series, [(0, 2, 0), (1, 1, 1), (3, 0, 0)]);
         assert!(done.series[2].p99.is_none(), "nothing done: no p99");
         let put = &done.ops[&0];

@@ -37,7 +37,9 @@ pub fn to_junit(report: &Report) -> Result<String> {
         tc.set_classname(format!("{}.steps", report.scenario.name));
         tc.set_time(Duration::from_secs_f64(s.duration_ms.max(0.0) / 1e3));
         if s.status == StepStatus::Passed {
-            tc.set_system_out(serde_json::to_string_pretty(&s.record.to_value()).unwrap_or_default());
+            tc.set_system_out(
+                serde_json::to_string_pretty(&s.record.to_value()).unwrap_or_default(),
+            );
         }
         steps.add_test_case(tc);
     }

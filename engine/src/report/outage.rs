@@ -3,7 +3,6 @@
 //! back to 90% of its intended rate with p99 within twice its pre-fault level (a second's p99 on a
 //! shared machine moves that much by itself), and what it lost meanwhile.
 
-
 use super::records::{Fault, Load};
 use super::{Report, StepReport};
 
@@ -262,7 +261,8 @@ mod tests {
         // Degraded for 8 s from the fault (5 s), although the heal came at 10.2 s.
         let mut r = run(&steady_then(8, 7), false);
         attach(&mut r);
-        let o: ClientOutage = serde_json::from_value(r.steps[1].record.to_value()["outage"].clone()).unwrap();
+        let o: ClientOutage =
+            serde_json::from_value(r.steps[1].record.to_value()["outage"].clone()).unwrap();
         assert_eq!(o.load, "load");
         assert_eq!(o.outage_ms, Some(8000.0));
         assert_eq!(o.fault_ms.map(f64::round), Some(5200.0));
@@ -285,7 +285,10 @@ mod tests {
         s.extend(std::iter::repeat_n((100, 0, 4.0), 5));
         let mut r = run(&s, false);
         attach(&mut r);
-        assert_eq!(r.steps[1].record.to_value()["outage"]["outage_ms"], json!(5000.0));
+        assert_eq!(
+            r.steps[1].record.to_value()["outage"]["outage_ms"],
+            json!(5000.0)
+        );
     }
 
     #[test]
@@ -295,7 +298,10 @@ mod tests {
         s.extend(std::iter::repeat_n((100, 0, 5.0), 4));
         let mut r = run(&s, false);
         attach(&mut r);
-        assert_eq!(r.steps[1].record.to_value()["outage"]["outage_ms"], json!(4000.0));
+        assert_eq!(
+            r.steps[1].record.to_value()["outage"]["outage_ms"],
+            json!(4000.0)
+        );
     }
 
     #[test]
@@ -336,16 +342,25 @@ mod tests {
     fn a_fault_the_clients_did_not_notice_has_no_outage() {
         let mut r = run(&vec![(100, 0, 5.0); 15], false);
         attach(&mut r);
-        assert_eq!(r.steps[1].record.to_value()["outage"]["outage_ms"], json!(0.0));
+        assert_eq!(
+            r.steps[1].record.to_value()["outage"]["outage_ms"],
+            json!(0.0)
+        );
         assert_eq!(r.steps[1].record.to_value()["outage"]["errors"], json!(0));
     }
 
     #[test]
     fn windows_pair_each_fault_with_what_undid_it() {
         let mut r = run(&steady_then(1, 1), false);
-        r.steps[1].record = Record::of(Some("fault::kill"), json!({"action": "kill", "member": "m1"}));
+        r.steps[1].record = Record::of(
+            Some("fault::kill"),
+            json!({"action": "kill", "member": "m1"}),
+        );
         r.steps[1].action = Some("fault::kill".into());
-        r.steps[2].record = Record::of(Some("fault::restart"), json!({"action": "restart", "member": "m2"}));
+        r.steps[2].record = Record::of(
+            Some("fault::restart"),
+            json!({"action": "restart", "member": "m2"}),
+        );
         r.steps[2].action = Some("fault::restart".into());
         let w = fault_windows(&r);
         assert_eq!(

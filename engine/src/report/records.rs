@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::StepReport;
 use crate::actions::capacity::Trial;
 use crate::actions::registry::{Record, RecordType};
-use crate::actions::stress::SecondPoint;
+use crate::measure::book::Second;
 use crate::measure::latency::Distribution;
 
 /// A field that is absent when it has another shape than its type (a `series` of PromQL series is
@@ -31,7 +31,7 @@ fn part<T: DeserializeOwned>(s: &StepReport) -> Option<T> {
 pub struct Load {
     /// One point per second since the load started (a stress's, a heartbeat's).
     #[serde(default, deserialize_with = "lenient")]
-    pub series: Option<Vec<SecondPoint>>,
+    pub series: Option<Vec<Second>>,
     /// The rate it was asked for, per second.
     #[serde(default, deserialize_with = "lenient")]
     pub target_rate: Option<f64>,
@@ -50,7 +50,7 @@ impl Load {
     }
 
     /// The per-second series, when the step has a non-empty one.
-    pub fn seconds(s: &StepReport) -> Option<Vec<SecondPoint>> {
+    pub fn seconds(s: &StepReport) -> Option<Vec<Second>> {
         Load::of(s).series.filter(|v| !v.is_empty())
     }
 }
@@ -210,7 +210,7 @@ pub enum PerSecond {
 
 impl PerSecond {
     /// This figure of one second, `None` when the second has none (no request succeeded).
-    pub fn of(self, p: &SecondPoint) -> Option<f64> {
+    pub fn of(self, p: &Second) -> Option<f64> {
         match self {
             PerSecond::Ok => Some(p.ok as f64),
             PerSecond::Errors => Some(p.errors as f64),
@@ -221,7 +221,7 @@ impl PerSecond {
 }
 
 /// `(t, value)` of each second of a series that has the figure.
-pub fn points(series: &[SecondPoint], f: PerSecond) -> Vec<(f64, f64)> {
+pub fn points(series: &[Second], f: PerSecond) -> Vec<(f64, f64)> {
     series
         .iter()
         .filter_map(|p| Some((p.t as f64, f.of(p)?)))

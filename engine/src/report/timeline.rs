@@ -10,7 +10,7 @@ use super::records::{points, Fault, Load, PerSecond};
 use super::svg::{self, esc, Line, Mark, LEFT, RIGHT, W};
 use super::{Report, StepReport};
 use crate::actions::registry::RecordType;
-use crate::actions::stress::SecondPoint;
+use crate::measure::book::Second;
 
 /// What a step does to the cluster, for marking: a fault or maintenance.
 pub fn kind(s: &StepReport) -> Option<&'static str> {
@@ -33,7 +33,7 @@ pub fn offset_s(report: &Report, s: &StepReport) -> Option<f64> {
 
 /// A rate field (`ok`, `errors`) of a per-second series with its last, partial second scaled to
 /// the part the step covered (dropped under a fifth of a second): `(t, per second)`.
-pub fn rate_points(series: &[SecondPoint], f: PerSecond, span_s: f64) -> Vec<(f64, f64)> {
+pub fn rate_points(series: &[Second], f: PerSecond, span_s: f64) -> Vec<(f64, f64)> {
     series
         .iter()
         .filter_map(|p| {

@@ -91,20 +91,6 @@ pub struct FlowRecord {
     pub latency: Distribution,
 }
 
-/// One second of heartbeats.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
-pub struct HeartbeatSecond {
-    /// Seconds since the start.
-    pub t: u64,
-    /// Successful writes due in this second.
-    pub ok: u64,
-    /// Failed writes due in this second.
-    pub errors: u64,
-    /// 99th percentile latency of this second's writes (`null`: none succeeded).
-    #[schemars(with = "Option<crate::measure::Ms>")]
-    pub p99: Option<f64>,
-}
-
 /// The record of `cluster::heartbeat`.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct HeartbeatRecord {
@@ -147,7 +133,7 @@ pub struct HeartbeatRecord {
     /// The first few error messages.
     pub error_messages: Vec<String>,
     /// Per second: writes and p99 latency.
-    pub series: Vec<HeartbeatSecond>,
+    pub series: Vec<crate::measure::book::Second>,
 }
 
 impl crate::actions::CheckOptions for HeartbeatOptions {
@@ -590,16 +576,7 @@ async fn keep_alive(
         client_cpu_per_write: (ok > 0).then(|| ms(cpu) / ok as f64),
         errors_by_code: done.codes,
         error_messages: done.messages,
-        series: done
-            .series
-            .into_iter()
-            .map(|x| HeartbeatSecond {
-                t: x.t,
-                ok: x.ok,
-                errors: x.failed,
-                p99: x.p99,
-            })
-            .collect(),
+        series: done.series,
     };
     Ok((record, last_rev))
 }

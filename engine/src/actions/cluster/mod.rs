@@ -22,9 +22,7 @@ use base64::Engine as _;
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 
-pub use heartbeat::{
-    heartbeat, heartbeat_through, FlowRecord, HeartbeatOptions, HeartbeatRecord, HeartbeatSecond,
-};
+pub use heartbeat::{heartbeat, heartbeat_through, FlowRecord, HeartbeatOptions, HeartbeatRecord};
 pub use inventory::{cleanup, inventory, CleanupRecord, InventoryOptions, InventoryRecord};
 pub use lifecycle::{
     lifecycle, lifecycle_through, phases_of, LifecycleOptions, LifecycleRecord, ObjectAddress,

@@ -21,7 +21,7 @@ use rand::{RngCore, SeedableRng};
 use serde::Deserialize;
 
 pub use keys::Pattern;
-pub use record::{CpuRecord, OpRecord, SecondPoint, StressRecord, WatchRecord};
+pub use record::{CpuRecord, OpRecord, StressRecord, WatchRecord};
 pub use schedule::{Schedule, Stage};
 
 use super::etcd::full_key;

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::schedule::Schedule;
 use super::worker::{Shared, WorkerResult};
 use crate::actions::ms;
-use crate::measure::book::Book;
+use crate::measure::book::{Book, Second};
 use crate::measure::latency::{Distribution, Recorder};
 
 /// One operation's figures.
@@ -24,23 +24,6 @@ pub struct OpRecord {
     pub throughput: f64,
     /// Latency of successful requests (ms).
     pub latency: Distribution,
-}
-
-/// One second of the run.
-#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
-pub struct SecondPoint {
-    /// Seconds since the load started.
-    pub t: u64,
-    /// Successful requests completed in this second.
-    pub ok: u64,
-    /// Failed requests completed in this second.
-    pub errors: u64,
-    /// 99th percentile latency of this second (`null`: nothing succeeded in it).
-    #[schemars(with = "Option<crate::measure::Ms>")]
-    pub p99: Option<f64>,
-    /// Slowest request of this second.
-    #[schemars(with = "Option<crate::measure::Ms>")]
-    pub max: Option<f64>,
 }
 
 /// CPU used, in total and per successful request.
@@ -144,7 +127,7 @@ pub struct StressRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub txn_conflicts: Option<u64>,
     /// Per second: throughput and p99, for plots and time-window thresholds.
-    pub series: Vec<SecondPoint>,
+    pub series: Vec<Second>,
     /// CPU per request.
     pub cpu: CpuRecord,
     /// Watch delay and missed events, when `watchers` were set.
@@ -225,14 +208,14 @@ pub fn build(i: Inputs<'_>) -> StressRecord {
     let errors: u64 = codes.values().sum();
     let ops = ok + errors;
     let throughput = ok as f64 / secs;
-    let series: Vec<SecondPoint> = i
+    let series: Vec<Second> = i
         .shared
         .series
         .lock()
         .expect("series lock")
         .iter()
         .enumerate()
-        .map(|(t, s)| SecondPoint {
+        .map(|(t, s)| Second {
             t: t as u64,
             ok: s.ok,
             errors: s.errors,
