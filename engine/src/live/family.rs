@@ -2,7 +2,10 @@
 //! labels — rendered here as OpenMetrics text (what `--metrics-listen` serves), and turned into
 //! remote-write time series by [`super::remote_write`].
 
-use std::fmt::Write as _;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
 
 /// A metric family's type (OpenMetrics' names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,50 +86,156 @@ pub fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A label value escaped for the text format (backslash, quote, newline).
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+impl Kind {
+    /// The prometheus-client type the family is encoded as.
+    fn metric_type(self) -> MetricType {
+        match self {
+            Kind::Counter => MetricType::Counter,
+            Kind::Gauge => MetricType::Gauge,
+            Kind::Histogram => MetricType::Histogram,
+        }
+    }
 }
 
-/// A value as the text format writes it (`+Inf`, `NaN`, integers without a fraction).
-fn number(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
+/// Families at one moment with the run's labels, as a prometheus-client collector: encoded by
+/// prometheus-client's OpenMetrics text encoder (escaping, `# UNIT`, `_total`, `le`, `# EOF`).
+#[derive(Debug)]
+struct Snapshot {
+    families: Vec<Family>,
+    common: Vec<(String, String)>,
+}
+
+impl Snapshot {
+    /// The run's labels, then the sample's own.
+    fn labels(&self, own: &[(String, String)]) -> Vec<(String, String)> {
+        self.common.iter().chain(own).cloned().collect()
+    }
+
+    /// A histogram family's series, one per label set without `le`: its sum, count and buckets
+    /// (upper bound and the count in that bucket alone, as prometheus-client takes them).
+    fn histograms(&self, f: &Family) -> Vec<(Vec<(String, String)>, Histogram)> {
+        let mut out: Vec<(Vec<(String, String)>, Histogram)> = Vec::new();
+        for s in &f.samples {
+            let le = s.labels.iter().find(|(k, _)| k == "le").map(|(_, v)| v);
+            let own: Vec<(String, String)> = s
+                .labels
+                .iter()
+                .filter(|(k, _)| k != "le")
+                .cloned()
+                .collect();
+            let i = match out.iter().position(|(l, _)| *l == own) {
+                Some(i) => i,
+                None => {
+                    out.push((own, Histogram::default()));
+                    out.len() - 1
+                }
+            };
+            let h = &mut out[i].1;
+            match (s.suffix, le) {
+                ("_bucket", Some(le)) => {
+                    let upper = if le == "+Inf" {
+                        f64::INFINITY
+                    } else {
+                        le.parse().unwrap_or(f64::INFINITY)
+                    };
+                    h.cumulative.push((upper, s.value as u64));
+                }
+                ("_sum", _) => h.sum = s.value,
+                ("_count", _) => h.count = s.value as u64,
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// One histogram series as a family's samples give it.
+#[derive(Debug, Default)]
+struct Histogram {
+    sum: f64,
+    count: u64,
+    /// `(le, cumulative count)`.
+    cumulative: Vec<(f64, u64)>,
+}
+
+impl Histogram {
+    /// The buckets with each one's own count.
+    fn buckets(&self) -> Vec<(f64, u64)> {
+        let mut sorted = self.cumulative.clone();
+        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut below = 0;
+        sorted
+            .into_iter()
+            .map(|(le, c)| {
+                let own = c.saturating_sub(below);
+                below = below.max(c);
+                (le, own)
+            })
+            .collect()
+    }
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for f in &self.families {
+            // prometheus-client appends the unit to the name: a name must end in it.
+            let (name, unit) = match f.unit.and_then(|u| {
+                let base = f.name.strip_suffix(&format!("_{u}"))?;
+                Some((base, unit_of(u)))
+            }) {
+                Some((base, unit)) => (base, Some(unit)),
+                None => (f.name.as_str(), None),
+            };
+            let help = f.help.replace('\n', " ");
+            let mut metric =
+                encoder.encode_descriptor(name, &help, unit.as_ref(), f.kind.metric_type())?;
+            match f.kind {
+                Kind::Counter => {
+                    for s in &f.samples {
+                        let labels = self.labels(&s.labels);
+                        metric
+                            .encode_family(&labels)?
+                            .encode_counter::<NoLabelSet, _, f64>(&s.value, None)?;
+                    }
+                }
+                Kind::Gauge => {
+                    for s in &f.samples {
+                        let labels = self.labels(&s.labels);
+                        metric.encode_family(&labels)?.encode_gauge(&s.value)?;
+                    }
+                }
+                Kind::Histogram => {
+                    for (own, h) in self.histograms(f) {
+                        let labels = self.labels(&own);
+                        metric
+                            .encode_family(&labels)?
+                            .encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets(), None)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// prometheus-client's unit for a family's unit name.
+fn unit_of(u: &str) -> Unit {
+    match u {
+        "seconds" => Unit::Seconds,
+        "bytes" => Unit::Bytes,
+        "ratio" | "ratios" => Unit::Ratios,
+        other => Unit::Other(other.to_string()),
     }
 }
 
 /// The OpenMetrics text exposition of `families`, each sample with `common` labels first;
 /// ends with `# EOF`.
-pub fn openmetrics(families: &[Family], common: &[(String, String)]) -> String {
+pub fn openmetrics(families: Vec<Family>, common: Vec<(String, String)>) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Snapshot { families, common }));
     let mut out = String::new();
-    for f in families {
-        let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind.name());
-        if let Some(u) = f.unit {
-            let _ = writeln!(out, "# UNIT {} {u}", f.name);
-        }
-        let _ = writeln!(out, "# HELP {} {}", f.name, f.help.replace('\n', " "));
-        for s in &f.samples {
-            let all = common.iter().chain(&s.labels);
-            let text: Vec<String> = all.map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
-            let _ = writeln!(
-                out,
-                "{}{}{{{}}} {}",
-                f.name,
-                s.suffix,
-                text.join(","),
-                number(s.value)
-            );
-        }
-    }
-    out.push_str("# EOF\n");
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
     out
 }
 
@@ -142,22 +251,79 @@ mod tests {
             "Latency.",
             Some("seconds"),
         );
-        f.push("_bucket", labels(&[("step", "a\"b"), ("le", "+Inf")]), 3.0);
-        f.push("_count", labels(&[("step", "a\"b")]), 3.0);
+        let step = |le: Option<&str>| {
+            let mut l = labels(&[("step", "a\"b")]);
+            l.extend(le.map(|le| ("le".to_string(), le.to_string())));
+            l
+        };
+        f.push("_bucket", step(Some("0.005")), 2.0);
+        f.push("_bucket", step(Some("+Inf")), 3.0);
+        f.push("_sum", step(None), 0.0125);
+        f.push("_count", step(None), 3.0);
         let mut c = Family::new("scen_requests", Kind::Counter, "Requests.", None);
-        c.push("_total", vec![], f64::INFINITY);
-        let text = openmetrics(&[f, c], &labels(&[("run_id", "r1")]));
+        c.push("_total", labels(&[("op", "put")]), 42.0);
+        let mut g = Family::new("scen_step_running", Kind::Gauge, "1 while\nit runs.", None);
+        g.push("", vec![], 1.0);
+        let text = openmetrics(vec![f, c, g], labels(&[("run_id", "r1")]));
         assert_eq!(
             text,
-            "# TYPE scen_request_duration_seconds histogram\n\
+            "# HELP scen_request_duration_seconds Latency.\n\
+             # TYPE scen_request_duration_seconds histogram\n\
              # UNIT scen_request_duration_seconds seconds\n\
-             # HELP scen_request_duration_seconds Latency.\n\
-             scen_request_duration_seconds_bucket{run_id=\"r1\",step=\"a\\\"b\",le=\"+Inf\"} 3\n\
+             scen_request_duration_seconds_sum{run_id=\"r1\",step=\"a\\\"b\"} 0.0125\n\
              scen_request_duration_seconds_count{run_id=\"r1\",step=\"a\\\"b\"} 3\n\
-             # TYPE scen_requests counter\n\
+             scen_request_duration_seconds_bucket{le=\"0.005\",run_id=\"r1\",step=\"a\\\"b\"} 2\n\
+             scen_request_duration_seconds_bucket{le=\"+Inf\",run_id=\"r1\",step=\"a\\\"b\"} 3\n\
              # HELP scen_requests Requests.\n\
-             scen_requests_total{run_id=\"r1\"} +Inf\n\
-             # EOF\n"
+             # TYPE scen_requests counter\n\
+             scen_requests_total{run_id=\"r1\",op=\"put\"} 42.0\n\
+             # HELP scen_step_running 1 while it runs.\n\
+             # TYPE scen_step_running gauge\n\
+             scen_step_running{run_id=\"r1\"} 1.0\n\
+             # EOF\n",
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_text_parses_back_to_the_same_values() {
+        let mut f = Family::new(
+            "etcd_disk_wal_fsync_duration_seconds",
+            Kind::Histogram,
+            "h",
+            Some("seconds"),
+        );
+        for (le, n) in [
+            ("0.001", 5.0),
+            ("0.002", 9.0),
+            ("0.004", 9.0),
+            ("+Inf", 10.0),
+        ] {
+            f.push("_bucket", labels(&[("member", "m1"), ("le", le)]), n);
+        }
+        f.push("_sum", labels(&[("member", "m1")]), 0.0173);
+        f.push("_count", labels(&[("member", "m1")]), 10.0);
+        let text = openmetrics(vec![f], vec![]);
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+        let h = scrape
+            .samples
+            .iter()
+            .find_map(|s| match &s.value {
+                prometheus_parse::Value::Histogram(h) => Some(h.clone()),
+                _ => None,
+            })
+            .expect("a histogram");
+        let got: Vec<(f64, f64)> = h.iter().map(|b| (b.less_than, b.count)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (0.001, 5.0),
+                (0.002, 9.0),
+                (0.004, 9.0),
+                (f64::INFINITY, 10.0)
+            ],
+            "{text}"
         );
     }
 }

@@ -132,7 +132,7 @@ async fn answer(
         return Ok(r);
     }
     let n = scrapes.begin();
-    let text = super::family::openmetrics(&hub.families().await, &hub.common_labels());
+    let text = super::family::openmetrics(hub.families().await, hub.common_labels());
     scrapes.seen();
     let mut r = Response::new(Served {
         inner: Full::new(Bytes::from(text)),
