@@ -153,6 +153,9 @@ records! {
 pub struct Typed<T> {
     /// The action's record.
     pub record: Arc<T>,
+    /// The record's own fields as they were written (an older scen's report lacks a field a
+    /// newer record has; written back, it still lacks it).
+    written: Map<String, Value>,
     /// Fields beside the record's own, by name.
     pub added: Map<String, Value>,
 }
@@ -161,15 +164,16 @@ impl<T> Clone for Typed<T> {
     fn clone(&self) -> Self {
         Typed {
             record: self.record.clone(),
+            written: self.written.clone(),
             added: self.added.clone(),
         }
     }
 }
 
 impl<T: serde::Serialize + serde::de::DeserializeOwned> Typed<T> {
-    /// A record from JSON that holds one exactly: it reads as `T`, and `T` with the fields it does
-    /// not have writes the same JSON back (else `None`: a script changed its shape, or an older
-    /// scen wrote it).
+    /// A record from JSON that holds one: it reads as `T`, and `T` writes the same JSON back but
+    /// for the fields the JSON lacks and `T` has as `null` (a field added since) and the fields
+    /// `T` does not have (added beside it). Else `None`: a script changed its shape.
     fn decode(value: &Value) -> Option<Typed<T>> {
         let Value::Object(fields) = value else {
             return None;
@@ -178,25 +182,38 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> Typed<T> {
         let Ok(Value::Object(own)) = serde_json::to_value(&record) else {
             return None;
         };
-        let added: Map<String, Value> = fields
+        let (written, added): (Map<String, Value>, Map<String, Value>) = fields
             .iter()
-            .filter(|(k, _)| !own.contains_key(*k))
             .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let typed = Typed {
+            .partition(|(k, _)| own.contains_key(k));
+        same_but_nulls(&Value::Object(own), &Value::Object(written.clone())).then(|| Typed {
             record: Arc::new(record),
+            written,
             added,
-        };
-        (typed.to_value() == *value).then_some(typed)
+        })
     }
 
     /// The record and the fields beside it, as JSON.
     fn to_value(&self) -> Value {
-        let mut v = serde_json::to_value(&*self.record).unwrap_or_default();
-        if let Value::Object(m) = &mut v {
-            m.extend(self.added.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut m = self.written.clone();
+        m.extend(self.added.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Value::Object(m)
+    }
+}
+
+/// Whether two JSON values are equal where a map's absent field counts as `null`.
+fn same_but_nulls(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let null = Value::Null;
+            x.keys()
+                .chain(y.keys())
+                .all(|k| same_but_nulls(x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null)))
         }
-        v
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_but_nulls(p, q))
+        }
+        _ => a == b,
     }
 }
 
@@ -325,6 +342,26 @@ mod tests {
         assert_eq!(r.field("note"), Some(json!("after the upgrade")));
         assert_eq!(r.field("server"), Some(json!({"leader_changes": 0})));
         assert_eq!(r.field("alive"), Some(json!(1)));
+    }
+
+    #[test]
+    fn an_older_record_without_a_newer_field_is_typed_and_written_back_as_it_was() {
+        // `leader` is `Option`: a record written before it existed lacks it.
+        let mut v = members();
+        v.as_object_mut().unwrap().remove("leader");
+        let r = Record::of(Some("fault::members"), v.clone());
+        let Record::Members(m) = &r else {
+            panic!("not typed: {r:?}");
+        };
+        assert_eq!(m.record.leader, None);
+        assert_eq!(r.to_value(), v, "no `leader: null` added on the way back");
+        // A field that is there with another value than its type allows is not dropped.
+        let mut v = members();
+        v["leader"] = json!(7);
+        assert!(matches!(
+            Record::of(Some("fault::members"), v),
+            Record::Script(_)
+        ));
     }
 
     #[test]
