@@ -196,7 +196,7 @@ pub fn ab(mut args: AbArgs, quiet: bool) -> Exit {
     };
     let mut base = RunConfig {
         scenario: args.file.clone(),
-        overrides: crate::overrides(&args.params),
+        overrides: crate::run::overrides(&args.params),
         limits: Limits::default(),
         ..Default::default()
     };
