@@ -172,7 +172,7 @@ pub(crate) fn compare(
                 b.len()
             )
         } else {
-            "; one run per side: the requests as the samples, which understates the noise between runs (give several runs per side around `--`)".into()
+            "; one run per side: the requests as the samples, each interval at least as wide as its run's second-to-second spread, which still understates the noise between runs (give several runs per side around `--`)".into()
         }
     );
     if judged == 0 {

@@ -744,6 +744,7 @@ mod tests {
                 n: 20,
                 dist,
             },
+            spread: None,
         }
     }
 

@@ -45,6 +45,11 @@ pub struct Second {
     pub ok: u64,
     /// Failed requests in this second.
     pub errors: u64,
+    /// Median latency of this second's successes (`null`: none succeeded). Absent in reports
+    /// of scen before 2026-12-07.
+    #[serde(default)]
+    #[schemars(with = "Option<crate::measure::Ms>")]
+    pub p50: Option<f64>,
     /// 99th percentile latency of this second's successes (`null`: none succeeded).
     #[schemars(with = "Option<crate::measure::Ms>")]
     pub p99: Option<f64>,
@@ -174,6 +179,7 @@ impl<K: Ord + Clone> Book<K> {
                 t,
                 ok: s.ok,
                 errors: s.failed,
+                p50: summary.p50,
                 p99: summary.p99,
                 max: summary.max,
             };
@@ -185,6 +191,7 @@ impl<K: Ord + Clone> Book<K> {
                     let x = &mut self.series[i];
                     x.ok += second.ok;
                     x.errors += second.errors;
+                    x.p50 = x.p50.or(second.p50);
                     x.p99 = x.p99.or(second.p99);
                     x.max = match (x.max, second.max) {
                         (Some(a), Some(b)) => Some(a.max(b)),

@@ -94,6 +94,9 @@ pub struct Figure {
     pub better: Option<Better>,
     /// What it rests on.
     pub basis: Basis,
+    /// Its run's second-to-second relative standard error, when its record has a per-second
+    /// series ([`Spread`]): its interval is at least that wide.
+    pub spread: Option<f64>,
 }
 
 impl Figure {
@@ -163,15 +166,86 @@ fn walk_all(
         defs: schema.and_then(|s| s.get("$defs")),
         span_ms,
         lists,
+        spread: Spread::of(value),
         out: &mut out,
     };
     w.walk(schema, value, prefix);
     out
 }
 
+/// How much a load's own figures moved from second to second: the relative standard error of a
+/// figure of the whole run, from its seconds as batches (batch means). Requests of one run are
+/// not independent — a busy second slows all of them — so the count of requests overstates what
+/// a figure rests on; `scen compare` widens each interval to at least `±1.96 ×` this.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Spread {
+    /// For the quantiles and means of the record's latency distributions: from the per-second
+    /// medians.
+    pub latency: Option<f64>,
+    /// For rates of requests: from the per-second counts.
+    pub rate: Option<f64>,
+}
+
+impl Spread {
+    /// Fewest seconds that estimate a spread.
+    const MIN_SECONDS: usize = 4;
+    /// Fewest successes in a second for its median to count.
+    const MIN_PER_SECOND: u64 = 20;
+
+    /// The spread of a record with a per-second `series` (seconds with `ok` and `p50`); none for
+    /// any other, or too short a series.
+    pub fn of(record: &Value) -> Spread {
+        let Some(series) = record.get("series").and_then(Value::as_array) else {
+            return Spread::default();
+        };
+        let ok = |s: &Value| s.get("ok").and_then(Value::as_u64);
+        // Relative standard error of the mean of the seconds' values.
+        let rse = |xs: &[f64]| {
+            let (m, v) = mean_var(xs)?;
+            (xs.len() >= Self::MIN_SECONDS && m > 0.0).then(|| (v / xs.len() as f64).sqrt() / m)
+        };
+        // The first and last seconds are partial: their counts are not the rate's.
+        let whole = series.get(1..series.len().saturating_sub(1)).unwrap_or(&[]);
+        let counts: Vec<f64> = whole.iter().filter_map(ok).map(|n| n as f64).collect();
+        // Every second with enough successes: a partial one has a median too.
+        let medians: Vec<f64> = series
+            .iter()
+            .filter(|s| ok(s).is_some_and(|k| k >= Self::MIN_PER_SECOND))
+            .filter_map(|s| s.get("p50")?.as_f64())
+            .collect();
+        Spread {
+            latency: rse(&medians),
+            rate: rse(&counts),
+        }
+    }
+
+    /// `(lo, hi)` widened to at least `value ± 1.96 × rse`.
+    pub fn widen(rse: Option<f64>, value: f64, (lo, hi): (f64, f64)) -> (f64, f64) {
+        match rse {
+            Some(r) => {
+                let half = super::interval::Z * r * value.abs();
+                (lo.min(value - half), hi.max(value + half))
+            }
+            None => (lo, hi),
+        }
+    }
+}
+
+/// Mean and sample variance, `None` for fewer than two values.
+fn mean_var(xs: &[f64]) -> Option<(f64, f64)> {
+    if xs.len() < 2 {
+        return None;
+    }
+    let m = xs.iter().sum::<f64>() / xs.len() as f64;
+    let v = xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64;
+    Some((m, v))
+}
+
 struct Walk<'a> {
     defs: Option<&'a Value>,
     span_ms: Option<f64>,
+    /// The record's second-to-second spread.
+    spread: Spread,
     /// Walk into lists of maps too.
     lists: bool,
     out: &'a mut Vec<Figure>,
@@ -185,7 +259,7 @@ impl Walk<'_> {
             return;
         };
         if node.is_some_and(is_distribution) {
-            distribution(map, path, self.span_ms, self.out);
+            distribution(map, path, self.span_ms, self.spread.latency, self.out);
             return;
         }
         for (k, v) in map {
@@ -198,8 +272,11 @@ impl Walk<'_> {
             match v {
                 Value::Object(_) => self.walk(field, v, &here),
                 Value::Number(_) | Value::Null | Value::Bool(_) => {
-                    self.out
-                        .push(leaf(defs, field, map, v, here, schema.is_some()));
+                    let mut f = leaf(defs, field, map, v, here, schema.is_some());
+                    if matches!(f.basis, Basis::RateOf { .. }) {
+                        f.spread = self.spread.rate;
+                    }
+                    self.out.push(f);
                 }
                 Value::Array(items) if self.lists => {
                     let item = field.map(|f| resolve(defs, f)).and_then(|f| f.get("items"));
@@ -220,6 +297,7 @@ fn distribution(
     map: &serde_json::Map<String, Value>,
     path: &str,
     span_ms: Option<f64>,
+    spread: Option<f64>,
     out: &mut Vec<Figure>,
 ) {
     let count = map.get("count").and_then(Value::as_u64).unwrap_or(0);
@@ -253,12 +331,18 @@ fn distribution(
             // min, max, stddev: shown, but no verdict (a maximum has no confidence interval).
             (Unit::Ms, None, Basis::Unknown)
         };
+        // The spread of the medians, a floor for every quantile and the mean (a tail moves
+        // more, never less, from second to second).
+        let spread = matches!(basis, Basis::Quantile { .. } | Basis::Mean { .. })
+            .then_some(spread)
+            .flatten();
         out.push(Figure {
             path: super::path::key(path, k),
             value,
             unit: Some(unit),
             better,
             basis,
+            spread,
         });
     }
 }
@@ -333,6 +417,7 @@ fn leaf(
         unit,
         better,
         basis,
+        spread: None,
     }
 }
 
@@ -365,6 +450,7 @@ mod tests {
                 n: 6010,
                 dist: dist.clone(),
             },
+            spread: None,
         };
         assert_eq!(fig("p50", 0.5).bucket(), Some((0.0, 5.0)));
         assert_eq!(fig("p50", 0.5).display(), "2.51ms (bucket 0ms–5ms)");
@@ -393,6 +479,40 @@ mod tests {
         });
         let fs = figures(Some(&schema), &record, "c", None);
         assert_eq!(find(&fs, "c.throughput").basis, Basis::RateOf { n: 313 });
+    }
+
+    #[test]
+    fn a_loads_seconds_give_the_spread_of_its_median_and_rate() {
+        let second = |t: u64, ok: u64, p50: f64| serde_json::json!({"t": t, "ok": ok, "errors": 0, "p50": p50});
+        // Medians 9, 11, 9, 11, 10 (mean 10, sd 1): relative standard error 1/√5/10; the counts
+        // of the whole seconds (not the first or last) 100, 120, 80.
+        let series: Vec<Value> = [(100, 9.0), (100, 11.0), (120, 9.0), (80, 11.0), (30, 10.0)]
+            .iter()
+            .enumerate()
+            .map(|(t, (ok, p50))| second(t as u64, *ok, *p50))
+            .collect();
+        let s = Spread::of(&serde_json::json!({ "series": series }));
+        assert!(
+            (s.latency.unwrap() - 1.0 / 5f64.sqrt() / 10.0).abs() < 1e-9,
+            "{s:?}"
+        );
+        assert_eq!(s.rate, None, "three whole seconds estimate no spread");
+        let many: Vec<Value> = (0..8)
+            .map(|t| second(t, 100 + 10 * (t % 2), 10.0))
+            .collect();
+        let s = Spread::of(&serde_json::json!({ "series": many }));
+        assert_eq!(s.latency, Some(0.0), "every second alike");
+        assert!(s.rate.unwrap() > 0.0);
+        // Seconds with too few successes have no median that counts; no series, no spread.
+        let few: Vec<Value> = (0..8).map(|t| second(t, 5, 10.0 + t as f64)).collect();
+        assert_eq!(
+            Spread::of(&serde_json::json!({ "series": few })).latency,
+            None
+        );
+        assert_eq!(Spread::of(&serde_json::json!({})), Spread::default());
+        // The widened interval: at least ±1.96 × rse × value.
+        assert_eq!(Spread::widen(Some(0.1), 10.0, (9.9, 10.1)), (8.04, 11.96));
+        assert_eq!(Spread::widen(None, 10.0, (9.9, 10.1)), (9.9, 10.1));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::typed::step_figures;
 use super::Report;
+use crate::measure::figures::Spread;
 use crate::measure::figures::{Basis, Better, Figure};
 use crate::measure::interval::{interval, too_few, NoInterval};
 use crate::measure::Unit;
@@ -293,7 +294,11 @@ fn judge(
         interval(a, &o.basis, opts.min_samples),
         interval(b, &n.basis, opts.min_samples),
     ) {
-        (Ok(ia), Ok(ib)) => (ia, ib),
+        // At least as wide as each run's own second-to-second spread (batch means).
+        (Ok(ia), Ok(ib)) => (
+            Spread::widen(o.spread, a, ia),
+            Spread::widen(n.spread, b, ib),
+        ),
         (Err(NoInterval::TooFewSamples(why)), _) => {
             return (Verdict::TooFewSamples, Some(format!("old: {why}")))
         }
@@ -395,7 +400,48 @@ mod tests {
             unit: Some(Unit::Count),
             better: Some(better),
             basis,
+            spread: None,
         }
+    }
+
+    #[test]
+    fn a_run_whose_seconds_disagree_cannot_call_a_small_change() {
+        // Thousands of requests a side: their order statistics alone call +15% a regression.
+        let dist = |v: f64| {
+            let mut r = crate::measure::latency::Recorder::default();
+            for i in 0..5000u64 {
+                r.record(std::time::Duration::from_micros(
+                    (v * 1000.0) as u64 + i % 50,
+                ));
+            }
+            serde_json::to_value(r.summary()).unwrap()
+        };
+        let q = |v: f64, spread: Option<f64>| Figure {
+            spread,
+            ..fig(
+                v,
+                Better::Lower,
+                Basis::Quantile {
+                    q: 0.5,
+                    n: 5000,
+                    dist: dist(v),
+                },
+            )
+        };
+        let opts = Options::default();
+        assert_eq!(
+            row(&q(10.0, None), &q(11.5, None), opts).verdict,
+            Verdict::Regressed
+        );
+        // Each run's medians moved by 12% from second to second (a busy box): that much is noise.
+        let s = Some(0.12 / 6f64.sqrt());
+        let r = row(&q(10.0, s), &q(11.5, s), opts);
+        assert_eq!(r.verdict, Verdict::Noise, "{:?}", r.why);
+        // A change far beyond that spread is still a regression.
+        assert_eq!(
+            row(&q(10.0, s), &q(20.0, s), opts).verdict,
+            Verdict::Regressed
+        );
     }
 
     #[test]

@@ -219,6 +219,7 @@ pub fn build(i: Inputs<'_>) -> StressRecord {
             t: t as u64,
             ok: s.ok,
             errors: s.errors,
+            p50: (!s.hist.is_empty()).then(|| s.hist.value_at_quantile(0.5) as f64 / 1e3),
             p99: (!s.hist.is_empty()).then(|| s.hist.value_at_quantile(0.99) as f64 / 1e3),
             max: (!s.hist.is_empty()).then(|| s.hist.max() as f64 / 1e3),
         })
