@@ -182,7 +182,8 @@ pub struct Spread {
     /// For the quantiles and means of the record's latency distributions: from the per-second
     /// medians.
     pub latency: Option<f64>,
-    /// For rates of requests: from the per-second counts.
+    /// For rates of requests: from the per-second counts, at least the latency's (a closed
+    /// loop's rate is its clients over its latency).
     pub rate: Option<f64>,
 }
 
@@ -213,10 +214,13 @@ impl Spread {
             .filter(|s| ok(s).is_some_and(|k| k >= Self::MIN_PER_SECOND))
             .filter_map(|s| s.get("p50")?.as_f64())
             .collect();
-        Spread {
-            latency: rse(&medians),
-            rate: rse(&counts),
-        }
+        let latency = rse(&medians);
+        // A closed loop's rate is its clients over its latency: it moves as much as that does.
+        let rate = match (rse(&counts), latency) {
+            (Some(r), Some(l)) => Some(r.max(l)),
+            (r, l) => r.or(l),
+        };
+        Spread { latency, rate }
     }
 
     /// `(lo, hi)` widened to at least `value ± 1.96 × rse`.
@@ -496,7 +500,10 @@ mod tests {
             (s.latency.unwrap() - 1.0 / 5f64.sqrt() / 10.0).abs() < 1e-9,
             "{s:?}"
         );
-        assert_eq!(s.rate, None, "three whole seconds estimate no spread");
+        assert_eq!(
+            s.rate, s.latency,
+            "three whole seconds estimate no spread of their own: the latency's"
+        );
         let many: Vec<Value> = (0..8)
             .map(|t| second(t, 100 + 10 * (t % 2), 10.0))
             .collect();
