@@ -1084,6 +1084,16 @@ fn spawn_step(
         let cpu_before = pids().map(|p| process::CpuMark::now(&p));
         let mut report = join_step(tokio::task::spawn_blocking(blocking), &spec).await;
         let ended = Instant::now();
+        // The members' CPU and memory at the step's end, before waiting for etcd to settle (the
+        // next step may restart a member meanwhile).
+        let process_view = match (pids(), cpu_before) {
+            (Some(now), Some(mark)) => Some(ProcessStep {
+                cpu: mark.since(&now).as_secs_f64() * 1e3,
+                rss_bytes: now.iter().filter_map(|p| process::rss(*p)).sum(),
+                members: now.len(),
+            }),
+            _ => None,
+        };
         let mut after = metrics.scrape_all().await;
         // etcd commits its backend on a timer (`--backend-batch-interval`, 100 ms by default):
         // the commit holding a step's last writes comes just after it, and belongs to it. On a
@@ -1106,13 +1116,7 @@ fn spawn_step(
             _ => None,
         };
         server.links = probes.map(|p| links_during(&p, began, ended));
-        if let (Some(now), Some(mark)) = (pids(), cpu_before) {
-            server.process = Some(ProcessStep {
-                cpu: mark.since(&now).as_secs_f64() * 1e3,
-                rss_bytes: now.iter().filter_map(|p| process::rss(*p)).sum(),
-                members: now.len(),
-            });
-        }
+        server.process = process_view;
         report
             .record
             .add("server", serde_json::to_value(server).unwrap_or_default());
