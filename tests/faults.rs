@@ -127,10 +127,12 @@ fn killing_the_leader_elects_another_and_the_load_sees_the_window() {
     let expected = if end("restart") < end("load") { 3 } else { 2 };
     assert_eq!(load["members"], expected, "{load}");
     assert!(load["cpu"].as_f64().unwrap() > 0.0, "{load}");
-    assert!(
-        load["rss_bytes"].as_u64().unwrap() > degraded["rss_bytes"].as_u64().unwrap(),
-        "three members use more memory than two: {load} vs {degraded}"
-    );
+    if expected == 3 {
+        assert!(
+            load["rss_bytes"].as_u64().unwrap() > degraded["rss_bytes"].as_u64().unwrap(),
+            "three members use more memory than two: {load} vs {degraded}"
+        );
+    }
 }
 
 #[test]

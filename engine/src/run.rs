@@ -29,9 +29,6 @@ use crate::target::{ConnectSettings, Target};
 /// step's last writes: etcd's default batch interval (100 ms) and a margin.
 const BACKEND_SETTLE: std::time::Duration = std::time::Duration::from_millis(150);
 
-/// At most this many [`BACKEND_SETTLE`] waits after a step that wrote.
-const SETTLE_ROUNDS: usize = 4;
-
 /// Everything a run needs besides the scenario's own declarations.
 #[derive(Debug, Clone, Default)]
 pub struct RunConfig {
@@ -1096,19 +1093,10 @@ fn spawn_step(
         };
         let mut after = metrics.scrape_all().await;
         // etcd commits its backend on a timer (`--backend-batch-interval`, 100 ms by default):
-        // the commit holding a step's last writes comes just after it, and belongs to it. On a
-        // busy machine it can come later than one interval: wait until one passes with nothing
-        // left to commit (bounded: a background step may keep writing).
+        // the commit holding a step's last writes comes just after it, and belongs to it.
         if wrote(&before, &after) {
-            for _ in 0..SETTLE_ROUNDS {
-                tokio::time::sleep(BACKEND_SETTLE).await;
-                let next = metrics.scrape_all().await;
-                let quiet = crate::actions::metrics::settled(&after, &next);
-                after = next;
-                if quiet {
-                    break;
-                }
-            }
+            tokio::time::sleep(BACKEND_SETTLE).await;
+            after = metrics.scrape_all().await;
         }
         let mut server = server_step(&before, &after);
         let apiserver = match (&kube, &kube_before) {

@@ -590,18 +590,6 @@ pub fn wrote(before: &ClusterScrape, after: &ClusterScrape) -> bool {
     delta(before, after, "etcd_server_proposals_committed_total").is_some_and(|n| n > 0.0)
 }
 
-/// Whether etcd's backend has committed what it applied, judged from two scrapes one batch
-/// interval apart: at the later one every member has applied all it committed, and no member's
-/// backend committed between them (a write still pending would have been committed on the
-/// batch timer).
-pub fn settled(earlier: &ClusterScrape, later: &ClusterScrape) -> bool {
-    let applied = later.members.iter().all(|m| {
-        let get = |n: &str| scalar_sel(&m.scrape, n, &[]);
-        get("etcd_server_proposals_committed_total") == get("etcd_server_proposals_applied_total")
-    });
-    applied && window(earlier, later, "etcd_disk_backend_commit_duration_seconds").count == 0
-}
-
 /// Computes a step's server figures.
 pub fn server_step(before: &ClusterScrape, after: &ClusterScrape) -> ServerStep {
     let mut unscraped: Vec<String> = before
