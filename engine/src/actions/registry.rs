@@ -82,6 +82,15 @@ macro_rules! records {
                 }
             }
 
+            /// A field of the record as JSON, its own or one added, without writing the whole
+            /// record out; `None` when it has none (or is not a map).
+            fn get(&self, key: &str) -> Option<&Value> {
+                match self {
+                    $(Record::$variant(t) => t.added.get(key).or_else(|| t.written.get(key)),)+
+                    Record::Script(v) => v.get(key),
+                }
+            }
+
             /// The record of `ty` that `value` is, when it is one exactly.
             fn decode(ty: RecordType, value: &Value) -> Option<Record> {
                 match ty {
@@ -235,10 +244,7 @@ impl Record {
     /// Adds a field beside the record's own unless it has one of that name (a step's views: a
     /// script's own `server` field wins). Does nothing to a script value that is not a map.
     pub fn add(&mut self, key: &str, value: Value) {
-        let has = match &self.to_value() {
-            Value::Object(m) => m.contains_key(key),
-            _ => true,
-        };
+        let has = self.get(key).is_some();
         if let (false, Some(m)) = (has, self.added_mut()) {
             m.insert(key.to_string(), value);
         }
@@ -253,13 +259,7 @@ impl Record {
 
     /// A field of the record as JSON (its own or one added), `None` when it has none.
     pub fn field(&self, key: &str) -> Option<Value> {
-        match self {
-            Record::Script(v) => v.get(key).cloned(),
-            typed => match typed.to_value() {
-                Value::Object(mut m) => m.remove(key),
-                _ => None,
-            },
-        }
+        self.get(key).cloned()
     }
 
     /// Whether this is a non-empty map the script built itself.
